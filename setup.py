@@ -1,0 +1,29 @@
+"""Builds the compiled kernels rnnkit._kernels (everything else is in pyproject.toml).
+
+Environment switches:
+  RNNKIT_NATIVE=1  compile with -march=native (local builds only: the result is not portable)
+  RNNKIT_DEBUG=1   turn Cython's bounds, wraparound and initialisation checks back on
+"""
+import os
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+debug = os.environ.get("RNNKIT_DEBUG") == "1"
+compile_args = ["-O3"] + (["-march=native"] if os.environ.get("RNNKIT_NATIVE") == "1" else [])
+# The safety checks are set here rather than in the .pyx header, because a header directive
+# would override this switch. The other directives are in the header.
+checks = {"boundscheck": debug, "wraparound": debug, "initializedcheck": debug}
+
+extensions = [
+    Extension(
+        "rnnkit._kernels",
+        ["src/rnnkit/_kernels.pyx"],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+    )
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=checks))

@@ -1,0 +1,25 @@
+"""Exceptions that rnnkit raises for problems a user can fix.
+
+The library raises them and never prints or exits; cli.py turns every RnnkitError into one
+`error: ...` line on stderr and exit code 2.
+"""
+
+
+class RnnkitError(Exception):
+    """Bad input or usage: the message says what, where, and what to do."""
+
+
+class InputError(RnnkitError):
+    """A text or data file that cannot be read as asked (missing, not UTF-8, empty, ...)."""
+
+
+class ModelFileError(RnnkitError):
+    """A model file that is not a model, is truncated or corrupted, or is of another version."""
+
+
+class FormatError(RnnkitError):
+    """A file in a text format (ARPA, N-best, vocabulary) with a malformed line."""
+
+
+class TrainingError(RnnkitError):
+    """Training cannot go on (diverged loss, invalid discounts, empty split, ...)."""

@@ -1,0 +1,131 @@
+"""Tokenisation and vocabulary: how text becomes token ids, the same way everywhere.
+
+A Tokenizer (level, Unicode normalisation, lowercasing) travels inside every corpus manifest and
+model file, so a sentence is always split the way the training data was.
+The vocabulary has the specials <unk>, <s>, </s> at the fixed ids 0, 1, 2.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import FormatError, InputError
+
+UNK, BOS, EOS = 0, 1, 2
+SPECIALS = ("<unk>", "<s>", "</s>")
+SPACE = "\u2581"  # '▁', the explicit space token of character-level text
+LEVELS = ("word", "char")
+NORMALIZATIONS = ("nfc", "nfkc", "none")
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """Splits a line of text into tokens. Word level splits on Unicode whitespace; character level
+    yields every Unicode character (a Korean syllable stays whole) with spaces as `▁`."""
+
+    level: str = "word"
+    normalize: str = "nfc"
+    lowercase: bool = False
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise InputError(f"unknown level {self.level!r}: use one of {', '.join(LEVELS)}")
+        if self.normalize not in NORMALIZATIONS:
+            raise InputError(
+                f"unknown normalisation {self.normalize!r}: use one of {', '.join(NORMALIZATIONS)}")
+
+    def clean(self, line: str) -> str:
+        if self.normalize != "none":
+            line = unicodedata.normalize(self.normalize.upper(), line)
+        return line.lower() if self.lowercase else line
+
+    def split(self, line: str) -> list[str]:
+        line = self.clean(line)
+        if self.level == "word":
+            return line.split()
+        return list(SPACE.join(line.split()))
+
+    def join(self, tokens) -> str:
+        if self.level == "word":
+            return " ".join(tokens)
+        return "".join(tokens).replace(SPACE, " ")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Tokenizer":
+        return cls(level=d.get("level", "word"), normalize=d.get("normalize", "nfc"),
+                   lowercase=bool(d.get("lowercase", False)))
+
+
+class Vocab:
+    """Tokens by id, with counts. `index` maps a token to its id."""
+
+    def __init__(self, tokens: list[str], counts=None):
+        if list(tokens[:3]) != list(SPECIALS):
+            raise FormatError(
+                f"a vocabulary must start with {', '.join(SPECIALS)} (ids 0, 1, 2); "
+                f"it starts with {', '.join(tokens[:3])}")
+        self.tokens = list(tokens)
+        self.counts = np.zeros(len(tokens), np.int64) if counts is None else np.asarray(counts, np.int64)
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            seen = set()
+            dup = next(t for t in self.tokens if t in seen or seen.add(t))
+            raise FormatError(f"the vocabulary lists {dup!r} twice")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.index
+
+    def encode(self, tokens) -> np.ndarray:
+        """Token ids (uint32); tokens not in the vocabulary become <unk>."""
+        get = self.index.get
+        return np.fromiter((get(t, UNK) for t in tokens), dtype=np.uint32, count=len(tokens))
+
+    def decode(self, ids) -> list[str]:
+        return [self.tokens[i] for i in ids]
+
+    def sha256(self) -> str:
+        return hashlib.sha256("\n".join(self.tokens).encode("utf-8")).hexdigest()
+
+    def write(self, f) -> None:
+        """`token<TAB>count` per line; the id is the line number from 0."""
+        for t, c in zip(self.tokens, self.counts.tolist()):
+            f.write(f"{t}\t{c}\n")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "Vocab":
+        tokens, counts = [], []
+        try:
+            with open(path, encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    line = line.rstrip("\n")
+                    if not line:
+                        raise FormatError(f"{path}:{number}: empty line in a vocabulary file")
+                    token, _, count = line.partition("\t")
+                    if not token or any(ch.isspace() for ch in token if ch != SPACE):
+                        raise FormatError(f"{path}:{number}: a token may not be empty or hold spaces")
+                    try:
+                        counts.append(int(count) if count else 0)
+                    except ValueError:
+                        raise FormatError(
+                            f"{path}:{number}: expected 'token<TAB>count', got {line!r}") from None
+                    tokens.append(token)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such vocabulary file") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+        if not tokens:
+            raise FormatError(f"{path}: the vocabulary file is empty")
+        try:
+            return cls(tokens, counts)
+        except FormatError as e:
+            raise FormatError(f"{path}: {e}") from None
