@@ -135,6 +135,91 @@ def corpus_table(manifest: dict):
     return t
 
 
+# ------------------------------------------------------------------------------------------------
+# train (one command for every model type; the n-gram and recurrent parts each own a function)
+# ------------------------------------------------------------------------------------------------
+TRAIN_TYPES = ("ngram", "lstm", "lstm-peephole", "lstm-nofg", "rnn")
+
+
+@app.command(epilog="Examples:\n\n"
+             "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
+             "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit")
+def train(
+    data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare`, or a text "
+                                        "file (prepared with the default options).")],
+    model_type: Annotated[str, typer.Option("--type", help="ngram, lstm, lstm-peephole, "
+                                            "lstm-nofg (no forget gate) or rnn (tanh).")] = "lstm",
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="The model file to write.")] = None,
+    # n-gram options
+    order: Annotated[int, typer.Option(help="[ngram] Order N of the n-gram model (1-9).")] = 3,
+    smoothing: Annotated[str, typer.Option(help="[ngram] mkn (modified Kneser-Ney), kn, wb "
+                                           "(Witten-Bell), addk or mle.")] = "mkn",
+    add_k: Annotated[float, typer.Option(help="[ngram] k of add-k smoothing.")] = 0.1,
+    prune: Annotated[Optional[list[int]], typer.Option(
+        help="[ngram] Per order, drop n-grams seen this many times or fewer (repeat: "
+        "--prune 0 --prune 0 --prune 1).")] = None,
+    discount_fallback: Annotated[bool, typer.Option(
+        "--discount-fallback", help="[ngram] Use 0.5, 1, 1.5 where the closed-form Kneser-Ney "
+        "discounts are invalid (tiny or artificial data), as KenLM does.")] = False,
+    # recurrent options
+    emb: Annotated[int, typer.Option(help="[rnn] Embedding size.")] = 200,
+    hidden: Annotated[int, typer.Option(help="[rnn] Hidden units per layer.")] = 200,
+    layers: Annotated[int, typer.Option(help="[rnn] Stacked recurrent layers.")] = 2,
+    dropout: Annotated[float, typer.Option(help="[rnn] Dropout on non-recurrent connections.")] = 0.0,
+    tie_weights: Annotated[bool, typer.Option("--tie-weights", help="[rnn] Share the embedding and "
+                                              "output weights (needs --emb = --hidden).")] = False,
+    bptt: Annotated[int, typer.Option(help="[rnn] Truncated-BPTT window, in steps.")] = 35,
+    batch: Annotated[int, typer.Option(help="[rnn] Parallel streams.")] = 20,
+    epochs: Annotated[int, typer.Option(help="[rnn] Passes over the training data.")] = 13,
+    optimizer: Annotated[str, typer.Option(help="[rnn] sgd or adam.")] = "sgd",
+    lr: Annotated[Optional[float], typer.Option(help="[rnn] Learning rate [default: 1.0 for sgd, "
+                                                "0.001 for adam].")] = None,
+    lr_decay: Annotated[float, typer.Option(help="[rnn] Factor applied to the learning rate "
+                                            "each epoch after --decay-after.")] = 0.5,
+    decay_after: Annotated[int, typer.Option(help="[rnn] Epochs before the decay starts.")] = 4,
+    clip: Annotated[float, typer.Option(help="[rnn] Clip the gradient norm to this.")] = 5.0,
+    init_scale: Annotated[float, typer.Option(help="[rnn] Uniform init in [-s, s].")] = 0.1,
+    seed: Annotated[int, typer.Option(help="[rnn] Random seed.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="[rnn] Threads (default: all cores).")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="[rnn] Stop after this many epochs "
+                                                    "without a better validation perplexity.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(help="[rnn] Start from this trained model "
+                                                      "(fine-tuning).")] = None,
+    checkpoint_every: Annotated[Optional[float], typer.Option(
+        help="[rnn] Also write a checkpoint every this many minutes.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="[rnn] Continue from the checkpoint "
+                                         "beside --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+):
+    """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
+    if model_type not in TRAIN_TYPES:
+        raise RnnkitError(f"unknown --type {model_type!r}: use one of {', '.join(TRAIN_TYPES)}")
+    if out_path is None:
+        raise RnnkitError("--out MODEL is required: the model file to write")
+    if model_type == "ngram":
+        summary = _train_ngram(data, out_path, order=order, smoothing=smoothing, add_k=add_k,
+                               prune=prune, discount_fallback=discount_fallback, quiet=as_json)
+    else:
+        summary = _train_recurrent(
+            data, out_path, model_type=model_type, emb=emb, hidden=hidden, layers=layers,
+            dropout=dropout, tie_weights=tie_weights, bptt=bptt, batch=batch, epochs=epochs,
+            optimizer=optimizer, lr=lr, lr_decay=lr_decay, decay_after=decay_after, clip=clip,
+            init_scale=init_scale, seed=seed, threads=threads, patience=patience,
+            init_from=init_from, checkpoint_every=checkpoint_every, resume=resume, quiet=as_json)
+    if as_json:
+        print_json(summary)
+
+
+def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fallback, quiet):
+    """[owned by the n-gram work] train, save, print a summary table unless quiet; return a dict."""
+    raise RnnkitError("n-gram training is not available yet")
+
+
+def _train_recurrent(data, out_path, *, quiet, **options):
+    """[owned by the recurrent-model work] train, save, print a summary unless quiet; return a dict."""
+    raise RnnkitError("recurrent training is not available yet")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script and `python -m rnnkit`."""
     # Typer vendors click in recent versions: take click's exception classes from Typer's own
