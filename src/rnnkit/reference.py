@@ -1,0 +1,260 @@
+"""Plain numpy implementation of every compiled kernel: the specification _kernels.pyx is held to.
+
+Written for reading, not speed. Works in float64 and float32 (the dtype of `x`, or of `h`, is
+the dtype of every result). The compiled module rnnkit._kernels has the same function names and
+argument order, float32 only.
+
+Dimension letters (used in every shape comment):
+  T time steps in a window, B batch (parallel streams), E input (embedding) size,
+  H hidden size, V vocabulary, N rows of the output layer (usually T*B).
+
+Layout follows PyTorch so weights move between rnnkit and torch unchanged: time-major inputs,
+gate order i, f, g, o, weight_ih [4H, E], weight_hh [4H, H], bias_ih / bias_hh [4H];
+nn.RNN's weight_ih [H, E], weight_hh [H, H]; the decoder's weight [V, H] and bias [V].
+
+Every layer is a forward / backward pair: forward returns its outputs and a cache holding
+exactly what backward needs; backward takes the gradients of forward's outputs first and the
+cache last, and returns the gradients of forward's inputs in the order forward took them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "lstm_forward", "lstm_backward", "lstm_step",
+    "rnn_forward", "rnn_backward", "rnn_step",
+    "softmax_xent_forward", "softmax_xent_backward", "log_softmax",
+    "embedding_forward", "embedding_backward",
+]
+
+
+def sigmoid(z):
+    # written through tanh so that no exp overflows for very large |z|: σ(z) = (1 + tanh(z/2)) / 2
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class Cache:
+    """What a backward pass needs from its forward pass (a plain bag of arrays)."""
+
+    def __init__(self, **arrays):
+        self.__dict__.update(arrays)
+
+
+# --------------------------------------------------------------------------------------------
+# LSTM
+# --------------------------------------------------------------------------------------------
+def _lstm_cell(a, c_prev, w_peep, forget_gate):
+    """One step of the gates from the pre-activations a [B, 4H] (gate order i, f, g, o).
+
+    Returns (i, f, g, o, c) each [B, H]. With peepholes (Gers, Schraudolph & Schmidhuber 2002)
+    the input and forget gates see c_{t-1} and the output gate sees the new c_t, through the
+    diagonal weights w_peep [3, H] (rows i, f, o).
+    """
+    H = c_prev.shape[1]
+    ai, af, ag, ao = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+    if w_peep is not None:
+        ai = ai + w_peep[0] * c_prev
+        af = af + w_peep[1] * c_prev
+    i = sigmoid(ai)
+    f = sigmoid(af) if forget_gate else np.zeros_like(i)
+    g = np.tanh(ag)
+    # forget_gate=False is the original memory block (Hochreiter & Schmidhuber 1997): the
+    # constant error carousel c_t = c_{t-1} + i*g; the f rows of the weights are ignored
+    c = (f * c_prev if forget_gate else c_prev) + i * g
+    if w_peep is not None:
+        ao = ao + w_peep[2] * c
+    o = sigmoid(ao)
+    return i, f, g, o, c
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, cache=None):
+    """One LSTM layer over a window: returns (h [T, B, H], hT [B, H], cT [B, H], cache).
+
+    x [T, B, E], h0 / c0 [B, H], w_ih [4H, E], w_hh [4H, H], b_ih / b_hh [4H],
+    w_peep [3, H] or None (peephole weights for i, f, o), forget_gate False for the original
+    LSTM without a forget gate. h holds h_1 .. h_T. `cache`, a cache from an earlier call, lets
+    the kernels reuse its buffers; the reference accepts it and ignores it.
+    """
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    dt = x.dtype
+    h = np.empty((T, B, H), dt)          # h_1 .. h_T
+    c = np.empty((T, B, H), dt)          # c_1 .. c_T
+    gates = np.empty((T, B, 4 * H), dt)  # activated gates i, f, g, o per step
+    # the input projection does not depend on the recurrence: all T steps in one product
+    xw = x @ w_ih.T + (b_ih + b_hh)      # [T, B, 4H]
+    h_prev, c_prev = h0, c0
+    for t in range(T):
+        a = xw[t] + h_prev @ w_hh.T      # [B, 4H]
+        i, f, g, o, c[t] = _lstm_cell(a, c_prev, w_peep, forget_gate)
+        h[t] = o * np.tanh(c[t])
+        gates[t] = np.concatenate([i, f, g, o], axis=1)
+        h_prev, c_prev = h[t], c[t]
+    cache = Cache(x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, w_peep=w_peep,
+                  forget_gate=forget_gate, h=h, c=c, gates=gates)
+    return h, h[-1].copy(), c[-1].copy(), cache
+
+
+def lstm_backward(dh, dhT, dcT, cache):
+    """Gradients of an LSTM window: (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep).
+
+    dh [T, B, H] is dL/dh_t from above for every step, dhT / dcT [B, H] dL/dh_T and dL/dc_T from
+    the next window (zeros for the last one). dw_peep is None when the forward had no peepholes.
+    """
+    x, w_ih, w_hh, w_peep = cache.x, cache.w_ih, cache.w_hh, cache.w_peep
+    T, B, _ = x.shape
+    H = cache.h0.shape[1]
+    dgates = np.empty((T, B, 4 * H), x.dtype)  # dL/d(pre-activation) per step, i, f, g, o
+    dw_peep = None if w_peep is None else np.zeros_like(w_peep)
+    dh_next, dc_next = dhT.astype(x.dtype), dcT.astype(x.dtype)
+    for t in reversed(range(T)):
+        g4 = cache.gates[t]
+        i, f, g, o = g4[:, :H], g4[:, H:2 * H], g4[:, 2 * H:3 * H], g4[:, 3 * H:]
+        c_t = cache.c[t]
+        c_prev = cache.c[t - 1] if t > 0 else cache.c0
+        tc = np.tanh(c_t)
+        dht = dh[t] + dh_next
+        da_o = dht * tc * o * (1 - o)
+        dc = dc_next + dht * o * (1 - tc * tc)
+        if w_peep is not None:
+            dc = dc + da_o * w_peep[2]             # o_t saw c_t
+        da_i = dc * g * i * (1 - i)
+        da_g = dc * i * (1 - g * g)
+        if cache.forget_gate:
+            da_f = dc * c_prev * f * (1 - f)
+            dc_next = dc * f
+        else:
+            da_f = np.zeros_like(dc)
+            dc_next = dc.copy()
+        if w_peep is not None:
+            dc_next += da_i * w_peep[0] + da_f * w_peep[1]   # i_t and f_t saw c_{t-1}
+            dw_peep[0] += (da_i * c_prev).sum(0)
+            dw_peep[1] += (da_f * c_prev).sum(0)
+            dw_peep[2] += (da_o * c_t).sum(0)
+        dgates[t] = np.concatenate([da_i, da_f, da_g, da_o], axis=1)
+        dh_next = dgates[t] @ w_hh
+    h_prev = np.concatenate([cache.h0[None], cache.h[:-1]], axis=0)  # [T, B, H] h_0 .. h_{T-1}
+    dx = dgates @ w_ih                                               # [T, B, E]
+    dw_ih = np.einsum("tbg,tbe->ge", dgates, x)                      # [4H, E]
+    dw_hh = np.einsum("tbg,tbh->gh", dgates, h_prev)                 # [4H, H]
+    db = dgates.sum((0, 1))                                          # [4H]
+    return dx, dh_next, dc_next, dw_ih, dw_hh, db, db.copy(), dw_peep
+
+
+def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None):
+    """One step for B streams, updating h [B, H] and c [B, H] in place; returns (h, c).
+
+    x [B, E]. gates, an optional [B, 4H] workspace, is accepted for the kernels' signature.
+    """
+    a = x @ w_ih.T + h @ w_hh.T + (b_ih + b_hh)
+    if gates is not None:
+        gates[...] = a
+    i, f, g, o, c_new = _lstm_cell(a, c, w_peep, forget_gate)
+    c[...] = c_new
+    h[...] = o * np.tanh(c_new)
+    return h, c
+
+
+# --------------------------------------------------------------------------------------------
+# tanh RNN (Elman)
+# --------------------------------------------------------------------------------------------
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, cache=None):
+    """h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh): returns (h [T, B, H], hT [B, H], cache).
+
+    x [T, B, E], h0 [B, H], w_ih [H, E], w_hh [H, H], b_ih / b_hh [H]; `cache` as lstm_forward.
+    """
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    h = np.empty((T, B, H), x.dtype)
+    xw = x @ w_ih.T + (b_ih + b_hh)  # [T, B, H]
+    h_prev = h0
+    for t in range(T):
+        h[t] = np.tanh(xw[t] + h_prev @ w_hh.T)
+        h_prev = h[t]
+    cache = Cache(x=x, h0=h0, w_ih=w_ih, w_hh=w_hh, h=h)
+    return h, h[-1].copy(), cache
+
+
+def rnn_backward(dh, dhT, cache):
+    """Gradients of a tanh-RNN window: (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    x, w_ih, w_hh, h = cache.x, cache.w_ih, cache.w_hh, cache.h
+    T = x.shape[0]
+    da = np.empty_like(h)  # [T, B, H] dL/d(pre-activation)
+    dh_next = dhT.astype(x.dtype)
+    for t in reversed(range(T)):
+        da[t] = (dh[t] + dh_next) * (1 - h[t] * h[t])
+        dh_next = da[t] @ w_hh
+    h_prev = np.concatenate([cache.h0[None], h[:-1]], axis=0)
+    dx = da @ w_ih
+    dw_ih = np.einsum("tbh,tbe->he", da, x)
+    dw_hh = np.einsum("tbh,tbk->hk", da, h_prev)
+    db = da.sum((0, 1))
+    return dx, dh_next, dw_ih, dw_hh, db, db.copy()
+
+
+def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
+    """One tanh-RNN step for B streams, updating h [B, H] in place; returns h.
+
+    x [B, E]; work, an optional [B, H] workspace, is accepted for the kernels' signature.
+    """
+    h[...] = np.tanh(x @ w_ih.T + h @ w_hh.T + (b_ih + b_hh))
+    return h
+
+
+# --------------------------------------------------------------------------------------------
+# output layer: logits, log-softmax, cross-entropy
+# --------------------------------------------------------------------------------------------
+def _check_ids(ids, V, name):
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers, got {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= V):
+        raise ValueError(f"{name} must be in [0, {V}), got values in "
+                         f"[{ids.min()}, {ids.max()}]")
+    return ids.astype(np.int64)
+
+
+def log_softmax(h, w, b):
+    """Natural-log probabilities [N, V] of the decoder: log softmax(h w^T + b) per row.
+
+    h [N, H], w [V, H] (decoder.weight), b [V].
+    """
+    z = h @ w.T + b                             # [N, V] logits
+    z = z - z.max(axis=1, keepdims=True)        # row-wise max: no overflow in exp
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def softmax_xent_forward(h, w, b, targets, cache=None):
+    """Summed cross-entropy (natural log) of the targets [N] under softmax(h w^T + b).
+
+    Returns (loss_sum, cache); `cache` as lstm_forward.
+    """
+    V = w.shape[0]
+    t = _check_ids(targets, V, "targets")
+    logp = log_softmax(h, w, b)                 # [N, V]
+    loss = -logp[np.arange(len(t)), t].sum()
+    return float(loss), Cache(h=h, w=w, p=np.exp(logp), targets=t)
+
+
+def softmax_xent_backward(dloss, cache):
+    """Gradients (dh [N, H], dw [V, H], db [V]) of loss_sum * dloss."""
+    dz = cache.p.copy()                         # d loss / d logits = softmax - onehot
+    dz[np.arange(len(cache.targets)), cache.targets] -= 1
+    dz *= dloss
+    return dz @ cache.w, dz.T @ cache.h, dz.sum(0)
+
+
+# --------------------------------------------------------------------------------------------
+# embedding
+# --------------------------------------------------------------------------------------------
+def embedding_forward(ids, weight):
+    """Rows of weight [V, E] for ids [T, B]: x [T, B, E]."""
+    return weight[_check_ids(ids, weight.shape[0], "ids")]
+
+
+def embedding_backward(dx, ids, V):
+    """dweight [V, E]: the rows of dx [T, B, E] added up per id (scatter-add)."""
+    ids = _check_ids(ids, V, "ids")
+    dw = np.zeros((V, dx.shape[-1]), dx.dtype)
+    np.add.at(dw, ids.reshape(-1), dx.reshape(-1, dx.shape[-1]))
+    return dw
