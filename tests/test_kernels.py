@@ -1,0 +1,399 @@
+"""The compiled kernels against the numpy reference (float64, from the same float32 inputs):
+every variant, forward and backward, carried state, single steps, edge cases, bad input;
+and against PyTorch's nn.LSTM / nn.RNN when torch is installed."""
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnkit import reference as ref
+
+K = pytest.importorskip("rnnkit._kernels")
+
+VARIANTS = [(False, True), (False, False), (True, True), (True, False)]  # (peephole, forget gate)
+
+
+def close(got, want, name=""):
+    """float32 kernels vs the float64 reference: relative error <= 1e-4 (absolute for tiny values,
+    scaled by the array's magnitude)."""
+    want = np.asarray(want, np.float64)
+    scale = max(1.0, float(np.abs(want).max(initial=0)))
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-4, atol=2e-5 * scale,
+                               err_msg=name)
+
+
+def lstm_params(rng, T, B, E, H, peep, scale=0.5):
+    f = np.float32
+    return dict(
+        x=rng.standard_normal((T, B, E)).astype(f), h0=rng.standard_normal((B, H)).astype(f),
+        c0=rng.standard_normal((B, H)).astype(f),
+        w_ih=(rng.standard_normal((4 * H, E)) * scale).astype(f),
+        w_hh=(rng.standard_normal((4 * H, H)) * scale).astype(f),
+        b_ih=(rng.standard_normal(4 * H) * scale).astype(f),
+        b_hh=(rng.standard_normal(4 * H) * scale).astype(f),
+        w_peep=(rng.standard_normal((3, H)) * scale).astype(f) if peep else None)
+
+
+def f64(p):
+    return {k: None if v is None else v.astype(np.float64) for k, v in p.items()}
+
+
+GRAD_NAMES = ["dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dw_peep"]
+
+shapes = st.tuples(st.integers(1, 6), st.integers(1, 5), st.integers(1, 9), st.integers(1, 9))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**31 - 1))
+def test_lstm_matches_reference(shape, variant, seed):
+    T, B, E, H = shape
+    peep, fg = variant
+    rng = np.random.default_rng(seed)
+    p = lstm_params(rng, T, B, E, H, peep)
+    dh = rng.standard_normal((T, B, H)).astype(np.float32)
+    dhT = rng.standard_normal((B, H)).astype(np.float32)
+    dcT = rng.standard_normal((B, H)).astype(np.float32)
+    h, hT, cT, cache = K.lstm_forward(**p, forget_gate=fg)
+    rh, rhT, rcT, rcache = ref.lstm_forward(**f64(p), forget_gate=fg)
+    close(h, rh, "h"), close(hT, rhT, "hT"), close(cT, rcT, "cT")
+    got = K.lstm_backward(dh, dhT, dcT, cache)
+    want = ref.lstm_backward(dh.astype(np.float64), dhT.astype(np.float64),
+                             dcT.astype(np.float64), rcache)
+    for name, g, w in zip(GRAD_NAMES, got, want):
+        if w is None:
+            assert g is None, name
+        else:
+            assert g.dtype == np.float32 and g.shape == w.shape, name
+            close(g, w, name)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31 - 1))
+def test_rnn_matches_reference(shape, seed):
+    T, B, E, H = shape
+    rng = np.random.default_rng(seed)
+    f = np.float32
+    p = dict(x=rng.standard_normal((T, B, E)).astype(f), h0=rng.standard_normal((B, H)).astype(f),
+             w_ih=(rng.standard_normal((H, E)) * 0.5).astype(f),
+             w_hh=(rng.standard_normal((H, H)) * 0.5).astype(f),
+             b_ih=(rng.standard_normal(H) * 0.5).astype(f),
+             b_hh=(rng.standard_normal(H) * 0.5).astype(f))
+    dh, dhT = rng.standard_normal((T, B, H)).astype(f), rng.standard_normal((B, H)).astype(f)
+    h, hT, cache = K.rnn_forward(**p)
+    rh, rhT, rcache = ref.rnn_forward(**f64(p))
+    close(h, rh, "h"), close(hT, rhT, "hT")
+    got = K.rnn_backward(dh, dhT, cache)
+    want = ref.rnn_backward(dh.astype(np.float64), dhT.astype(np.float64), rcache)
+    for name, g, w in zip(["dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"], got, want):
+        close(g, w, name)
+
+
+@pytest.mark.parametrize("peep,fg", VARIANTS)
+def test_lstm_two_windows_equal_one_window_of_2T(peep, fg):
+    rng = np.random.default_rng(11)
+    T, B, E, H = 8, 3, 5, 6
+    p = lstm_params(rng, T, B, E, H, peep)
+    dh = rng.standard_normal((T, B, H)).astype(np.float32)
+    z = np.zeros((B, H), np.float32)
+    h, hT, cT, cache = K.lstm_forward(**p, forget_gate=fg)
+    h = h.copy()
+    full = [None if g is None else g.copy() for g in K.lstm_backward(dh, z, z, cache)]
+    a = dict(p, x=p["x"][:4].copy())
+    ha, hTa, cTa, ca = K.lstm_forward(**a, forget_gate=fg)
+    b = dict(p, x=p["x"][4:].copy(), h0=hTa, c0=cTa)
+    hb, hTb, cTb, cb = K.lstm_forward(**b, forget_gate=fg)
+    np.testing.assert_allclose(np.concatenate([ha, hb]), h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cTb, cT, rtol=1e-5, atol=1e-6)
+    gb = K.lstm_backward(dh[4:].copy(), z, z, cb)
+    ga = K.lstm_backward(dh[:4].copy(), gb[1], gb[2], ca)
+    np.testing.assert_allclose(np.concatenate([ga[0], gb[0]]), full[0], rtol=1e-4, atol=1e-5)
+    for k in range(1, 8):
+        if full[k] is not None:
+            got = ga[k] if k in (1, 2) else ga[k] + gb[k]
+            np.testing.assert_allclose(got, full[k], rtol=1e-4, atol=1e-5, err_msg=GRAD_NAMES[k])
+
+
+def test_rnn_two_windows_equal_one_window_of_2T():
+    rng = np.random.default_rng(12)
+    f = np.float32
+    T, B, E, H = 6, 2, 4, 5
+    x, h0 = rng.standard_normal((T, B, E)).astype(f), rng.standard_normal((B, H)).astype(f)
+    w = dict(w_ih=rng.standard_normal((H, E)).astype(f),
+             w_hh=(rng.standard_normal((H, H)) * 0.5).astype(f),
+             b_ih=rng.standard_normal(H).astype(f), b_hh=rng.standard_normal(H).astype(f))
+    dh = rng.standard_normal((T, B, H)).astype(f)
+    z = np.zeros((B, H), f)
+    h, _, cache = K.rnn_forward(x, h0, **w)
+    h = h.copy()
+    full = [g.copy() for g in K.rnn_backward(dh, z, cache)]
+    ha, hTa, ca = K.rnn_forward(x[:3].copy(), h0, **w)
+    hb, _, cb = K.rnn_forward(x[3:].copy(), hTa, **w)
+    np.testing.assert_allclose(np.concatenate([ha, hb]), h, rtol=1e-5, atol=1e-6)
+    gb = K.rnn_backward(dh[3:].copy(), z, cb)
+    ga = K.rnn_backward(dh[:3].copy(), gb[1], ca)
+    np.testing.assert_allclose(ga[1], full[1], rtol=1e-4, atol=1e-5)
+    for k in range(2, 6):
+        np.testing.assert_allclose(ga[k] + gb[k], full[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("B", [1, 4])
+@pytest.mark.parametrize("peep,fg", VARIANTS)
+def test_lstm_T_single_steps_equal_one_call(peep, fg, B):
+    rng = np.random.default_rng(13)
+    T, E, H = 5, 7, 6
+    p = lstm_params(rng, T, B, E, H, peep)
+    h, hT, cT, _ = K.lstm_forward(**p, forget_gate=fg)
+    hs, cs = p["h0"].copy(), p["c0"].copy()
+    gates = np.empty((B, 4 * H), np.float32)
+    w = {k: p[k] for k in ["w_ih", "w_hh", "b_ih", "b_hh", "w_peep"]}
+    for t in range(T):
+        out = K.lstm_step(p["x"][t], hs, cs, **w, forget_gate=fg, gates=gates)
+        assert out[0] is hs and out[1] is cs  # updated in place
+        np.testing.assert_allclose(hs, h[t], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cs, cT, rtol=1e-5, atol=1e-6)
+    # and against the reference's step
+    hr, cr = p["h0"].astype(np.float64), p["c0"].astype(np.float64)
+    for t in range(T):
+        ref.lstm_step(p["x"][t].astype(np.float64), hr, cr, **f64(w), forget_gate=fg)
+    close(hs, hr), close(cs, cr)
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_rnn_T_single_steps_equal_one_call(B):
+    rng = np.random.default_rng(14)
+    f = np.float32
+    T, E, H = 5, 4, 6
+    x, h0 = rng.standard_normal((T, B, E)).astype(f), rng.standard_normal((B, H)).astype(f)
+    w = dict(w_ih=rng.standard_normal((H, E)).astype(f), w_hh=rng.standard_normal((H, H)).astype(f),
+             b_ih=rng.standard_normal(H).astype(f), b_hh=rng.standard_normal(H).astype(f))
+    h, _, _ = K.rnn_forward(x, h0, **w)
+    hs, work = h0.copy(), np.empty((B, H), f)
+    for t in range(T):
+        assert K.rnn_step(x[t], hs, **w, work=work) is hs
+        np.testing.assert_allclose(hs, h[t], rtol=1e-5, atol=1e-6)
+
+
+def test_steps_allocate_nothing_with_workspaces():
+    rng = np.random.default_rng(15)
+    B, E, H = 3, 64, 64
+    p = lstm_params(rng, 1, B, E, H, True)
+    x, h, c = p["x"][0], p["h0"], p["c0"]
+    w = {k: p[k] for k in ["w_ih", "w_hh", "b_ih", "b_hh", "w_peep"]}
+    gates = np.empty((B, 4 * H), np.float32)
+    K.lstm_step(x, h, c, **w, gates=gates)  # warm up
+    tracemalloc.start()
+    for _ in range(20):
+        K.lstm_step(x, h, c, **w, gates=gates)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < gates.nbytes  # no buffer of this size was allocated on any call
+
+
+def test_forward_reuses_the_cache_buffers():
+    rng = np.random.default_rng(16)
+    p = lstm_params(rng, 4, 2, 3, 5, False)
+    h1, _, _, cache = K.lstm_forward(**p)
+    first = h1.copy()
+    bufs = {k: v for k, v in vars(cache).items() if isinstance(v, np.ndarray)}
+    p2 = dict(p, x=(p["x"] * 2).copy())
+    h2, _, _, cache2 = K.lstm_forward(**p2, cache=cache)
+    assert cache2 is cache
+    assert all(getattr(cache, k) is v for k, v in bufs.items() if k not in ("x",))
+    np.testing.assert_array_equal(K.lstm_forward(**p2)[0], h2)
+    np.testing.assert_array_equal(K.lstm_forward(**p)[0], first)
+    with pytest.raises(ValueError, match="must be a rnn cache .*, got a lstm cache"):
+        K.rnn_forward(p["x"], p["h0"], p["w_ih"][:5], p["w_hh"][:5, :], p["b_ih"][:5],
+                      p["b_hh"][:5], cache=cache)
+
+
+def test_results_are_deterministic():
+    rng = np.random.default_rng(17)
+    p = lstm_params(rng, 6, 4, 8, 8, True)
+    dh = rng.standard_normal((6, 4, 8)).astype(np.float32)
+    z = np.zeros((4, 8), np.float32)
+    runs = []
+    for _ in range(2):
+        h, _, _, c = K.lstm_forward(**p)
+        runs.append([h.copy()] + [g.copy() for g in K.lstm_backward(dh, z, z, c)])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("N,H,V", [(1, 1, 1), (1, 5, 3), (7, 4, 13), (20, 16, 300)])
+def test_softmax_xent_matches_reference(N, H, V):
+    rng = np.random.default_rng(N * 100 + V)
+    f = np.float32
+    h, w, b = (rng.standard_normal((N, H)).astype(f), rng.standard_normal((V, H)).astype(f),
+               rng.standard_normal(V).astype(f))
+    t = rng.integers(0, V, N).astype(np.uint32)
+    loss, cache = K.softmax_xent_forward(h, w, b, t)
+    rloss, rcache = ref.softmax_xent_forward(h.astype(np.float64), w.astype(np.float64),
+                                             b.astype(np.float64), t)
+    assert loss == pytest.approx(rloss, rel=1e-5, abs=1e-5)
+    for g, r in zip(K.softmax_xent_backward(0.5, cache), ref.softmax_xent_backward(0.5, rcache)):
+        close(g, r)
+    with pytest.raises(ValueError, match="already ran"):
+        K.softmax_xent_backward(0.5, cache)
+    lp = K.log_softmax(h, w, b)
+    close(lp, ref.log_softmax(h.astype(np.float64), w.astype(np.float64), b.astype(np.float64)))
+    np.testing.assert_allclose(np.exp(lp.astype(np.float64)).sum(1), 1, rtol=1e-5)
+
+
+def test_softmax_with_huge_logits_stays_finite():
+    f = np.float32
+    h = np.array([[1e4, -1e4], [0, 0]], f)
+    w = np.array([[1, 0], [0, 1], [1, 1]], f)
+    b = np.zeros(3, f)
+    loss, cache = K.softmax_xent_forward(h, w, b, np.array([1, 0]))
+    assert np.isfinite(loss) and loss == pytest.approx(2e4 + np.log(3), rel=1e-6)
+    assert all(np.isfinite(g).all() for g in K.softmax_xent_backward(1.0, cache))
+    lp = K.log_softmax(h, w, b)
+    assert np.isfinite(lp).all()
+
+
+def test_embedding_matches_reference():
+    rng = np.random.default_rng(18)
+    V, E, T, B = 11, 5, 4, 3
+    wgt = rng.standard_normal((V, E)).astype(np.float32)
+    ids = rng.integers(0, V, (T, B))
+    ids[0, 0] = ids[1, 1] = 3  # a repeated id accumulates
+    np.testing.assert_array_equal(K.embedding_forward(ids, wgt), ref.embedding_forward(ids, wgt))
+    dx = rng.standard_normal((T, B, E)).astype(np.float32)
+    close(K.embedding_backward(dx, ids.astype(np.uint32), V),
+          ref.embedding_backward(dx.astype(np.float64), ids, V))
+
+
+def test_edge_sizes_B1_T1_H1():
+    rng = np.random.default_rng(19)
+    for peep, fg in VARIANTS:
+        p = lstm_params(rng, 1, 1, 1, 1, peep)
+        h, hT, cT, cache = K.lstm_forward(**p, forget_gate=fg)
+        rh, _, _, rc = ref.lstm_forward(**f64(p), forget_gate=fg)
+        close(h, rh)
+        one = np.ones((1, 1, 1), np.float32)
+        for g, r in zip(K.lstm_backward(one, one[0], one[0], cache),
+                        ref.lstm_backward(np.ones((1, 1, 1)), np.ones((1, 1)), np.ones((1, 1)),
+                                          rc)):
+            if r is not None:
+                close(g, r)
+
+
+def test_huge_preactivations_give_no_nan():
+    rng = np.random.default_rng(20)
+    for peep, fg in VARIANTS:
+        p = lstm_params(rng, 3, 2, 4, 3, peep, scale=1e4)
+        p["x"] *= 1e3
+        h, hT, cT, cache = K.lstm_forward(**p, forget_gate=fg)
+        assert np.isfinite(h).all() and np.isfinite(cT).all()
+        rh = ref.lstm_forward(**f64(p), forget_gate=fg)[0]
+        np.testing.assert_allclose(h, rh, atol=1e-5)
+        grads = K.lstm_backward(np.ones_like(h), np.zeros_like(hT), np.zeros_like(cT), cache)
+        assert all(g is None or np.isfinite(g).all() for g in grads)
+    f = np.float32
+    x = np.full((2, 1, 1), 1e30, f)
+    h, _, _ = K.rnn_forward(x, np.zeros((1, 1), f), np.ones((1, 1), f), np.ones((1, 1), f),
+                            np.zeros(1, f), np.zeros(1, f))
+    np.testing.assert_array_equal(h, 1.0)
+
+
+def test_bad_inputs_raise_clear_errors():
+    rng = np.random.default_rng(21)
+    p = lstm_params(rng, 3, 2, 4, 5, False)
+    with pytest.raises(ValueError, match="x must be float32, got float64"):
+        K.lstm_forward(**dict(p, x=p["x"].astype(np.float64)))
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        K.lstm_forward(**dict(p, x=np.asfortranarray(p["x"])))
+    with pytest.raises(ValueError, match=r"w_hh must have shape \[20, 5\], got \[20, 4\]"):
+        K.lstm_forward(**dict(p, w_hh=p["w_hh"][:, :4].copy()))
+    with pytest.raises(ValueError, match="h0 must be a numpy array"):
+        K.lstm_forward(**dict(p, h0=[[0.0] * 5] * 2))
+    with pytest.raises(ValueError, match=r"w_peep must have shape \[3, 5\]"):
+        K.lstm_forward(**dict(p, w_peep=np.zeros((4, 5), np.float32)))
+    with pytest.raises(ValueError, match="at least one time step"):
+        K.lstm_forward(**dict(p, x=p["x"][:0]))
+    _, _, _, cache = K.lstm_forward(**p)
+    with pytest.raises(ValueError, match=r"dh must have shape \[3, 2, 5\]"):
+        K.lstm_backward(np.zeros((2, 2, 5), np.float32), p["h0"], p["c0"], cache)
+    with pytest.raises(ValueError, match="returned by lstm_forward"):
+        K.lstm_backward(np.zeros((3, 2, 5), np.float32), p["h0"], p["c0"], object())
+    with pytest.raises(ValueError, match=r"gates must have shape \[2, 20\]"):
+        K.lstm_step(p["x"][0], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                    gates=np.empty((2, 19), np.float32))
+    f = np.float32
+    h, w, b = np.zeros((2, 3), f), np.zeros((4, 3), f), np.zeros(4, f)
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 4\), got values in \[0, 4\]"):
+        K.softmax_xent_forward(h, w, b, np.array([0, 4]))
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 4\)"):
+        K.softmax_xent_forward(h, w, b, np.array([-1, 0]))
+    with pytest.raises(ValueError, match="targets must be integers"):
+        K.softmax_xent_forward(h, w, b, np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="targets must have 2 entries"):
+        K.softmax_xent_forward(h, w, b, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 4\)"):
+        K.embedding_forward(np.array([[1, 7]]), w)
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 4\)"):
+        K.embedding_backward(np.zeros((1, 2, 3), f), np.array([[1, 4]]), 4)
+    with pytest.raises(ValueError, match="ids must be 2-D"):
+        K.embedding_forward(np.array([1, 2]), w)
+
+
+# --- PyTorch, when installed (never a dependency of rnnkit) ----------------------------------
+def _torch():
+    try:
+        import torch
+    except Exception:  # any failure to import means no comparison
+        pytest.skip("torch is not installed")
+    return torch
+
+
+def test_lstm_matches_torch():
+    torch = _torch()
+    rng = np.random.default_rng(22)
+    T, B, E, H = 5, 3, 4, 6
+    p = lstm_params(rng, T, B, E, H, False)
+    lstm = torch.nn.LSTM(E, H)
+    with torch.no_grad():
+        for name in ["w_ih", "w_hh", "b_ih", "b_hh"]:
+            tname = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0", "b_ih": "bias_ih_l0",
+                     "b_hh": "bias_hh_l0"}[name]
+            getattr(lstm, tname).copy_(torch.from_numpy(p[name]))
+    x = torch.from_numpy(p["x"]).requires_grad_()
+    h0 = torch.from_numpy(p["h0"]).unsqueeze(0).requires_grad_()
+    c0 = torch.from_numpy(p["c0"]).unsqueeze(0).requires_grad_()
+    out, (hT, cT) = lstm(x, (h0, c0))
+    dh = rng.standard_normal((T, B, H)).astype(np.float32)
+    (out * torch.from_numpy(dh)).sum().backward()
+    h, khT, kcT, cache = K.lstm_forward(**p)
+    close(h, out.detach().numpy()), close(kcT, cT.detach().numpy()[0])
+    z = np.zeros((B, H), np.float32)
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, _ = K.lstm_backward(dh, z, z, cache)
+    close(dx, x.grad.numpy()), close(dh0, h0.grad.numpy()[0]), close(dc0, c0.grad.numpy()[0])
+    close(dw_ih, lstm.weight_ih_l0.grad.numpy()), close(dw_hh, lstm.weight_hh_l0.grad.numpy())
+    close(db_ih, lstm.bias_ih_l0.grad.numpy()), close(db_hh, lstm.bias_hh_l0.grad.numpy())
+
+
+def test_rnn_matches_torch():
+    torch = _torch()
+    rng = np.random.default_rng(23)
+    T, B, E, H = 4, 2, 3, 5
+    f = np.float32
+    rnn = torch.nn.RNN(E, H)
+    x = rng.standard_normal((T, B, E)).astype(f)
+    h0 = rng.standard_normal((B, H)).astype(f)
+    w = dict(w_ih=rnn.weight_ih_l0.detach().numpy().copy(),
+             w_hh=rnn.weight_hh_l0.detach().numpy().copy(),
+             b_ih=rnn.bias_ih_l0.detach().numpy().copy(),
+             b_hh=rnn.bias_hh_l0.detach().numpy().copy())
+    tx = torch.from_numpy(x).requires_grad_()
+    th0 = torch.from_numpy(h0).unsqueeze(0).requires_grad_()
+    out, _ = rnn(tx, th0)
+    dh = rng.standard_normal((T, B, H)).astype(f)
+    (out * torch.from_numpy(dh)).sum().backward()
+    h, _, cache = K.rnn_forward(x, h0, **w)
+    close(h, out.detach().numpy())
+    dx, dh0, dw_ih, dw_hh, db_ih, _ = K.rnn_backward(dh, np.zeros((B, H), f), cache)
+    close(dx, tx.grad.numpy()), close(dh0, th0.grad.numpy()[0])
+    close(dw_ih, rnn.weight_ih_l0.grad.numpy()), close(dw_hh, rnn.weight_hh_l0.grad.numpy())
+    close(db_ih, rnn.bias_ih_l0.grad.numpy())
