@@ -220,6 +220,261 @@ def _train_recurrent(data, out_path, *, quiet, **options):
     raise RnnkitError("recurrent training is not available yet")
 
 
+# ------------------------------------------------------------------------------------------------
+# rescore, tune-weights (N-best rescoring and model combination)
+# ------------------------------------------------------------------------------------------------
+NBEST_FORMATS = ("auto", "groups", "tsv", "id", "kaldi", "srilm", "moses")
+
+
+def _split_models(paths: list[str], what: str) -> tuple[list[str], str]:
+    if len(paths) < 2:
+        raise RnnkitError(f"give one or more MODEL files and then {what}")
+    return paths[:-1], paths[-1]
+
+
+def _stdout_is_data() -> bool:
+    return not sys.stdout.isatty()
+
+
+@contextlib.contextmanager
+def _count_progress(label: str, path: str, unit_bytes: bool = True):
+    """Progress on stderr over the bytes of `path` (nothing for stdin or a terminal stdout,
+    where the live bar would mix with the results)."""
+    if path == "-" or not _stdout_is_data() or os.path.isdir(path):
+        yield None
+        return
+    with byte_progress(label, [path]) as advance:
+        yield advance
+
+
+def _group_table(r, names: list[str] | None):
+    from rich.table import Table
+
+    g = r.group
+    t = Table(title=f"group {g.id}" + (f" (line {g.line})" if g.line else ""),
+              title_justify="left", show_edge=False)
+    t.add_column("", width=1)
+    t.add_column("rank", justify="right")
+    t.add_column("candidate", overflow="fold")
+    if names:
+        for n in names:
+            t.add_column(f"{n} log10", justify="right")
+    t.add_column("LM log10", justify="right")
+    show_ac = any(c.score is not None for c in g.candidates)
+    if show_ac:
+        t.add_column("acoustic", justify="right")
+    t.add_column("words", justify="right")
+    t.add_column("score", justify="right")
+    for rank, i in enumerate(r.order.tolist(), 1):
+        c = g.candidates[i]
+        row = ["★" if rank == 1 else "", str(rank), c.text + (f"  [dim]({c.id})[/]" if c.id
+                                                               and g.format in ("id", "kaldi")
+                                                               else "")]
+        if names:
+            row += [f"{x:.3f}" for x in r.components[:, i]]
+        row.append(f"{r.lm[i]:.3f}")
+        if show_ac:
+            row.append("" if c.score is None else f"{c.score:.3f}")
+        row += [str(int(r.words[i])), f"{r.total[i]:.3f}"]
+        t.add_row(*row, style="bold green" if rank == 1 else None)
+    return t
+
+
+def _model_names(paths: list[str]) -> list[str]:
+    names = [Path(p).name for p in paths]
+    return names if len(set(names)) == len(names) else [f"model {i + 1}" for i in range(len(paths))]
+
+
+@app.command(epilog="Examples:\n\n"
+             "rnnkit rescore lm.rnnkit nbest.txt\n\n"
+             "rnnkit rescore tri.rnnkit lstm.rnnkit nbest.tsv --weights 0.3,0.7 --best-only > best.tsv\n\n"
+             "rnnkit rescore lm.rnnkit nbest.srilm --lm-weight 12 --word-penalty -0.5 --json")
+def rescore(
+    paths: Annotated[list[str], typer.Argument(
+        help="One or more models (rnnkit model files or ARPA), then the N-best list (`-` for "
+        "stdin).", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="N-best format: auto, groups (blank-line "
+                                     "separated), tsv, id (`id-N candidate`), kaldi, srilm, "
+                                     "moses.")] = "auto",
+    weights: Annotated[Optional[str], typer.Option(
+        help="One weight per model, e.g. 0.7,0.3 (default: equal weights).")] = None,
+    combine: Annotated[str, typer.Option(
+        help="linear (interpolate token probabilities) or loglinear (weighted sum of "
+        "log10 scores).")] = "linear",
+    lm_weight: Annotated[float, typer.Option(help="Weight of the LM log10 probability.")] = 1.0,
+    acoustic_weight: Annotated[float, typer.Option(
+        help="Weight of the list's own (acoustic / decoder) score.")] = 1.0,
+    word_penalty: Annotated[float, typer.Option(
+        help="Added per word of the candidate (negative: favour shorter candidates).")] = 0.0,
+    best_only: Annotated[bool, typer.Option(
+        "--best-only", help="Print only each group's winner: `group_id<TAB>candidate` (TSV, "
+        "id-prefixed), the input's own line (SRILM, Moses), the candidate (groups).")] = False,
+    batch: Annotated[int, typer.Option(help="Candidates scored per call (several groups at "
+                                       "once); memory stays bounded.")] = 256,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per group with every candidate's scores, then a "
+        "summary.")] = False,
+):
+    """Re-rank N-best candidate sentences with one or more language models.
+
+    score = lm-weight x LM log10 + acoustic-weight x the list's score + word-penalty x words
+
+    The highest score wins. Each candidate is scored on its own from <s>.
+    """
+    import time
+
+    from .mixture import load as load_models
+    from .nbest import NBestReader, best_line
+    from .rescore import Weights, rescore as run_rescore
+
+    if fmt not in NBEST_FORMATS:
+        raise RnnkitError(f"unknown --format {fmt!r}: use one of {', '.join(NBEST_FORMATS)}")
+    if batch < 1:
+        raise RnnkitError(f"--batch {batch}: must be at least 1")
+    model_paths, nbest_path = _split_models(paths, "the N-best list (or `-` for stdin)")
+    model = load_models(model_paths, weights, combine)
+    names = _model_names(model_paths) if len(model_paths) > 1 else None
+    w = Weights(lm_weight, acoustic_weight, word_penalty)
+    groups = candidates = changed = 0
+    t0 = time.perf_counter()
+    with _count_progress("rescoring", nbest_path) as advance:
+        reader = NBestReader(nbest_path, fmt, progress=advance)
+        for r in run_rescore(model, reader, w, batch=batch):
+            groups += 1
+            candidates += len(r.lm)
+            changed += r.best != 0
+            if as_json:
+                d = r.to_json()
+                if names:
+                    d["models"] = names
+                print_json(d)
+            elif best_only:
+                c = r.group.candidates[r.best]
+                sys.stdout.write(best_line(r.group, c, lm=float(r.lm[r.best]),
+                                           total=float(r.total[r.best])) + "\n")
+            else:
+                out.print(_group_table(r, names))
+                out.print()
+    seconds = time.perf_counter() - t0
+    summary = {"groups": groups, "candidates": candidates, "changed": changed,
+               "format": reader.format, "seconds": round(seconds, 3),
+               "candidates_per_second": round(candidates / seconds, 1) if seconds > 0 else None,
+               **w.to_dict()}
+    if as_json:
+        print_json({"summary": summary})
+    else:
+        err.print(f"{groups:,} groups, {candidates:,} candidates ({reader.format} format): the "
+                  f"winner differs from the list's first candidate in {changed:,} group(s); "
+                  f"{summary['candidates_per_second'] or 0:,.0f} candidates/s")
+
+
+def _heldout_sentences(data: str):
+    from .textio import read_lines
+
+    p = Path(data)
+    if data != "-" and p.is_dir():
+        from .prepare import Corpus
+
+        corpus = Corpus.load(p)
+        split = next((s for s in ("valid", "test") if s in corpus), None)
+        if split is None:
+            raise RnnkitError(f"{p}: the corpus has no valid or test split to tune on; give a "
+                              f"held-out text file")
+        return list(corpus.text(split))
+    return [t for _, t in read_lines(data) if t.strip()]
+
+
+@app.command("tune-weights", epilog="Examples:\n\n"
+             "rnnkit tune-weights tri.rnnkit lstm.rnnkit --data valid.txt\n\n"
+             "rnnkit tune-weights lm.rnnkit --nbest dev.nbest --reference dev.ref")
+def tune_weights(
+    models: Annotated[list[str], typer.Argument(help="The models (rnnkit model files or ARPA).",
+                                                show_default=False)],
+    data: Annotated[Optional[str], typer.Option(
+        help="Held-out text (one sentence per line) or a prepared corpus (its valid split): "
+        "find the linear interpolation weights minimising its perplexity (EM).")] = None,
+    nbest: Annotated[Optional[str], typer.Option(
+        help="A development N-best list: tune --lm-weight and --word-penalty for the lowest "
+        "word error rate (needs --reference).")] = None,
+    reference: Annotated[Optional[str], typer.Option(
+        help="The correct sentence of each group: `id text` lines, or one line per group in "
+        "order.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Format of --nbest (as in rescore).")] = "auto",
+    weights: Annotated[Optional[str], typer.Option(
+        help="[--nbest] Model weights when several models are given (default: equal).")] = None,
+    combine: Annotated[str, typer.Option(help="[--nbest] linear or loglinear.")] = "linear",
+    lm_weight: Annotated[float, typer.Option(help="[--nbest] Starting lm-weight.")] = 1.0,
+    acoustic_weight: Annotated[float, typer.Option(
+        help="[--nbest] Acoustic weight (kept fixed: only ratios matter).")] = 1.0,
+    word_penalty: Annotated[float, typer.Option(help="[--nbest] Starting word penalty.")] = 0.0,
+    method: Annotated[str, typer.Option(help="[--nbest] grid or simplex (Nelder-Mead).")] = "grid",
+    unit: Annotated[str, typer.Option(
+        help="[--nbest] Error rate over words, or characters (spaces ignored; e.g. Korean).")] = "word",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+):
+    """Tune how models are combined: interpolation weights on held-out text (--data), or the
+    lm-weight and word penalty of rescoring on a development N-best list (--nbest, --reference)."""
+    from rich.table import Table
+
+    if (data is None) == (nbest is None):
+        raise RnnkitError("give either --data HELDOUT (interpolation weights) or --nbest FILE "
+                          "--reference REF (rescoring weights)")
+    if data is not None:
+        from .mixture import tune_linear
+        from .modelfile import load_model
+
+        if len(models) < 2:
+            raise RnnkitError("--data tunes interpolation weights: give two or more models")
+        loaded = [load_model(p) for p in models]
+        sentences = _heldout_sentences(data)
+        res = tune_linear(loaded, sentences)
+        if as_json:
+            print_json({**res, "models": list(models)})
+            return
+        t = Table(title=f"interpolation weights (EM, {res['iterations']} iterations) on "
+                        f"{res['sentences']:,} held-out sentences, {res['tokens']:,} tokens")
+        for col in ("model", "weight", "perplexity alone"):
+            t.add_column(col, justify="left" if col == "model" else "right")
+        for p, wt, ppl in zip(models, res["weights"], res["model_perplexities"]):
+            t.add_row(p, f"{wt:.4f}", f"{ppl:.2f}")
+        t.add_row("[bold]mixture[/]", "1.0000", f"[bold]{res['perplexity']:.2f}[/]")
+        out.print(t)
+        out.print("use: --weights " + ",".join(f"{x:.4f}" for x in res["weights"]))
+        return
+
+    from .mixture import load as load_models
+    from .nbest import NBestReader
+    from .rescore import Weights, build_devset, read_references, tune
+
+    if reference is None:
+        raise RnnkitError("--nbest needs --reference REF: the correct sentence of each group")
+    if fmt not in NBEST_FORMATS:
+        raise RnnkitError(f"unknown --format {fmt!r}: use one of {', '.join(NBEST_FORMATS)}")
+    model = load_models(models, weights, combine)
+    groups = list(NBestReader(nbest, fmt))
+    refs = read_references(reference, groups)
+    dev = build_devset(model, groups, refs, unit=unit)
+    res = tune(dev, Weights(lm_weight, acoustic_weight, word_penalty), method=method)
+    res.pop("weights")
+    if as_json:
+        print_json(res)
+        return
+    rate = "WER" if unit == "word" else "CER"
+    t = Table(title=f"{rate} on {res['groups']:,} groups, {res['candidates']:,} candidates "
+                    f"({method})")
+    for col in ("", "lm-weight", "acoustic-weight", "word-penalty", rate):
+        t.add_column(col, justify="left" if not col else "right")
+    for name in ("before", "after"):
+        r = res[name]
+        t.add_row(name, f"{r['lm_weight']:.4g}", f"{r['acoustic_weight']:.4g}",
+                  f"{r['word_penalty']:.4g}", f"{100 * r['wer']:.2f}%")
+    t.add_row("oracle", "", "", "", f"{100 * res['oracle_wer']:.2f}%")
+    out.print(t)
+    a = res["after"]
+    out.print(f"use: --lm-weight {a['lm_weight']:.4g} --acoustic-weight "
+              f"{a['acoustic_weight']:.4g} --word-penalty {a['word_penalty']:.4g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script and `python -m rnnkit`."""
     # Typer vendors click in recent versions: take click's exception classes from Typer's own
