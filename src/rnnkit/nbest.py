@@ -99,29 +99,29 @@ def _number(text: str, what: str, where: str) -> float:
 # detection
 # ------------------------------------------------------------------------------------------------
 def detect(lines: list[str]) -> str:
-    """The format of an N-best file from its first lines (see the module docstring)."""
+    """The format of an N-best file from its first lines (see the module docstring).
+
+    The first candidate line decides when it is unmistakable (an SRILM header or score columns,
+    Moses' `|||`, a tab); the strict parser then reports any later line of another format.
+    The id-prefixed format needs every line seen to start with `id-N` (a first word such as
+    `covid-19` alone is not enough) and no blank line.
+    """
     body = [s for s in lines if s.strip()]
     if not body:
         raise FormatError("the N-best list is empty")
     first = body[0].strip()
-    if first in SRILM_HEADERS:
+    if first in SRILM_HEADERS or _NATIVE_PROBE.match(first):
         return "srilm"
-    if all(" ||| " in s or s.count("|||") >= 3 for s in body):
+    if " ||| " in first or first.count("|||") >= 3:
         return "moses"
-    if all(_NATIVE_PROBE.match(s.strip()) for s in body):
-        return "srilm"
-    # a blank line between candidates separates groups
+    if "\t" in body[0]:
+        # `candidate<TAB>score` lines are the blank-line format, not TSV
+        fields = body[0].split("\t")
+        return "groups" if len(fields) == 2 and _NUMBER.match(fields[1].strip()) else "tsv"
     inner = lines[next(i for i, s in enumerate(lines) if s.strip()):]
     while inner and not inner[-1].strip():
         inner.pop()
-    if any(not s.strip() for s in inner):
-        return "groups"
-    if all("\t" in s for s in body):
-        # `candidate<TAB>score` lines are one group of the blank-line format, not TSV
-        if all(s.count("\t") == 1 and _NUMBER.match(s.split("\t")[1].strip()) for s in body):
-            return "groups"
-        return "tsv"
-    if all(_ID_N.match(s.split(maxsplit=1)[0]) for s in body):
+    if all(s.strip() for s in inner) and all(_ID_N.match(s.split(maxsplit=1)[0]) for s in body):
         return "id"
     return "groups"
 
@@ -584,3 +584,25 @@ def groups_to_text(groups: Iterable[Group]) -> str:
     buf = io.StringIO()
     write_nbest(buf, groups)
     return buf.getvalue()
+
+
+def write_kaldi_dir(path: str | os.PathLike, groups: Iterable[Group]) -> None:
+    """Write groups as a Kaldi N-best directory: `text`, and `ac_cost` / `lm_cost` when the
+    candidates have them (each file written atomically)."""
+    from .textio import atomic_write
+
+    d = Path(path)
+    d.mkdir(parents=True, exist_ok=True)
+    groups = list(groups)
+    cands = [(g, c) for g in groups for c in g.candidates]
+    with atomic_write(d / "text") as f:
+        for g, c in cands:
+            f.write(candidate_line(g, c) + "\n")
+    if cands and all(c.score is not None for _, c in cands):
+        with atomic_write(d / "ac_cost") as f:
+            for _, c in cands:
+                f.write(f"{c.id} {_num(-c.score)}\n")
+    if cands and all("lm_cost" in c.extra for _, c in cands):
+        with atomic_write(d / "lm_cost") as f:
+            for _, c in cands:
+                f.write(f"{c.id} {_num(c.extra['lm_cost'])}\n")
