@@ -217,7 +217,24 @@ def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fal
 
 def _train_recurrent(data, out_path, *, quiet, **options):
     """[owned by the recurrent-model work] train, save, print a summary unless quiet; return a dict."""
-    raise RnnkitError("recurrent training is not available yet")
+    from .train import TrainingInterrupted, TrainOptions
+    from .train import train as run_train
+
+    if options.get("init_from") is not None:
+        options["init_from"] = str(options["init_from"])
+    opts = TrainOptions(**options)
+    events = _RichTrainEvents(err)
+    try:
+        summary = run_train(data, out_path, opts, events)
+    except TrainingInterrupted as e:
+        events.close()
+        err.print(f"interrupted: {e}", markup=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    finally:
+        events.close()
+    if not quiet:
+        out.print(_train_summary_table(summary))
+    return summary
 
 
 # ------------------------------------------------------------------------------------------------
@@ -473,6 +490,232 @@ def tune_weights(
     a = res["after"]
     out.print(f"use: --lm-weight {a['lm_weight']:.4g} --acoustic-weight "
               f"{a['acoustic_weight']:.4g} --word-penalty {a['word_penalty']:.4g}")
+
+
+# ------------------------------------------------------------------------------------------------
+# recurrent models: training progress, import-torch, plot, diagnose
+# ------------------------------------------------------------------------------------------------
+class _RichTrainEvents:
+    """Training progress on stderr: one Rich bar per epoch (tokens/s, loss, perplexity, ETA) and
+    one line per finished epoch."""
+
+    def __init__(self, console):
+        self.console = console
+        self.progress = None
+        self.task = None
+        self.tokens_per_window = 0
+
+    def _bar(self):
+        from rich.progress import (BarColumn, Progress, ProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.text import Text
+
+        class Speed(ProgressColumn):
+            def render(self, task):
+                return Text(f"{task.speed:,.0f} tok/s" if task.speed else "… tok/s")
+
+        return Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), Speed(),
+                        TextColumn("loss {task.fields[loss]}  ppl {task.fields[ppl]}"),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                        console=self.console, transient=True, redirect_stdout=False,
+                        redirect_stderr=False)
+
+    def start(self, info):
+        where = ""
+        if info.get("resumed_from"):
+            r = info["resumed_from"]
+            where = f", resuming at epoch {r['epoch']} window {r['window']}"
+        self.console.print(f"training {info['model_type']}: {info['parameters']:,} parameters, "
+                           f"{info['windows']:,} windows per epoch{where}", markup=False)
+
+    def epoch_start(self, epoch, epochs, windows, done, tokens, lr):
+        self.close()
+        if not self.console.is_terminal:  # a log file gets the epoch lines only
+            return
+        self.progress = self._bar()
+        self.progress.start()
+        self.tokens_per_window = tokens / max(windows, 1)
+        self.task = self.progress.add_task("", total=tokens, completed=done * self.tokens_per_window,
+                                           epoch=f"{epoch}/{epochs}", loss="…", ppl="…")
+
+    def window(self, done, windows, tokens, loss):
+        import math
+
+        if self.progress is not None:
+            self.progress.update(self.task, advance=tokens, loss=f"{loss:.3f}",
+                                 ppl=f"{math.exp(min(loss, 700)):.1f}")
+
+    def epoch_end(self, record):
+        self.close()
+        valid = record["valid_ppl"]
+        self.console.print(
+            f"epoch {record['epoch']}: lr {record['lr']:.4g}  train ppl {record['train_ppl']:.2f}"
+            f"  valid ppl {'-' if valid is None else f'{valid:.2f}'}"
+            f"{'  (best)' if record['best'] else ''}  {record['tokens_per_s']:,.0f} tok/s  "
+            f"{record['seconds']:.1f} s", markup=False)
+
+    def checkpoint(self, path, reason):
+        if reason == "periodic" and self.progress is not None:
+            self.progress.console.print(f"checkpoint written to {path}", markup=False)
+
+    def should_stop(self):
+        return False
+
+    def close(self):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _train_summary_table(s: dict):
+    from rich.table import Table
+
+    t = Table(title=f"{s['model_type']} language model → {s['model']}", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("", justify="right")
+
+    def ppl(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    rows = [("parameters", f"{s['parameters']:,}"), ("vocabulary", f"{s['vocab_size']:,}"),
+            ("epochs run", f"{s['epochs_run']}" + (" (stopped early)" if s["stopped_early"] else "")),
+            ("best epoch", str(s["best_epoch"])), ("train perplexity", ppl(s["train_perplexity"])),
+            ("valid perplexity (best)", ppl(s["valid_perplexity"])),
+            ("test perplexity (best model)", ppl(s["test_perplexity"])),
+            ("training speed", "-" if not s["tokens_per_s"] else f"{s['tokens_per_s']:,.0f} tok/s"),
+            ("time", f"{s['seconds']:.1f} s"), ("metrics", s["metrics"])]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+@app.command("import-torch", epilog="Example: rnnkit import-torch lm_state.safetensors "
+             "--vocab vocab.txt --out lm.rnnkit")
+def import_torch(
+    state: Annotated[Path, typer.Argument(help="A PyTorch state dict saved with "
+                                          "safetensors.torch.save_file (names encoder.weight, "
+                                          "rnn.weight_ih_l0, ..., decoder.weight, decoder.bias).")],
+    vocab: Annotated[Path, typer.Option(help="The model's tokens in its id order, one per line "
+                                        "(a TAB and a count may follow).")],
+    out_path: Annotated[Path, typer.Option("--out", help="The rnnkit model file to write.")],
+    model_type: Annotated[Optional[str], typer.Option(
+        "--type", help="lstm, lstm-nofg, lstm-peephole or rnn [default: from the tensors].")] = None,
+    level: Annotated[str, typer.Option(help="How text is split for the model: word or char.")] = "word",
+    lowercase: Annotated[bool, typer.Option("--lowercase", help="Lowercase text before "
+                                            "splitting.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+):
+    """Bring a PyTorch-trained LSTM or RNN language model into rnnkit.
+
+    <unk>, <s> and </s> become ids 0, 1, 2 (`<eos>` is taken as </s>; a model without <s>, like
+    PyTorch's word_language_model, reads <s> as <eos>). The result works with score, generate and
+    rescore like any rnnkit model; `rnnkit.load(STATE, vocab=...)` does the same in Python.
+    """
+    from .rnnlm import from_torch_state
+    from .vocab import Tokenizer
+
+    model = from_torch_state(state, vocab, model_type=model_type,
+                             tokenizer=Tokenizer(level=level, lowercase=lowercase))
+    model.save(out_path)
+    a = model.arch
+    summary = {"model": str(out_path), "model_type": a.model_type, "vocab_size": a.vocab_size,
+               "emb": a.emb, "hidden": a.hidden, "layers": a.layers, "tie_weights": a.tie_weights,
+               "parameters": model.num_parameters, "vocab_mapping": model.meta["vocab_mapping"]}
+    if as_json:
+        print_json(summary)
+    else:
+        err.print(f"imported a {a.layers}-layer {a.model_type} (E={a.emb}, H={a.hidden}, "
+                  f"V={a.vocab_size}) into {out_path}", markup=False)
+
+
+@app.command(epilog="Example: rnnkit plot lstm.rnnkit --out curves.png")
+def plot(
+    source: Annotated[Path, typer.Argument(help="A recurrent model file, or the metrics.jsonl "
+                                           "written beside it while training.")],
+    out_path: Annotated[Path, typer.Option("--out", help="The PNG file to write.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+):
+    """Draw the learning curves (training and validation perplexity per epoch) as a PNG.
+
+    Needs matplotlib: pip install 'rnnkit[plot]'.
+    """
+    from .train import load_records, plot_curves, require_matplotlib
+
+    require_matplotlib()
+    info = plot_curves(load_records(source), out_path, title=f"learning curves: {source.name}")
+    if as_json:
+        print_json(info)
+    else:
+        err.print(f"wrote {out_path} ({info['epochs']} epochs)", markup=False)
+
+
+@app.command(epilog="Examples:\n\n"
+             "rnnkit diagnose lstm.rnnkit --data synth/ --max-distance 40\n\n"
+             "rnnkit diagnose rnn.rnnkit lstm.rnnkit --data synth/ --plot gradients.png")
+def diagnose(
+    models: Annotated[list[Path], typer.Argument(help="One or more recurrent model files.",
+                                                 show_default=False)],
+    data: Annotated[str, typer.Option(help="A corpus directory made by `rnnkit prepare` (or "
+                                      "`rnnkit synth`), or a text file.")],
+    split: Annotated[str, typer.Option(help="Which split to read: valid, test or train.")] = "valid",
+    max_distance: Annotated[int, typer.Option(help="The largest distance k, in steps.")] = 30,
+    streams: Annotated[int, typer.Option(help="Parallel streams averaged over.")] = 32,
+    positions: Annotated[int, typer.Option(help="Positions t per stream averaged over.")] = 4,
+    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curves to "
+                                                      "this PNG (needs rnnkit[plot]).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the measurements as JSON.")] = False,
+):
+    """Measure how the gradient of the loss at step t w.r.t. the hidden state at step t-k decays
+    with the distance k: vanishing for a tanh RNN, persisting for an LSTM.
+
+    The table shows the mean Euclidean norm of dL_t/dh_{t-k} for each layer, and the last
+    layer's value relative to k = 1.
+    """
+    import numpy as np
+    from rich.table import Table
+
+    from .diagnose import gradient_by_distance, plot_gradients
+    from .prepare import load_data
+    from .rnnlm import load
+    from .train import require_matplotlib
+
+    if plot_path is not None:
+        require_matplotlib()
+    corpus = load_data(data)
+    if split not in corpus:
+        raise RnnkitError(f"{data}: no {split!r} split (it has {', '.join(corpus.splits)}); "
+                          f"choose one with --split")
+    results = {}
+    for path in models:
+        model = load(path)
+        if model.vocab.sha256() == corpus.vocab.sha256():
+            ids = np.asarray(corpus[split])
+        else:  # the data's ids are the corpus's: map them by token to the model's
+            table = np.array([model.vocab.index.get(t, 0) for t in corpus.vocab.tokens], np.int64)
+            ids = table[np.asarray(corpus[split])]
+        r = gradient_by_distance(model, ids, max_distance=max_distance, streams=streams,
+                                 positions=positions)
+        r["model"] = str(path)
+        results[path.name if path.name not in results else str(path)] = r
+    if plot_path is not None:
+        plot_gradients(results, plot_path)
+    if as_json:
+        print_json({"split": split, "models": list(results.values()),
+                    "plot": None if plot_path is None else str(plot_path)})
+        return
+    for name, r in results.items():
+        t = Table(title=f"{name} ({r['model_type']}): mean ||dL_t/dh_(t-k)||, {r['streams']} "
+                        f"streams x {len(r['positions'])} positions", title_justify="left")
+        t.add_column("k", justify="right")
+        for layer in range(r["layers"]):
+            t.add_column(f"layer {layer + 1}", justify="right")
+        t.add_column("last / k=1", justify="right")
+        first = r["grad_norm"][0][-1] or 1.0
+        for k, row in zip(r["distance"], r["grad_norm"]):
+            t.add_row(str(k), *[f"{v:.3e}" for v in row], f"{row[-1] / first:.3e}")
+        out.print(t)
+    if plot_path is not None:
+        err.print(f"wrote {plot_path}", markup=False)
 
 
 def main(argv: list[str] | None = None) -> int:

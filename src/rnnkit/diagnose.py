@@ -1,0 +1,106 @@
+"""`rnnkit diagnose`: how the gradient of the loss at step t with respect to the hidden state at
+step t-k decays with the distance k -- the vanishing-gradient picture (Bengio, Simard & Frasconi
+1994; Hochreiter & Schmidhuber 1997), measured on a trained model and real data.
+
+Dimension letters: B streams, K the largest distance, L layers, H hidden size.
+
+For each of a few positions t in B streams of the data: run the model step by step up to t,
+keeping the state of every layer at t-K .. t-1; then, for each k, start from the state at t-k,
+run the k steps to t through the window kernels and back-propagate the cross-entropy of the
+target at t alone. The backward pass's dL/dh_0 is dL_t/dh_{t-k} for every layer; the table
+shows its Euclidean norm averaged over streams and positions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+from .rnnlm import RNNLM, RecurrentState
+from .train import batchify, lm_stream, require_matplotlib
+
+
+def gradient_by_distance(model: RNNLM, ids: np.ndarray, max_distance: int = 30,
+                         streams: int = 32, positions: int = 4, warmup: int = 20) -> dict:
+    """Mean ||dL_t / dh_{t-k}|| per layer for k = 1 .. max_distance (see the module docstring).
+
+    Returns {"distance": [K], "grad_norm": [K][L], "cell_grad_norm": [K][L] or None,
+    "streams": B, "positions": [...]}.
+    """
+    if max_distance < 1:
+        raise InputError(f"--max-distance must be at least 1, got {max_distance}")
+    a, K_ = model.arch, model.K
+    x, y = lm_stream(ids)
+    K = max_distance
+    need = K + warmup + 1
+    B = max(1, min(streams, len(x) // need))
+    xb, yb = batchify(x, B), batchify(y, B)        # [S, B]
+    S = xb.shape[0]
+    if S < K + 1:
+        raise InputError(f"the data has {len(x)} tokens: too few for --max-distance {K} "
+                         f"(needs at least {K + 1} per stream); use a smaller --max-distance")
+    lo = min(K + warmup, S - 1)
+    ts = sorted(set(np.linspace(lo, S - 1, max(1, positions)).astype(int).tolist()))
+    gh = np.zeros((K, a.layers))                   # [K, L] summed norms of dL/dh
+    gc = np.zeros((K, a.layers)) if a.lstm else None
+    H = a.hidden
+    for t in ts:
+        t0 = max(0, t - K - warmup)
+        state = RecurrentState(a, B, model.dtype)
+        past_h = np.zeros((K, a.layers, B, H), model.dtype)   # state after input t-k, k = 1..K
+        past_c = np.zeros_like(past_h) if a.lstm else None
+        for s in range(t0, t):
+            state.ids[:] = xb[s]
+            model._step(state)
+            k = t - s
+            if k <= K:
+                past_h[k - 1] = state.h
+                if a.lstm:
+                    past_c[k - 1] = state.c
+        for k in range(1, min(K, t - t0) + 1):
+            xs = np.ascontiguousarray(xb[t - k + 1:t + 1])     # [k, B] inputs t-k+1 .. t
+            inp = K_.embedding_forward(xs, model.p["encoder.weight"])
+            caches = []
+            for layer in range(a.layers):
+                h0 = np.ascontiguousarray(past_h[k - 1, layer])
+                c0 = np.ascontiguousarray(past_c[k - 1, layer]) if a.lstm else None
+                inp, _, _, cache = model._layer_forward(layer, inp, h0, c0)
+                caches.append(cache)
+            _, xc = K_.softmax_xent_forward(np.ascontiguousarray(inp[-1]),
+                                            model.p["decoder.weight"], model.p["decoder.bias"],
+                                            np.ascontiguousarray(yb[t]))
+            dtop, _, _ = K_.softmax_xent_backward(1.0, xc)   # [B, H] dL_t/dh_t
+            dh = np.zeros((k, B, H), model.dtype)
+            dh[-1] = dtop
+            zeros = np.zeros((B, H), model.dtype)
+            for layer in reversed(range(a.layers)):
+                if a.lstm:
+                    dx, dh0, dc0, *_ = K_.lstm_backward(dh, zeros, zeros, caches[layer])
+                    gc[k - 1, layer] += np.linalg.norm(dc0, axis=1).sum()
+                else:
+                    dx, dh0, *_ = K_.rnn_backward(dh, zeros, caches[layer])
+                gh[k - 1, layer] += np.linalg.norm(dh0, axis=1).sum()
+                dh = np.array(dx)
+    n = B * len(ts)
+    return {"distance": list(range(1, K + 1)), "grad_norm": (gh / n).tolist(),
+            "cell_grad_norm": None if gc is None else (gc / n).tolist(),
+            "streams": B, "positions": ts, "layers": a.layers, "model_type": a.model_type}
+
+
+def plot_gradients(results: dict[str, dict], out_path) -> None:
+    """One line per model (its last layer): mean ||dL_t/dh_{t-k}|| against k, log scale."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, r in results.items():
+        top = [row[-1] for row in r["grad_norm"]]
+        ax.semilogy(r["distance"], top, marker=".", label=f"{name} ({r['model_type']})")
+    ax.set_xlabel("distance k (steps)")
+    ax.set_ylabel("mean ||dL_t / dh_{t-k}|| (last layer)")
+    ax.set_title("gradient of the loss at t with respect to the hidden state at t-k")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    from .textio import atomic_write
+
+    with atomic_write(out_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,671 @@
+"""The recurrent language model: embedding -> stacked recurrent layers -> linear -> softmax.
+
+Dimension letters (every shape comment uses them):
+  T time steps of a window, B batch (parallel streams or sentences), E embedding size,
+  H hidden size, G gate rows of a layer (4H for an LSTM, H for the tanh RNN), V vocabulary,
+  L layers, P parameters (the length of the flat buffer), N rows of the output layer (T*B).
+
+Cells (`model_type`):
+  lstm           LSTM with forget gate, as PyTorch's nn.LSTM
+  lstm-peephole  LSTM with diagonal peephole weights (Gers, Schraudolph & Schmidhuber 2002)
+  lstm-nofg      the original memory block without a forget gate (Hochreiter & Schmidhuber 1997)
+  rnn            tanh (Elman) RNN, as PyTorch's nn.RNN
+
+All parameters live in ONE flat float32 buffer; every tensor is a view into it (as in llm.c), so
+an optimizer update or the gradient norm is a single pass over one array, and a checkpoint is one
+tensor. Tensor names and shapes are PyTorch's word-language-model ones (STYLE.md):
+
+  encoder.weight        [V, E]
+  rnn.weight_ih_l{k}    [G, E] for k = 0, [G, H] above     (gate order i, f, g, o)
+  rnn.weight_hh_l{k}    [G, H]
+  rnn.bias_ih_l{k}      [G]
+  rnn.bias_hh_l{k}      [G]
+  rnn.weight_peep_l{k}  [3, H]  lstm-peephole only: the diagonal peephole weights of the input,
+                                forget and output gates (rows i, f, o); PyTorch has no such tensor
+  decoder.weight        [V, H]  (with tied weights it is encoder.weight, saved under both names)
+  decoder.bias          [V]
+
+so a model file loads into a PyTorch `nn.LSTM` / `nn.RNN` language model with `load_state_dict`.
+A lstm-nofg model keeps the forget-gate rows (unused, zero gradients) so its shapes stay PyTorch's.
+
+Training samples are x = (<s>, z1 .. zT) and y = (z1 .. zT, </s>); in a training stream the input
+after a sentence's </s> is the next sentence's <s>, with the hidden state carried across.
+The loss of a window is the cross-entropy (natural log) summed over the window's time steps and
+averaged over the batch (Zaremba et al. 2014: their learning rate 1.0 assumes it).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import modelfile
+from .errors import ModelFileError, RnnkitError
+from .lm import LanguageModel
+from .vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
+
+MODEL_TYPES = ("lstm", "lstm-peephole", "lstm-nofg", "rnn")
+LOG10E = 1.0 / math.log(10.0)
+ALIGN = 16           # tensors start at multiples of 16 floats (64 bytes) in the flat buffer
+LOGIT_BLOCK = 1 << 22  # at most this many logits ([rows, V] floats) at once when scoring
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What fixes the shapes of the tensors (and the cell's equations)."""
+
+    model_type: str
+    vocab_size: int
+    emb: int
+    hidden: int
+    layers: int
+    tie_weights: bool = False
+    dropout: float = 0.0  # on the non-recurrent connections, while training only
+
+    def __post_init__(self):
+        if self.model_type not in MODEL_TYPES:
+            raise RnnkitError(f"unknown recurrent model type {self.model_type!r}: use one of "
+                              f"{', '.join(MODEL_TYPES)}")
+        for name in ("vocab_size", "emb", "hidden", "layers"):
+            if int(getattr(self, name)) < 1:
+                raise RnnkitError(f"--{name.replace('_', '-')} must be at least 1, got "
+                                  f"{getattr(self, name)}")
+        if self.vocab_size < len(SPECIALS):
+            raise RnnkitError(f"a vocabulary needs at least {len(SPECIALS)} tokens")
+        if self.tie_weights and self.emb != self.hidden:
+            raise RnnkitError(f"--tie-weights needs --emb equal to --hidden (got {self.emb} and "
+                              f"{self.hidden}): the decoder reuses the [V, E] embedding as [V, H]")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RnnkitError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def lstm(self) -> bool:
+        return self.model_type != "rnn"
+
+    @property
+    def peephole(self) -> bool:
+        return self.model_type == "lstm-peephole"
+
+    @property
+    def forget_gate(self) -> bool:
+        return self.model_type != "lstm-nofg"
+
+    @property
+    def gate_rows(self) -> int:
+        return 4 * self.hidden if self.lstm else self.hidden
+
+    def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The parameters, in the order of the flat buffer, with PyTorch's names and shapes."""
+        V, E, H, G = self.vocab_size, self.emb, self.hidden, self.gate_rows
+        shapes = [("encoder.weight", (V, E))]
+        for k in range(self.layers):
+            shapes += [(f"rnn.weight_ih_l{k}", (G, E if k == 0 else H)),
+                       (f"rnn.weight_hh_l{k}", (G, H)),
+                       (f"rnn.bias_ih_l{k}", (G,)),
+                       (f"rnn.bias_hh_l{k}", (G,))]
+            if self.peephole:
+                shapes.append((f"rnn.weight_peep_l{k}", (3, H)))
+        if not self.tie_weights:
+            shapes.append(("decoder.weight", (V, H)))
+        shapes.append(("decoder.bias", (V,)))
+        return shapes
+
+    def layout(self) -> tuple[dict[str, tuple[int, tuple[int, ...]]], int]:
+        """name -> (offset, shape) in the flat buffer, and its length P."""
+        offsets, p = {}, 0
+        for name, shape in self.tensor_shapes():
+            offsets[name] = (p, shape)
+            size = int(np.prod(shape))
+            p += -(-size // ALIGN) * ALIGN
+        return offsets, p
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Architecture":
+        return cls(model_type=d["model_type"], vocab_size=int(d["vocab_size"]), emb=int(d["emb"]),
+                   hidden=int(d["hidden"]), layers=int(d["layers"]),
+                   tie_weights=bool(d.get("tie_weights", False)),
+                   dropout=float(d.get("dropout", 0.0)))
+
+
+def views(flat: np.ndarray, arch: Architecture) -> dict[str, np.ndarray]:
+    """Views of the flat buffer [P] per tensor name (decoder.weight is encoder.weight when tied)."""
+    offsets, _ = arch.layout()
+    out = {}
+    for name, (off, shape) in offsets.items():
+        out[name] = flat[off:off + int(np.prod(shape))].reshape(shape)
+    if arch.tie_weights:
+        out["decoder.weight"] = out["encoder.weight"]
+    return out
+
+
+class RecurrentState:
+    """The context of B streams: h [L, B, H] and, for an LSTM, c [L, B, H], plus the work buffers
+    the single-step kernels use, so that advancing allocates nothing."""
+
+    __slots__ = ("h", "c", "x", "work", "ids")
+
+    def __init__(self, arch: Architecture, batch: int, dtype=np.float32):
+        L, H = arch.layers, arch.hidden
+        self.h = np.zeros((L, batch, H), dtype)                               # [L, B, H]
+        self.c = np.zeros((L, batch, H), dtype) if arch.lstm else None        # [L, B, H]
+        self.x = np.empty((batch, arch.emb), dtype)                           # [B, E]
+        self.work = np.empty((batch, arch.gate_rows), dtype)                  # [B, G]
+        self.ids = np.empty(batch, np.intp)                                   # [B]
+
+    @property
+    def batch(self) -> int:
+        return self.h.shape[1]
+
+    def copy(self) -> "RecurrentState":
+        new = object.__new__(RecurrentState)
+        new.h = self.h.copy()
+        new.c = None if self.c is None else self.c.copy()
+        new.x, new.work, new.ids = self.x.copy(), self.work.copy(), self.ids.copy()
+        return new
+
+    def select(self, rows) -> "RecurrentState":
+        """A new state holding only the given streams (e.g. the sentences still unfinished)."""
+        rows = np.asarray(rows)
+        new = object.__new__(RecurrentState)
+        new.h = np.ascontiguousarray(self.h[:, rows])
+        new.c = None if self.c is None else np.ascontiguousarray(self.c[:, rows])
+        n = new.h.shape[1]
+        new.x = np.empty((n, self.x.shape[1]), self.x.dtype)
+        new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
+        new.ids = np.empty(n, np.intp)
+        return new
+
+
+class RNNLM(LanguageModel):
+    """A recurrent language model; implements the protocol of lm.py (log10 everywhere there).
+
+    `backend` is the module of kernels (rnnkit._kernels by default; tests pass rnnkit.reference,
+    with dtype float64 for finite differences of the whole model).
+    """
+
+    def __init__(self, arch: Architecture, vocab: Vocab, tokenizer: Tokenizer | None = None,
+                 flat: np.ndarray | None = None, meta: dict | None = None, backend=None,
+                 dtype=np.float32):
+        if len(vocab) != arch.vocab_size:
+            raise RnnkitError(f"the vocabulary has {len(vocab)} tokens but the architecture "
+                              f"says {arch.vocab_size}")
+        self.arch = arch
+        self.model_type = arch.model_type
+        self.vocab = vocab
+        self.tokenizer = tokenizer or Tokenizer()
+        self.meta = dict(meta or {})
+        _, P = arch.layout()
+        self.dtype = np.dtype(dtype)
+        if flat is None:
+            flat = np.zeros(P, self.dtype)
+        if flat.shape != (P,) or flat.dtype != self.dtype or not flat.flags.c_contiguous:
+            raise RnnkitError(f"the flat parameter buffer must be a contiguous [{P}] "
+                              f"{self.dtype} array")
+        self.flat = flat                   # [P] all parameters
+        self.p = views(self.flat, arch)    # name -> view
+        self._grad = None
+        if backend is None:
+            from . import kernels
+
+            backend = kernels()
+        self.K = backend
+        self._train_caches = [None] * arch.layers
+        self._xent_cache = None
+
+    # --- parameters ----------------------------------------------------------------------------
+    @property
+    def num_parameters(self) -> int:
+        return sum(int(np.prod(s)) for _, s in self.arch.tensor_shapes())
+
+    def init_uniform(self, rng: np.random.Generator, scale: float) -> None:
+        """Every parameter uniform in [-scale, scale] (Zaremba et al. 2014), in one pass."""
+        self.flat[:] = rng.uniform(-scale, scale, self.flat.shape[0])
+        self._zero_padding()
+
+    def _zero_padding(self) -> None:
+        used = np.zeros(self.flat.shape[0], bool)
+        for off, shape in self.arch.layout()[0].values():
+            used[off:off + int(np.prod(shape))] = True
+        self.flat[~used] = 0
+
+    @property
+    def grad(self) -> np.ndarray:
+        """The flat gradient buffer [P], laid out as the parameters."""
+        if self._grad is None:
+            self._grad = np.zeros_like(self.flat)
+            self.g = views(self._grad, self.arch)
+        return self._grad
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """PyTorch-named tensors (copies); decoder.weight is included when tied, as PyTorch does."""
+        return {name: np.array(v) for name, v in self.p.items()}
+
+    # --- training: forward and backward over one window ----------------------------------------
+    def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(h [L, B, H], c [L, B, H] or None): the state before any input."""
+        L, H = self.arch.layers, self.arch.hidden
+        h = np.zeros((L, batch, H), self.dtype)
+        return h, (np.zeros((L, batch, H), self.dtype) if self.arch.lstm else None)
+
+    def _layer_forward(self, k: int, x, h0, c0, cache=None):
+        """One layer over a window: (h [T, B, H], hT, cT or None, cache)."""
+        p, a, K = self.p, self.arch, self.K
+        w = (p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"],
+             p[f"rnn.bias_hh_l{k}"])
+        if a.lstm:
+            peep = p[f"rnn.weight_peep_l{k}"] if a.peephole else None
+            return K.lstm_forward(x, h0, c0, *w, w_peep=peep, forget_gate=a.forget_gate,
+                                  cache=cache)
+        hs, hT, cache = K.rnn_forward(x, h0, *w, cache=cache)
+        return hs, hT, None, cache
+
+    def _dropout_mask(self, rng: np.random.Generator, shape) -> np.ndarray:
+        # inverted dropout: kept units are scaled by 1/(1-p), so inference needs no rescaling
+        p = self.arch.dropout
+        mask = (rng.random(shape, dtype=np.float32) >= p).astype(self.dtype)
+        mask *= 1.0 / (1.0 - p)
+        return mask
+
+    def forward_backward(self, x_ids: np.ndarray, y_ids: np.ndarray, h: np.ndarray,
+                         c: np.ndarray | None, scale: float,
+                         rng: np.random.Generator | None = None) -> float:
+        """Loss and gradients of one truncated-BPTT window.
+
+        x_ids, y_ids [T, B] inputs and targets; h, c [L, B, H] the state carried in, replaced in
+        place by the state after the window (the gradient does not flow back into the previous
+        window: truncated BPTT). Returns the cross-entropy summed over the T*B tokens (natural
+        log); self.grad receives the gradient of scale * that sum. With rng, dropout is applied
+        to the non-recurrent connections only -- the embedding output, between layers and
+        below the decoder (Zaremba et al. 2014, section 3) -- never to h_{t-1} -> h_t.
+        """
+        a, K, p = self.arch, self.K, self.p
+        self.grad  # allocates the gradient buffer on first use
+        g = self.g
+        T, B = x_ids.shape
+        N = T * B
+        drop = rng is not None and a.dropout > 0
+        x = K.embedding_forward(x_ids, p["encoder.weight"])     # [T, B, E]
+        masks, caches, finals = [], [], []
+        for k in range(a.layers):
+            if drop:
+                masks.append(self._dropout_mask(rng, x.shape))
+                x = x * masks[-1]
+            x, hT, cT, cache = self._layer_forward(k, x, h[k], None if c is None else c[k],
+                                                   self._train_caches[k])
+            caches.append(cache)
+            finals.append((hT, cT))
+        if drop:
+            masks.append(self._dropout_mask(rng, x.shape))
+            x = x * masks[-1]
+        loss, xc = K.softmax_xent_forward(x.reshape(N, a.hidden), p["decoder.weight"],
+                                          p["decoder.bias"], y_ids.reshape(N),
+                                          cache=self._xent_cache)
+        self._xent_cache = xc
+        dh, ddec_w, ddec_b = K.softmax_xent_backward(scale, xc)   # [N, H], [V, H], [V]
+        g["decoder.bias"][...] = ddec_b
+        if not a.tie_weights:
+            g["decoder.weight"][...] = ddec_w
+        dh = dh.reshape(T, B, a.hidden)
+        if drop:
+            dh = dh * masks[-1]
+        zeros = np.zeros((B, a.hidden), self.dtype)  # dL/dh_T, dL/dc_T: truncated BPTT
+        for k in reversed(range(a.layers)):
+            if a.lstm:
+                dx, _, _, dw_ih, dw_hh, db_ih, db_hh, dw_peep = K.lstm_backward(
+                    dh, zeros, zeros, caches[k])
+                if a.peephole:
+                    g[f"rnn.weight_peep_l{k}"][...] = dw_peep
+            else:
+                dx, _, dw_ih, dw_hh, db_ih, db_hh = K.rnn_backward(dh, zeros, caches[k])
+            g[f"rnn.weight_ih_l{k}"][...] = dw_ih
+            g[f"rnn.weight_hh_l{k}"][...] = dw_hh
+            g[f"rnn.bias_ih_l{k}"][...] = db_ih
+            g[f"rnn.bias_hh_l{k}"][...] = db_hh
+            dh = dx * masks[k] if drop else dx
+        K.embedding_backward(dh, x_ids, a.vocab_size, out=g["encoder.weight"])
+        if a.tie_weights:
+            g["encoder.weight"] += ddec_w
+        self._train_caches = caches
+        for k, (hT, cT) in enumerate(finals):
+            h[k] = hT
+            if c is not None:
+                c[k] = cT
+        return float(loss)
+
+    def forward_loss(self, x_ids: np.ndarray, y_ids: np.ndarray, h: np.ndarray,
+                     c: np.ndarray | None) -> float:
+        """The summed cross-entropy (natural log) of a window, no dropout, no gradients; h and c
+        [L, B, H] are replaced in place by the state after the window."""
+        a, K, p = self.arch, self.K, self.p
+        T, B = x_ids.shape
+        x = K.embedding_forward(x_ids, p["encoder.weight"])
+        for k in range(a.layers):
+            x, hT, cT, _ = self._layer_forward(k, x, h[k], None if c is None else c[k])
+            h[k] = hT
+            if c is not None:
+                c[k] = cT
+        loss, _ = K.softmax_xent_forward(x.reshape(T * B, a.hidden), p["decoder.weight"],
+                                         p["decoder.bias"], y_ids.reshape(T * B))
+        return float(loss)
+
+    def top_hidden(self, x_ids: np.ndarray, h: np.ndarray | None = None,
+                   c: np.ndarray | None = None) -> np.ndarray:
+        """The last layer's h [T, B, H] over the inputs x_ids [T, B], from the zero state or
+        (h, c) [L, B, H] (left unchanged)."""
+        a, K = self.arch, self.K
+        T, B = x_ids.shape
+        if h is None:
+            h, c = self.zero_state(B)
+        x = K.embedding_forward(x_ids, self.p["encoder.weight"])
+        for k in range(a.layers):
+            x, _, _, _ = self._layer_forward(k, x, h[k], None if c is None else c[k])
+        return x
+
+    # --- the LanguageModel protocol (log10) ----------------------------------------------------
+    def start(self, batch: int) -> RecurrentState:
+        """The state of `batch` streams after <s>."""
+        state = RecurrentState(self.arch, batch, self.dtype)
+        state.ids[:] = BOS
+        return self._step(state)
+
+    def advance(self, state: RecurrentState, ids: np.ndarray) -> RecurrentState:
+        """Feed one token per stream. The state is updated IN PLACE and returned (the step
+        kernels write h and c where they are; use state.copy() to branch)."""
+        ids = np.asarray(ids)
+        if ids.shape != (state.batch,):
+            raise RnnkitError(f"advance: expected {state.batch} token ids, got shape {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.arch.vocab_size):
+            raise RnnkitError(f"advance: token ids must be in [0, {self.arch.vocab_size})")
+        state.ids[:] = ids
+        return self._step(state)
+
+    def _step(self, state: RecurrentState) -> RecurrentState:
+        a, p, K = self.arch, self.p, self.K
+        np.take(p["encoder.weight"], state.ids, axis=0, out=state.x)
+        x = state.x
+        for k in range(a.layers):
+            w = (p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"],
+                 p[f"rnn.bias_hh_l{k}"])
+            if a.lstm:
+                peep = p[f"rnn.weight_peep_l{k}"] if a.peephole else None
+                K.lstm_step(x, state.h[k], state.c[k], *w, w_peep=peep,
+                            forget_gate=a.forget_gate, gates=state.work)
+            else:
+                K.rnn_step(x, state.h[k], *w, work=state.work)
+            x = state.h[k]
+        return state
+
+    def log_probs(self, state: RecurrentState) -> np.ndarray:
+        """log10 P(next token) [B, V] for every stream."""
+        lp = self.K.log_softmax(state.h[-1], self.p["decoder.weight"], self.p["decoder.bias"])
+        lp *= LOG10E
+        return lp
+
+    def token_log_probs(self, sentences: list[np.ndarray], max_batch: int = 64
+                        ) -> list[np.ndarray]:
+        """log10 p of z1..zT and </s> for each sentence, from <s> (zero state before it).
+
+        Sentences are sorted by length and run in batches of up to max_batch through the
+        window kernels (padded at the end, which cannot change earlier positions); the output
+        layer then runs only on the real positions (packed).
+        """
+        a = self.arch
+        n = len(sentences)
+        out: list[np.ndarray | None] = [None] * n
+        lengths = np.array([len(s) for s in sentences], np.int64)
+        order = np.argsort(-lengths, kind="stable")
+        for start in range(0, n, max_batch):
+            idx = order[start:start + max_batch]
+            B = len(idx)
+            T = int(lengths[idx[0]]) + 1
+            x_ids = np.full((T, B), UNK, np.int64)   # [T, B] <s> z1 .. zT, padded
+            y_ids = np.full((B, T), UNK, np.int64)   # [B, T] z1 .. zT </s>, padded
+            valid = np.zeros((B, T), bool)           # [B, T] real positions
+            x_ids[0] = BOS
+            for b, i in enumerate(idx.tolist()):
+                s = np.asarray(sentences[i], np.int64)
+                m = len(s)
+                if m and (s.min() < 0 or s.max() >= a.vocab_size):
+                    raise RnnkitError(f"token ids must be in [0, {a.vocab_size})")
+                x_ids[1:m + 1, b] = s
+                y_ids[b, :m] = s
+                y_ids[b, m] = EOS
+                valid[b, :m + 1] = True
+            top = self.top_hidden(x_ids)                                  # [T, B, H]
+            rows = np.ascontiguousarray(top.transpose(1, 0, 2)[valid])    # [R, H] by sentence
+            targets = y_ids[valid]                                        # [R]
+            lp = np.empty(len(rows))
+            step = max(1, LOGIT_BLOCK // a.vocab_size)
+            for r in range(0, len(rows), step):
+                block = self.K.log_softmax(rows[r:r + step], self.p["decoder.weight"],
+                                           self.p["decoder.bias"])       # [r, V] natural log
+                lp[r:r + step] = block[np.arange(len(block)), targets[r:r + step]]
+            lp *= LOG10E
+            ends = np.cumsum(lengths[idx] + 1)
+            for b, i in enumerate(idx.tolist()):
+                out[i] = lp[ends[b] - lengths[i] - 1:ends[b]]
+        return out
+
+    # --- files ---------------------------------------------------------------------------------
+    def metadata(self) -> dict:
+        meta = dict(self.meta)
+        meta.update({
+            "model_type": self.model_type,
+            "architecture": self.arch.to_dict(),
+            "vocab": {"size": len(self.vocab), "sha256": self.vocab.sha256(),
+                      "tokens": self.vocab.tokens, "counts": self.vocab.counts.tolist()},
+            "tokenizer": self.tokenizer.to_dict(),
+            "tensors": {
+                "names": "PyTorch word-language-model names: encoder.weight [V, E], "
+                         "rnn.weight_ih_l{k} [G, E|H], rnn.weight_hh_l{k} [G, H], "
+                         "rnn.bias_ih_l{k} [G], rnn.bias_hh_l{k} [G], decoder.weight [V, H], "
+                         "decoder.bias [V]; G = 4H for LSTMs (gate order i, f, g, o), H for rnn",
+                "peephole": "rnn.weight_peep_l{k} [3, H]: diagonal peephole weights of the "
+                            "input, forget and output gates (rows i, f, o; Gers et al. 2002)",
+            },
+        })
+        return meta
+
+    def save(self, path: str | os.PathLike, **extra_meta) -> None:
+        """Write the model file (safetensors + JSON metadata), atomically."""
+        meta = self.metadata()
+        meta.update(extra_meta)
+        self.meta.update(extra_meta)
+        tensors = {name: np.asarray(v, np.float32) for name, v in self.p.items()}
+        modelfile.save(path, tensors, meta)
+
+
+# --- loading -------------------------------------------------------------------------------------
+def _check_tensors(path, tensors: dict[str, np.ndarray], arch: Architecture) -> None:
+    for name, shape in arch.tensor_shapes():
+        if name not in tensors:
+            raise ModelFileError(f"{path}: tensor {name} is missing (damaged file, or another "
+                                 f"architecture)")
+        t = tensors[name]
+        if tuple(t.shape) != tuple(shape):
+            raise ModelFileError(f"{path}: tensor {name} has shape {list(t.shape)}, the "
+                                 f"architecture needs {list(shape)}")
+
+
+def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=None) -> RNNLM:
+    """An RNNLM from the tensors and metadata of an rnnkit model file."""
+    try:
+        arch = Architecture.from_dict(meta["architecture"])
+        vmeta = meta["vocab"]
+        vocab = Vocab(vmeta["tokens"], vmeta.get("counts"))
+        tokenizer = Tokenizer.from_dict(meta.get("tokenizer", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: incomplete recurrent-model metadata ({e})") from None
+    except RnnkitError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    if len(vocab) != arch.vocab_size:
+        raise ModelFileError(f"{path}: the vocabulary has {len(vocab)} tokens but the "
+                             f"architecture {arch.vocab_size}")
+    _check_tensors(path, tensors, arch)
+    model = RNNLM(arch, vocab, tokenizer, meta=meta, backend=backend)
+    for name, _ in arch.tensor_shapes():
+        t = tensors[name]
+        if not np.all(np.isfinite(t)):
+            raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
+        model.p[name][...] = t
+    return model
+
+
+def load(path: str | os.PathLike, backend=None) -> RNNLM:
+    """Load an rnnkit recurrent model file."""
+    tensors, meta = modelfile.read(path)
+    if meta.get("model_type") not in MODEL_TYPES:
+        raise ModelFileError(f"{path}: a {meta.get('model_type')!r} model, not a recurrent one")
+    return from_file_parts(path, tensors, meta, backend=backend)
+
+
+# --- PyTorch interchange -------------------------------------------------------------------------
+EOS_ALIASES = ("</s>", "<eos>", "<EOS>")
+BOS_ALIASES = ("<s>", "<bos>", "<BOS>", "<sos>")
+UNK_ALIASES = ("<unk>", "<UNK>", "<oov>")
+MISSING_LOGIT = -30.0  # bias of an output row added for a special the model lacks: p ~ e^-30
+
+
+def read_token_list(path: str | os.PathLike) -> list[str]:
+    """A vocabulary file for import: one token per line in the model's id order, optionally
+    followed by a TAB and a count (rnnkit's vocab.txt has that form)."""
+    from .errors import FormatError, InputError
+
+    tokens = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                token = line.rstrip("\r\n").split("\t")[0]
+                if not token or token.strip() != token:
+                    raise FormatError(f"{path}:{number}: empty token or token with spaces; the "
+                                      f"vocabulary needs one token per line")
+                tokens.append(token)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such vocabulary file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+    if not tokens:
+        raise FormatError(f"{path}: the vocabulary file is empty")
+    if len(set(tokens)) != len(tokens):
+        seen = set()
+        dup = next(t for t in tokens if t in seen or seen.add(t))
+        raise FormatError(f"{path}: the vocabulary lists {dup!r} twice")
+    return tokens
+
+
+def _infer_architecture(path, tensors: dict[str, np.ndarray]) -> Architecture:
+    names = sorted(tensors)
+    if "encoder.weight" not in tensors or "rnn.weight_ih_l0" not in tensors:
+        raise ModelFileError(
+            f"{path}: not a PyTorch word-language-model state dict (expected encoder.weight, "
+            f"rnn.weight_ih_l0, ..., decoder.weight, decoder.bias; found {', '.join(names[:8])}"
+            f"{' ...' if len(names) > 8 else ''})")
+    if any(n.startswith("rnn.weight_hr_l") for n in names):
+        raise ModelFileError(f"{path}: LSTMs with projections (proj_size) are not supported")
+    if any(n.endswith("_reverse") for n in names):
+        raise ModelFileError(f"{path}: bidirectional RNNs cannot be language models here")
+    layers = 0
+    while f"rnn.weight_ih_l{layers}" in tensors:
+        layers += 1
+    V, E = tensors["encoder.weight"].shape
+    G, H = tensors["rnn.weight_hh_l0"].shape
+    if G == 4 * H:
+        model_type = "lstm-peephole" if "rnn.weight_peep_l0" in tensors else "lstm"
+    elif G == H:
+        model_type = "rnn"
+    elif G == 3 * H:
+        raise ModelFileError(f"{path}: a GRU (weight_hh_l0 is [3H, H]); rnnkit has LSTM and "
+                             f"tanh-RNN cells only")
+    else:
+        raise ModelFileError(f"{path}: rnn.weight_hh_l0 has shape [{G}, {H}], neither an LSTM "
+                             f"([4H, H]) nor an RNN ([H, H])")
+    dec = tensors.get("decoder.weight")
+    if dec is None:
+        raise ModelFileError(f"{path}: decoder.weight is missing")
+    tie = E == H and dec.shape == tensors["encoder.weight"].shape and np.array_equal(
+        dec, tensors["encoder.weight"])
+    return Architecture(model_type, int(V), int(E), int(H), layers, tie_weights=bool(tie))
+
+
+def from_torch_state(path: str | os.PathLike, vocab: str | os.PathLike | list[str],
+                     model_type: str | None = None, tokenizer: Tokenizer | None = None,
+                     backend=None) -> RNNLM:
+    """An RNNLM from a PyTorch state dict saved as safetensors (no rnnkit metadata needed).
+
+    `vocab` lists the model's tokens in its id order (a file or a list). rnnkit needs <unk>,
+    <s>, </s> at ids 0, 1, 2, so rows are permuted: `<eos>` is taken as </s>; when the model has
+    no <s> (PyTorch's word_language_model feeds `<eos>` before each sentence) <s> gets the
+    embedding of </s> and an output row of probability ~e^-30; a missing <unk> likewise.
+    model_type may be given as lstm-nofg (PyTorch cannot tell it from lstm by shapes).
+    """
+    tensors = {k: np.asarray(v) for k, v in modelfile.load_tensors(path).items()}
+    for k, v in tensors.items():
+        if v.dtype.kind != "f":
+            raise ModelFileError(f"{path}: tensor {k} is {v.dtype}, expected floating point")
+        tensors[k] = v.astype(np.float32)
+    arch = _infer_architecture(path, tensors)
+    if model_type is not None and model_type != arch.model_type:
+        if {model_type, arch.model_type} <= {"lstm", "lstm-nofg"}:
+            arch = Architecture(model_type, arch.vocab_size, arch.emb, arch.hidden, arch.layers,
+                                arch.tie_weights)
+        else:
+            raise ModelFileError(f"{path}: the tensors are of a {arch.model_type} model, not "
+                                 f"{model_type}")
+    for k in range(arch.layers):  # nn.LSTM(bias=False) has no biases: zeros are the same model
+        for b in ("ih", "hh"):
+            tensors.setdefault(f"rnn.bias_{b}_l{k}", np.zeros(arch.gate_rows, np.float32))
+    tokens = list(vocab) if isinstance(vocab, (list, tuple)) else read_token_list(vocab)
+    if len(tokens) != arch.vocab_size:
+        from .errors import InputError
+
+        raise InputError(f"{vocab if not isinstance(vocab, (list, tuple)) else 'vocab'}: "
+                         f"{len(tokens)} tokens, but encoder.weight of {path} has "
+                         f"{arch.vocab_size} rows: the vocabulary does not belong to this model")
+    # rnnkit ids: the specials first, then the model's other tokens in its order
+    pos = {t: i for i, t in enumerate(tokens)}
+
+    def find(aliases):
+        return next((pos[a] for a in aliases if a in pos), None)
+
+    special_src = [find(UNK_ALIASES), find(BOS_ALIASES), find(EOS_ALIASES)]
+    taken = {s for s in special_src if s is not None}
+    rest = [i for i in range(len(tokens)) if i not in taken]
+    new_tokens = list(SPECIALS) + [tokens[i] for i in rest]
+    new_arch = Architecture(arch.model_type, len(new_tokens), arch.emb, arch.hidden,
+                            arch.layers, arch.tie_weights)
+    model = RNNLM(new_arch, Vocab(new_tokens), tokenizer, backend=backend)
+    for name, _ in arch.tensor_shapes():
+        if name not in ("encoder.weight", "decoder.weight", "decoder.bias"):
+            model.p[name][...] = tensors[name]
+    enc, dec, bias = (tensors["encoder.weight"], tensors["decoder.weight"],
+                      tensors["decoder.bias"] if "decoder.bias" in tensors
+                      else np.zeros(arch.vocab_size, np.float32))
+    src = np.array(rest, np.int64)
+    model.p["encoder.weight"][3:] = enc[src]
+    model.p["decoder.bias"][3:] = bias[src]
+    if not new_arch.tie_weights:
+        model.p["decoder.weight"][3:] = dec[src]
+    eos_src = special_src[2]
+    for new_id, s in enumerate(special_src):
+        if s is not None:
+            model.p["encoder.weight"][new_id] = enc[s]
+            model.p["decoder.bias"][new_id] = bias[s]
+            if not new_arch.tie_weights:
+                model.p["decoder.weight"][new_id] = dec[s]
+        else:
+            # the input role of <s> is played by <eos> in a stream-trained model
+            model.p["encoder.weight"][new_id] = enc[eos_src] if (
+                new_id == BOS and eos_src is not None) else 0.0
+            # (with tied weights the row is the embedding's: only the bias makes it improbable)
+            model.p["decoder.bias"][new_id] = MISSING_LOGIT
+            if not new_arch.tie_weights:
+                model.p["decoder.weight"][new_id] = 0.0
+    model.meta.update({"imported_from": "pytorch-state-dict",
+                       "vocab_mapping": {"unk": special_src[0], "bos": special_src[1],
+                                         "eos": special_src[2]}})
+    return model
