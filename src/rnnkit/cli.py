@@ -465,6 +465,10 @@ def tune_weights(
 
     if reference is None:
         raise RnnkitError("--nbest needs --reference REF: the correct sentence of each group")
+    if unit not in ("word", "char"):
+        raise RnnkitError(f"unknown --unit {unit!r}: use word or char")
+    if method not in ("grid", "simplex"):
+        raise RnnkitError(f"unknown --method {method!r}: use grid or simplex")
     if fmt not in NBEST_FORMATS:
         raise RnnkitError(f"unknown --format {fmt!r}: use one of {', '.join(NBEST_FORMATS)}")
     model = load_models(models, weights, combine)
