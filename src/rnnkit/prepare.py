@@ -2,15 +2,18 @@
 
 Dimension letters: N tokens of a split (each sentence's tokens followed by </s>), S sentences.
 
-One streaming pass reads every line, splits it with the Tokenizer and gives each new token a
-provisional id in order of first appearance (the "table"). Counting, splitting, ranking and the
-final id mapping are then whole-array numpy operations on those ids: no Python strings are held
-beyond one line and the table of distinct tokens.
+One streaming pass reads the input in blocks of whole lines (about 1 MB), splits each line with
+the Tokenizer and gives each new token a provisional id in order of first appearance (the
+"table", a dict). Splitting, counting, ranking and the final id mapping are then whole-array
+numpy steps on those uint32 ids, done in slices so that no step copies the whole array as int64:
+no Python strings are held beyond one block and the table of distinct tokens. Peak memory is
+about 8 bytes per token (the read buffer and the split arrays) plus the table.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from array import array
 from collections.abc import Callable, Iterator
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .textio import atomic_directory, atomic_write, display_name, read_lines
+from .textio import atomic_directory, check_errors, display_name, read_blocks
 from .vocab import EOS, SPECIALS, UNK, Tokenizer, Vocab
 
 CORPUS_FORMAT = "rnnkit-corpus"
@@ -29,6 +32,7 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "valid", "test")
 DEFAULT_SPLIT = (0.9, 0.05, 0.05)
 SAMPLES = ("en", "ko")
+CHUNK = 1 << 20  # ids per slice in whole-array steps: bounds their temporary copies
 
 Progress = Callable[[int], None]  # called with the number of bytes read since the last call
 
@@ -54,92 +58,127 @@ def sample_path(lang: str) -> Path:
 
 def _read(paths, tokenizer: Tokenizer, table: _Table, errors: str,
           progress: Progress | None) -> np.ndarray:
-    """Provisional ids of every sentence in `paths`, each followed by </s>; blank lines skipped."""
+    """Provisional ids of every sentence in `paths`, each followed by </s>; blank lines skipped.
+
+    The one hot loop of prepare: per line, a C-level split and a C-level dict lookup per token
+    (`map` over the table's __getitem__); the text arrives in blocks of about 1 MB.
+    """
     buf = array("I")
+    extend, append = buf.extend, buf.append
     lookup = table.__getitem__
-    split = tokenizer.split
+    split_lines = tokenizer.split_lines
     for path in paths:
-        done = 0
-        for _, line in read_lines(path, errors=errors):
-            if progress is not None:
-                done += len(line) + 1
-                if done >= 1 << 20:
-                    progress(done)
-                    done = 0
-            tokens = split(line)
-            if tokens:
-                buf.extend(map(lookup, tokens))
-                buf.append(EOS)
-        if progress is not None and done:
-            progress(done)
+        for _, text in read_blocks(path, errors, progress):
+            for tokens in split_lines(text):
+                if tokens:
+                    extend(map(lookup, tokens))
+                    append(EOS)
+    # frombuffer shares the array's memory (no copy); the array lives as long as the result
     return np.frombuffer(buf, dtype=np.uint32) if len(buf) else np.zeros(0, np.uint32)
 
 
 def _parse_split(split) -> tuple[float, float, float]:
     if split is None:
         return DEFAULT_SPLIT
-    if isinstance(split, str):
-        try:
-            parts = tuple(float(x) for x in split.split(","))
-        except ValueError:
-            raise InputError(f"--split {split!r}: expected three numbers like 0.9,0.05,0.05") from None
-    else:
-        parts = tuple(float(x) for x in split)
+    text = split if isinstance(split, str) else ",".join(map(str, split))
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise InputError(f"--split {text!r}: expected three fractions train,valid,test like "
+                         f"0.9,0.05,0.05") from None
     if len(parts) != 3:
-        raise InputError(f"--split needs three fractions (train,valid,test), got {len(parts)}")
+        raise InputError(f"--split {text!r}: expected three fractions train,valid,test like "
+                         f"0.9,0.05,0.05, got {len(parts)}")
+    if not all(math.isfinite(p) for p in parts):
+        raise InputError(f"--split {text!r}: the fractions must be finite numbers")
     if any(p < 0 for p in parts):
-        raise InputError(f"--split fractions must not be negative, got {parts}")
+        raise InputError(f"--split {text!r}: a fraction is negative")
     if abs(sum(parts) - 1.0) > 1e-6:
-        raise InputError(f"--split fractions must sum to 1, they sum to {sum(parts):g}")
+        raise InputError(f"--split {text!r}: the fractions must sum to 1, they sum to "
+                         f"{sum(parts):g}")
     if parts[0] == 0:
-        raise InputError("--split gives the training split no sentences")
+        raise InputError(f"--split {text!r}: the training split gets no sentences")
     return parts
 
 
 def _split_sentences(ids: np.ndarray, fractions, seed: int) -> dict[str, np.ndarray]:
-    """Assign whole sentences to splits at random (seeded); sentences keep their order."""
-    ends = np.flatnonzero(ids == EOS)
-    lengths = np.diff(np.concatenate(([-1], ends)))  # [S] tokens per sentence incl. </s>
+    """Assign whole sentences to splits at random (seeded); sentences keep their order.
+
+    The valid and test splits get round(S * fraction) sentences (at least one when their
+    fraction is positive and there are three sentences or more), the training split the rest.
+    """
+    ends = np.flatnonzero(ids == EOS)  # [S] index of each sentence's </s>
     s = len(ends)
-    n_valid = int(round(s * fractions[1]))
-    n_test = int(round(s * fractions[2]))
-    order = np.random.default_rng(seed).permutation(s)
+    sizes = [int(round(s * f)) for f in fractions[1:]]
+    sizes = [max(n, 1) if f > 0 and s >= 3 else n for n, f in zip(sizes, fractions[1:])]
+    if sum(sizes) >= s:
+        raise InputError(f"--split {','.join(f'{f:g}' for f in fractions)} leaves no sentence of "
+                         f"the {s} for training; use more input or smaller valid/test fractions")
+    out = {"train": ids}
+    if sum(sizes) == 0:
+        out.update({name: np.zeros(0, np.uint32)
+                    for name, f in zip(SPLITS[1:], fractions[1:]) if f > 0})
+        return out
+    order = np.random.default_rng(seed).permutation(s)  # [S]
     which = np.zeros(s, np.uint8)  # [S] 0 train, 1 valid, 2 test
-    which[order[:n_valid]] = 1
-    which[order[n_valid:n_valid + n_test]] = 2
-    per_token = np.repeat(which, lengths)  # [N]
-    out = {}
+    which[order[:sizes[0]]] = 1
+    which[order[sizes[0]:sizes[0] + sizes[1]]] = 2
+    del order
+    lengths = np.diff(ends, prepend=-1)  # [S] tokens per sentence with its </s>
+    per_token = np.repeat(which, lengths)  # [N] split of each token
+    del lengths, ends
     for k, name in enumerate(SPLITS):
-        if fractions[k] > 0:
+        if k == 0 or fractions[k] > 0:
             out[name] = ids[per_token == k]
     return out
 
 
-def _build_vocab(train: np.ndarray, table: _Table, min_count: int, max_vocab: int | None):
-    """Vocabulary from the training split and the provisional -> final id map.
+def _chunks(n: int, size: int = CHUNK):
+    return ((a, min(a + size, n)) for a in range(0, n, size))
 
-    Tokens ranked by count, ties by first appearance (their provisional id): deterministic.
+
+def _bincount(ids: np.ndarray, n: int) -> np.ndarray:
+    """np.bincount in slices: it would otherwise make an int64 copy of the whole uint32 array."""
+    counts = np.zeros(n, np.int64)
+    for a, b in _chunks(len(ids)):
+        counts += np.bincount(ids[a:b], minlength=n)
+    return counts
+
+
+def _remap(ids: np.ndarray, remap: np.ndarray) -> np.ndarray:
+    """ids <- remap[ids], in place and in slices (no int64 index copy of the whole array)."""
+    if not ids.flags.writeable:
+        ids = ids.copy()
+    for a, b in _chunks(len(ids)):
+        ids[a:b] = remap[ids[a:b]]
+    return ids
+
+
+def _build_vocab(counts: np.ndarray, table: _Table, min_count: int, max_vocab: int | None):
+    """The vocabulary's tokens and the provisional -> final id map, from training counts.
+
+    Tokens are ranked by count, ties by first appearance in the input (their provisional id):
+    the result depends on nothing but the input and the options.
     """
-    counts = np.bincount(train, minlength=len(table))  # [table] counts by provisional id
-    cand = np.arange(3, len(table))
-    cand = cand[counts[3:] >= max(min_count, 1)]
+    cand = np.arange(3, len(table))  # provisional ids of the non-special tokens
+    cand = cand[counts[3:] >= min_count]
     cand = cand[np.lexsort((cand, -counts[cand]))]
     if max_vocab is not None:
-        cand = cand[:max(max_vocab - 3, 0)]
+        cand = cand[:max_vocab - 3]
     remap = np.zeros(len(table), np.uint32)  # [table] provisional -> final id (default <unk>)
     remap[EOS] = EOS
     remap[cand] = np.arange(3, 3 + len(cand), dtype=np.uint32)
-    keys = list(table.keys())
+    keys = list(table)
     tokens = list(SPECIALS) + [keys[i] for i in cand.tolist()]
-    sentences = int(counts[EOS])
-    return tokens, remap, sentences
+    return tokens, remap
 
 
 def _vocab_remap(vocab: Vocab, table: _Table) -> np.ndarray:
-    remap = np.zeros(len(table), np.uint32)
+    remap = np.zeros(len(table), np.uint32)  # [table] provisional -> final id (default <unk>)
+    get = vocab.index.get
     for token, pid in table.items():
         if pid >= 3:
-            remap[pid] = vocab.index.get(token, UNK)
+            remap[pid] = get(token, UNK)
     remap[EOS] = EOS
     return remap
 
@@ -152,29 +191,65 @@ def _stats(ids: np.ndarray) -> dict:
             "oov_rate": round(oov / tokens, 6) if tokens else 0.0}
 
 
-def _check_out_dir(out_dir: Path, force: bool) -> None:
-    if out_dir.is_file():
-        raise InputError(f"{out_dir}: exists and is a file; choose a directory for --out")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_corpus_dir(out_dir) and not force:
-        raise InputError(
-            f"{out_dir}: exists and is not an rnnkit corpus directory; choose another --out, "
-            f"or pass --force to replace it")
-
-
-def is_corpus_dir(path: Path) -> bool:
+def is_corpus_dir(path: str | os.PathLike) -> bool:
+    """Whether `path` is a directory written by `rnnkit prepare` (it has a corpus manifest)."""
     try:
         return json.loads((Path(path) / MANIFEST).read_text("utf-8")).get("format") == CORPUS_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
 
-def build_corpus(inputs, *, sample: str | None = None, level: str = "word",
+def _check_out_dir(out_dir: Path, force: bool, inputs) -> None:
+    """Refuse to replace what is not ours: a file, or a non-empty directory without a corpus
+    manifest (unless --force), or a directory that holds one of the inputs."""
+    if out_dir.is_file() or (out_dir.exists() and not out_dir.is_dir()):
+        raise InputError(f"{out_dir}: exists and is not a directory; choose another --out")
+    if not out_dir.is_dir():
+        return
+    if not force and any(out_dir.iterdir()) and not is_corpus_dir(out_dir):
+        raise InputError(
+            f"{out_dir}: exists and is not an rnnkit corpus directory (no {MANIFEST}); choose "
+            f"another --out, or pass --force to replace it and everything in it")
+    root = out_dir.resolve()
+    for p in inputs:
+        if p and p != "-" and root in Path(p).resolve().parents:
+            raise InputError(f"{out_dir}: holds the input {p}, which replacing the directory "
+                             f"would delete; choose another --out")
+
+
+def _check_inputs(paths) -> None:
+    """Fail before any work on an input that cannot be opened (not after reading the others)."""
+    if sum(1 for p in paths if p == "-") > 1:
+        raise InputError("`-` (stdin) is given more than once; it can be read only once")
+    for p in paths:
+        if p == "-":
+            continue
+        path = Path(p)
+        if path.is_dir():
+            raise InputError(f"{p}: is a directory, expected a text file")
+        if not path.exists():
+            raise InputError(f"{p}: no such file")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"{p}: permission denied")
+
+
+def _as_list(inputs) -> list[str]:
+    if inputs is None:
+        return []
+    if isinstance(inputs, (str, os.PathLike)):
+        return [os.fspath(inputs)]
+    return [os.fspath(p) for p in inputs]
+
+
+def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
                  lowercase: bool = False, min_count: int = 1, max_vocab: int | None = None,
                  vocab: str | os.PathLike | None = None, valid=None, test=None, split=None,
                  seed: int = 0, normalize: str = "nfc", errors: str = "strict",
                  progress: Progress | None = None) -> "Corpus":
     """Read and tokenise the inputs into an in-memory Corpus (see `prepare` for the options)."""
-    inputs = [str(p) for p in (inputs or [])]
+    inputs = _as_list(inputs)
+    valid = os.fspath(valid) if valid else None
+    test = os.fspath(test) if test else None
     if sample is not None:
         if inputs:
             raise InputError("give either input files or --sample, not both")
@@ -182,17 +257,23 @@ def build_corpus(inputs, *, sample: str | None = None, level: str = "word",
     if not inputs:
         raise InputError("no input: give one or more text files, `-` for stdin, or --sample en|ko")
     if min_count < 1:
-        raise InputError(f"--min-count must be at least 1, got {min_count}")
+        raise InputError(f"--min-count {min_count}: must be at least 1 (1 keeps every token)")
     if max_vocab is not None and max_vocab < 4:
-        raise InputError(f"--max-vocab must be at least 4 (3 specials and a token), got {max_vocab}")
+        raise InputError(f"--max-vocab {max_vocab}: must be at least 4 (the 3 specials and a "
+                         f"token)")
+    if vocab is not None and (min_count != 1 or max_vocab is not None):
+        raise InputError("--vocab reuses a vocabulary as it is; it cannot be combined with "
+                         "--min-count or --max-vocab")
     if (valid or test) and split is not None:
         raise InputError("--split divides the input; it cannot be combined with --valid/--test")
+    check_errors(errors)
     fractions = None if (valid or test) else _parse_split(split)
     tokenizer = Tokenizer(level=level, normalize=normalize, lowercase=lowercase)
+    _check_inputs(inputs + [p for p in (valid, test) if p])
     given_vocab = Vocab.read(vocab) if vocab is not None else None
 
     table = _Table()
-    ids = _read(inputs, tokenizer, table, errors, progress)
+    ids = _read(inputs, tokenizer, table, errors, progress)  # [N] provisional ids
     if len(ids) == 0:
         raise InputError(f"{', '.join(map(display_name, inputs))}: no sentences (the input is "
                          f"empty or blank)")
@@ -203,41 +284,64 @@ def build_corpus(inputs, *, sample: str | None = None, level: str = "word",
         for name, path in (("valid", valid), ("test", test)):
             if path:
                 splits[name] = _read([path], tokenizer, table, errors, progress)
-    if len(splits["train"]) == 0:
-        raise InputError("the training split has no sentences; use more input or change --split")
+                if len(splits[name]) == 0:
+                    raise InputError(f"{display_name(path)}: no sentences (the --{name} file is "
+                                     f"empty or blank)")
+    del ids  # the splits are copies (or the same array): free the read buffer now
 
     if given_vocab is None:
-        tokens, remap, _ = _build_vocab(splits["train"], table, min_count, max_vocab)
+        counts = _bincount(splits["train"], len(table))  # [table] by provisional id
+        tokens, remap = _build_vocab(counts, table, min_count, max_vocab)
     else:
         tokens, remap = given_vocab.tokens, _vocab_remap(given_vocab, table)
+    del table
     for name in splits:
-        splits[name] = remap[splits[name]]  # [N] final ids
-    counts = np.bincount(splits["train"], minlength=len(tokens)).astype(np.int64)
+        splits[name] = _remap(splits[name], remap)  # [N] final ids
+    counts = _bincount(splits["train"], len(tokens))  # [V] by final id
     counts[1] = counts[EOS]  # one <s> per sentence
-    vocab_obj = Vocab(tokens, counts)
     options = {"inputs": [display_name(p) for p in inputs], "sample": sample,
                "min_count": min_count, "max_vocab": max_vocab,
-               "vocab": str(vocab) if vocab is not None else None,
+               "vocab": os.fspath(vocab) if vocab is not None else None,
                "valid": valid, "test": test,
                "split": list(fractions) if fractions is not None else None,
                "seed": seed, "errors": errors}
-    return Corpus(vocab_obj, tokenizer, splits, options=options)
+    return Corpus(Vocab(tokens, counts), tokenizer, splits, options=options)
 
 
-def prepare(inputs=None, out_dir: str | os.PathLike | None = None, *, force: bool = False,
-            **options) -> dict:
-    """Prepare a corpus directory and return its manifest.
+def prepare(inputs=None, out_dir: str | os.PathLike | None = None, *, sample: str | None = None,
+            level: str = "word", lowercase: bool = False, min_count: int = 1,
+            max_vocab: int | None = None, vocab: str | os.PathLike | None = None,
+            valid: str | os.PathLike | None = None, test: str | os.PathLike | None = None,
+            split=None, seed: int = 0, normalize: str = "nfc", errors: str = "strict",
+            force: bool = False, progress: Progress | None = None) -> dict:
+    """Prepare a corpus directory from UTF-8 text and return its manifest (a dict).
 
-    out_dir receives vocab.txt (token<TAB>count, id = line number from 0), one uint32 .npy
-    per split (each sentence's ids followed by </s>) and manifest.json, all written at once
-    (a crash never leaves a directory that looks complete). Options: sample, level, lowercase,
-    min_count, max_vocab, vocab, valid, test, split, seed, normalize, errors, progress.
+    inputs: a path or a list of paths (`-` is stdin; gzip is recognised by its magic bytes),
+    one sentence per line, blank lines skipped, the files read one after the other.
+    out_dir receives vocab.txt (token<TAB>count, id = line number from 0), one uint32 .npy per
+    split (each sentence's ids followed by </s>) and manifest.json, all at once: it is built
+    beside out_dir and renamed into place, so a crash never leaves a directory that looks
+    complete. An existing out_dir is replaced if it is a corpus directory or empty; any other
+    directory only with force=True.
+
+    sample: "en" or "ko", the sample corpus shipped with rnnkit instead of inputs.
+    level: "word" (split on Unicode whitespace) or "char" (every character, spaces as ▁).
+    normalize: "nfc" (default), "nfkc" or "none"; lowercase: lowercase after normalising.
+    min_count, max_vocab: tokens seen fewer than min_count times in the training split, or
+    ranked past max_vocab (the 3 specials included), become <unk>. vocab: reuse a vocab.txt.
+    valid, test: files for those splits; otherwise split (train,valid,test fractions, default
+    0.9,0.05,0.05) divides the input's sentences at random with seed.
+    errors: "strict" (invalid UTF-8 is an error) or "replace" (U+FFFD).
+    progress: called with the number of input bytes read since the previous call.
     """
     if out_dir is None:
         raise InputError("--out DIR is required: the directory to write the corpus to")
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir, force)
-    corpus = build_corpus(inputs, **options)
+    _check_out_dir(out_dir, force, _as_list(inputs) + [os.fspath(p) for p in (valid, test) if p])
+    corpus = build_corpus(inputs, sample=sample, level=level, lowercase=lowercase,
+                          min_count=min_count, max_vocab=max_vocab, vocab=vocab, valid=valid,
+                          test=test, split=split, seed=seed, normalize=normalize, errors=errors,
+                          progress=progress)
     return corpus.write(out_dir)
 
 
@@ -252,7 +356,9 @@ def _sha256(path: Path) -> str:
 class Corpus:
     """A prepared corpus: vocabulary, tokenizer and the id arrays of its splits.
 
-    `Corpus(dir)` reads a directory written by `rnnkit prepare`; `build_corpus` makes one in memory.
+    `Corpus(dir)` reads a directory written by `rnnkit prepare` (the arrays are memory-mapped);
+    `build_corpus` makes one in memory. `corpus["train"]` is the uint32 id array of a split:
+    every sentence's ids followed by </s> (id 2).
     """
 
     def __init__(self, vocab, tokenizer: Tokenizer | None = None, splits=None, options=None,
@@ -262,8 +368,8 @@ class Corpus:
             vocab, tokenizer, splits, manifest = (loaded.vocab, loaded.tokenizer, loaded.splits,
                                                   loaded.manifest)
         self.vocab: Vocab = vocab
-        self.tokenizer: Tokenizer = tokenizer
-        self.splits: dict[str, np.ndarray] = dict(splits)
+        self.tokenizer: Tokenizer = tokenizer or Tokenizer()
+        self.splits: dict[str, np.ndarray] = dict(splits or {})
         self.manifest = manifest if manifest is not None else self._manifest(options or {})
 
     def _manifest(self, options: dict) -> dict:
@@ -275,41 +381,67 @@ class Corpus:
             "tokenizer": self.tokenizer.to_dict(),
             "options": options,
             "vocab": {"file": "vocab.txt", "size": len(self.vocab), "sha256": self.vocab.sha256()},
-            "splits": {name: {"file": f"{name}.npy", **_stats(ids)}
+            "splits": {name: {"file": f"{name}.npy", "dtype": "uint32", **_stats(ids)}
                        for name, ids in self.splits.items()},
         }
 
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v):,}" for k, v in self.splits.items())
+        return f"Corpus(vocab={len(self.vocab):,}, level={self.tokenizer.level!r}, {sizes})"
+
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.splits[name]
+        try:
+            return self.splits[name]
+        except KeyError:
+            raise KeyError(f"no split {name!r}; this corpus has {', '.join(self.splits)}") from None
 
     def __contains__(self, name: str) -> bool:
         return name in self.splits
 
+    def encode(self, sentence: str) -> np.ndarray:
+        """The ids of one sentence (without </s>), split the way the corpus was."""
+        return self.vocab.encode(self.tokenizer.split(sentence))
+
+    def decode(self, ids) -> str:
+        """Text of a sequence of ids (OOV tokens read <unk>)."""
+        return self.tokenizer.join(self.vocab.decode(np.asarray(ids).tolist()))
+
     def sentences(self, name: str) -> list[np.ndarray]:
         """The sentences of a split as id arrays, without their </s>."""
-        ids = self.splits[name]
+        ids = self[name]
         ends = np.flatnonzero(ids == EOS)
         starts = np.concatenate(([0], ends[:-1] + 1))
         return [ids[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
 
     def text(self, name: str) -> Iterator[str]:
         """The sentences of a split as text (OOV tokens read <unk>)."""
+        tokens = self.vocab.tokens
+        join = self.tokenizer.join
         for ids in self.sentences(name):
-            yield self.tokenizer.join(self.vocab.decode(ids.tolist()))
+            yield join([tokens[i] for i in ids.tolist()])
 
     def write(self, out_dir: str | os.PathLike) -> dict:
+        """Write the corpus directory atomically; return the manifest (with the checksums)."""
         out_dir = Path(out_dir)
         with atomic_directory(out_dir) as tmp:
-            with open(tmp / "vocab.txt", "w", encoding="utf-8") as f:
+            with open(tmp / "vocab.txt", "w", encoding="utf-8", newline="\n") as f:
                 self.vocab.write(f)
             for name, ids in self.splits.items():
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(ids, dtype=np.uint32))
                 self.manifest["splits"][name]["sha256"] = _sha256(tmp / f"{name}.npy")
-            # the manifest last: a directory with a manifest is complete
+            # the manifest last: only a directory with a manifest is a corpus
             with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
                 json.dump(self.manifest, f, ensure_ascii=False, indent=2)
                 f.write("\n")
         return self.manifest
+
+    def verify(self, path: str | os.PathLike) -> None:
+        """Check every array file of the corpus directory `path` against its sha256."""
+        for name, info in self.manifest["splits"].items():
+            f = Path(path) / info["file"]
+            if _sha256(f) != info.get("sha256"):
+                raise InputError(f"{f}: checksum mismatch (the file was changed or damaged); "
+                                 f"rerun `rnnkit prepare`")
 
     @classmethod
     def load(cls, path: str | os.PathLike, verify: bool = False) -> "Corpus":
@@ -321,20 +453,24 @@ class Corpus:
         manifest = json.loads((path / MANIFEST).read_text("utf-8"))
         if manifest.get("format_version") != CORPUS_VERSION:
             raise InputError(f"{path}: corpus format version {manifest.get('format_version')} is "
-                             f"not supported; rerun `rnnkit prepare`")
+                             f"not supported by rnnkit {CORPUS_VERSION}; rerun `rnnkit prepare`")
         vocab = Vocab.read(path / manifest["vocab"]["file"])
         if vocab.sha256() != manifest["vocab"]["sha256"]:
             raise InputError(f"{path}: vocab.txt does not match the manifest; rerun `rnnkit prepare`")
-        splits = {}
+        corpus = cls(vocab, Tokenizer.from_dict(manifest["tokenizer"]), {}, manifest=manifest)
+        if verify:
+            corpus.verify(path)
         for name, info in manifest["splits"].items():
             f = path / info["file"]
-            if verify and _sha256(f) != info["sha256"]:
-                raise InputError(f"{f}: checksum mismatch (the file was changed or damaged)")
             try:
-                splits[name] = np.load(f, mmap_mode="r", allow_pickle=False)
+                ids = np.load(f, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
                 raise InputError(f"{f}: cannot read ({e}); rerun `rnnkit prepare`") from None
-        return cls(vocab, Tokenizer.from_dict(manifest["tokenizer"]), splits, manifest=manifest)
+            if ids.dtype != np.uint32 or ids.ndim != 1:
+                raise InputError(f"{f}: expected a 1-D uint32 array, got {ids.dtype} "
+                                 f"{ids.shape}; rerun `rnnkit prepare`")
+            corpus.splits[name] = ids
+        return corpus
 
 
 def load_data(path: str | os.PathLike, progress: Progress | None = None) -> Corpus:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -39,7 +40,8 @@ class Tokenizer:
                 f"unknown normalisation {self.normalize!r}: use one of {', '.join(NORMALIZATIONS)}")
 
     def clean(self, line: str) -> str:
-        if self.normalize != "none":
+        """Normalise, then lowercase (that order, everywhere)."""
+        if self.normalize != "none" and not line.isascii():  # ASCII is already NFC and NFKC
             line = unicodedata.normalize(self.normalize.upper(), line)
         return line.lower() if self.lowercase else line
 
@@ -48,6 +50,21 @@ class Tokenizer:
         if self.level == "word":
             return line.split()
         return list(SPACE.join(line.split()))
+
+    def split_lines(self, text: str) -> Iterator[list[str]]:
+        """The tokens of each line of a block of text whose lines are separated by "\\n":
+        the same as `map(self.split, text.split("\\n"))`, but much faster on large blocks
+        (the cleaning runs once per block when it can: lowercasing never crosses a line end,
+        and ASCII text needs no normalisation)."""
+        if self.normalize == "none" or text.isascii():
+            lines = (text.lower() if self.lowercase else text).split("\n")
+        else:
+            clean = self.clean
+            lines = [clean(line) for line in text.split("\n")]
+        if self.level == "word":
+            return map(str.split, lines)
+        join = SPACE.join
+        return (list(join(line.split())) for line in lines)
 
     def join(self, tokens) -> str:
         if self.level == "word":
@@ -103,16 +120,18 @@ class Vocab:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "Vocab":
+        """Read a vocab.txt written by `write` (or a plain list of tokens, one per line)."""
         tokens, counts = [], []
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8", newline="\n") as f:
                 for number, line in enumerate(f, 1):
                     line = line.rstrip("\n")
                     if not line:
                         raise FormatError(f"{path}:{number}: empty line in a vocabulary file")
                     token, _, count = line.partition("\t")
-                    if not token or any(ch.isspace() for ch in token if ch != SPACE):
-                        raise FormatError(f"{path}:{number}: a token may not be empty or hold spaces")
+                    if token.split() != [token]:
+                        raise FormatError(f"{path}:{number}: a token may not be empty or hold "
+                                          f"spaces, got {token!r}")
                     try:
                         counts.append(int(count) if count else 0)
                     except ValueError:
@@ -121,8 +140,13 @@ class Vocab:
                     tokens.append(token)
         except FileNotFoundError:
             raise InputError(f"{path}: no such vocabulary file") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory, expected a vocab.txt file") from None
         except UnicodeDecodeError as e:
-            raise InputError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+            raise InputError(f"{path}: invalid UTF-8 at byte {e.start} of a line; is this a "
+                             f"vocab.txt written by `rnnkit prepare`?") from None
+        except OSError as e:
+            raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
         if not tokens:
             raise FormatError(f"{path}: the vocabulary file is empty")
         try:
