@@ -78,7 +78,10 @@ def _root(
 # ------------------------------------------------------------------------------------------------
 # prepare
 # ------------------------------------------------------------------------------------------------
-@app.command(epilog="Example: rnnkit prepare corpus.txt --out data/ --level word --min-count 2")
+@app.command(epilog="Examples:\n\n"
+             "rnnkit prepare corpus.txt --out data/ --min-count 2\n\n"
+             "rnnkit prepare train.txt.gz --valid valid.txt --test test.txt --out data/\n\n"
+             "rnnkit prepare --sample ko --level char --out demo/ko")
 def prepare(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="UTF-8 text files, one sentence per line (gzip allowed); `-` reads stdin.",
@@ -106,7 +109,10 @@ def prepare(
                                         "rnnkit corpus.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ):
-    """Turn UTF-8 text into a vocabulary and token-id arrays (train / valid / test)."""
+    """Turn UTF-8 text into a vocabulary and token-id arrays (train / valid / test): DIR gets
+    vocab.txt (token TAB count; <unk>, <s>, </s> are ids 0, 1, 2, then tokens by count), one
+    uint32 .npy per split (each sentence followed by </s>) and manifest.json, all at once, so an
+    interrupted run leaves no directory that looks complete."""
     from .prepare import prepare as run_prepare
 
     files = [p for p in (inputs or []) + [valid, test] if p and p != "-"]
@@ -133,6 +139,49 @@ def corpus_table(manifest: dict):
         t.add_row(name, f"{s['sentences']:,}", f"{s['tokens']:,}", f"{s['oov']:,}",
                   f"{100 * s['oov_rate']:.2f}%")
     return t
+
+
+# ------------------------------------------------------------------------------------------------
+# synth
+# ------------------------------------------------------------------------------------------------
+@app.command(epilog="Examples:\n\n"
+             "rnnkit synth --out synth.txt --sentences 20000 --filler 5,40 --vocab 10\n\n"
+             "rnnkit synth --out - --sentences 3 --filler 2,4 --seed 7")
+def synth(
+    out_path: Annotated[Optional[str], typer.Option("--out", help="The text file to write; `-` "
+                                                    "for stdout.")] = None,
+    sentences: Annotated[int, typer.Option(help="Number of sentences.")] = 10000,
+    filler: Annotated[str, typer.Option(help="MIN,MAX filler words between the key and its "
+                                        "answer (inclusive; one number for a fixed length).")
+                      ] = "5,40",
+    keys: Annotated[int, typer.Option("--vocab", help="K: number of key/answer word pairs.")] = 10,
+    filler_vocab: Annotated[int, typer.Option(help="Number of distinct filler words.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same corpus).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+):
+    """Write a synthetic corpus with one long-range dependency: each sentence is a key word
+    k_i, a filler of MIN..MAX random filler words, then the key's answer word a_i. The last word
+    is a function of the first and the filler says nothing about it, so a recurrent model can
+    learn to carry the key to the end and an n-gram model cannot."""
+    from .synth import SynthSpec, parse_filler
+    from .synth import write as write_synth
+
+    if out_path is None:
+        raise RnnkitError("--out FILE is required: the text file to write (`-` for stdout)")
+    if as_json and out_path == "-":
+        raise RnnkitError("--json prints to stdout, which --out - already uses for the corpus; "
+                          "give --out a file")
+    lo, hi = parse_filler(filler)
+    spec = SynthSpec(sentences=sentences, filler_min=lo, filler_max=hi, keys=keys,
+                     filler_vocab=filler_vocab, seed=seed)
+    summary = write_synth(out_path, spec)
+    if as_json:
+        print_json(summary)
+    else:
+        (err if out_path == "-" else out).print(
+            f"{summary['out']}: {summary['sentences']:,} sentences, {summary['tokens']:,} "
+            f"tokens; {spec.keys} keys k_i -> answers a_i across {lo}-{hi} filler words "
+            f"from {spec.filler_vocab}", markup=False, highlight=False)
 
 
 # ------------------------------------------------------------------------------------------------
