@@ -694,8 +694,9 @@ def plot(
     """
     from .train import load_records, plot_curves, require_matplotlib
 
+    records = load_records(source)
     require_matplotlib()
-    info = plot_curves(load_records(source), out_path, title=f"learning curves: {source.name}")
+    info = plot_curves(records, out_path, title=f"learning curves: {source.name}")
     if as_json:
         print_json(info)
     else:

@@ -603,6 +603,9 @@ def from_torch_state(path: str | os.PathLike, vocab: str | os.PathLike | list[st
     embedding of </s> and an output row of probability ~e^-30; a missing <unk> likewise.
     model_type may be given as lstm-nofg (PyTorch cannot tell it from lstm by shapes).
     """
+    if modelfile.read_header(path) is None:  # also: no such file
+        raise ModelFileError(f"{path}: not a safetensors file (save the state dict with "
+                             f"safetensors.torch.save_file(model.state_dict(), path))")
     tensors = {k: np.asarray(v) for k, v in modelfile.load_tensors(path).items()}
     for k, v in tensors.items():
         if v.dtype.kind != "f":

@@ -1,0 +1,510 @@
+"""The recurrent model: gradients of the whole model against finite differences (float64 numpy
+reference), kernels against the reference, the LM protocol (sums to 1, steps = batched scoring,
+score = sum(full_scores)), model files, PyTorch interchange, and the import-torch / plot /
+diagnose commands with their error paths."""
+import json
+import math
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import rnnkit
+from rnnkit import modelfile
+from rnnkit import reference as ref
+from rnnkit.cli import app, main
+from rnnkit.errors import InputError, ModelFileError, RnnkitError
+from rnnkit.lm import LanguageModel
+from rnnkit.rnnlm import (RNNLM, Architecture, from_torch_state, load, read_token_list,
+                          views)
+from rnnkit.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
+
+runner = CliRunner()
+WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat"]
+VOCAB = Vocab(list(SPECIALS) + WORDS)
+VARIANTS = [("lstm", False, 0.0), ("lstm-peephole", True, 0.3), ("lstm-nofg", False, 0.3),
+            ("rnn", True, 0.0), ("lstm", True, 0.5)]
+
+
+def cli(capsys, *args):
+    """Run the command line as the console script does: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    o = capsys.readouterr()
+    return code, o.out, o.err
+
+
+def reference_backend():
+    """The numpy reference with the `out=` arguments the kernels have."""
+    def embedding_backward(dx, ids, V, out=None):
+        r = ref.embedding_backward(dx, ids, V)
+        if out is None:
+            return r
+        out[...] = r
+        return out
+
+    ns = types.SimpleNamespace(**{n: getattr(ref, n) for n in ref.__all__})
+    ns.embedding_backward = embedding_backward
+    return ns
+
+
+def make_model(model_type="lstm", tie=False, dropout=0.0, E=4, H=4, L=2, dtype=np.float32,
+               backend=None, seed=0, scale=0.5):
+    arch = Architecture(model_type, len(VOCAB), E, H, L, tie_weights=tie, dropout=dropout)
+    m = RNNLM(arch, VOCAB, backend=backend, dtype=dtype)
+    m.init_uniform(np.random.default_rng(seed), scale)
+    return m
+
+
+def window(rng, T=3, B=2, V=len(VOCAB)):
+    return (rng.integers(0, V, (T, B)).astype(np.int64), rng.integers(0, V, (T, B)).astype(np.int64))
+
+
+# --- layout ------------------------------------------------------------------------------------
+def test_flat_buffer_views_use_pytorch_names_and_shapes():
+    m = make_model("lstm-peephole", E=3, H=5, L=2)
+    V = len(VOCAB)
+    want = {"encoder.weight": (V, 3), "rnn.weight_ih_l0": (20, 3), "rnn.weight_hh_l0": (20, 5),
+            "rnn.bias_ih_l0": (20,), "rnn.bias_hh_l0": (20,), "rnn.weight_peep_l0": (3, 5),
+            "rnn.weight_ih_l1": (20, 5), "rnn.weight_hh_l1": (20, 5), "rnn.bias_ih_l1": (20,),
+            "rnn.bias_hh_l1": (20,), "rnn.weight_peep_l1": (3, 5), "decoder.weight": (V, 5),
+            "decoder.bias": (V,)}
+    assert {k: v.shape for k, v in m.p.items()} == want
+    for v in m.p.values():  # every tensor is a view of the one flat buffer
+        assert np.shares_memory(v, m.flat) and v.flags.c_contiguous
+    m.flat[:] = 0
+    m.p["rnn.weight_hh_l1"][2, 3] = 7
+    assert np.count_nonzero(m.flat) == 1
+    assert m.num_parameters == sum(int(np.prod(s)) for s in want.values())
+    rnn = make_model("rnn", E=3, H=5, L=1)
+    assert rnn.p["rnn.weight_ih_l0"].shape == (5, 3) and rnn.p["rnn.bias_hh_l0"].shape == (5,)
+
+
+def test_tied_weights_share_one_tensor():
+    m = make_model(tie=True)
+    assert m.p["decoder.weight"] is m.p["encoder.weight"]
+    assert "decoder.weight" not in dict(m.arch.tensor_shapes())
+    assert set(m.state_dict()) >= {"encoder.weight", "decoder.weight"}
+    with pytest.raises(RnnkitError, match="--tie-weights needs --emb equal to --hidden"):
+        Architecture("lstm", 10, 4, 6, 1, tie_weights=True)
+
+
+# --- gradients -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("model_type,tie,dropout", VARIANTS)
+def test_whole_model_gradient_matches_finite_differences(model_type, tie, dropout):
+    """Embedding -> 2 layers -> dropout -> decoder, float64 reference kernels, every parameter."""
+    m = make_model(model_type, tie, dropout, E=4, H=4, dtype=np.float64,
+                   backend=reference_backend())
+    rng = np.random.default_rng(1)
+    x, y = window(rng)
+    h0 = rng.standard_normal((2, 2, 4)) * 0.5
+    c0 = rng.standard_normal((2, 2, 4)) * 0.5 if m.arch.lstm else None
+    scale = 0.5
+
+    def loss():
+        h = h0.copy()
+        c = None if c0 is None else c0.copy()
+        return m.forward_backward(x, y, h, c, scale, np.random.default_rng(7) if dropout else None)
+
+    loss()
+    analytic = m.grad.copy()
+    eps = 1e-6
+    numeric = np.zeros_like(m.flat)
+    for i in range(len(m.flat)):
+        old = m.flat[i]
+        m.flat[i] = old + eps
+        fp = loss()
+        m.flat[i] = old - eps
+        fm = loss()
+        m.flat[i] = old
+        numeric[i] = scale * (fp - fm) / (2 * eps)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    if model_type == "lstm-nofg":  # the forget-gate rows are unused: zero gradient
+        g = views(m.grad, m.arch)
+        assert not g["rnn.weight_ih_l0"][4:8].any() and not g["rnn.bias_hh_l1"][4:8].any()
+
+
+@pytest.mark.parametrize("model_type,tie,dropout", VARIANTS)
+def test_kernels_give_the_reference_loss_gradients_and_state(model_type, tie, dropout):
+    mk = make_model(model_type, tie, dropout, E=6, H=5 if not tie else 6, seed=3)
+    mr = make_model(model_type, tie, dropout, E=6, H=5 if not tie else 6, seed=3,
+                    backend=reference_backend())
+    rng = np.random.default_rng(2)
+    x, y = window(rng, T=7, B=3)
+    outs = []
+    for m in (mk, mr):
+        h, c = m.zero_state(3)
+        h += 0.3
+        losses = [m.forward_backward(x, y, h, c, 1 / 3, np.random.default_rng(4))
+                  for _ in range(2)]  # the second window starts from the carried state
+        outs.append((losses, m.grad.copy(), h.copy(), None if c is None else c.copy()))
+    (lk, gk, hk, ck), (lr, gr, hr, cr) = outs
+    np.testing.assert_allclose(lk, lr, rtol=1e-5)
+    np.testing.assert_allclose(gk, gr, rtol=1e-3, atol=1e-5 * np.abs(gr).max())
+    np.testing.assert_allclose(hk, hr, atol=1e-5)
+    if ck is not None:
+        np.testing.assert_allclose(ck, cr, atol=1e-5)
+
+
+def test_dropout_only_while_training_and_scaled():
+    m = make_model(dropout=0.5)
+    mask = m._dropout_mask(np.random.default_rng(0), (200, 50))
+    assert set(np.unique(mask)) == {0.0, 2.0}  # inverted dropout: kept units scaled by 1/(1-p)
+    assert abs((mask == 0).mean() - 0.5) < 0.02
+    x, y = window(np.random.default_rng(0))
+    h, c = m.zero_state(2)
+    without = m.forward_backward(x, y, h, c, 1.0, None)
+    assert without == pytest.approx(m.forward_loss(x, y, *m.zero_state(2)), rel=1e-6)
+
+
+# --- the LM protocol -----------------------------------------------------------------------------
+@pytest.mark.parametrize("model_type", ["lstm", "lstm-peephole", "lstm-nofg", "rnn"])
+def test_probabilities_sum_to_one_at_several_positions(model_type):
+    m = make_model(model_type, scale=1.0)
+    state = m.start(3)
+    for ids in ([3, 4, 5], [9, 3, 3], [6, 2, 7], [1, 8, 0]):
+        lp = m.log_probs(state)
+        assert lp.shape == (3, len(VOCAB))
+        np.testing.assert_allclose((10.0 ** lp.astype(np.float64)).sum(1), 1.0, atol=1e-5)
+        state = m.advance(state, np.array(ids))
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "lstm-peephole", "rnn"])
+def test_batched_scoring_equals_token_by_token_steps(model_type):
+    m = make_model(model_type, E=5, H=6, scale=0.8)
+    rng = np.random.default_rng(5)
+    sentences = [rng.integers(3, len(VOCAB), n).astype(np.uint32) for n in (4, 0, 9, 1, 4, 6)]
+    fast = m.token_log_probs(sentences, max_batch=4)  # sorted, padded, two batches
+    slow = LanguageModel.token_log_probs(m, sentences)  # start / log_probs / advance
+    for f, s, sent in zip(fast, slow, sentences):
+        assert len(f) == len(sent) + 1
+        np.testing.assert_allclose(f, s, atol=2e-5)
+    # the first token's distribution is the one after <s>
+    assert fast[0][0] == pytest.approx(m.log_probs(m.start(1))[0, sentences[0][0]], abs=1e-5)
+
+
+def test_score_is_sum_of_full_scores_and_perplexity():
+    m = make_model(scale=1.0)
+    m.tokenizer = Tokenizer()
+    sents = ["the cat sat on the mat", "a dog ran", "the"]
+    total, count = 0.0, 0
+    for s in sents:
+        full = list(m.full_scores(s))
+        assert m.score(s) == pytest.approx(sum(lp for lp, _, _ in full), abs=1e-9)
+        assert [oov for _, _, oov in full] == [w not in VOCAB for w in s.split()] + [False]
+        assert [n for _, n, _ in full] == list(range(2, len(s.split()) + 3))
+        total += m.score(s)
+        count += len(s.split()) + 1
+    assert m.perplexity(sents) == pytest.approx(10 ** (-total / count), rel=1e-9)
+
+
+def test_advance_updates_in_place_and_copy_branches():
+    m = make_model()
+    s = m.start(2)
+    branch = s.copy()
+    m.advance(s, np.array([3, 4]))
+    assert not np.allclose(s.h, branch.h)
+    np.testing.assert_array_equal(m.log_probs(branch), m.log_probs(m.start(2)))
+    sub = s.select([1])
+    np.testing.assert_allclose(m.log_probs(sub)[0], m.log_probs(s)[1], atol=1e-6)
+    with pytest.raises(RnnkitError, match="token ids must be in"):
+        m.advance(s, np.array([3, 99]))
+
+
+# --- model files ---------------------------------------------------------------------------------
+def test_save_load_round_trip(tmp_path):
+    m = make_model("lstm-peephole", tie=True, scale=1.0)
+    m.tokenizer = Tokenizer(lowercase=True)
+    path = tmp_path / "m.rnnkit"
+    m.save(path, training={"note": "x"})
+    back = load(path)
+    np.testing.assert_array_equal(back.flat, m.flat)
+    assert back.arch == m.arch and back.vocab.tokens == m.vocab.tokens
+    assert back.tokenizer == m.tokenizer and back.meta["training"] == {"note": "x"}
+    assert back.score("The Cat") == pytest.approx(m.score("the cat"), abs=1e-6)
+    tensors, meta = modelfile.read(path)
+    assert meta["model_type"] == "lstm-peephole" and "rnn.weight_peep_l0" in tensors
+    np.testing.assert_array_equal(tensors["decoder.weight"], tensors["encoder.weight"])
+    assert "peephole" in meta["tensors"]
+
+
+def test_load_errors(tmp_path):
+    m = make_model()
+    good = tmp_path / "m.rnnkit"
+    m.save(good)
+    data = good.read_bytes()
+    cut = tmp_path / "cut.rnnkit"
+    cut.write_bytes(data[:len(data) - 100])
+    with pytest.raises(ModelFileError, match="damaged or truncated"):
+        load(cut)
+    tensors, meta = modelfile.read(good)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "format_version")}
+    from safetensors.numpy import save_file
+
+    other = tmp_path / "v9.rnnkit"
+    save_file(tensors, str(other),
+              metadata={"rnnkit": json.dumps({"format": "rnnkit-model", "format_version": 9, **meta})})
+    with pytest.raises(ModelFileError, match="format version 9 is not supported"):
+        load(other)
+    missing = dict(tensors)
+    del missing["rnn.weight_hh_l1"]
+    modelfile.save(tmp_path / "miss.rnnkit", missing, meta)
+    with pytest.raises(ModelFileError, match="tensor rnn.weight_hh_l1 is missing"):
+        load(tmp_path / "miss.rnnkit")
+    wrong = dict(tensors, **{"decoder.bias": np.zeros(3, np.float32)})
+    modelfile.save(tmp_path / "shape.rnnkit", wrong, meta)
+    with pytest.raises(ModelFileError, match=r"decoder.bias has shape \[3\]"):
+        load(tmp_path / "shape.rnnkit")
+
+
+# --- PyTorch interchange -------------------------------------------------------------------------
+def write_token_list(path, tokens):
+    path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    return path
+
+
+def test_import_maps_specials_by_token(tmp_path):
+    """A PyTorch-style vocabulary (<eos>, no <s>) without torch: rows are permuted by token."""
+    V, E, H = 5, 3, 3
+    rng = np.random.default_rng(0)
+    tokens = ["the", "<unk>", "<eos>", "cat", "sat"]
+    sd = {"encoder.weight": rng.standard_normal((V, E)), "decoder.weight": rng.standard_normal((V, H)),
+          "decoder.bias": rng.standard_normal(V), "rnn.weight_ih_l0": rng.standard_normal((4 * H, E)),
+          "rnn.weight_hh_l0": rng.standard_normal((4 * H, H)), "rnn.bias_ih_l0": rng.standard_normal(4 * H),
+          "rnn.bias_hh_l0": rng.standard_normal(4 * H)}
+    from safetensors.numpy import save_file
+
+    save_file({k: v.astype(np.float32) for k, v in sd.items()}, str(tmp_path / "s.safetensors"))
+    m = from_torch_state(tmp_path / "s.safetensors", write_token_list(tmp_path / "v.txt", tokens))
+    assert m.vocab.tokens == ["<unk>", "<s>", "</s>", "the", "cat", "sat"]
+    np.testing.assert_array_equal(m.p["encoder.weight"][1], m.p["encoder.weight"][2])  # <s> reads as <eos>
+    np.testing.assert_allclose(m.p["encoder.weight"][2], sd["encoder.weight"][2], rtol=1e-6)
+    np.testing.assert_allclose(m.p["decoder.weight"][4], sd["decoder.weight"][3], rtol=1e-6)
+    assert m.p["decoder.bias"][1] == -30.0
+    assert 10 ** m.log_probs(m.start(1))[0, 1] < 1e-12
+    with pytest.raises(InputError, match="4 tokens, but encoder.weight .* has 5 rows"):
+        from_torch_state(tmp_path / "s.safetensors", write_token_list(tmp_path / "w.txt", tokens[:4]))
+
+
+class TestTorch:
+    @pytest.fixture(autouse=True)
+    def _torch(self):
+        self.torch = pytest.importorskip("torch")
+        self.torch.manual_seed(0)
+
+    def torch_lm(self, V, E, H, L, cell="LSTM", tie=False):
+        torch = self.torch
+
+        class LM(torch.nn.Module):
+            """PyTorch's word_language_model RNNModel, without dropout."""
+
+            def __init__(self):
+                super().__init__()
+                self.encoder = torch.nn.Embedding(V, E)
+                self.rnn = getattr(torch.nn, cell)(E, H, L)
+                self.decoder = torch.nn.Linear(H, V)
+                if tie:
+                    self.decoder.weight = self.encoder.weight
+
+            def forward(self, ids):  # ids [T, B] -> log-probabilities (natural) [T, B, V]
+                out, _ = self.rnn(self.encoder(ids))
+                return torch.log_softmax(self.decoder(out), dim=-1)
+
+        return LM().eval()
+
+    def torch_log10(self, lm, sentence_ids, start_id):
+        torch = self.torch
+        ids = torch.tensor([start_id] + list(sentence_ids), dtype=torch.long)[:, None]
+        with torch.no_grad():
+            lp = lm(ids)[:, 0].double().numpy() / math.log(10)
+        return lp
+
+    @pytest.mark.parametrize("model_type,tie", [("lstm", False), ("lstm", True), ("rnn", False)])
+    def test_rnnkit_model_loads_into_pytorch(self, tmp_path, model_type, tie):
+        from safetensors.torch import load_file
+
+        m = make_model(model_type, tie=tie, E=6, H=6, scale=0.6)
+        m.save(tmp_path / "m.rnnkit")
+        lm = self.torch_lm(len(VOCAB), 6, 6, 2, "LSTM" if model_type == "lstm" else "RNN", tie)
+        lm.load_state_dict(load_file(str(tmp_path / "m.rnnkit")))
+        sent = np.array([3, 4, 5, 9, 3], np.uint32)
+        ours = m.token_log_probs([sent])[0]
+        theirs = self.torch_log10(lm, sent, BOS)
+        targets = list(sent) + [EOS]
+        np.testing.assert_allclose(ours, theirs[np.arange(len(targets)), targets], atol=1e-4)
+        # the full distribution too, along the way
+        state = m.start(1)
+        for t, w in enumerate(sent):
+            np.testing.assert_allclose(m.log_probs(state)[0], theirs[t], atol=1e-4)
+            m.advance(state, np.array([w]))
+
+    @pytest.mark.parametrize("cell", ["LSTM", "RNN"])
+    def test_pytorch_model_imports_into_rnnkit(self, tmp_path, cell):
+        from safetensors.torch import save_file
+
+        tokens = ["<unk>", "<eos>", "the", "cat", "sat", "on", "mat"]  # no <s>, as PyTorch's example
+        lm = self.torch_lm(len(tokens), 5, 7, 2, cell)
+        with self.torch.no_grad():
+            for p in lm.parameters():
+                p.uniform_(-0.5, 0.5)
+        state = tmp_path / "state.safetensors"
+        save_file({k: v.contiguous() for k, v in lm.state_dict().items()}, str(state))
+        vocab = write_token_list(tmp_path / "vocab.txt", tokens)
+        m = rnnkit.rnnlm.from_torch_state(state, vocab)
+        assert m.model_type == ("lstm" if cell == "LSTM" else "rnn")
+        assert m.vocab.tokens[:3] == list(SPECIALS) and m.vocab.tokens[3:] == tokens[2:]
+        sent_words = ["the", "cat", "sat", "on", "the", "mat"]
+        theirs = self.torch_log10(lm, [tokens.index(w) for w in sent_words], tokens.index("<eos>"))
+        ours = list(m.full_scores(" ".join(sent_words)))
+        want = [tokens.index(w) for w in sent_words] + [tokens.index("<eos>")]
+        np.testing.assert_allclose([lp for lp, _, _ in ours],
+                                   theirs[np.arange(len(want)), want], atol=1e-4)
+        # the command does the same and writes an rnnkit model file
+        r = runner.invoke(app, ["import-torch", str(state), "--vocab", str(vocab), "--out",
+                                str(tmp_path / "imp.rnnkit"), "--json"])
+        assert r.exit_code == 0, r.output
+        info = json.loads(r.stdout)
+        assert info["layers"] == 2 and info["hidden"] == 7 and info["vocab_mapping"]["bos"] is None
+        back = load(tmp_path / "imp.rnnkit")
+        np.testing.assert_array_equal(back.flat, m.flat)
+
+
+def test_import_torch_errors(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    save_file({"encoder.weight": np.zeros((4, 2), np.float32),
+               "rnn.weight_ih_l0": np.zeros((6, 2), np.float32),
+               "rnn.weight_hh_l0": np.zeros((6, 2), np.float32),
+               "decoder.weight": np.zeros((4, 2), np.float32)}, str(tmp_path / "gru.safetensors"))
+    vocab = write_token_list(tmp_path / "v.txt", ["<unk>", "<s>", "</s>", "a"])
+    out = tmp_path / "x.rnnkit"
+    code, _, err = cli(capsys, "import-torch", tmp_path / "gru.safetensors", "--vocab", vocab,
+                       "--out", out)
+    assert code == 2 and err.startswith("error:") and "a GRU" in err
+    assert len(err.strip().splitlines()) == 1
+    save_file({"weight": np.zeros(3, np.float32)}, str(tmp_path / "other.safetensors"))
+    code, _, err = cli(capsys, "import-torch", tmp_path / "other.safetensors", "--vocab", vocab,
+                       "--out", out)
+    assert code == 2 and "not a PyTorch word-language-model state dict" in err
+    m = make_model()
+    m.save(tmp_path / "m.rnnkit")
+    code, _, err = cli(capsys, "import-torch", tmp_path / "m.rnnkit", "--vocab", vocab, "--out", out)
+    assert code == 2 and "4 tokens, but encoder.weight" in err  # the vocabulary does not match
+    code, _, err = cli(capsys, "import-torch", tmp_path / "nothing.safetensors", "--vocab", vocab,
+                       "--out", out)
+    assert code == 2 and "no such model file" in err
+    data = (tmp_path / "m.rnnkit").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:-50])
+    code, _, err = cli(capsys, "import-torch", tmp_path / "cut.safetensors", "--vocab", vocab,
+                       "--out", out)
+    assert code == 2 and "damaged or truncated" in err
+    assert not out.exists()
+    (tmp_path / "dup.txt").write_text("a\nb\na\n")
+    with pytest.raises(RnnkitError, match="lists 'a' twice"):
+        read_token_list(tmp_path / "dup.txt")
+
+
+# --- plot and diagnose ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny LSTM trained for two epochs on a toy corpus (a second or so)."""
+    from rnnkit.prepare import build_corpus
+    from rnnkit.train import train
+
+    d = tmp_path_factory.mktemp("trained")
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(300)]
+    (d / "text.txt").write_text("\n".join(lines) + "\n")
+    corpus = build_corpus([str(d / "text.txt")])
+    corpus.write(d / "data")
+    train(corpus, d / "m.rnnkit", emb=8, hidden=8, layers=2, epochs=2, bptt=10, batch=4,
+          threads=1)
+    return d
+
+
+def test_plot(trained, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    for src in ("m.rnnkit", "m.rnnkit.metrics.jsonl"):
+        out = tmp_path / (src + ".png")
+        r = runner.invoke(app, ["plot", str(trained / src), "--out", str(out), "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["epochs"] == 2
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_errors(trained, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "epoch"}\nnot json\n')
+    from rnnkit.train import load_records
+
+    with pytest.raises(RnnkitError, match=f"{bad}:2: not a JSON line"):
+        load_records(bad)
+    code, _, err = cli(capsys, "plot", tmp_path / "missing.jsonl", "--out", tmp_path / "x.png")
+    assert code == 2 and "no such file" in err
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
+    code, _, err = cli(capsys, "plot", trained / "m.rnnkit", "--out", tmp_path / "x.png")
+    assert code == 2 and err.startswith("error: plotting needs matplotlib")
+    assert "rnnkit[plot]" in err and not (tmp_path / "x.png").exists()
+
+
+def test_diagnose(trained, capsys):
+    r = runner.invoke(app, ["diagnose", str(trained / "m.rnnkit"), "--data", str(trained / "data"),
+                            "--max-distance", "6", "--streams", "4", "--positions", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)["models"][0]
+    g = np.array(res["grad_norm"])
+    assert g.shape == (6, 2) and np.all(g > 0)
+    assert res["distance"] == [1, 2, 3, 4, 5, 6]
+    r = runner.invoke(app, ["diagnose", str(trained / "m.rnnkit"), "--data", str(trained / "data"),
+                            "--max-distance", "3", "--streams", "2", "--positions", "1"])
+    assert r.exit_code == 0 and "last / k=1" in r.stdout
+    code, _, err = cli(capsys, "diagnose", trained / "m.rnnkit", "--data", trained / "data",
+                       "--split", "nope")
+    assert code == 2 and "no 'nope' split" in err
+
+
+def test_diagnose_gradient_matches_finite_differences():
+    """dL_t/dh_{t-k} of the diagnosis against a float64 finite difference through the reference."""
+    from rnnkit.diagnose import gradient_by_distance
+
+    m = make_model("lstm", E=4, H=4, L=1, dtype=np.float64, backend=reference_backend(), scale=1.0)
+    ids = np.random.default_rng(3).integers(3, len(VOCAB), 60).astype(np.uint32)
+    res = gradient_by_distance(m, ids, max_distance=3, streams=1, positions=1, warmup=2)
+    t = res["positions"][0]
+    from rnnkit.train import batchify, lm_stream
+
+    x, y = lm_stream(ids)
+    xb, yb = batchify(x, 1), batchify(y, 1)
+    k = 3
+    # the state after input t-k, from zero at t0 = t - k - warmup
+    state = m.start(1)
+    state.h[:] = 0
+    state.c[:] = 0
+    for s in range(t - k - 2, t - k + 1):
+        state.ids[:] = xb[s]
+        m._step(state)
+    h_at, c_at = state.h.copy(), state.c.copy()
+
+    def loss(h):
+        hh, cc = h.copy(), c_at.copy()
+        top = m.top_hidden(np.ascontiguousarray(xb[t - k + 1:t + 1]), hh, cc)[-1]
+        lp = ref.log_softmax(top, m.p["decoder.weight"], m.p["decoder.bias"])
+        return -lp[0, yb[t, 0]]
+
+    eps = 1e-6
+    num = np.zeros(4)
+    for j in range(4):
+        hp, hm = h_at.copy(), h_at.copy()
+        hp[0, 0, j] += eps
+        hm[0, 0, j] -= eps
+        num[j] = (loss(hp) - loss(hm)) / (2 * eps)
+    assert res["grad_norm"][k - 1][0] == pytest.approx(np.linalg.norm(num), rel=1e-6)
+
+
+def test_python_m_rnnkit_import_torch_help():
+    r = subprocess.run([sys.executable, "-m", "rnnkit", "import-torch", "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "rnnkit import-torch" in r.stdout
