@@ -98,4 +98,26 @@ def load_model(path: str | os.PathLike, **options):
 
     This is `rnnkit.load`. Every model type's loader is dispatched from here.
     """
-    raise ModelFileError(f"{path}: no model types are available yet")
+    p = Path(path)
+    if p.is_dir():
+        raise ModelFileError(f"{p}: is a directory, expected a model file")
+    if not p.exists():
+        raise ModelFileError(f"{p}: no such model file")
+    # ARPA is recognised by its content (gzip magic, or text starting with \data\), not its name
+    from .arpa import looks_like_arpa
+
+    if looks_like_arpa(p):
+        from .arpa import read_arpa
+
+        return read_arpa(p)
+    header = read_header(p)
+    if header is None:
+        raise ModelFileError(f"{p}: not a model file (neither an rnnkit model nor ARPA text)")
+    tensors, meta = read(p)
+    model_type = meta.get("model_type")
+    if model_type == "ngram":
+        from .ngram import NgramModel
+
+        return NgramModel.from_tensors(tensors, meta, p)
+    # --- recurrent models (lstm, lstm-peephole, lstm-nofg, rnn): their loader goes here ---
+    raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")
