@@ -225,6 +225,9 @@ def test_save_load_round_trip(tmp_path):
     assert back.arch == m.arch and back.vocab.tokens == m.vocab.tokens
     assert back.tokenizer == m.tokenizer and back.meta["training"] == {"note": "x"}
     assert back.score("The Cat") == pytest.approx(m.score("the cat"), abs=1e-6)
+    generic = rnnkit.load(path)  # the one loader of every model type
+    assert isinstance(generic, RNNLM) and generic.model_type == "lstm-peephole"
+    np.testing.assert_array_equal(generic.flat, m.flat)
     tensors, meta = modelfile.read(path)
     assert meta["model_type"] == "lstm-peephole" and "rnn.weight_peep_l0" in tensors
     np.testing.assert_array_equal(tensors["decoder.weight"], tensors["encoder.weight"])
@@ -285,6 +288,10 @@ def test_import_maps_specials_by_token(tmp_path):
     np.testing.assert_allclose(m.p["decoder.weight"][4], sd["decoder.weight"][3], rtol=1e-6)
     assert m.p["decoder.bias"][1] == -30.0
     assert 10 ** m.log_probs(m.start(1))[0, 1] < 1e-12
+    direct = rnnkit.load(tmp_path / "s.safetensors", vocab=tmp_path / "v.txt")
+    np.testing.assert_array_equal(direct.flat, m.flat)
+    with pytest.raises(ModelFileError, match="without rnnkit metadata.*import-torch"):
+        rnnkit.load(tmp_path / "s.safetensors")
     with pytest.raises(InputError, match="4 tokens, but encoder.weight .* has 5 rows"):
         from_torch_state(tmp_path / "s.safetensors", write_token_list(tmp_path / "w.txt", tokens[:4]))
 

@@ -113,11 +113,21 @@ def load_model(path: str | os.PathLike, **options):
     header = read_header(p)
     if header is None:
         raise ModelFileError(f"{p}: not a model file (neither an rnnkit model nor ARPA text)")
+    if META_KEY not in (header.get("__metadata__") or {}) and options.get("vocab") is not None:
+        # a PyTorch state dict without rnnkit metadata: rnnkit.load(state, vocab="vocab.txt")
+        from .rnnlm import from_torch_state
+
+        return from_torch_state(p, options["vocab"], model_type=options.get("model_type"),
+                                tokenizer=options.get("tokenizer"))
     tensors, meta = read(p)
     model_type = meta.get("model_type")
     if model_type == "ngram":
         from .ngram import NgramModel
 
         return NgramModel.from_tensors(tensors, meta, p)
-    # --- recurrent models (lstm, lstm-peephole, lstm-nofg, rnn): their loader goes here ---
+    # --- recurrent models (lstm, lstm-peephole, lstm-nofg, rnn) ---
+    from .rnnlm import MODEL_TYPES, from_file_parts
+
+    if model_type in MODEL_TYPES:
+        return from_file_parts(p, tensors, meta)
     raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")
