@@ -312,3 +312,34 @@ def test_bad_nbest_exit_2(fake_models, tmp_path, capsys, content, pattern):
 def test_bad_usage_exit_2(fake_models, capsys, args, pattern):
     code, err = _run_main(capsys, args)
     assert code == 2 and err.startswith("error: ") and pattern in err, err
+
+
+# --- prefix sharing (recurrent models score N-best candidates through a prefix tree) -------------
+SENTS = ["the weather is nice today", "the weather is nice", "the whether is nice today", "",
+         "the weather is nice today", "weather the is nice today", "자세히 보아야 예쁘다",
+         "the </s> weather"]
+
+
+def test_prefix_tree_gives_the_same_numbers_table(lm):
+    ids = [lm.encode(s)[0] for s in SENTS]
+    for a, b in zip(lm.token_log_probs(ids), lm.prefix_token_log_probs(ids, chunk=3)):
+        assert a.tolist() == pytest.approx(b.tolist(), abs=1e-12)
+
+
+def test_prefix_tree_gives_the_same_numbers_lstm():
+    from rnnkit.rnnlm import RNNLM, Architecture
+    from rnnkit.vocab import SPECIALS, Tokenizer, Vocab
+
+    vocab = Vocab(list(SPECIALS) + WORDS)
+    for kind in ("lstm", "rnn"):
+        m = RNNLM(Architecture(kind, len(vocab), 8, 12, 2), vocab, Tokenizer())
+        m.init_uniform(np.random.default_rng(3), 0.5)
+        ids = [m.encode(s)[0] for s in SENTS]
+        for a, b in zip(m.token_log_probs(ids), m.prefix_token_log_probs(ids)):
+            assert a.tolist() == pytest.approx(b.tolist(), abs=2e-5)
+        shared = score_texts(m, SENTS)[0]
+        plain = score_texts(m, SENTS, share=False)[0]
+        assert shared == pytest.approx(plain, abs=1e-4)
+        mix = Mixture([m, TableLM(WORDS, seed=4)], [0.5, 0.5])
+        assert score_texts(mix, SENTS)[0] == pytest.approx(score_texts(mix, SENTS, False)[0],
+                                                           abs=1e-4)

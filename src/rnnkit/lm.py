@@ -24,6 +24,23 @@ import numpy as np
 from .vocab import BOS, EOS, UNK, Tokenizer, Vocab
 
 
+def select_state(state, rows: np.ndarray):
+    """The given rows (streams) of a batched protocol state, as a new state; rows may repeat.
+
+    A state is an object with a `select(rows)` method, an array with the batch first, or a
+    tuple/list of states (a mixture's), or None.
+    """
+    if state is None:
+        return None
+    if hasattr(state, "select"):
+        return state.select(rows)
+    if isinstance(state, np.ndarray):
+        return state[rows]
+    if isinstance(state, (tuple, list)):
+        return type(state)(select_state(s, rows) for s in state)
+    raise TypeError(f"cannot select rows of a {type(state).__name__} state")
+
+
 class LanguageModel:
     """Base class: a vocabulary, a tokenizer and the protocol above."""
 
@@ -55,6 +72,65 @@ class LanguageModel:
 
     def matched_lengths(self, sentences: list[np.ndarray]) -> list[np.ndarray]:
         return [np.arange(2, len(ids) + 3) for ids in sentences]
+
+    # True for model types whose cost is one full next-token distribution per position (the
+    # recurrent ones): scoring many sentences with common prefixes -- the candidates of an N-best
+    # list -- is then cheaper through prefix_token_log_probs. An n-gram lookup is cheaper alone.
+    share_prefixes = False
+
+    def prefix_token_log_probs(self, sentences: list[np.ndarray], chunk: int = 512
+                               ) -> list[np.ndarray]:
+        """The same numbers as token_log_probs, computing each distinct prefix once.
+
+        The sentences form a prefix tree (trie) walked breadth-first through start / advance /
+        log_probs: depth d is one batch holding every distinct prefix of length d, so N-best
+        candidates that differ only near their end share the states and output distributions
+        of their common beginning (and duplicates cost nothing). Every sentence is still scored
+        from <s> on its own: sharing a prefix's state is exact, not an approximation.
+        """
+        out: list[np.ndarray] = []
+        for a in range(0, len(sentences), chunk):
+            out.extend(self._trie_log_probs(sentences[a:a + chunk]))
+        return out
+
+    def _trie_log_probs(self, sentences: list[np.ndarray]) -> list[np.ndarray]:
+        children: dict[tuple[int, int], int] = {}
+        parent, token, depth, row = [-1], [-1], [0], [0]  # per trie node; row: index in its level
+        levels: list[list[int]] = [[0]]                  # depth -> nodes (node 0: just <s>)
+        asks: list[list[tuple[int, int, int]]] = [[]]    # depth -> (sentence, row, target)
+        for i, ids in enumerate(sentences):
+            node = 0
+            for t, w in enumerate(list(np.asarray(ids).tolist()) + [EOS]):
+                asks[t].append((i, row[node], w))
+                if w == EOS and t == len(ids):
+                    break
+                nxt = children.get((node, w))
+                if nxt is None:
+                    nxt = children[(node, w)] = len(parent)
+                    d = depth[node] + 1
+                    if d == len(levels):
+                        levels.append([])
+                        asks.append([])
+                    row.append(len(levels[d]))
+                    levels[d].append(nxt)
+                    parent.append(node)
+                    token.append(w)
+                    depth.append(d)
+                node = nxt
+        out = [np.empty(len(ids) + 1) for ids in sentences]
+        state = self.start(1)
+        for d, nodes in enumerate(levels):
+            if d:
+                prev = select_state(state, np.array([row[parent[n]] for n in nodes], np.intp))
+                state = self.advance(prev, np.array([token[n] for n in nodes], np.int64))
+            if not asks[d]:
+                continue
+            lp = self.log_probs(state)                       # [nodes at depth d, V]
+            a = np.array(asks[d], dtype=np.int64)            # [asks, 3]
+            vals = lp[a[:, 1], a[:, 2]]
+            for (i, _, _), v in zip(asks[d], vals.tolist()):
+                out[i][d] = v
+        return out
 
     # --- text -> ids ---------------------------------------------------------------------------
     def encode(self, sentence: str) -> tuple[np.ndarray, np.ndarray]:

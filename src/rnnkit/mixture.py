@@ -159,12 +159,15 @@ class Mixture(LanguageModel):
         parts = [self.models[k].log_probs(state[k])[:, self.maps[k]] for k in self.active]
         return self._combine(parts)
 
-    def component_log_probs(self, sentences: list[np.ndarray]) -> list[list[np.ndarray] | None]:
-        """Per model (None for a model of weight 0), the per-sentence per-token log10 arrays."""
+    def component_log_probs(self, sentences: list[np.ndarray], scorer=None
+                            ) -> list[list[np.ndarray] | None]:
+        """Per model (None for a model of weight 0), the per-sentence per-token log10 arrays.
+        `scorer(model, sentences)` replaces model.token_log_probs (rescoring shares prefixes)."""
         out: list[list[np.ndarray] | None] = [None] * len(self.models)
         for k in self.active:
             mapped = [self.maps[k][np.asarray(ids, dtype=np.int64)] for ids in sentences]
-            out[k] = self.models[k].token_log_probs(mapped)
+            m = self.models[k]
+            out[k] = m.token_log_probs(mapped) if scorer is None else scorer(m, mapped)
         return out
 
     def combine_components(self, comps: list[list[np.ndarray] | None]) -> list[np.ndarray]:

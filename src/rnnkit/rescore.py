@@ -87,30 +87,48 @@ def rank(total: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(total), kind="stable")
 
 
-def score_texts(model: LanguageModel, texts: list[str]):
+RECURRENT_TYPES = ("lstm", "lstm-peephole", "lstm-nofg", "rnn")
+
+
+def shares_prefixes(model: LanguageModel) -> bool:
+    """Whether candidates are cheaper to score through the prefix tree (lm.py)."""
+    return bool(getattr(model, "share_prefixes", False)) or model.model_type in RECURRENT_TYPES
+
+
+def candidate_log_probs(model: LanguageModel, sentences: list[np.ndarray]) -> list[np.ndarray]:
+    """token_log_probs of N-best candidates: recurrent models compute each distinct prefix once
+    (candidates mostly differ near their end), other models score each sentence directly."""
+    if shares_prefixes(model):
+        return model.prefix_token_log_probs(sentences)
+    return model.token_log_probs(sentences)
+
+
+def score_texts(model: LanguageModel, texts: list[str], share: bool = True):
     """log10 P of each sentence (with </s>), token and OOV counts, and per-model log10 for a
-    mixture ([K, C], None otherwise), in one batched call."""
+    mixture ([K, C], None otherwise), in one batched call. `share=False` turns the prefix
+    sharing of recurrent models off (the numbers are the same)."""
     from .mixture import Mixture
 
+    scorer = candidate_log_probs if share else (lambda m, s: m.token_log_probs(s))
     encoded = [model.encode(t) for t in texts]
     ids = [e[0] for e in encoded]
     tokens = np.array([len(i) for i in ids], dtype=np.int64)
     oov = np.array([int(e[1].sum()) for e in encoded], dtype=np.int64)
     components = None
     if isinstance(model, Mixture):
-        comps = model.component_log_probs(ids)
+        comps = model.component_log_probs(ids, scorer)
         per = model.combine_components(comps)
         components = np.array([[float(a.sum()) for a in c] if c is not None
                                else [math.nan] * len(ids) for c in comps])
     else:
-        per = model.token_log_probs(ids)
+        per = scorer(model, ids)
     lm = np.array([float(np.sum(p)) for p in per], dtype=np.float64)
     return lm, tokens, oov, components
 
 
 def rescore(model: LanguageModel, groups: Iterable[Group], weights: Weights | None = None, *,
-            batch: int = 256, on_candidates: Callable[[int], None] | None = None
-            ) -> Iterator[Rescored]:
+            batch: int = 256, on_candidates: Callable[[int], None] | None = None,
+            share: bool = True) -> Iterator[Rescored]:
     """Re-rank every group; groups are read, scored and yielded in order, `batch` candidates at
     a time at most (a larger group is one batch), so memory stays bounded."""
     weights = weights or Weights()
@@ -119,7 +137,7 @@ def rescore(model: LanguageModel, groups: Iterable[Group], weights: Weights | No
 
     def flush():
         texts = [c.text for g in pending for c in g.candidates]
-        lm, tokens, oov, comps = score_texts(model, texts)
+        lm, tokens, oov, comps = score_texts(model, texts, share)
         at = 0
         for g in pending:
             n = len(g.candidates)
