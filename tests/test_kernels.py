@@ -1,6 +1,7 @@
 """The compiled kernels against the numpy reference (float64, from the same float32 inputs):
 every variant, forward and backward, carried state, single steps, edge cases, bad input;
 and against PyTorch's nn.LSTM / nn.RNN when torch is installed."""
+import contextlib
 import tracemalloc
 
 import numpy as np
@@ -13,6 +14,24 @@ from rnnkit import reference as ref
 K = pytest.importorskip("rnnkit._kernels")
 
 VARIANTS = [(False, True), (False, False), (True, True), (True, False)]  # (peephole, forget gate)
+# the layers' matrix products: BLAS everywhere, the packed AVX-512 kernel where the CPU has it
+BACKENDS = ["blas"] + (["native"] if K.gemm_backend() == "native" else [])
+
+
+@contextlib.contextmanager
+def using(backend):
+    old = K.gemm_backend()
+    K.gemm_backend(backend)
+    try:
+        yield
+    finally:
+        K.gemm_backend(old)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    with using(request.param):
+        yield request.param
 
 
 def close(got, want, name=""):
@@ -46,8 +65,14 @@ shapes = st.tuples(st.integers(1, 6), st.integers(1, 5), st.integers(1, 9), st.i
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=shapes, variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**31 - 1))
-def test_lstm_matches_reference(shape, variant, seed):
+@given(shape=shapes, variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**31 - 1),
+       backend=st.sampled_from(BACKENDS))
+def test_lstm_matches_reference(shape, variant, seed, backend):
+    with using(backend):
+        check_lstm_against_reference(shape, variant, seed)
+
+
+def check_lstm_against_reference(shape, variant, seed):
     T, B, E, H = shape
     peep, fg = variant
     rng = np.random.default_rng(seed)
@@ -70,8 +95,13 @@ def test_lstm_matches_reference(shape, variant, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(shape=shapes, seed=st.integers(0, 2**31 - 1))
-def test_rnn_matches_reference(shape, seed):
+@given(shape=shapes, seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(BACKENDS))
+def test_rnn_matches_reference(shape, seed, backend):
+    with using(backend):
+        check_rnn_against_reference(shape, seed)
+
+
+def check_rnn_against_reference(shape, seed):
     T, B, E, H = shape
     rng = np.random.default_rng(seed)
     f = np.float32
@@ -91,7 +121,7 @@ def test_rnn_matches_reference(shape, seed):
 
 
 @pytest.mark.parametrize("peep,fg", VARIANTS)
-def test_lstm_two_windows_equal_one_window_of_2T(peep, fg):
+def test_lstm_two_windows_equal_one_window_of_2T(peep, fg, backend):
     rng = np.random.default_rng(11)
     T, B, E, H = 8, 3, 5, 6
     p = lstm_params(rng, T, B, E, H, peep)
@@ -115,7 +145,7 @@ def test_lstm_two_windows_equal_one_window_of_2T(peep, fg):
             np.testing.assert_allclose(got, full[k], rtol=1e-4, atol=1e-5, err_msg=GRAD_NAMES[k])
 
 
-def test_rnn_two_windows_equal_one_window_of_2T():
+def test_rnn_two_windows_equal_one_window_of_2T(backend):
     rng = np.random.default_rng(12)
     f = np.float32
     T, B, E, H = 6, 2, 4, 5
@@ -140,7 +170,7 @@ def test_rnn_two_windows_equal_one_window_of_2T():
 
 @pytest.mark.parametrize("B", [1, 4])
 @pytest.mark.parametrize("peep,fg", VARIANTS)
-def test_lstm_T_single_steps_equal_one_call(peep, fg, B):
+def test_lstm_T_single_steps_equal_one_call(peep, fg, B, backend):
     rng = np.random.default_rng(13)
     T, E, H = 5, 7, 6
     p = lstm_params(rng, T, B, E, H, peep)
@@ -208,7 +238,7 @@ def test_forward_reuses_the_cache_buffers():
                       p["b_hh"][:5], cache=cache)
 
 
-def test_results_are_deterministic():
+def test_results_are_deterministic(backend):
     rng = np.random.default_rng(17)
     p = lstm_params(rng, 6, 4, 8, 8, True)
     dh = rng.standard_normal((6, 4, 8)).astype(np.float32)
@@ -222,7 +252,7 @@ def test_results_are_deterministic():
 
 
 @pytest.mark.parametrize("N,H,V", [(1, 1, 1), (1, 5, 3), (7, 4, 13), (20, 16, 300)])
-def test_softmax_xent_matches_reference(N, H, V):
+def test_softmax_xent_matches_reference(N, H, V, backend):
     rng = np.random.default_rng(N * 100 + V)
     f = np.float32
     h, w, b = (rng.standard_normal((N, H)).astype(f), rng.standard_normal((V, H)).astype(f),
@@ -265,7 +295,7 @@ def test_embedding_matches_reference():
           ref.embedding_backward(dx.astype(np.float64), ids, V))
 
 
-def test_edge_sizes_B1_T1_H1():
+def test_edge_sizes_B1_T1_H1(backend):
     rng = np.random.default_rng(19)
     for peep, fg in VARIANTS:
         p = lstm_params(rng, 1, 1, 1, 1, peep)
@@ -280,7 +310,7 @@ def test_edge_sizes_B1_T1_H1():
                 close(g, r)
 
 
-def test_huge_preactivations_give_no_nan():
+def test_huge_preactivations_give_no_nan(backend):
     rng = np.random.default_rng(20)
     for peep, fg in VARIANTS:
         p = lstm_params(rng, 3, 2, 4, 3, peep, scale=1e4)

@@ -57,3 +57,40 @@ def test_missing_extension_says_how_to_build_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "rnnkit._kernels", None)  # makes the import fail
     with pytest.raises(RnnkitError, match=r"compiled extension is missing.*pip install"):
         rnnkit.kernels()
+
+
+BACKENDS = ["blas"] + (["native"] if K.gemm_backend() == "native" else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    old = K.gemm_backend()
+    K.gemm_backend(request.param)
+    yield request.param
+    K.gemm_backend(old)
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (3, 5, 7), (20, 800, 200), (13, 33, 400),
+                                   (125, 70, 9), (1, 47, 3)])
+def test_layer_product_matches_numpy_on_every_backend(backend, trans_a, trans_b, m, n, k):
+    # the packed kernel: edges of its 10 x 32 register block, K past its 384 cache block
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    got = K.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    c = np.full((m, n), np.nan, np.float32)  # beta = 0 never reads C
+    np.testing.assert_allclose(K.matmul(a, b, c, trans_a=trans_a, trans_b=trans_b), want,
+                               rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    c = c0.copy()
+    K.matmul(a, b, c, trans_a=trans_a, trans_b=trans_b, beta=1.0)
+    np.testing.assert_allclose(c, want + c0, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def test_backend_names_are_checked():
+    with pytest.raises(ValueError, match="backend must be 'native' or 'blas'"):
+        K.gemm_backend("mkl")

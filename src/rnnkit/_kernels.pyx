@@ -44,10 +44,9 @@ cdef extern from *:
     RK_INLINE float rk_exp(float x) {
         x = x < -87.3f ? -87.3f : x;
         x = x > 88.3f ? 88.3f : x;
-        float fx = x * 1.44269504088896341f + 0.5f;
-        int n = (int)fx;
-        n -= (float)n > fx;                                  /* floor */
-        float fn = (float)n;
+        /* n = round(x / ln 2) by the 1.5 * 2^23 trick: branch-free, so the loop vectorises */
+        float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+        int n = (int)fn;
         float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
         float y = 1.9875691500e-4f;
         y = y * r + 1.3981999507e-3f;
@@ -82,26 +81,41 @@ cdef extern from *:
         q = q * x2 + 2.26843463243900e-03f;
         q = q * x2 + 4.89352518554385e-03f;
         float t = p / q;
-        return (x < 0.0004f && x > -0.0004f) ? x : t;
+        return fabsf(x) < 0.0004f ? x : t;
     }
 
     /* ---- LSTM, one step, all B rows ------------------------------------------------------
        a [B, 4H]: pre-activations in (gate order i, f, g, o), activated gates out;
-       c_prev [B, H] -> c [B, H] and h [B, H] (c may alias c_prev: each element is read before
-       it is written). peep [3, H] (rows i, f, o) or NULL. Peepholes after Gers et al. (2002):
-       i and f see c_{t-1}, o sees the new c_t. Without a forget gate (Hochreiter & Schmidhuber
-       1997) c_t = c_{t-1} + i*g and the f slot of the gates is set to 0. */
-    RK_INLINE void rk_lstm_fwd_row(int H, float* a, const float* cp, float* c, float* h,
-                                   const float* peep, const int use_peep, const int fg) {
-        float* ai = a; float* af = a + H; float* ag = a + 2 * H; float* ao = a + 3 * H;
+       c_prev [B, H] -> c [B, H] and h [B, H]. peep [3, H] (rows i, f, o) or NULL. Peepholes
+       after Gers, Schraudolph & Schmidhuber (2002): i and f see c_{t-1}, o sees the new c_t.
+       Without a forget gate (Hochreiter & Schmidhuber 1997) c_t = c_{t-1} + i*g and the f slot
+       of the gates is set to 0. Every pointer is `restrict` so that the loop vectorises. */
+    #define RK_LSTM_CELL(AI, AF, AG, AO, CPJ)                                                   \
+            float i = rk_sigmoid((AI) + (use_peep ? peep[j] * (CPJ) : 0.0f));                   \
+            float f = fg ? rk_sigmoid((AF) + (use_peep ? peep[H + j] * (CPJ) : 0.0f)) : 0.0f;   \
+            float g = rk_tanh(AG);                                                              \
+            float cj = (fg ? f * (CPJ) : (CPJ)) + i * g;                                        \
+            float o = rk_sigmoid((AO) + (use_peep ? peep[2 * H + j] * cj : 0.0f));
+    RK_INLINE void rk_lstm_fwd_row(int H, float* restrict ai, float* restrict af,
+                                   float* restrict ag, float* restrict ao,
+                                   const float* restrict cp, float* restrict c,
+                                   float* restrict h, const float* restrict peep,
+                                   const int use_peep, const int fg) {
         for (int j = 0; j < H; j++) {
-            float cpj = cp[j];
-            float i = rk_sigmoid(ai[j] + (use_peep ? peep[j] * cpj : 0.0f));
-            float f = fg ? rk_sigmoid(af[j] + (use_peep ? peep[H + j] * cpj : 0.0f)) : 0.0f;
-            float g = rk_tanh(ag[j]);
-            float cj = (fg ? f * cpj : cpj) + i * g;
-            float o = rk_sigmoid(ao[j] + (use_peep ? peep[2 * H + j] * cj : 0.0f));
+            RK_LSTM_CELL(ai[j], af[j], ag[j], ao[j], cp[j])
             ai[j] = i; af[j] = f; ag[j] = g; ao[j] = o;
+            c[j] = cj;
+            h[j] = o * rk_tanh(cj);
+        }
+    }
+    /* the single step: c [B, H] updated in place, the gates not kept */
+    RK_INLINE void rk_lstm_step_row(int H, const float* restrict a, float* restrict c,
+                                    float* restrict h, const float* restrict peep,
+                                    const int use_peep, const int fg) {
+        for (int j = 0; j < H; j++) {
+            float cpj = c[j];
+            RK_LSTM_CELL(a[j], a[H + j], a[2 * H + j], a[3 * H + j], cpj)
+            (void)f;
             c[j] = cj;
             h[j] = o * rk_tanh(cj);
         }
@@ -111,14 +125,30 @@ cdef extern from *:
                                  const float* peep, int fg) {
         for (int b = 0; b < B; b++) {
             float* ab = a + (size_t)b * 4 * H;
+            float *ai = ab, *af = ab + H, *ag = ab + 2 * H, *ao = ab + 3 * H;
             const float* cp = c_prev + (size_t)b * H;
             float* cb = c + (size_t)b * H; float* hb = h + (size_t)b * H;
             if (peep) {
-                if (fg) rk_lstm_fwd_row(H, ab, cp, cb, hb, peep, 1, 1);
-                else rk_lstm_fwd_row(H, ab, cp, cb, hb, peep, 1, 0);
+                if (fg) rk_lstm_fwd_row(H, ai, af, ag, ao, cp, cb, hb, peep, 1, 1);
+                else rk_lstm_fwd_row(H, ai, af, ag, ao, cp, cb, hb, peep, 1, 0);
             } else {
-                if (fg) rk_lstm_fwd_row(H, ab, cp, cb, hb, peep, 0, 1);
-                else rk_lstm_fwd_row(H, ab, cp, cb, hb, peep, 0, 0);
+                if (fg) rk_lstm_fwd_row(H, ai, af, ag, ao, cp, cb, hb, peep, 0, 1);
+                else rk_lstm_fwd_row(H, ai, af, ag, ao, cp, cb, hb, peep, 0, 0);
+            }
+        }
+    }
+    RK_CLONES
+    static void rk_lstm_step_cell(int B, int H, const float* a, float* c, float* h,
+                                  const float* peep, int fg) {
+        for (int b = 0; b < B; b++) {
+            const float* ab = a + (size_t)b * 4 * H;
+            float* cb = c + (size_t)b * H; float* hb = h + (size_t)b * H;
+            if (peep) {
+                if (fg) rk_lstm_step_row(H, ab, cb, hb, peep, 1, 1);
+                else rk_lstm_step_row(H, ab, cb, hb, peep, 1, 0);
+            } else {
+                if (fg) rk_lstm_step_row(H, ab, cb, hb, peep, 0, 1);
+                else rk_lstm_step_row(H, ab, cb, hb, peep, 0, 0);
             }
         }
     }
@@ -127,10 +157,11 @@ cdef extern from *:
        dh [B, H] from above and dh_rec [B, H] through the recurrence (their sum is dL/dh_t);
        dc [B, H]: dL/dc_t from step t+1 in, dL/dc_{t-1} out; dgates [B, 4H] out: dL/d(pre-act);
        dpeep [3, H] accumulated. */
-    RK_INLINE void rk_lstm_bwd_row(int H, const float* gt, const float* cp, const float* c,
-                                   const float* dh, const float* dhr, float* dc, float* dg,
-                                   const float* peep, float* dpeep, const int use_peep,
-                                   const int fg) {
+    RK_INLINE void rk_lstm_bwd_row(int H, const float* restrict gt, const float* restrict cp,
+                                   const float* restrict c, const float* restrict dh,
+                                   const float* restrict dhr, float* restrict dc,
+                                   float* restrict dg, const float* restrict peep,
+                                   float* restrict dpeep, const int use_peep, const int fg) {
         const float* gi = gt; const float* gf = gt + H; const float* gg = gt + 2 * H;
         const float* go = gt + 3 * H;
         for (int j = 0; j < H; j++) {
@@ -178,8 +209,8 @@ cdef extern from *:
     }
     /* da = (dh + dh_rec) * (1 - h^2), n = B*H */
     RK_CLONES
-    static void rk_rnn_bwd_cell(size_t n, const float* h, const float* dh, const float* dh_rec,
-                                float* da) {
+    static void rk_rnn_bwd_cell(size_t n, const float* restrict h, const float* restrict dh,
+                                const float* restrict dh_rec, float* restrict da) {
         for (size_t k = 0; k < n; k++) da[k] = (dh[k] + dh_rec[k]) * (1.0f - h[k] * h[k]);
     }
 
@@ -226,12 +257,123 @@ cdef extern from *:
     static void rk_axpy1(int n, const float* x, float* y) {
         for (int k = 0; k < n; k++) y[k] += x[k];
     }
+
+    /* ---- matrix products on packed weights -------------------------------------------------
+       C[M, N] = A[M, K] · B[K, N] + beta · C with B packed once into panels of 32 columns:
+       panel p holds B[k, 32p .. 32p+31] for k = 0 .. K-1 (zero-padded past N), so the inner
+       loop streams 128 contiguous bytes per k. The weights do not change over a window, so the
+       recurrent product packs W_hh once per call and reuses it for all T steps (as oneDNN does).
+       A is read in place through strides: A[m, k] = a[m * rsa + k * csa].
+       The micro-kernel keeps an MR x 32 block of C in 2 * MR AVX-512 registers. On CPUs without
+       AVX-512 the kernels call BLAS instead (see `gemm_backend` in the module). */
+    #define RK_NR 32
+    #define RK_MR 10
+    static size_t rk_packed_size(int K, int N) { return (size_t)((N + RK_NR - 1) / RK_NR) * RK_NR * (size_t)K; }
+    /* B[k, n] = b[n * ldb + k] when trans (a weight [N, K]), else b[k * ldb + n] */
+    static void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb) {
+        int P = (N + RK_NR - 1) / RK_NR;
+        for (int p = 0; p < P; p++) {
+            float* dst = pb + (size_t)p * K * RK_NR;
+            int n0 = p * RK_NR, nr = N - n0 < RK_NR ? N - n0 : RK_NR;
+            if (trans) {
+                for (int k = 0; k < K; k++) {
+                    int j = 0;
+                    for (; j < nr; j++) dst[(size_t)k * RK_NR + j] = b[(size_t)(n0 + j) * ldb + k];
+                    for (; j < RK_NR; j++) dst[(size_t)k * RK_NR + j] = 0.0f;
+                }
+            } else {
+                for (int k = 0; k < K; k++) {
+                    const float* src = b + (size_t)k * ldb + n0;
+                    int j = 0;
+                    for (; j < nr; j++) dst[(size_t)k * RK_NR + j] = src[j];
+                    for (; j < RK_NR; j++) dst[(size_t)k * RK_NR + j] = 0.0f;
+                }
+            }
+        }
+    }
+    #if defined(__GNUC__) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define RK_HAVE_AVX512_KERNEL 1
+    __attribute__((target("avx512f"))) static inline __attribute__((always_inline))
+    void rk_uk512(const int mr, int kc, const float* a, size_t rsa, size_t csa, const float* b,
+                  float* c, int ldc, float beta, int nr) {
+        __m512 acc0[RK_MR], acc1[RK_MR];
+        #pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
+        for (int k = 0; k < kc; k++) {
+            __m512 b0 = _mm512_loadu_ps(b + (size_t)k * RK_NR);
+            __m512 b1 = _mm512_loadu_ps(b + (size_t)k * RK_NR + 16);
+            const float* ak = a + (size_t)k * csa;
+            #pragma GCC unroll 16
+            for (int r = 0; r < mr; r++) {
+                __m512 av = _mm512_set1_ps(ak[(size_t)r * rsa]);
+                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+            }
+        }
+        __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+        __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
+        __m512 bv = _mm512_set1_ps(beta);
+        #pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) {
+            float* cr = c + (size_t)r * ldc;
+            if (beta != 0.0f) {  /* C is never read when beta = 0: it may hold NaN */
+                acc0[r] = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m0, cr), acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m1, cr + 16), acc1[r]);
+            }
+            _mm512_mask_storeu_ps(cr, m0, acc0[r]);
+            _mm512_mask_storeu_ps(cr + 16, m1, acc1[r]);
+        }
+    }
+    /* panels p0 .. p1-1 only: threads split the columns of C, so every element of C is computed
+       by the same instructions in the same order whatever the thread count */
+    __attribute__((target("avx512f")))
+    static void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa,
+                           const float* pb, float beta, float* c, int ldc, int p0, int p1) {
+        const int KC = 384, MC = 120;   /* A block of MC x KC in L2, B slice of KC x 32 in L1 */
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            int kc = K - k0 < KC ? K - k0 : KC;
+            float bt = k0 == 0 ? beta : 1.0f;
+            for (int m0 = 0; m0 < M; m0 += MC) {
+                int m1 = M - m0 < MC ? M : m0 + MC;
+                for (int p = p0; p < p1; p++) {
+                    const float* bp = pb + (size_t)p * K * RK_NR + (size_t)k0 * RK_NR;
+                    int nr = N - p * RK_NR < RK_NR ? N - p * RK_NR : RK_NR;
+                    for (int m = m0; m < m1; m += RK_MR) {
+                        const float* am = a + (size_t)m * rsa + (size_t)k0 * csa;
+                        float* cm = c + (size_t)m * ldc + (size_t)p * RK_NR;
+                        switch (m1 - m < RK_MR ? m1 - m : RK_MR) {
+                            case 10: rk_uk512(10, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            case 9: rk_uk512(9, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            case 8: rk_uk512(8, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            case 7: rk_uk512(7, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            case 6: rk_uk512(6, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            case 5: rk_uk512(5, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            case 4: rk_uk512(4, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            case 3: rk_uk512(3, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            case 2: rk_uk512(2, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                            default: rk_uk512(1, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    static int rk_cpu_has_avx512(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx512f"); }
+    #else
+    #define RK_HAVE_AVX512_KERNEL 0
+    static void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa,
+                           const float* pb, float beta, float* c, int ldc, int p0, int p1) {}
+    static int rk_cpu_has_avx512(void) { return 0; }
+    #endif
     """
     void rk_lstm_fwd_cell(int B, int H, float* a, const float* c_prev, float* c, float* h,
                           const float* peep, int fg) noexcept nogil
     void rk_lstm_bwd_cell(int B, int H, const float* gates, const float* c_prev, const float* c,
                           const float* dh, const float* dh_rec, float* dc, float* dgates,
                           const float* peep, float* dpeep, int fg) noexcept nogil
+    void rk_lstm_step_cell(int B, int H, const float* a, float* c, float* h, const float* peep,
+                           int fg) noexcept nogil
     void rk_tanh_inplace(size_t n, float* a) noexcept nogil
     void rk_rnn_bwd_cell(size_t n, const float* h, const float* dh, const float* dh_rec,
                          float* da) noexcept nogil
@@ -241,6 +383,13 @@ cdef extern from *:
     void rk_add_scalar(int n, float* z, float s) noexcept nogil
     void rk_scale(int n, float* z, float s) noexcept nogil
     void rk_axpy1(int n, const float* x, float* y) noexcept nogil
+    size_t rk_packed_size(int K, int N) noexcept nogil
+    void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb) noexcept nogil
+    void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa, const float* pb,
+                    float beta, float* c, int ldc, int p0, int p1) noexcept nogil
+    int rk_cpu_has_avx512() noexcept nogil
+    int RK_HAVE_AVX512_KERNEL
+    int RK_NR
 
 
 cdef void sgemm_rm(bint trans_a, bint trans_b, int m, int n, int k, float alpha,
@@ -310,6 +459,38 @@ def sgemm(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float alpha=1
     return c
 
 
+def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0.0):
+    """C = op(a) · op(b) + beta · c through the layers' product `mm` on the current backend
+    (see gemm_backend): the packed-weight kernel or BLAS. For tests and benchmarks."""
+    _check_matrix("a", a)
+    _check_matrix("b", b)
+    cdef int m = a.shape[1] if trans_a else a.shape[0]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    cdef int kb = b.shape[1] if trans_b else b.shape[0]
+    cdef int n = b.shape[0] if trans_b else b.shape[1]
+    if k != kb:
+        raise ValueError(f"inner dimensions differ: op(a) is [{m}, {k}], op(b) is [{kb}, {n}]")
+    if c is None:
+        c = np.zeros((m, n), dtype=np.float32)
+        beta = 0.0
+    else:
+        _check_matrix("c", c)
+        if c.shape[0] != m or c.shape[1] != n:
+            raise ValueError(f"c must have shape ({m}, {n}), got {c.shape}")
+    if m == 0 or n == 0 or k == 0:
+        c *= beta
+        return c
+    cdef cnp.ndarray pack = np.empty(pack_size(k, n), np.float32)
+    cdef float* ap = fptr(a)
+    cdef float* bp = fptr(b)
+    cdef float* cp = fptr(c)
+    cdef float* pp = fptr(pack)
+    cdef int lda = a.shape[1], ldb = b.shape[1]
+    with nogil:
+        mm(m, n, k, ap, lda, trans_a, bp, ldb, trans_b, beta, cp, n, pp, False)
+    return c
+
+
 cdef void sgemv_rm(bint trans, int m, int n, float alpha, const float* a, int lda,
                    const float* x, float beta, float* y) noexcept nogil:
     """Row-major y = alpha · op(A) · x + beta · y, A [M, N] with row stride lda.
@@ -335,6 +516,58 @@ cdef void matmul_wt(int m, int n, int k, const float* a, const float* w, float b
         sgemv_rm(False, n, k, 1.0, w, k, a, beta, c)
     else:
         sgemm_rm(False, True, m, n, k, 1.0, a, k, w, k, beta, c, n)
+
+
+# The matrix products of the layers run on our packed-weight AVX-512 kernel where the CPU has
+# AVX-512, else on BLAS (scipy's OpenBLAS). Measured on the per-step shapes (bench/bench_kernels.py)
+# the packed kernel runs at 2x the rate of OpenBLAS's AVX2 kernel, and it does not depend on
+# which kernel OpenBLAS picks at load time (OPENBLAS_CORETYPE).
+cdef bint native = rk_cpu_has_avx512() != 0
+
+
+def gemm_backend(name=None):
+    """The backend of the layers' matrix products: 'native' (packed AVX-512 kernel) or 'blas'.
+
+    With a name, switch to it (for tests and benchmarks); 'native' needs a CPU with AVX-512.
+    """
+    global native
+    if name is not None:
+        if name not in ("native", "blas"):
+            raise ValueError(f"backend must be 'native' or 'blas', got {name!r}")
+        if name == "native" and not rk_cpu_has_avx512():
+            raise ValueError("the native backend needs a CPU with AVX-512; use 'blas'")
+        native = name == "native"
+    return "native" if native else "blas"
+
+
+cdef size_t pack_size(int k, int n) noexcept nogil:
+    return rk_packed_size(k, n) if native else 1
+
+
+cdef void mm(int m, int n, int k, const float* a, int lda, bint ta, const float* b, int ldb,
+             bint tb, float beta, float* c, int ldc, float* pack, bint prepacked) noexcept nogil:
+    """C[M, N] = op(A) · op(B) + beta · C, row-major, as sgemm_rm.
+
+    On the native backend op(B) is first packed into `pack` (pack_size(K, N) floats) unless
+    `prepacked` says it already is (a weight packed once before the time loop).
+    """
+    if not native:
+        sgemm_rm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
+        return
+    if not prepacked:
+        rk_pack_b(k, n, b, ldb, tb, pack)
+    if ta:
+        rk_gemm512(m, n, k, a, 1, lda, pack, beta, c, ldc, 0, (n + RK_NR - 1) // RK_NR)
+    else:
+        rk_gemm512(m, n, k, a, lda, 1, pack, beta, c, ldc, 0, (n + RK_NR - 1) // RK_NR)
+
+
+def _packbuf(cache, name, size_t size):
+    a = getattr(cache, name, None)
+    if a is None or a.shape[0] < size:
+        a = np.empty(size, np.float32)
+        setattr(cache, name, a)
+    return a
 
 
 cdef void fill_rows(int m, int n, float* c, const float* b1, const float* b2) noexcept nogil:
@@ -431,15 +664,19 @@ def _reuse(cache, kind):
 cdef void lstm_forward_loop(int T, int B, int E, int H, const float* x, const float* w_ih,
                             const float* w_hh, const float* b_ih, const float* b_hh,
                             const float* peep, bint fg, float* gates, float* hs,
-                            float* cs) noexcept nogil:
-    """gates [T, B, 4H] (activated, out), hs [T+1, B, H] and cs [T+1, B, H] (h_0, c_0 in row 0)."""
+                            float* cs, float* packw, float* scratch) noexcept nogil:
+    """gates [T, B, 4H] (activated, out), hs [T+1, B, H] and cs [T+1, B, H] (h_0, c_0 in row 0);
+    packw [pack_size(H, 4H)], scratch [pack_size(E, 4H)] workspaces."""
     cdef int t
     cdef size_t G = <size_t>B * 4 * H, S = <size_t>B * H
     # the input projection of all T steps is one product, before the loop
     fill_rows(T * B, 4 * H, gates, b_ih, b_hh)
-    sgemm_rm(False, True, T * B, 4 * H, E, 1.0, x, E, w_ih, E, 1.0, gates, 4 * H)
+    mm(T * B, 4 * H, E, x, E, False, w_ih, E, True, 1.0, gates, 4 * H, scratch, False)
+    if native:
+        rk_pack_b(H, 4 * H, w_hh, H, True, packw)      # once per window, used T times
     for t in range(T):
-        matmul_wt(B, 4 * H, H, hs + t * S, w_hh, 1.0, gates + t * G)
+        mm(B, 4 * H, H, hs + t * S, H, False, w_hh, H, True, 1.0, gates + t * G, 4 * H, packw,
+           True)
         rk_lstm_fwd_cell(B, H, gates + t * G, cs + t * S, cs + (t + 1) * S, hs + (t + 1) * S,
                          peep, fg)
 
@@ -479,8 +716,12 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=Tru
     cdef float* gp = fptr(gates)
     cdef float* hp = fptr(hs)
     cdef float* cp = fptr(cs)
+    cdef float* packw = fptr(_packbuf(cache, "packw", max(pack_size(H, 4 * H),
+                                                          pack_size(4 * H, H))))
+    cdef float* scratch = fptr(_packbuf(cache, "scratch", max(
+        pack_size(E, 4 * H), pack_size(4 * H, E), pack_size(T * B, E), pack_size(T * B, H))))
     with nogil:
-        lstm_forward_loop(T, B, E, H, xp, wi, wh, bi, bh, pp, fg, gp, hp, cp)
+        lstm_forward_loop(T, B, E, H, xp, wi, wh, bi, bh, pp, fg, gp, hp, cp, packw, scratch)
     cache.x, cache.w_ih, cache.w_hh, cache.w_peep, cache.forget_gate = x, w_ih, w_hh, w_peep, fg
     cache.shape = (T, B, E, H)
     return hs[1:], hs[T].copy(), cs[T].copy(), cache
@@ -490,21 +731,25 @@ cdef void lstm_backward_loop(int T, int B, int E, int H, const float* x, const f
                              const float* w_hh, const float* peep, bint fg, const float* gates,
                              const float* hs, const float* cs, const float* dh, float* dh_rec,
                              float* dc, float* dgates, float* dx, float* dw_ih, float* dw_hh,
-                             float* db, float* dpeep) noexcept nogil:
+                             float* db, float* dpeep, float* packw,
+                             float* scratch) noexcept nogil:
     """dh_rec [B, H] and dc [B, H] hold dL/dh_T, dL/dc_T on entry and dL/dh_0, dL/dc_0 on exit."""
     cdef int t
     cdef size_t G = <size_t>B * 4 * H, S = <size_t>B * H
     if dpeep != NULL:
         memset(dpeep, 0, 3 * H * sizeof(float))
+    if native:
+        rk_pack_b(4 * H, H, w_hh, H, False, packw)     # once per window, used T times
     for t in range(T - 1, -1, -1):
         rk_lstm_bwd_cell(B, H, gates + t * G, cs + t * S, cs + (t + 1) * S, dh + t * S, dh_rec,
                          dc, dgates + t * G, peep, dpeep, fg)
         # only the recurrent product stays in the loop: dL/dh_{t-1} = dgates_t · W_hh
-        sgemm_rm(False, False, B, H, 4 * H, 1.0, dgates + t * G, 4 * H, w_hh, H, 0.0, dh_rec, H)
+        mm(B, H, 4 * H, dgates + t * G, 4 * H, False, w_hh, H, False, 0.0, dh_rec, H, packw,
+           True)
     # the weight and input gradients of all T steps are one product each, after the loop
-    sgemm_rm(False, False, T * B, E, 4 * H, 1.0, dgates, 4 * H, w_ih, E, 0.0, dx, E)
-    sgemm_rm(True, False, 4 * H, E, T * B, 1.0, dgates, 4 * H, x, E, 0.0, dw_ih, E)
-    sgemm_rm(True, False, 4 * H, H, T * B, 1.0, dgates, 4 * H, hs, H, 0.0, dw_hh, H)
+    mm(T * B, E, 4 * H, dgates, 4 * H, False, w_ih, E, False, 0.0, dx, E, scratch, False)
+    mm(4 * H, E, T * B, dgates, 4 * H, True, x, E, False, 0.0, dw_ih, E, scratch, False)
+    mm(4 * H, H, T * B, dgates, 4 * H, True, hs, H, False, 0.0, dw_hh, H, scratch, False)
     col_sums(T * B, 4 * H, dgates, db)
 
 
@@ -551,9 +796,11 @@ def lstm_backward(dh, dhT, dcT, cache):
     cdef float* p_dwh = fptr(dw_hh)
     cdef float* p_dbi = fptr(db_ih)
     cdef float* p_dbh = fptr(db_hh)
+    cdef float* packw = fptr(cache.packw)
+    cdef float* scratch = fptr(cache.scratch)
     with nogil:
         lstm_backward_loop(T, B, E, H, xp, wi, wh, pp, fg, gp, hp, cp, dhp, p_dh0, p_dc0,
-                           p_dg, p_dx, p_dwi, p_dwh, p_dbi, dpp)
+                           p_dg, p_dx, p_dwi, p_dwh, p_dbi, dpp, packw, scratch)
         memcpy(p_dbh, p_dbi, 4 * H * sizeof(float))
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep
 
@@ -592,7 +839,7 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, ga
         fill_rows(B, 4 * H, gp, bi, bh)
         matmul_wt(B, 4 * H, E, xp, wi, 1.0, gp)
         matmul_wt(B, 4 * H, H, hp, wh, 1.0, gp)
-        rk_lstm_fwd_cell(B, H, gp, cp, cp, hp, pp, fg)
+        rk_lstm_step_cell(B, H, gp, cp, hp, pp, fg)
     return h, c
 
 
@@ -625,11 +872,16 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, cache=None):
     cdef const float* bh = fptr(b_hh)
     cdef size_t S = <size_t>B * H
     cdef int t
+    cdef float* packw = fptr(_packbuf(cache, "packw", pack_size(H, H)))
+    cdef float* scratch = fptr(_packbuf(cache, "scratch", max(
+        pack_size(E, H), pack_size(H, E), pack_size(T * B, E), pack_size(T * B, H))))
     with nogil:
         fill_rows(T * B, H, hp + S, bi, bh)
-        sgemm_rm(False, True, T * B, H, E, 1.0, xp, E, wi, E, 1.0, hp + S, H)
+        mm(T * B, H, E, xp, E, False, wi, E, True, 1.0, hp + S, H, scratch, False)
+        if native:
+            rk_pack_b(H, H, wh, H, True, packw)
         for t in range(T):
-            matmul_wt(B, H, H, hp + t * S, wh, 1.0, hp + (t + 1) * S)
+            mm(B, H, H, hp + t * S, H, False, wh, H, True, 1.0, hp + (t + 1) * S, H, packw, True)
             rk_tanh_inplace(S, hp + (t + 1) * S)
     cache.x, cache.w_ih, cache.w_hh, cache.shape = x, w_ih, w_hh, (T, B, E, H)
     return hs[1:], hs[T].copy(), cache
@@ -666,13 +918,17 @@ def rnn_backward(dh, dhT, cache):
     cdef float* p_dbh = fptr(db_hh)
     cdef size_t S = <size_t>B * H
     cdef int t
+    cdef float* packw = fptr(cache.packw)
+    cdef float* scratch = fptr(cache.scratch)
     with nogil:
+        if native:
+            rk_pack_b(H, H, wh, H, False, packw)
         for t in range(T - 1, -1, -1):
             rk_rnn_bwd_cell(S, hp + (t + 1) * S, dhp + t * S, dhr, dap + t * S)
-            sgemm_rm(False, False, B, H, H, 1.0, dap + t * S, H, wh, H, 0.0, dhr, H)
-        sgemm_rm(False, False, T * B, E, H, 1.0, dap, H, wi, E, 0.0, p_dx, E)
-        sgemm_rm(True, False, H, E, T * B, 1.0, dap, H, xp, E, 0.0, p_dwi, E)
-        sgemm_rm(True, False, H, H, T * B, 1.0, dap, H, hp, H, 0.0, p_dwh, H)
+            mm(B, H, H, dap + t * S, H, False, wh, H, False, 0.0, dhr, H, packw, True)
+        mm(T * B, E, H, dap, H, False, wi, E, False, 0.0, p_dx, E, scratch, False)
+        mm(H, E, T * B, dap, H, True, xp, E, False, 0.0, p_dwi, E, scratch, False)
+        mm(H, H, T * B, dap, H, True, hp, H, False, 0.0, p_dwh, H, scratch, False)
         col_sums(T * B, H, dap, p_dbi)
         memcpy(p_dbh, p_dbi, H * sizeof(float))
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
@@ -745,9 +1001,11 @@ def softmax_xent_forward(h, w, b, targets, cache=None):
     cdef double loss = 0.0, s
     cdef float m, zt
     cdef int n
+    cdef float* scratch = fptr(_packbuf(cache, "scratch", max(
+        pack_size(H, V), pack_size(V, H), pack_size(N, H))))
     with nogil:
         fill_rows(N, V, zp, bp, NULL)
-        matmul_wt(N, V, H, hp, wp, 1.0, zp)
+        mm(N, V, H, hp, H, False, wp, H, True, 1.0, zp, V, scratch, False)
         for n in range(N):
             m = rk_row_max(V, zp + <size_t>n * V)              # row-wise max: no overflow
             zt = zp[<size_t>n * V + tp[n]] - m
@@ -780,14 +1038,15 @@ def softmax_xent_backward(dloss, cache):
     cdef float* p_dh = fptr(dh)
     cdef float* p_dw = fptr(dw)
     cdef float* p_db = fptr(db)
+    cdef float* scratch = fptr(cache.scratch)
     cdef int n
     with nogil:
         for n in range(N):
             # d loss / d logits = softmax - onehot (in place)
             rk_scale(V, zp + <size_t>n * V, ip[n] * d)
             zp[<size_t>n * V + tp[n]] -= d
-        sgemm_rm(False, False, N, H, V, 1.0, zp, V, wp, H, 0.0, p_dh, H)
-        sgemm_rm(True, False, V, H, N, 1.0, zp, V, hp, H, 0.0, p_dw, H)
+        mm(N, H, V, zp, V, False, wp, H, False, 0.0, p_dh, H, scratch, False)
+        mm(V, H, N, zp, V, True, hp, H, False, 0.0, p_dw, H, scratch, False)
         col_sums(N, V, zp, p_db)
     return dh, dw, db
 
