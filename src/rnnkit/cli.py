@@ -42,7 +42,13 @@ def print_json(obj) -> None:
 
 @contextlib.contextmanager
 def byte_progress(label: str, files):
-    """A Rich progress bar on stderr over the bytes of `files`; yields the advance callback."""
+    """A Rich progress bar on stderr over the bytes of `files`; yields the advance callback.
+
+    Only on a terminal: elsewhere (a log file, a test) the bar would leave a stray empty line
+    before the output or an `error:` line, so the callback does nothing."""
+    if not err.is_terminal:
+        yield lambda n: None
+        return
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                TimeRemainingColumn, TransferSpeedColumn)
 

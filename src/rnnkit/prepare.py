@@ -133,8 +133,8 @@ def _split_sentences(ids: np.ndarray, fractions, seed: int) -> dict[str, np.ndar
     return out
 
 
-def _chunks(n: int, size: int = CHUNK):
-    return ((a, min(a + size, n)) for a in range(0, n, size))
+def _chunks(n: int):
+    return ((a, min(a + CHUNK, n)) for a in range(0, n, CHUNK))
 
 
 def _bincount(ids: np.ndarray, n: int) -> np.ndarray:
