@@ -267,7 +267,65 @@ def train(
 
 def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fallback, quiet):
     """[owned by the n-gram work] train, save, print a summary table unless quiet; return a dict."""
-    raise RnnkitError("n-gram training is not available yet")
+    import time
+
+    from .ngram import train as train_ngram
+    from .prepare import load_data
+
+    t0 = time.perf_counter()
+    files = [data] if os.path.isfile(data) else []
+    with byte_progress("reading", files) as advance:
+        corpus = load_data(data, progress=advance if files else None)
+    model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
+                        discount_fallback=discount_fallback)
+    model.meta["training"]["data"] = str(data)
+    model.save(out_path)
+    tr = model.meta["training"]
+    summary = {"model": str(out_path), "type": "ngram", "order": order, "smoothing": smoothing,
+               "vocab": len(model.vocab), "sentences": tr["sentences"], "tokens": tr["tokens"],
+               "ngrams": tr["ngrams"], "discounts": tr["discounts"],
+               "seconds": round(time.perf_counter() - t0, 3)}
+    for split in ("valid", "test"):
+        if split in corpus and len(corpus[split]):
+            summary[f"{split}_perplexity"] = _split_perplexity(model, corpus[split])
+    if not quiet:
+        out.print(_ngram_table(summary))
+    return summary
+
+
+def _split_perplexity(model, ids) -> float:
+    """KenLM-style perplexity of a prepared split (sentences each followed by </s>)."""
+    import numpy as np
+
+    ids = np.asarray(ids)
+    ends = np.flatnonzero(ids == 2)
+    words = np.delete(ids, ends)
+    offsets = np.concatenate(([0], ends - np.arange(len(ends))))
+    lp, _ = model.score_flat(words, offsets)
+    return round(float(10.0 ** (-lp.sum() / len(lp))), 4) if len(lp) else float("nan")
+
+
+def _ngram_table(s: dict):
+    from rich.table import Table
+
+    t = Table(title=f"{s['order']}-gram {s['smoothing']} model -> {s['model']}  "
+                    f"({s['sentences']:,} sentences, {s['tokens']:,} tokens, vocabulary "
+                    f"{s['vocab']:,}, {s['seconds']:.2f} s)", title_justify="left")
+    t.add_column("order", justify="right")
+    t.add_column("n-grams", justify="right")
+    if s.get("discounts"):
+        for col in ("D1", "D2", "D3+"):
+            t.add_column(col, justify="right")
+    for k, n in enumerate(s["ngrams"], 1):
+        row = [str(k), f"{n:,}"]
+        if s.get("discounts"):
+            row += [f"{d:.6g}" for d in s["discounts"][k - 1]]
+        t.add_row(*row)
+    for split in ("valid", "test"):
+        if f"{split}_perplexity" in s:
+            t.caption = (t.caption + "  " if t.caption else "") + \
+                f"{split} perplexity {s[f'{split}_perplexity']:.2f}"
+    return t
 
 
 def _train_recurrent(data, out_path, *, quiet, **options):
@@ -290,6 +348,166 @@ def _train_recurrent(data, out_path, *, quiet, **options):
     if not quiet:
         out.print(_train_summary_table(summary))
     return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# score, generate, export (every model type: they use only the language-model protocol)
+# ------------------------------------------------------------------------------------------------
+def _load_models(paths: list[str]) -> list:
+    from . import load
+
+    return [load(p) for p in paths]
+
+
+@app.command(epilog="Examples:\n\n"
+             "rnnkit score tri.rnnkit test.txt\n\n"
+             "echo 'the cat sat' | rnnkit score ptb.o5.arpa.gz - --per-token\n\n"
+             "rnnkit score lstm.rnnkit test.txt --json > scores.jsonl")
+def score(
+    model_path: Annotated[str, typer.Argument(
+        metavar="MODEL", help="A model: an rnnkit model file or an ARPA file (plain or gzip).")],
+    input_path: Annotated[str, typer.Argument(
+        metavar="[FILE|-]", help="Sentences, one per line (UTF-8, gzip allowed); `-` or nothing "
+        "reads stdin. An empty line is the sentence <s> </s>.")] = "-",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sentence (text, "
+                                          "log10_prob, tokens, oov, ppl), then a summary object.")] = False,
+    per_token: Annotated[bool, typer.Option("--per-token", help="Show each token's log10 "
+                                            "probability and the n-gram length used, coloured by "
+                                            "surprisal in a terminal.")] = False,
+):
+    """Score sentences: log10 probability, tokens, OOVs and perplexity per sentence, and the
+    corpus perplexity as KenLM's query defines it: 10^(-sum log10 p / (words + sentences))."""
+    _score_command(_load_models([model_path]), [model_path], input_path, as_json, per_token)
+
+
+def _score_command(models: list, names: list[str], input_path: str, as_json: bool,
+                   per_token: bool) -> None:
+    """Score with one model (the list leaves room for model combinations)."""
+    from .scoring import Summary, score_lines
+    from .textio import read_lines
+
+    model = models[0]
+    summary = Summary()
+    files = [input_path] if input_path != "-" and os.path.isfile(input_path) else []
+    show_bar = bool(files) and not sys.stdout.isatty()
+    with byte_progress("scoring", files if show_bar else []) as advance:
+        def lines():
+            for number, text in read_lines(input_path):
+                if show_bar:
+                    advance(len(text) + 1)
+                yield number, text
+
+        if not as_json:
+            out.print("[bold]   log10 p  tokens  OOV        ppl  sentence[/bold]")
+        for rec in score_lines(model, lines(), per_token=per_token, summary=summary):
+            if as_json:
+                print_json(rec.to_json())
+                continue
+            out.print(f"{rec.log10_prob:10.4f}  {rec.tokens:6d}  {rec.oov:3d}  {rec.ppl:9.2f}  ",
+                      end="", markup=False, highlight=False)
+            if per_token:
+                out.print(_per_token_text(rec), soft_wrap=True)
+            else:
+                out.print(rec.text, markup=False, soft_wrap=True)
+    if as_json:
+        print_json({**summary.to_json(), "model": names[0]})
+    else:
+        (out if sys.stdout.isatty() else err).print(_score_summary_table(summary, names[0]))
+
+
+def _per_token_text(rec):
+    from rich.text import Text
+
+    t = Text()
+    for i, (tok, lp, n, oov) in enumerate(rec.per_token):
+        s = -lp  # surprisal in decimal digits (bans)
+        style = ("bold white on red" if oov else "green" if s < 1 else "yellow" if s < 2
+                 else "dark_orange" if s < 3 else "bold red")
+        if i:
+            t.append(" ")
+        t.append(tok, style=style)
+        t.append(f"[{lp:.2f}/{n}]", style="dim")
+    return t
+
+
+def _score_summary_table(s, name: str):
+    from rich.table import Table
+
+    t = Table(title=f"{name}: {s.sentences:,} sentences, {s.tokens:,} tokens "
+                    f"(</s> included), {s.oov:,} OOV", title_justify="left")
+    t.add_column("log10 p", justify="right")
+    t.add_column("perplexity", justify="right")
+    t.add_column("perplexity excl. OOV", justify="right")
+    t.add_row(f"{s.log10_prob:.4f}", f"{s.perplexity:.4f}", f"{s.perplexity_excluding_oov:.4f}")
+    return t
+
+
+@app.command(epilog="Examples:\n\n"
+             "rnnkit generate tri.rnnkit --num 5 --seed 1\n\n"
+             "rnnkit generate lstm.rnnkit --prompt 'the market' --top-p 0.9 --temperature 0.8 --json")
+def generate(
+    model_path: Annotated[str, typer.Argument(
+        metavar="MODEL", help="A model: an rnnkit model file or an ARPA file (plain or gzip).")],
+    num: Annotated[int, typer.Option(help="How many sentences.")] = 1,
+    max_len: Annotated[int, typer.Option(help="Stop a sentence after this many tokens.")] = 100,
+    temperature: Annotated[float, typer.Option(help="Divide the log-probabilities by this "
+                                               "(< 1 sharper, > 1 flatter, 0 greedy).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample among the k most likely tokens "
+                                                 "only.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample among the most likely tokens "
+                                                   "whose mass reaches p (nucleus).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same text).")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Start every sentence with this text.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sentence (text, "
+                                          "tokens, log10_prob, complete).")] = False,
+):
+    """Sample sentences from <s> until </s> (or --max-len tokens), one per line."""
+    from .sampling import sample_sentences
+
+    model = _load_models([model_path])[0]
+    samples = sample_sentences(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
+                               top_p=top_p, seed=seed, prompt=prompt)
+    for s in samples:
+        text = model.tokenizer.join(model.vocab.decode(s.ids.tolist()))
+        if as_json:
+            print_json({"text": text, "tokens": int(len(s.ids)), "log10_prob": s.log10_prob,
+                        "complete": s.complete})
+        else:
+            sys.stdout.write(text + "\n")
+
+
+@app.command(epilog="Examples:\n\n"
+             "rnnkit export tri.rnnkit --arpa tri.arpa\n\n"
+             "rnnkit export tri.rnnkit --arpa tri.arpa.gz --json")
+def export(
+    model_path: Annotated[str, typer.Argument(
+        metavar="MODEL", help="An n-gram model (rnnkit model file or ARPA).")],
+    arpa_path: Annotated[Optional[str], typer.Option(
+        "--arpa", help="Write standard ARPA here (gzip when the name ends in .gz; `-` is "
+        "stdout).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+):
+    """Export an n-gram model as ARPA, for KenLM, SRILM and other toolkits."""
+    from .arpa import write_arpa
+    from .ngram import NgramModel
+
+    if arpa_path is None:
+        raise RnnkitError("--arpa OUT.arpa[.gz] is required: the file to write")
+    if arpa_path == "-" and as_json:
+        raise RnnkitError("--json and --arpa - both write to stdout; give --arpa a file name")
+    model = _load_models([model_path])[0]
+    if not isinstance(model, NgramModel):
+        raise RnnkitError(f"{model_path}: a {model.model_type} model; ARPA export takes an n-gram "
+                          f"model")
+    write_arpa(model, arpa_path)
+    summary = {"model": model_path, "arpa": arpa_path, "order": model.order,
+               "ngrams": model.counts}
+    if as_json:
+        print_json(summary)
+    elif arpa_path != "-":
+        err.print(f"wrote {arpa_path}: order {model.order}, "
+                  + ", ".join(f"{n:,} {k}-grams" for k, n in enumerate(model.counts, 1)),
+                  markup=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------

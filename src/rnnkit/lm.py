@@ -137,10 +137,10 @@ class LanguageModel:
         """Token ids of a sentence split by the model's tokenizer, and the OOV mask."""
         tokens = self.tokenizer.split(sentence)
         ids = self.vocab.encode(tokens)
+        # a literal <s> or </s> inside a sentence cannot be a boundary: it is an OOV (as in prepare)
+        ids[(ids == BOS) | (ids == EOS)] = UNK
+        # a literal <unk> in the text is an OOV too, as KenLM counts it
         oov = ids == UNK
-        if oov.any():
-            # a literal <unk> in the text is still an OOV, as KenLM counts it
-            oov = np.array([i == UNK for i in ids.tolist()])
         return ids, oov
 
     # --- KenLM's API, log10 --------------------------------------------------------------------

@@ -565,15 +565,21 @@ class NgramModel(LanguageModel):
     def log_probs(self, state) -> np.ndarray:
         return self._index.log_probs(state[0], state[1])
 
+    def score_flat(self, ids: np.ndarray, offsets: np.ndarray, bos: bool = True, eos: bool = True):
+        """(log10 p, n-gram length) of sentences ids[offsets[s]:offsets[s+1]] in one compiled
+        call; sentence s's tokens, then its </s> when eos, are at offsets[s] + s*eos onwards."""
+        ids = np.ascontiguousarray(ids, np.uint32)
+        offsets = np.ascontiguousarray(offsets, np.int64)
+        return self._index.score(ids, offsets, bos, eos)
+
     def score_arrays(self, sentences: list[np.ndarray], bos: bool = True, eos: bool = True):
         """(log10 [total], n-gram length [total], offsets [S+1]) of many sentences in one call:
         sentence s's tokens (then </s> when eos) are at offsets[s]:offsets[s+1]."""
         lengths = np.fromiter((len(s) for s in sentences), np.int64, len(sentences))
         offsets = np.zeros(len(sentences) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        ids = (np.concatenate(sentences).astype(np.uint32, copy=False) if len(sentences)
-               else np.zeros(0, np.uint32))
-        lp, ln = self._index.score(np.ascontiguousarray(ids), offsets, bos, eos)
+        ids = np.concatenate(sentences) if len(sentences) else np.zeros(0, np.uint32)
+        lp, ln = self.score_flat(ids, offsets, bos, eos)
         out_off = offsets + (np.arange(len(sentences) + 1) if eos else 0)
         return lp, ln, out_off
 
