@@ -170,10 +170,12 @@ def window_starts(steps: int, bptt: int) -> list[int]:
 
 def evaluate(model: RNNLM, ids: np.ndarray, batch: int = 10, window: int = EVAL_WINDOW
              ) -> tuple[float, int]:
-    """(cross-entropy in nats summed over every target, number of targets) of a split, read as
-    one stream with the state carried throughout (as Zaremba et al. evaluate). The split is cut
-    into `batch` streams for speed; the N mod batch tokens left over continue the last stream
-    with batch 1, so every token is counted."""
+    """(cross-entropy in nats summed over every target, number of targets) of a split.
+
+    With batch 1 the split is read as one stream with the state carried throughout (as Zaremba
+    et al. evaluate). With batch B it is cut into B streams for speed, each starting from the
+    zero state (as PyTorch's word_language_model evaluates, B = 10), which changes the result
+    slightly; the N mod B tokens left over continue the last stream, so every token counts."""
     x, y = lm_stream(ids)
     n = len(y)
     if n == 0:
@@ -400,12 +402,12 @@ class Trainer:
         self.last_checkpoint = t_run
         if not opts.resume:
             write_metrics(self.metrics_path, [])
-        self.events.start({"model_type": self.model.model_type,
-                           "parameters": self.model.num_parameters,
-                           "windows": len(self.starts), "epochs": opts.epochs,
-                           "resumed_from": self.resumed_from})
         stop = self.events.should_stop
         with _StopOnSigint() as sigint:
+            self.events.start({"model_type": self.model.model_type,
+                               "parameters": self.model.num_parameters,
+                               "windows": len(self.starts), "epochs": opts.epochs,
+                               "resumed_from": self.resumed_from})
             while self.epoch <= opts.epochs:
                 if self._run_epoch(lambda: sigint.requested or stop(), t_run):
                     break
