@@ -168,3 +168,30 @@ def test_levels_must_match():
     char = TableLM(list("abc"), tokenizer=Tokenizer(level="char"))
     with pytest.raises(RnnkitError, match="split text differently"):
         Mixture([word, char])
+
+
+# --- trained models with different vocabularies --------------------------------------------------
+def test_trained_ngram_and_lstm_interpolate():
+    import trained
+    from rnnkit.prepare import build_corpus
+    from rnnkit.ngram import train
+
+    lstm = trained.load(trained.lstm_path("en"))
+    # an n-gram model on a third of the sample: a smaller vocabulary than the LSTM's
+    small = train(build_corpus(None, sample="en", split="0.33,0.33,0.34"), 3,
+                  discount_fallback=True)
+    assert len(small.vocab) < len(lstm.vocab)
+    held = list(trained.corpus("en").text("valid")) + \
+        [line.split(" ", 1)[1] for line in (trained.DATA / "en.ref").read_text().splitlines()]
+    for w, single in (([1, 0], small), ([0, 1], lstm)):
+        m = Mixture([small, lstm], w)
+        assert [m.score(s) for s in held] == [single.score(s) for s in held]
+    res = tune_linear([small, lstm], held)
+    assert res["perplexity"] <= min(res["model_perplexities"])
+    assert 0 < res["weights"][0] < 1
+    mix = Mixture([small, lstm], res["weights"])
+    assert mix.perplexity(held) == pytest.approx(res["perplexity"], rel=1e-6)
+    assert len(mix.vocab) == len(lstm.vocab)  # the union (the small vocabulary is a subset)
+    loglin = Mixture([small, lstm], [0.5, 0.5], "loglinear")
+    s = held[0]
+    assert loglin.score(s) == pytest.approx(0.5 * small.score(s) + 0.5 * lstm.score(s), abs=1e-9)
