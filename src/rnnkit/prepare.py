@@ -7,7 +7,8 @@ the Tokenizer and gives each new token a provisional id in order of first appear
 "table", a dict). Splitting, counting, ranking and the final id mapping are then whole-array
 numpy steps on those uint32 ids, done in slices so that no step copies the whole array as int64:
 no Python strings are held beyond one block and the table of distinct tokens. Peak memory is
-about 8 bytes per token (the read buffer and the split arrays) plus the table.
+about 9 bytes per token (the read buffer, the split arrays and a byte per token
+for the split each belongs to) plus the table.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ SAMPLES = ("en", "ko")
 CHUNK = 1 << 20  # ids per slice in whole-array steps: bounds their temporary copies
 
 Progress = Callable[[int], None]  # called with the number of bytes read since the last call
+ID_TYPECODE = next(c for c in "IL" if array(c).itemsize == 4)  # the array type of uint32
 
 
 class _Table(dict):
@@ -63,7 +65,7 @@ def _read(paths, tokenizer: Tokenizer, table: _Table, errors: str,
     The one hot loop of prepare: per line, a C-level split and a C-level dict lookup per token
     (`map` over the table's __getitem__); the text arrives in blocks of about 1 MB.
     """
-    buf = array("I")
+    buf = array(ID_TYPECODE)
     extend, append = buf.extend, buf.append
     lookup = table.__getitem__
     split_lines = tokenizer.split_lines
