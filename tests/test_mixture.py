@@ -195,3 +195,46 @@ def test_trained_ngram_and_lstm_interpolate():
     loglin = Mixture([small, lstm], [0.5, 0.5], "loglinear")
     s = held[0]
     assert loglin.score(s) == pytest.approx(0.5 * small.score(s) + 0.5 * lstm.score(s), abs=1e-9)
+
+
+def test_score_command_with_several_models(tmp_path, capsys):
+    import json
+
+    import trained
+    from typer.testing import CliRunner
+
+    from rnnkit.cli import app, main
+
+    tri, lstm = str(trained.ngram_path("en")), str(trained.lstm_path("en"))
+    text = tmp_path / "s.txt"
+    text.write_text("The children were happy yesterday .\nTom eats some soup in a small cafe .\n")
+    run = CliRunner().invoke
+
+    def summary(args, **kw):
+        res = run(app, ["score", *args, "--json"], **kw)
+        assert res.exit_code == 0, res.output
+        docs = [json.loads(x) for x in res.stdout.splitlines()]
+        return docs[:-1], docs[-1]
+
+    alone, s_alone = summary([tri, str(text)])
+    first, s_first = summary([tri, lstm, str(text), "--weights", "1,0"])
+    assert [d["log10_prob"] for d in first] == [d["log10_prob"] for d in alone]
+    assert s_first["perplexity"] == s_alone["perplexity"]
+    assert "linear mixture of" in s_first["model"]
+    # the last path is the input unless it is a model: with two models and no file, stdin
+    mixed, s_mixed = summary([tri, lstm, "--weights", "0.3,0.7"], input=text.read_text())
+    tri_m, lstm_m = trained.load(tri), trained.load(lstm)
+    m = Mixture([tri_m, lstm_m], [0.3, 0.7])
+    for d in mixed:
+        assert d["log10_prob"] == pytest.approx(m.score(d["text"]), abs=1e-5)  # float32 LSTM
+    loglin, _ = summary([tri, lstm, str(text), "--combine", "loglinear"])
+    for d in loglin:
+        want = 0.5 * tri_m.score(d["text"]) + 0.5 * lstm_m.score(d["text"])
+        assert d["log10_prob"] == pytest.approx(want, abs=1e-5)
+    res = run(app, ["score", tri, lstm, str(text), "--per-token"])
+    assert res.exit_code == 0 and "children[" in res.stdout
+
+    assert main(["score", tri, lstm, str(text), "--weights", "0.5"]) == 2
+    assert capsys.readouterr().err.startswith("error: --weights '0.5' gives 1 weight(s)")
+    assert main(["score", tri, lstm, str(text), "--combine", "max"]) == 2
+    assert "unknown --combine 'max'" in capsys.readouterr().err

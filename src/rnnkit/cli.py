@@ -362,13 +362,20 @@ def _load_models(paths: list[str]) -> list:
 @app.command(epilog="Examples:\n\n"
              "rnnkit score tri.rnnkit test.txt\n\n"
              "echo 'the cat sat' | rnnkit score ptb.o5.arpa.gz - --per-token\n\n"
-             "rnnkit score lstm.rnnkit test.txt --json > scores.jsonl")
+             "rnnkit score lstm.rnnkit test.txt --json > scores.jsonl\n\n"
+             "rnnkit score tri.rnnkit lstm.rnnkit test.txt --weights 0.3,0.7")
 def score(
-    model_path: Annotated[str, typer.Argument(
-        metavar="MODEL", help="A model: an rnnkit model file or an ARPA file (plain or gzip).")],
-    input_path: Annotated[str, typer.Argument(
-        metavar="[FILE|-]", help="Sentences, one per line (UTF-8, gzip allowed); `-` or nothing "
-        "reads stdin. An empty line is the sentence <s> </s>.")] = "-",
+    paths: Annotated[list[str], typer.Argument(
+        metavar="MODEL [MODEL2 ...] [FILE|-]",
+        help="One or more models (rnnkit model files or ARPA, plain or gzip; several are "
+        "combined, see --weights and --combine), then the sentences, one per line (UTF-8, gzip "
+        "allowed); `-` or nothing reads stdin. An empty line is the sentence <s> </s>.",
+        show_default=False)],
+    weights: Annotated[Optional[str], typer.Option(
+        help="With several models: one weight per model, e.g. 0.7,0.3 (default: equal).")] = None,
+    combine: Annotated[str, typer.Option(
+        help="With several models: linear (interpolate token probabilities) or loglinear "
+        "(weighted sum of log10 scores; not a probability).")] = "linear",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sentence (text, "
                                           "log10_prob, tokens, oov, ppl), then a summary object.")] = False,
     per_token: Annotated[bool, typer.Option("--per-token", help="Show each token's log10 "
@@ -377,7 +384,37 @@ def score(
 ):
     """Score sentences: log10 probability, tokens, OOVs and perplexity per sentence, and the
     corpus perplexity as KenLM's query defines it: 10^(-sum log10 p / (words + sentences))."""
-    _score_command(_load_models([model_path]), [model_path], input_path, as_json, per_token)
+    from .mixture import load as load_mixture
+
+    model_paths, input_path = _score_inputs(paths)
+    if len(model_paths) == 1 and weights is None:
+        _score_command(_load_models(model_paths), model_paths, input_path, as_json, per_token)
+        return
+    mix = load_mixture(model_paths, weights, combine)
+    name = (f"{combine} mixture of " + ", ".join(
+        f"{p} ({w:g})" for p, w in zip(model_paths, mix.weights.tolist())))
+    _score_command([mix], [name], input_path, as_json, per_token)
+
+
+def _score_inputs(paths: list[str]) -> tuple[list[str], str]:
+    """MODEL [MODEL2 ...] [FILE|-]: the last path is the input unless it is a model file."""
+    if len(paths) == 1 or _is_model_file(paths[-1]):
+        return paths, "-"
+    return paths[:-1], paths[-1]
+
+
+def _is_model_file(path: str) -> bool:
+    """An rnnkit model or other safetensors file, or ARPA (never a file of sentences)."""
+    from .arpa import looks_like_arpa
+    from .modelfile import read_header
+
+    p = Path(path)
+    if path == "-" or not p.is_file():
+        return False
+    try:
+        return looks_like_arpa(p) or read_header(p) is not None
+    except RnnkitError:
+        return False
 
 
 def _score_command(models: list, names: list[str], input_path: str, as_json: bool,
