@@ -211,8 +211,7 @@ cdef class NgramIndex:
         cdef int64_t V = self.vocab_size, j, w
         cdef int l, mm
         cdef int64_t ctxs[MAX_ORDER]
-        cdef float bos_[MAX_ORDER]
-        cdef float rest, total
+        cdef float above[MAX_ORDER]
         out_arr = np.empty((B, V), np.float64)
         cdef double[:, ::1] out = out_arr
         for b in range(B):
@@ -226,17 +225,16 @@ cdef class NgramIndex:
                     ctxs[mm] = c_in[b]
                     for l in range(mm, 1, -1):
                         ctxs[l - 1] = self.suffix[l - 1][ctxs[l]]
-                total = 0.0
+                # above[l]: the backoffs of the contexts longer than l, summed from the longest
+                # (as step() adds them, and without subtracting: a backoff may be -inf)
+                above[mm] = 0.0
                 for l in range(mm, 0, -1):
-                    bos_[l] = self.bo[l - 1][ctxs[l]]
-                    total = total + bos_[l]
+                    above[l - 1] = above[l] + self.bo[l - 1][ctxs[l]]
                 for w in range(V):
-                    out[b, w] = self.logp[0][w] + total
-                rest = total
+                    out[b, w] = self.logp[0][w] + above[0]
                 for l in range(1, mm + 1):
-                    rest = rest - bos_[l]
                     for j in range(self.start[l - 1][ctxs[l]], self.start[l - 1][ctxs[l] + 1]):
-                        out[b, self.word[l][j]] = self.logp[l][j] + rest
+                        out[b, self.word[l][j]] = self.logp[l][j] + above[l]
                 out[b, BOS] = -INFINITY
         return out_arr
 
