@@ -575,23 +575,26 @@ def _count_progress(label: str, path: str, unit_bytes: bool = True):
 
 
 def _group_table(r, names: list[str] | None):
+    import numpy as np
     from rich.table import Table
 
     g = r.group
-    t = Table(title=f"group {g.id}" + (f" (line {g.line})" if g.line else ""),
-              title_justify="left", show_edge=False)
+    t = Table(title=f"group {g.id}" + (f" (line {g.line})" if g.line else "")
+              + ": log10 probabilities", title_justify="left", show_edge=False, expand=True)
     t.add_column("", width=1)
     t.add_column("rank", justify="right")
-    t.add_column("candidate", overflow="fold")
+    t.add_column("candidate", overflow="fold", ratio=1)
     if names:
         for n in names:
-            t.add_column(f"{n} log10", justify="right")
-    t.add_column("LM log10", justify="right")
+            t.add_column(n, justify="right", no_wrap=True)
+    t.add_column("LM" if not names else "mixture", justify="right", no_wrap=True)
     show_ac = any(c.score is not None for c in g.candidates)
     if show_ac:
-        t.add_column("acoustic", justify="right")
-    t.add_column("words", justify="right")
-    t.add_column("score", justify="right")
+        t.add_column("acoustic", justify="right", no_wrap=True)
+    t.add_column("words", justify="right", no_wrap=True)
+    show_total = not np.array_equal(r.total, r.lm)  # the score is the LM's unless weighted
+    if show_total:
+        t.add_column("score", justify="right", no_wrap=True)
     for rank, i in enumerate(r.order.tolist(), 1):
         c = g.candidates[i]
         row = ["★" if rank == 1 else "", str(rank), c.text + (f"  [dim]({c.id})[/]" if c.id
@@ -602,13 +605,15 @@ def _group_table(r, names: list[str] | None):
         row.append(f"{r.lm[i]:.3f}")
         if show_ac:
             row.append("" if c.score is None else f"{c.score:.3f}")
-        row += [str(int(r.words[i])), f"{r.total[i]:.3f}"]
+        row.append(str(int(r.words[i])))
+        if show_total:
+            row.append(f"{r.total[i]:.3f}")
         t.add_row(*row, style="bold green" if rank == 1 else None)
     return t
 
 
 def _model_names(paths: list[str]) -> list[str]:
-    names = [Path(p).name for p in paths]
+    names = [Path(p).name.removesuffix(".rnnkit") for p in paths]
     return names if len(set(names)) == len(names) else [f"model {i + 1}" for i in range(len(paths))]
 
 
@@ -673,7 +678,7 @@ def rescore(
             if as_json:
                 d = r.to_json()
                 if names:
-                    d["models"] = names
+                    d["models"] = list(model_paths)
                 print_json(d)
             elif best_only:
                 c = r.group.candidates[r.best]
