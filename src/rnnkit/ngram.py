@@ -84,9 +84,8 @@ def _stream(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 def kenlm_ranks(ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """KenLM's vocabulary ids [V]: <unk> 0, <s> 1, </s> 2, then words by first appearance."""
     ids = np.asarray(ids)
-    present, first = np.unique(ids, return_index=True)
-    first_pos = np.full(vocab_size, np.iinfo(np.int64).max, np.int64)  # [V]
-    first_pos[present] = first
+    first_pos = np.full(vocab_size, np.iinfo(np.int64).max, np.int64)  # [V] first position
+    np.minimum.at(first_pos, ids, np.arange(len(ids)))
     first_pos[[UNK, BOS, EOS]] = [-3, -2, -1]
     ranks = np.empty(vocab_size, np.int64)
     ranks[np.argsort(first_pos, kind="stable")] = np.arange(vocab_size)
@@ -104,6 +103,24 @@ def _last_in_suffix_order(x: np.ndarray, offset: np.ndarray, order: int, ranks: 
         vals = np.where(offset[cand] >= j, ranks[x[back]], ranks[BOS])
         cand = cand[vals == vals.max()]
     return int(cand[0])
+
+
+def _unique(key: np.ndarray):
+    """np.unique(key, return_inverse=True, return_counts=True) without its stable sort:
+    (distinct keys ascending [U], inverse [n] int32, counts [U] int64)."""
+    n = len(key)
+    if n == 0:
+        return key[:0], np.zeros(0, np.int32), np.zeros(0, np.int64)
+    perm = np.argsort(key)  # [n] the default sort is the vectorised one
+    sk = key[perm]
+    new = np.empty(n, bool)
+    new[0] = True
+    np.not_equal(sk[1:], sk[:-1], out=new[1:])
+    first = np.flatnonzero(new)  # [U] where each distinct key starts in sk
+    inv = np.empty(n, np.int32)
+    inv[perm] = np.cumsum(new, dtype=np.int32) - 1
+    cnt = np.diff(np.append(first, n)).astype(np.int64)
+    return sk[first], inv, cnt
 
 
 def count(ids: np.ndarray, order: int, vocab_size: int, *, quirk: bool = True,
@@ -131,11 +148,12 @@ def count(ids: np.ndarray, order: int, vocab_size: int, *, quirk: bool = True,
     special = _last_in_suffix_order(x, offset, order, kenlm_ranks(ids, V)) if quirk else -1
     counts.quirk = [int(x[special]) if special >= 0 else -1]
     g_prev = x  # [P] index of the (k-1)-gram ending at each position
-    pos = np.arange(len(x))  # positions where a (k-1)-gram ends
+    pos = np.arange(len(x), dtype=np.int32 if len(x) < 2**31 else np.int64)  # where (k-1)-grams end
     for k in range(2, order + 1):
         pos = pos[offset[pos] >= k - 1]  # [n positions] where a k-gram ends
         key = g_prev[pos - 1].astype(np.int64) * V + x[pos]
-        uniq, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+        uniq, inv, cnt = _unique(key)
+        del key
         ctx = (uniq // V).astype(np.int32)
         word = (uniq % V).astype(np.int32)
         suffix = np.empty(len(uniq), np.int32)
@@ -145,7 +163,7 @@ def count(ids: np.ndarray, order: int, vocab_size: int, *, quirk: bool = True,
         counts.word.append(word)
         counts.ctx.append(ctx)
         counts.suffix.append(suffix)
-        counts.raw.append(cnt.astype(np.int64))
+        counts.raw.append(cnt.astype(np.int32 if len(x) < 2**31 else np.int64))
         counts.bos.append(counts.bos[-1][ctx])
         # the quirk's k-gram: the k-word suffix of the last n-gram, when it does not start with <s>
         counts.quirk.append(int(g_new[special]) if special >= 0 and offset[special] >= k else -1)
@@ -298,9 +316,9 @@ def initial_probabilities(counts: NgramCounts, adjusted: list[np.ndarray], disc:
 
     interpolated family (kn, mkn, wb, mle):  p(w|h) = num(hw)/den(h) + gamma_num(h)/den(h) p(w|h')
     A pruned k-gram's numerator moves into gamma_num(h): the model stays normalised.
+    Yields one order at a time (and drops that order's adjusted counts) to bound memory.
     """
     N, V = counts.order, counts.vocab_size
-    out = []
     for k in range(1, N + 1):
         a = adjusted[k - 1].astype(np.float64)
         if smoothing in ("kn", "mkn"):
@@ -334,69 +352,70 @@ def initial_probabilities(counts: NgramCounts, adjusted: list[np.ndarray], disc:
             gnum = np.bincount(idx, weights=gnum_each, minlength=n_ctx)
         if kept is not None and smoothing != "addk":
             gnum = gnum + np.bincount(idx[~kept], weights=num[~kept], minlength=n_ctx)
-        out.append((num, den, gnum))
-    return out
+        adjusted[k - 1] = None
+        del a
+        yield num, den, gnum
 
 
 def interpolate(counts: NgramCounts, initial, smoothing: str, keep: list,
                 add_k: float = 0.1) -> NgramTables:
     """Stage 4: interpolate each order with the one below, write log10 p and log10 backoffs,
-    then drop pruned k-grams and renumber the tables."""
+    then drop pruned k-grams and renumber the tables. `initial` yields stage 3 per order."""
     N, V = counts.order, counts.vocab_size
-    probs = []  # [n_k] float64 p(w|h) per order
-    gammas = []  # gammas[k-1]: [n_k] the backoff weight of the k-grams as contexts, k < N
+    logp, backoff = [], []
+    prev = None  # [n_{k-1}] float64 p(w|h) of the order below
     uniform = 1.0 / (V - 1)  # |V| - 1: <unk> included, <s> excluded (lmplz's uniform_prob)
     with np.errstate(divide="ignore", invalid="ignore"):
-        for k in range(1, N + 1):
-            num, den, gnum = initial[k - 1]
+        for k, (num, den, gnum) in enumerate(initial, 1):
+            g = None  # [n_{k-1}] gamma of the contexts (the k-1-grams)
             if smoothing == "addk":
-                p = _addk_order(counts, k, num, den, probs, gammas, keep, add_k)
+                p, g = _addk_order(counts, k, num, den, prev, keep, add_k)
             elif k == 1:
                 gamma0 = gnum[0] / den[0]
                 # the unigrams interpolate with the uniform distribution, so <unk> and words
                 # never seen get gamma / (|V| - 1), as lmplz does
-                p = num / den[0] + gamma0 * uniform
+                p = num / den[0]
+                p += gamma0 * uniform
             else:
                 ctx = counts.ctx[k - 1]
-                g = np.where(den > 0, gnum / np.where(den > 0, den, 1.0), 0.0)  # gamma(h)
-                gammas.append(g)
+                g = np.divide(gnum, den, out=np.zeros_like(gnum), where=den > 0)  # gamma(h)
                 # interpolated (modified) Kneser-Ney, Chen and Goodman section 3:
                 # p(w|h) = (a(hw) - D(a))/sum_x a(hx) + gamma(h) p(w|h'), with
                 # gamma(h) = (D1 N1(h.) + D2 N2(h.) + D3+ N3+(h.)) / sum_x a(hx);
                 # Witten-Bell: gamma(h) = N1+(h.) / (c(h) + N1+(h.)); MLE: gamma = 0
-                p = num / den[ctx] + g[ctx] * probs[k - 2][counts.suffix[k - 1]]
+                p = num / den[ctx]
+                p += g[ctx] * prev[counts.suffix[k - 1]]
+            del num, den, gnum
             if k == 1:
-                p = np.array(p, np.float64)
                 p[BOS] = 1.0  # written as log10 p = 0, as lmplz does; <s> is never predicted
-            probs.append(p)
-        logp = [np.log10(p).astype(np.float32) for p in probs]
-        backoff = []
-        for k in range(1, N):
-            children = counts.ctx[k] if keep[k] is None else counts.ctx[k][keep[k]]
-            has_children = np.bincount(children, minlength=len(probs[k - 1])) > 0
-            g = gammas[k - 1]
-            bo = np.where(has_children, np.log10(np.where(has_children, g, 1.0)), 0.0)
-            backoff.append(bo.astype(np.float32))
+            if g is not None:  # the backoff of the k-1-grams: log10 gamma where they have children
+                children = counts.ctx[k - 1] if keep[k - 1] is None else counts.ctx[k - 1][keep[k - 1]]
+                has_children = np.bincount(children, minlength=len(g)) > 0
+                g[~has_children] = 1.0
+                backoff.append(np.log10(g).astype(np.float32))
+            logp.append(np.log10(p).astype(np.float32))
+            prev = p
     backoff.append(np.zeros(len(logp[-1]), np.float32))  # the top order has no backoff
     tables = NgramTables(N, V, word=list(counts.word), ctx=list(counts.ctx),
                          suffix=list(counts.suffix), logp=logp, backoff=backoff)
     return _apply_prune(tables, keep)
 
 
-def _addk_order(counts, k, num, den, probs, gammas, keep, add_k):
+def _addk_order(counts, k, num, den, prev, keep, add_k):
     """add-k in backoff form (as SRILM's -addsmooth): a seen word gets (c(hw) + k)/(c(h) + k|V'|)
-    (Chen and Goodman's additive smoothing), and the mass left for the unseen words goes
-    to them in proportion to the order below:
-    backoff(h) = (1 - sum_seen p(w|h)) / (1 - sum_seen p(w|h'))."""
+    (Chen and Goodman's additive smoothing), and the mass left for the unseen words goes to them
+    in proportion to the order below:
+    backoff(h) = (1 - sum_seen p(w|h)) / (1 - sum_seen p(w|h')). Returns (p, gamma of the
+    contexts)."""
     V = counts.vocab_size
     if k == 1:
-        return num / den[0]  # every word is in table 1: exactly add-k over |V'| words
+        return num / den[0], None  # every word is in table 1: exactly add-k over |V'| words
     ctx = counts.ctx[k - 1]
     kept = keep[k - 1]
     p = num / den[ctx]
     n_ctx = len(den)
     sel = np.ones(len(p), bool) if kept is None else kept
-    lower = probs[k - 2][counts.suffix[k - 1]]
+    lower = prev[counts.suffix[k - 1]]
     seen_lower = np.bincount(ctx[sel], weights=lower[sel], minlength=n_ctx)
     n_seen = np.bincount(ctx[sel], minlength=n_ctx)
     # 1 - sum_seen p from the counts, so it does not cancel: (sum_pruned c + k(|V'| - n_seen)) / den
@@ -406,8 +425,7 @@ def _addk_order(counts, k, num, den, probs, gammas, keep, add_k):
                                minlength=n_ctx)
     left = (pruned_c + add_k * (V - 1 - n_seen)) / den
     rest = 1.0 - seen_lower
-    gammas.append(np.where(left > 0, left / np.where(rest > 0, rest, 1.0), 1.0))
-    return p
+    return p, np.where(left > 0, left / np.where(rest > 0, rest, 1.0), 1.0)
 
 
 def _apply_prune(t: NgramTables, keep: list) -> NgramTables:
@@ -480,6 +498,7 @@ def train(data, order: int = 3, smoothing: str = "mkn", *, add_k: float = 0.1, p
     tables, stats = estimate(ids, len(corpus.vocab), order, smoothing, add_k=add_k, prune=prune,
                              discount_fallback=discount_fallback, lmplz_quirk=lmplz_quirk,
                              progress=progress)
+    _release_freed_memory()
     from . import __version__
 
     meta = {
@@ -497,6 +516,18 @@ def train(data, order: int = 3, smoothing: str = "mkn", *, add_k: float = 0.1, p
         },
     }
     return NgramModel(tables, corpus.vocab, corpus.tokenizer, meta)
+
+
+def _release_freed_memory() -> None:
+    """Hand the estimation's freed buffers back to the OS (glibc keeps them in its heap once its
+    dynamic mmap threshold has grown), so that saving the model, which serialises it in memory,
+    does not stack on top of the estimation's peak. Without glibc this does nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 # ------------------------------------------------------------------------------------------------
