@@ -183,11 +183,11 @@ def read_arpa(path):
                                   f"{k - 1}-grams (rnnkit needs every n-gram's context and suffix "
                                   f"in the model)", first_line + i)
         key = c * V + W[:, -1]
-        perm = np.argsort(key, kind="stable")
+        perm = np.argsort(key)
         key_sorted = key[perm]
         dup = np.flatnonzero(key_sorted[1:] == key_sorted[:-1])
         if len(dup):
-            i = int(perm[dup[0] + 1])
+            i = int(max(perm[dup[0]], perm[dup[0] + 1]))  # the later of the two lines
             raise lines.error(f"duplicate {k}-gram", first_line + i)
         words.append(np.ascontiguousarray(W[perm, -1]))
         ctx.append(c[perm].astype(np.int32))
