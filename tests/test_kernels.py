@@ -427,3 +427,40 @@ def test_rnn_matches_torch():
     close(dx, tx.grad.numpy()), close(dh0, th0.grad.numpy()[0])
     close(dw_ih, rnn.weight_ih_l0.grad.numpy()), close(dw_hh, rnn.weight_hh_l0.grad.numpy())
     close(db_ih, rnn.bias_ih_l0.grad.numpy())
+
+
+def test_thread_count_changes_no_result():
+    # every number is computed by the same instructions whatever the split: bitwise equal
+    rng = np.random.default_rng(24)
+    T, B, E, H = 5, 7, 37, 70  # H spans three 32-column panels: uneven shares
+    p = lstm_params(rng, T, B, E, H, True)
+    dh = rng.standard_normal((T, B, H)).astype(np.float32)
+    dT = rng.standard_normal((B, H)).astype(np.float32)
+    f = np.float32
+    hx = rng.standard_normal((T * B, H)).astype(f)
+    wd, bd = rng.standard_normal((50, H)).astype(f), rng.standard_normal(50).astype(f)
+    tg = rng.integers(0, 50, T * B)
+    old = K.get_num_threads()
+    runs = []
+    try:
+        for nt in (1, 2, 3):
+            K.set_num_threads(nt)
+            h, hT, cT, c = K.lstm_forward(**p)
+            out = [h.copy(), cT] + [g.copy() for g in K.lstm_backward(dh, dT, dT, c)]
+            hr, _, cr = K.rnn_forward(p["x"], p["h0"], p["w_ih"][:H], p["w_hh"][:H],
+                                      p["b_ih"][:H], p["b_hh"][:H])
+            out += [hr.copy()] + [g.copy() for g in K.rnn_backward(dh, dT, cr)]
+            loss, sc = K.softmax_xent_forward(hx, wd, bd, tg)
+            out += [np.float64(loss)] + [g.copy() for g in K.softmax_xent_backward(1.0, sc)]
+            out.append(K.log_softmax(hx, wd, bd))
+            runs.append(out)
+    finally:
+        K.set_num_threads(old)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_thread_count_is_checked():
+    with pytest.raises(ValueError, match="at least 1"):
+        K.set_num_threads(0)

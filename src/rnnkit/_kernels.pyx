@@ -84,24 +84,25 @@ cdef extern from *:
         return fabsf(x) < 0.0004f ? x : t;
     }
 
-    /* ---- LSTM, one step, all B rows ------------------------------------------------------
+    /* ---- LSTM, one step, all B rows, columns j0 .. j1-1 of H (a thread's share) -------------
        a [B, 4H]: pre-activations in (gate order i, f, g, o), activated gates out;
        c_prev [B, H] -> c [B, H] and h [B, H]. peep [3, H] (rows i, f, o) or NULL. Peepholes
        after Gers, Schraudolph & Schmidhuber (2002): i and f see c_{t-1}, o sees the new c_t.
        Without a forget gate (Hochreiter & Schmidhuber 1997) c_t = c_{t-1} + i*g and the f slot
-       of the gates is set to 0. Every pointer is `restrict` so that the loop vectorises. */
+       of the gates is set to 0. Every pointer is `restrict` so that the loops vectorise. */
     #define RK_LSTM_CELL(AI, AF, AG, AO, CPJ)                                                   \
-            float i = rk_sigmoid((AI) + (use_peep ? peep[j] * (CPJ) : 0.0f));                   \
-            float f = fg ? rk_sigmoid((AF) + (use_peep ? peep[H + j] * (CPJ) : 0.0f)) : 0.0f;   \
+            float i = rk_sigmoid((AI) + (use_peep ? pi[j] * (CPJ) : 0.0f));                     \
+            float f = fg ? rk_sigmoid((AF) + (use_peep ? pf[j] * (CPJ) : 0.0f)) : 0.0f;         \
             float g = rk_tanh(AG);                                                              \
             float cj = (fg ? f * (CPJ) : (CPJ)) + i * g;                                        \
-            float o = rk_sigmoid((AO) + (use_peep ? peep[2 * H + j] * cj : 0.0f));
-    RK_INLINE void rk_lstm_fwd_row(int H, float* restrict ai, float* restrict af,
+            float o = rk_sigmoid((AO) + (use_peep ? po[j] * cj : 0.0f));
+    RK_INLINE void rk_lstm_fwd_row(int n, float* restrict ai, float* restrict af,
                                    float* restrict ag, float* restrict ao,
                                    const float* restrict cp, float* restrict c,
-                                   float* restrict h, const float* restrict peep,
+                                   float* restrict h, const float* restrict pi,
+                                   const float* restrict pf, const float* restrict po,
                                    const int use_peep, const int fg) {
-        for (int j = 0; j < H; j++) {
+        for (int j = 0; j < n; j++) {
             RK_LSTM_CELL(ai[j], af[j], ag[j], ao[j], cp[j])
             ai[j] = i; af[j] = f; ag[j] = g; ao[j] = o;
             c[j] = cj;
@@ -109,109 +110,122 @@ cdef extern from *:
         }
     }
     /* the single step: c [B, H] updated in place, the gates not kept */
-    RK_INLINE void rk_lstm_step_row(int H, const float* restrict a, float* restrict c,
-                                    float* restrict h, const float* restrict peep,
-                                    const int use_peep, const int fg) {
-        for (int j = 0; j < H; j++) {
+    RK_INLINE void rk_lstm_step_row(int n, const float* restrict ai, const float* restrict af,
+                                    const float* restrict ag, const float* restrict ao,
+                                    float* restrict c, float* restrict h,
+                                    const float* restrict pi, const float* restrict pf,
+                                    const float* restrict po, const int use_peep, const int fg) {
+        for (int j = 0; j < n; j++) {
             float cpj = c[j];
-            RK_LSTM_CELL(a[j], a[H + j], a[2 * H + j], a[3 * H + j], cpj)
+            RK_LSTM_CELL(ai[j], af[j], ag[j], ao[j], cpj)
             (void)f;
             c[j] = cj;
             h[j] = o * rk_tanh(cj);
         }
     }
+    #define RK_VARIANTS(CALL)                                     \
+        if (peep) { if (fg) CALL(1, 1) else CALL(1, 0) }           \
+        else { if (fg) CALL(0, 1) else CALL(0, 0) }
     RK_CLONES
-    static void rk_lstm_fwd_cell(int B, int H, float* a, const float* c_prev, float* c, float* h,
-                                 const float* peep, int fg) {
+    static void rk_lstm_fwd_cell(int B, int H, int j0, int j1, float* a, const float* c_prev,
+                                 float* c, float* h, const float* peep, int fg) {
+        const float *pi = peep ? peep + j0 : 0, *pf = peep ? peep + H + j0 : 0;
+        const float *po = peep ? peep + 2 * H + j0 : 0;
+        int n = j1 - j0;
         for (int b = 0; b < B; b++) {
-            float* ab = a + (size_t)b * 4 * H;
-            float *ai = ab, *af = ab + H, *ag = ab + 2 * H, *ao = ab + 3 * H;
-            const float* cp = c_prev + (size_t)b * H;
-            float* cb = c + (size_t)b * H; float* hb = h + (size_t)b * H;
-            if (peep) {
-                if (fg) rk_lstm_fwd_row(H, ai, af, ag, ao, cp, cb, hb, peep, 1, 1);
-                else rk_lstm_fwd_row(H, ai, af, ag, ao, cp, cb, hb, peep, 1, 0);
-            } else {
-                if (fg) rk_lstm_fwd_row(H, ai, af, ag, ao, cp, cb, hb, peep, 0, 1);
-                else rk_lstm_fwd_row(H, ai, af, ag, ao, cp, cb, hb, peep, 0, 0);
-            }
+            float* ab = a + (size_t)b * 4 * H + j0;
+            const float* cp = c_prev + (size_t)b * H + j0;
+            float* cb = c + (size_t)b * H + j0; float* hb = h + (size_t)b * H + j0;
+            #define RK_CALL(P, F) rk_lstm_fwd_row(n, ab, ab + H, ab + 2 * H, ab + 3 * H, cp, cb, hb, pi, pf, po, P, F);
+            RK_VARIANTS(RK_CALL)
+            #undef RK_CALL
         }
     }
     RK_CLONES
     static void rk_lstm_step_cell(int B, int H, const float* a, float* c, float* h,
                                   const float* peep, int fg) {
+        const float *pi = peep, *pf = peep ? peep + H : 0, *po = peep ? peep + 2 * H : 0;
         for (int b = 0; b < B; b++) {
             const float* ab = a + (size_t)b * 4 * H;
             float* cb = c + (size_t)b * H; float* hb = h + (size_t)b * H;
-            if (peep) {
-                if (fg) rk_lstm_step_row(H, ab, cb, hb, peep, 1, 1);
-                else rk_lstm_step_row(H, ab, cb, hb, peep, 1, 0);
-            } else {
-                if (fg) rk_lstm_step_row(H, ab, cb, hb, peep, 0, 1);
-                else rk_lstm_step_row(H, ab, cb, hb, peep, 0, 0);
-            }
+            #define RK_CALL(P, F) rk_lstm_step_row(H, ab, ab + H, ab + 2 * H, ab + 3 * H, cb, hb, pi, pf, po, P, F);
+            RK_VARIANTS(RK_CALL)
+            #undef RK_CALL
         }
     }
 
-    /* Backward through one step. gates [B, 4H] activated (i, f, g, o); c_prev, c [B, H];
-       dh [B, H] from above and dh_rec [B, H] through the recurrence (their sum is dL/dh_t);
-       dc [B, H]: dL/dc_t from step t+1 in, dL/dc_{t-1} out; dgates [B, 4H] out: dL/d(pre-act);
-       dpeep [3, H] accumulated. */
-    RK_INLINE void rk_lstm_bwd_row(int H, const float* restrict gt, const float* restrict cp,
-                                   const float* restrict c, const float* restrict dh,
-                                   const float* restrict dhr, float* restrict dc,
-                                   float* restrict dg, const float* restrict peep,
-                                   float* restrict dpeep, const int use_peep, const int fg) {
-        const float* gi = gt; const float* gf = gt + H; const float* gg = gt + 2 * H;
-        const float* go = gt + 3 * H;
-        for (int j = 0; j < H; j++) {
+    /* Backward through one step, columns j0 .. j1-1. gates [B, 4H] activated (i, f, g, o);
+       c_prev, c [B, H]; dh [B, H] from above and dh_rec [B, H] through the recurrence (their
+       sum is dL/dh_t); dc [B, H]: dL/dc_t from step t+1 in, dL/dc_{t-1} out; dgates [B, 4H]
+       out: dL/d(pre-activation); dpeep [3, H] accumulated. */
+    RK_INLINE void rk_lstm_bwd_row(int n, const float* restrict gi, const float* restrict gf,
+                                   const float* restrict gg, const float* restrict go,
+                                   const float* restrict cp, const float* restrict c,
+                                   const float* restrict dh, const float* restrict dhr,
+                                   float* restrict dc, float* restrict dgi, float* restrict dgf,
+                                   float* restrict dgg, float* restrict dgo,
+                                   const float* restrict pi, const float* restrict pf,
+                                   const float* restrict po, float* restrict dpi,
+                                   float* restrict dpf, float* restrict dpo,
+                                   const int use_peep, const int fg) {
+        for (int j = 0; j < n; j++) {
             float i = gi[j], f = gf[j], g = gg[j], o = go[j], cj = c[j], cpj = cp[j];
             float tc = rk_tanh(cj);
             float dht = dh[j] + dhr[j];
             float dao = dht * tc * o * (1.0f - o);
             float dct = dc[j] + dht * o * (1.0f - tc * tc);
-            if (use_peep) dct += dao * peep[2 * H + j];          /* o_t saw c_t */
+            if (use_peep) dct += dao * po[j];                    /* o_t saw c_t */
             float dai = dct * g * i * (1.0f - i);
             float dag = dct * i * (1.0f - g * g);
             float daf = fg ? dct * cpj * f * (1.0f - f) : 0.0f;
             float dcp = fg ? dct * f : dct;
             if (use_peep) {                                      /* i_t and f_t saw c_{t-1} */
-                dcp += dai * peep[j] + daf * peep[H + j];
-                dpeep[j] += dai * cpj;
-                dpeep[H + j] += daf * cpj;
-                dpeep[2 * H + j] += dao * cj;
+                dcp += dai * pi[j] + daf * pf[j];
+                dpi[j] += dai * cpj;
+                dpf[j] += daf * cpj;
+                dpo[j] += dao * cj;
             }
             dc[j] = dcp;
-            dg[j] = dai; dg[H + j] = daf; dg[2 * H + j] = dag; dg[3 * H + j] = dao;
+            dgi[j] = dai; dgf[j] = daf; dgg[j] = dag; dgo[j] = dao;
         }
     }
     RK_CLONES
-    static void rk_lstm_bwd_cell(int B, int H, const float* gates, const float* c_prev,
-                                 const float* c, const float* dh, const float* dh_rec, float* dc,
-                                 float* dgates, const float* peep, float* dpeep, int fg) {
+    static void rk_lstm_bwd_cell(int B, int H, int j0, int j1, const float* gates,
+                                 const float* c_prev, const float* c, const float* dh,
+                                 const float* dh_rec, float* dc, float* dgates, const float* peep,
+                                 float* dpeep, int fg) {
+        const float *pi = peep ? peep + j0 : 0, *pf = peep ? peep + H + j0 : 0;
+        const float *po = peep ? peep + 2 * H + j0 : 0;
+        float *dpi = dpeep ? dpeep + j0 : 0, *dpf = dpeep ? dpeep + H + j0 : 0;
+        float *dpo = dpeep ? dpeep + 2 * H + j0 : 0;
+        int n = j1 - j0;
         for (int b = 0; b < B; b++) {
-            size_t o4 = (size_t)b * 4 * H, o1 = (size_t)b * H;
+            size_t o4 = (size_t)b * 4 * H + j0, o1 = (size_t)b * H + j0;
             const float* gt = gates + o4; float* dg = dgates + o4;
-            if (peep) {
-                if (fg) rk_lstm_bwd_row(H, gt, c_prev + o1, c + o1, dh + o1, dh_rec + o1, dc + o1, dg, peep, dpeep, 1, 1);
-                else rk_lstm_bwd_row(H, gt, c_prev + o1, c + o1, dh + o1, dh_rec + o1, dc + o1, dg, peep, dpeep, 1, 0);
-            } else {
-                if (fg) rk_lstm_bwd_row(H, gt, c_prev + o1, c + o1, dh + o1, dh_rec + o1, dc + o1, dg, peep, dpeep, 0, 1);
-                else rk_lstm_bwd_row(H, gt, c_prev + o1, c + o1, dh + o1, dh_rec + o1, dc + o1, dg, peep, dpeep, 0, 0);
-            }
+            #define RK_CALL(P, F) rk_lstm_bwd_row(n, gt, gt + H, gt + 2 * H, gt + 3 * H, c_prev + o1, c + o1, dh + o1, dh_rec + o1, dc + o1, dg, dg + H, dg + 2 * H, dg + 3 * H, pi, pf, po, dpi, dpf, dpo, P, F);
+            RK_VARIANTS(RK_CALL)
+            #undef RK_CALL
         }
     }
 
-    /* ---- tanh RNN --------------------------------------------------------------------------- */
+    /* ---- tanh RNN, rows of [B, H], columns j0 .. j1-1 ---------------------------------------- */
     RK_CLONES
-    static void rk_tanh_inplace(size_t n, float* a) {
-        for (size_t k = 0; k < n; k++) a[k] = rk_tanh(a[k]);
+    static void rk_tanh_rows(int B, int H, int j0, int j1, float* a) {
+        for (int b = 0; b < B; b++) {
+            float* restrict ab = a + (size_t)b * H;
+            for (int j = j0; j < j1; j++) ab[j] = rk_tanh(ab[j]);
+        }
     }
-    /* da = (dh + dh_rec) * (1 - h^2), n = B*H */
+    /* da = (dh + dh_rec) * (1 - h^2) */
     RK_CLONES
-    static void rk_rnn_bwd_cell(size_t n, const float* restrict h, const float* restrict dh,
-                                const float* restrict dh_rec, float* restrict da) {
-        for (size_t k = 0; k < n; k++) da[k] = (dh[k] + dh_rec[k]) * (1.0f - h[k] * h[k]);
+    static void rk_rnn_bwd_cell(int B, int H, int j0, int j1, const float* h, const float* dh,
+                                const float* dh_rec, float* da) {
+        for (int b = 0; b < B; b++) {
+            size_t o = (size_t)b * H;
+            const float* restrict hb = h + o; const float* restrict dhb = dh + o;
+            const float* restrict dhrb = dh_rec + o; float* restrict dab = da + o;
+            for (int j = j0; j < j1; j++) dab[j] = (dhb[j] + dhrb[j]) * (1.0f - hb[j] * hb[j]);
+        }
     }
 
     /* ---- softmax rows ----------------------------------------------------------------------- */
@@ -269,10 +283,11 @@ cdef extern from *:
     #define RK_NR 32
     #define RK_MR 10
     static size_t rk_packed_size(int K, int N) { return (size_t)((N + RK_NR - 1) / RK_NR) * RK_NR * (size_t)K; }
-    /* B[k, n] = b[n * ldb + k] when trans (a weight [N, K]), else b[k * ldb + n] */
-    static void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb) {
-        int P = (N + RK_NR - 1) / RK_NR;
-        for (int p = 0; p < P; p++) {
+    /* panels p0 .. p1-1 of B; B[k, n] = b[n * ldb + k] when trans (a weight [N, K]),
+       else b[k * ldb + n] */
+    static void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int p0,
+                          int p1) {
+        for (int p = p0; p < p1; p++) {
             float* dst = pb + (size_t)p * K * RK_NR;
             int n0 = p * RK_NR, nr = N - n0 < RK_NR ? N - n0 : RK_NR;
             if (trans) {
@@ -366,17 +381,133 @@ cdef extern from *:
                            const float* pb, float beta, float* c, int ldc, int p0, int p1) {}
     static int rk_cpu_has_avx512(void) { return 0; }
     #endif
+
+    /* ---- a small thread pool ----------------------------------------------------------------
+       rk_pool_run(nt, fn, arg) runs fn(tid, nt, arg) on the calling thread (tid 0) and nt-1
+       persistent workers; rk_barrier(nt) inside fn waits for all nt. Every wait spins briefly
+       (about 30 µs) and then sleeps on a futex: fast hand-offs when both cores are free, no
+       cores burnt when the machine is shared (spin-waiting OpenMP ran 18x slower then). One job
+       at a time: a call that finds the pool busy runs its job alone (nt = 1), with the same
+       result, since every kernel splits its work so that each number is computed by the same
+       instructions whatever the thread count. */
+    #include <pthread.h>
+    #include <stdatomic.h>
+    #include <limits.h>
+    #if defined(__linux__)
+    #include <linux/futex.h>
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    static void rk_futex_wait(atomic_int* addr, int old) { syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0); }
+    static void rk_futex_wake(atomic_int* addr) { syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); }
+    #else
+    #include <sched.h>
+    static void rk_futex_wait(atomic_int* addr, int old) { (void)addr; (void)old; sched_yield(); }
+    static void rk_futex_wake(atomic_int* addr) { (void)addr; }
+    #endif
+    #if defined(__x86_64__) || defined(__i386__)
+    #include <immintrin.h>
+    #define rk_pause() _mm_pause()
+    #else
+    #define rk_pause() ((void)0)
+    #endif
+    #define RK_MAX_THREADS 64
+    #define RK_SPIN 2000
+    static struct {
+        pthread_mutex_t lock;
+        int workers;                     /* worker threads started (tid 1 .. workers) */
+        atomic_int job;                  /* bumped to start a job */
+        atomic_int done;                 /* workers finished with the job */
+        atomic_int sleepers;             /* threads asleep on a futex */
+        atomic_int bar_count, bar_gen;   /* the barrier */
+        void (*fn)(int, int, void*);
+        void* arg;
+        int nt;
+        int first_job[RK_MAX_THREADS];   /* the job counter when worker tid was started */
+    } rk_pool = {PTHREAD_MUTEX_INITIALIZER};
+    static void rk_wait_change(atomic_int* addr, int old) {
+        for (int i = 0; i < RK_SPIN; i++) {
+            if (atomic_load(addr) != old) return;
+            rk_pause();
+        }
+        atomic_fetch_add(&rk_pool.sleepers, 1);
+        while (atomic_load(addr) == old) rk_futex_wait(addr, old);
+        atomic_fetch_sub(&rk_pool.sleepers, 1);
+    }
+    static void rk_wake(atomic_int* addr) {
+        if (atomic_load(&rk_pool.sleepers) > 0) rk_futex_wake(addr);
+    }
+    static void rk_barrier(int nt) {
+        if (nt <= 1) return;
+        int gen = atomic_load(&rk_pool.bar_gen);
+        if (atomic_fetch_add(&rk_pool.bar_count, 1) == nt - 1) {
+            atomic_store(&rk_pool.bar_count, 0);
+            atomic_fetch_add(&rk_pool.bar_gen, 1);
+            rk_wake(&rk_pool.bar_gen);
+        } else {
+            rk_wait_change(&rk_pool.bar_gen, gen);
+        }
+    }
+    static void* rk_worker(void* p) {
+        int tid = (int)(intptr_t)p;
+        int seen = rk_pool.first_job[tid];   /* so that a late start still sees its first job */
+        for (;;) {
+            rk_wait_change(&rk_pool.job, seen);
+            seen = atomic_load(&rk_pool.job);
+            if (tid < rk_pool.nt) {
+                rk_pool.fn(tid, rk_pool.nt, rk_pool.arg);
+                atomic_fetch_add(&rk_pool.done, 1);
+                rk_wake(&rk_pool.done);
+            }
+        }
+        return NULL;
+    }
+    /* returns the number of threads that ran the job */
+    static int rk_pool_run(int nt, void (*fn)(int, int, void*), void* arg) {
+        if (nt > RK_MAX_THREADS) nt = RK_MAX_THREADS;
+        if (nt <= 1 || pthread_mutex_trylock(&rk_pool.lock) != 0) {
+            fn(0, 1, arg);
+            return 1;
+        }
+        while (rk_pool.workers < nt - 1) {
+            pthread_t th;
+            pthread_attr_t at;
+            pthread_attr_init(&at);
+            pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+            rk_pool.first_job[rk_pool.workers + 1] = atomic_load(&rk_pool.job);
+            int ok = pthread_create(&th, &at, rk_worker, (void*)(intptr_t)(rk_pool.workers + 1)) == 0;
+            pthread_attr_destroy(&at);
+            if (!ok) break;
+            rk_pool.workers++;
+        }
+        if (nt > rk_pool.workers + 1) nt = rk_pool.workers + 1;
+        rk_pool.fn = fn; rk_pool.arg = arg; rk_pool.nt = nt;
+        atomic_store(&rk_pool.done, 0);
+        atomic_store(&rk_pool.bar_count, 0);
+        atomic_fetch_add(&rk_pool.job, 1);     /* publishes fn, arg, nt (sequentially consistent) */
+        rk_wake(&rk_pool.job);
+        fn(0, nt, arg);
+        int d;
+        while ((d = atomic_load(&rk_pool.done)) != nt - 1) rk_wait_change(&rk_pool.done, d);
+        pthread_mutex_unlock(&rk_pool.lock);
+        return nt;
+    }
+    /* an even split of n units: this thread's [lo, hi) */
+    static inline void rk_split(int n, int tid, int nt, int* lo, int* hi) {
+        *lo = (int)((long long)n * tid / nt);
+        *hi = (int)((long long)n * (tid + 1) / nt);
+    }
     """
-    void rk_lstm_fwd_cell(int B, int H, float* a, const float* c_prev, float* c, float* h,
-                          const float* peep, int fg) noexcept nogil
-    void rk_lstm_bwd_cell(int B, int H, const float* gates, const float* c_prev, const float* c,
-                          const float* dh, const float* dh_rec, float* dc, float* dgates,
-                          const float* peep, float* dpeep, int fg) noexcept nogil
+    void rk_lstm_fwd_cell(int B, int H, int j0, int j1, float* a, const float* c_prev, float* c,
+                          float* h, const float* peep, int fg) noexcept nogil
+    void rk_lstm_bwd_cell(int B, int H, int j0, int j1, const float* gates,
+                          const float* c_prev, const float* c, const float* dh,
+                          const float* dh_rec, float* dc, float* dgates, const float* peep,
+                          float* dpeep, int fg) noexcept nogil
     void rk_lstm_step_cell(int B, int H, const float* a, float* c, float* h, const float* peep,
                            int fg) noexcept nogil
-    void rk_tanh_inplace(size_t n, float* a) noexcept nogil
-    void rk_rnn_bwd_cell(size_t n, const float* h, const float* dh, const float* dh_rec,
-                         float* da) noexcept nogil
+    void rk_tanh_rows(int B, int H, int j0, int j1, float* a) noexcept nogil
+    void rk_rnn_bwd_cell(int B, int H, int j0, int j1, const float* h, const float* dh,
+                         const float* dh_rec, float* da) noexcept nogil
     float rk_row_max(int V, const float* z) noexcept nogil
     double rk_exp_shift_sum(int V, float* z, float m) noexcept nogil
     double rk_sum_exp_shift(int V, const float* z, float m) noexcept nogil
@@ -384,7 +515,12 @@ cdef extern from *:
     void rk_scale(int n, float* z, float s) noexcept nogil
     void rk_axpy1(int n, const float* x, float* y) noexcept nogil
     size_t rk_packed_size(int K, int N) noexcept nogil
-    void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb) noexcept nogil
+    void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int p0,
+                   int p1) noexcept nogil
+    ctypedef void (*job_fn)(int, int, void*) noexcept nogil
+    int rk_pool_run(int nt, job_fn fn, void* arg) noexcept nogil
+    void rk_barrier(int nt) noexcept nogil
+    void rk_split(int n, int tid, int nt, int* lo, int* hi) noexcept nogil
     void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa, const float* pb,
                     float beta, float* c, int ldc, int p0, int p1) noexcept nogil
     int rk_cpu_has_avx512() noexcept nogil
@@ -392,6 +528,9 @@ cdef extern from *:
     int RK_NR
 
 
+# ---------------------------------------------------------------------------------------------
+# BLAS helpers
+# ---------------------------------------------------------------------------------------------
 cdef void sgemm_rm(bint trans_a, bint trans_b, int m, int n, int k, float alpha,
                    const float* a, int lda, const float* b, int ldb,
                    float beta, float* c, int ldc) noexcept nogil:
@@ -409,88 +548,6 @@ cdef void sgemm_rm(bint trans_a, bint trans_b, int m, int n, int k, float alpha,
     blas_sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
 
 
-def _check_matrix(name, x):
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise ValueError(f"{name} must be float32, got {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {x.shape}")
-    if not x.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
-
-
-def sgemm(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float alpha=1.0,
-          float beta=0.0):
-    """C = alpha · op(a) · op(b) + beta · c for row-major float32 matrices; returns c.
-
-    The Python twin of the sgemm_rm helper the kernels use, so that it can be tested alone.
-    When c is None a new [M, N] array is returned (beta is then ignored).
-    """
-    _check_matrix("a", a)
-    _check_matrix("b", b)
-    cdef int m = a.shape[1] if trans_a else a.shape[0]
-    cdef int k = a.shape[0] if trans_a else a.shape[1]
-    cdef int kb = b.shape[1] if trans_b else b.shape[0]
-    cdef int n = b.shape[0] if trans_b else b.shape[1]
-    if k != kb:
-        raise ValueError(f"inner dimensions differ: op(a) is [{m}, {k}], op(b) is [{kb}, {n}]")
-    if c is None:
-        c = np.zeros((m, n), dtype=np.float32)
-        beta = 0.0
-    else:
-        _check_matrix("c", c)
-        if c.shape[0] != m or c.shape[1] != n:
-            raise ValueError(f"c must have shape ({m}, {n}), got {c.shape}")
-    cdef float[:, ::1] av = a
-    cdef float[:, ::1] bv = b
-    cdef float[:, ::1] cv = c
-    cdef int lda = a.shape[1], ldb = b.shape[1], ldc = n
-    cdef float* ap = &av[0, 0] if a.size else NULL
-    cdef float* bp = &bv[0, 0] if b.size else NULL
-    cdef float* cp = &cv[0, 0] if c.size else NULL
-    if k == 0:
-        # BLAS leaves C untouched when K = 0 only if beta = 1; the product is zero
-        c *= beta
-        return c
-    with nogil:
-        sgemm_rm(trans_a, trans_b, m, n, k, alpha, ap, max(lda, 1), bp, max(ldb, 1),
-                 beta, cp, max(ldc, 1))
-    return c
-
-
-def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0.0):
-    """C = op(a) · op(b) + beta · c through the layers' product `mm` on the current backend
-    (see gemm_backend): the packed-weight kernel or BLAS. For tests and benchmarks."""
-    _check_matrix("a", a)
-    _check_matrix("b", b)
-    cdef int m = a.shape[1] if trans_a else a.shape[0]
-    cdef int k = a.shape[0] if trans_a else a.shape[1]
-    cdef int kb = b.shape[1] if trans_b else b.shape[0]
-    cdef int n = b.shape[0] if trans_b else b.shape[1]
-    if k != kb:
-        raise ValueError(f"inner dimensions differ: op(a) is [{m}, {k}], op(b) is [{kb}, {n}]")
-    if c is None:
-        c = np.zeros((m, n), dtype=np.float32)
-        beta = 0.0
-    else:
-        _check_matrix("c", c)
-        if c.shape[0] != m or c.shape[1] != n:
-            raise ValueError(f"c must have shape ({m}, {n}), got {c.shape}")
-    if m == 0 or n == 0 or k == 0:
-        c *= beta
-        return c
-    cdef cnp.ndarray pack = np.empty(pack_size(k, n), np.float32)
-    cdef float* ap = fptr(a)
-    cdef float* bp = fptr(b)
-    cdef float* cp = fptr(c)
-    cdef float* pp = fptr(pack)
-    cdef int lda = a.shape[1], ldb = b.shape[1]
-    with nogil:
-        mm(m, n, k, ap, lda, trans_a, bp, ldb, trans_b, beta, cp, n, pp, False)
-    return c
-
-
 cdef void sgemv_rm(bint trans, int m, int n, float alpha, const float* a, int lda,
                    const float* x, float beta, float* y) noexcept nogil:
     """Row-major y = alpha · op(A) · x + beta · y, A [M, N] with row stride lda.
@@ -505,9 +562,61 @@ cdef void sgemv_rm(bint trans, int m, int n, float alpha, const float* a, int ld
     blas_sgemv(&t, &n, &m, &alpha, <float*>a, &lda, <float*>x, &one, &beta, y, &one)
 
 
+def _check_matrix(name, x):
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise ValueError(f"{name} must be float32, got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+
+
+def _product_shape(a, b, c, bint trans_a, bint trans_b):
+    _check_matrix("a", a)
+    _check_matrix("b", b)
+    m = a.shape[1] if trans_a else a.shape[0]
+    k = a.shape[0] if trans_a else a.shape[1]
+    kb = b.shape[1] if trans_b else b.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    if k != kb:
+        raise ValueError(f"inner dimensions differ: op(a) is [{m}, {k}], op(b) is [{kb}, {n}]")
+    if c is not None:
+        _check_matrix("c", c)
+        if c.shape[0] != m or c.shape[1] != n:
+            raise ValueError(f"c must have shape ({m}, {n}), got {c.shape}")
+    return m, n, k
+
+
+def sgemm(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float alpha=1.0,
+          float beta=0.0):
+    """C = alpha · op(a) · op(b) + beta · c for row-major float32 matrices; returns c.
+
+    The Python twin of the sgemm_rm helper, so that it can be tested alone.
+    When c is None a new [M, N] array is returned (beta is then ignored).
+    """
+    cdef int m, n, k
+    m, n, k = _product_shape(a, b, c, trans_a, trans_b)
+    if c is None:
+        c = np.zeros((m, n), dtype=np.float32)
+        beta = 0.0
+    if m == 0 or n == 0 or k == 0:
+        # BLAS leaves C untouched when K = 0 only if beta = 1; the product is zero
+        c *= beta
+        return c
+    cdef float* ap = fptr(a)
+    cdef float* bp = fptr(b)
+    cdef float* cp = fptr(c)
+    cdef int lda = a.shape[1], ldb = b.shape[1]
+    with nogil:
+        sgemm_rm(trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, cp, n)
+    return c
+
+
 cdef void matmul_wt(int m, int n, int k, const float* a, const float* w, float beta,
                     float* c) noexcept nogil:
-    """C[M, N] = A[M, K] · W[N, K]ᵀ + beta · C: every forward product (x·W_ihᵀ, h·W_hhᵀ, h·Wᵀ).
+    """C[M, N] = A[M, K] · W[N, K]ᵀ + beta · C on BLAS: the single steps' products.
 
     One row (a single stream) goes through gemv, which BLAS runs several times faster than a
     gemm with M = 1.
@@ -518,11 +627,15 @@ cdef void matmul_wt(int m, int n, int k, const float* a, const float* w, float b
         sgemm_rm(False, True, m, n, k, 1.0, a, k, w, k, beta, c, n)
 
 
-# The matrix products of the layers run on our packed-weight AVX-512 kernel where the CPU has
-# AVX-512, else on BLAS (scipy's OpenBLAS). Measured on the per-step shapes (bench/bench_kernels.py)
-# the packed kernel runs at 2x the rate of OpenBLAS's AVX2 kernel, and it does not depend on
-# which kernel OpenBLAS picks at load time (OPENBLAS_CORETYPE).
+# ---------------------------------------------------------------------------------------------
+# The layers' matrix products: the packed AVX-512 kernel, or BLAS
+# ---------------------------------------------------------------------------------------------
+# On CPUs with AVX-512 the layers' products run on our packed-weight kernel. Measured on the
+# per-step shapes (bench/bench_kernels.py), it runs at 2-3x the rate of numpy's and scipy's
+# OpenBLAS there, and it does not depend on which kernel OpenBLAS picks at load time
+# (OPENBLAS_CORETYPE). Elsewhere the layers call BLAS (scipy's OpenBLAS) single-threaded.
 cdef bint native = rk_cpu_has_avx512() != 0
+cdef int nthreads = 1
 
 
 def gemm_backend(name=None):
@@ -540,51 +653,159 @@ def gemm_backend(name=None):
     return "native" if native else "blas"
 
 
+def set_num_threads(int n):
+    """Threads the layers use (native backend; the BLAS backend runs on one of ours).
+
+    Results do not depend on it: every number is computed the same way whatever the count.
+    """
+    global nthreads
+    if n < 1:
+        raise ValueError(f"the number of threads must be at least 1, got {n}")
+    nthreads = min(n, 64)
+
+
+def get_num_threads():
+    """Threads the layers use (see set_num_threads)."""
+    return nthreads
+
+
+def _default_threads():
+    import os
+    env = os.environ.get("RNNKIT_NUM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"RNNKIT_NUM_THREADS must be a whole number, got {env!r}") from None
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 4))
+    except AttributeError:
+        return max(1, min(os.cpu_count() or 1, 4))
+
+
+nthreads = _default_threads()
+
+
+cdef inline int threads_for(bint nat) noexcept nogil:
+    return nthreads if nat else 1
+
+
+cdef inline int cdiv(int a, int b) noexcept nogil:
+    return (a + b - 1) // b
+
+
 cdef size_t pack_size(int k, int n) noexcept nogil:
     return rk_packed_size(k, n) if native else 1
 
 
-cdef void mm(int m, int n, int k, const float* a, int lda, bint ta, const float* b, int ldb,
-             bint tb, float beta, float* c, int ldc, float* pack, bint prepacked) noexcept nogil:
-    """C[M, N] = op(A) · op(B) + beta · C, row-major, as sgemm_rm.
+cdef void pack_part(int tid, int nt, int k, int n, const float* b, int ldb, bint tb,
+                    float* pack) noexcept nogil:
+    """This thread's share of the panels of op(B) [K, N] packed (see rk_pack_b)."""
+    cdef int p0, p1
+    rk_split(cdiv(n, RK_NR), tid, nt, &p0, &p1)
+    rk_pack_b(k, n, b, ldb, tb, pack, p0, p1)
 
-    On the native backend op(B) is first packed into `pack` (pack_size(K, N) floats) unless
-    `prepacked` says it already is (a weight packed once before the time loop).
+
+cdef void mm_rows(bint nat, int m0, int m1, int n, int k, const float* a, int lda, bint ta,
+                  const float* b, int ldb, bint tb, float beta, float* c, int ldc,
+                  const float* pack) noexcept nogil:
+    """Rows m0 .. m1-1 of C[M, N] = op(A) · op(B) + beta · C, row-major (as sgemm_rm).
+
+    nat: on the packed kernel, with op(B) already packed into `pack`; else on BLAS. Splitting
+    the rows between threads changes no result: each row is computed the same way.
     """
-    if not native:
-        sgemm_rm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
+    if m1 <= m0 or n == 0:
         return
-    if not prepacked:
-        rk_pack_b(k, n, b, ldb, tb, pack)
-    if ta:
-        rk_gemm512(m, n, k, a, 1, lda, pack, beta, c, ldc, 0, (n + RK_NR - 1) // RK_NR)
+    cdef const float* am = a + m0 if ta else a + <size_t>m0 * lda
+    if nat:
+        if ta:
+            rk_gemm512(m1 - m0, n, k, am, 1, lda, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
+                       cdiv(n, RK_NR))
+        else:
+            rk_gemm512(m1 - m0, n, k, am, lda, 1, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
+                       cdiv(n, RK_NR))
+    elif m1 - m0 == 1 and not ta:   # one row: gemv, several times faster than gemm in BLAS
+        if tb:
+            sgemv_rm(False, n, k, 1.0, b, ldb, am, beta, c + <size_t>m0 * ldc)
+        else:
+            sgemv_rm(True, k, n, 1.0, b, ldb, am, beta, c + <size_t>m0 * ldc)
     else:
-        rk_gemm512(m, n, k, a, lda, 1, pack, beta, c, ldc, 0, (n + RK_NR - 1) // RK_NR)
+        sgemm_rm(ta, tb, m1 - m0, n, k, 1.0, am, lda, b, ldb, beta, c + <size_t>m0 * ldc, ldc)
 
 
-def _packbuf(cache, name, size_t size):
-    a = getattr(cache, name, None)
-    if a is None or a.shape[0] < size:
-        a = np.empty(size, np.float32)
-        setattr(cache, name, a)
-    return a
+cdef void mm(int m, int n, int k, const float* a, int lda, bint ta, const float* b, int ldb,
+             bint tb, float beta, float* c, int ldc, float* pack) noexcept nogil:
+    """The whole product on the calling thread (pack: pack_size(K, N) floats)."""
+    if native:
+        rk_pack_b(k, n, b, ldb, tb, pack, 0, cdiv(n, RK_NR))
+    mm_rows(native, 0, m, n, k, a, lda, ta, b, ldb, tb, beta, c, ldc, pack)
+
+
+def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0.0):
+    """C = op(a) · op(b) + beta · c through the layers' product on the current backend
+    (see gemm_backend): the packed-weight kernel or BLAS. For tests and benchmarks."""
+    cdef int m, n, k
+    m, n, k = _product_shape(a, b, c, trans_a, trans_b)
+    if c is None:
+        c = np.zeros((m, n), dtype=np.float32)
+        beta = 0.0
+    if m == 0 or n == 0 or k == 0:
+        c *= beta
+        return c
+    cdef cnp.ndarray pack = np.empty(pack_size(k, n), np.float32)
+    cdef float* ap = fptr(a)
+    cdef float* bp = fptr(b)
+    cdef float* cp = fptr(c)
+    cdef float* pp = fptr(pack)
+    cdef int lda = a.shape[1], ldb = b.shape[1]
+    with nogil:
+        mm(m, n, k, ap, lda, trans_a, bp, ldb, trans_b, beta, cp, n, pp)
+    return c
+
+
+def _time_step_product(a, w, bint trans_w, int reps):
+    """Seconds for `reps` products C = a · op(w) with w packed once beforehand, as the
+    recurrent product runs inside the time loop (for benchmarks). a [M, K]; w [N, K] when
+    trans_w (a weight in PyTorch's layout), else [K, N]. One thread."""
+    import time
+    cdef int m, n, k
+    m, n, k = _product_shape(a, w, None, False, trans_w)
+    c = np.zeros((m, n), np.float32)
+    cdef cnp.ndarray pack = np.empty(pack_size(k, n), np.float32)
+    cdef float* ap = fptr(a)
+    cdef float* wp = fptr(w)
+    cdef float* cp = fptr(c)
+    cdef float* pp = fptr(pack)
+    cdef int ldw = w.shape[1], r
+    cdef bint nat = native
+    with nogil:
+        mm(m, n, k, ap, k, False, wp, ldw, trans_w, 0.0, cp, n, pp)
+    t0 = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            mm_rows(nat, 0, m, n, k, ap, k, False, wp, ldw, trans_w, 0.0, cp, n, pp)
+    return time.perf_counter() - t0
 
 
 cdef void fill_rows(int m, int n, float* c, const float* b1, const float* b2) noexcept nogil:
     """Every row of C[M, N] = b1 + b2 (b2 may be NULL)."""
     cdef int r, j
+    if m <= 0:
+        return
     for j in range(n):
         c[j] = b1[j] + (b2[j] if b2 != NULL else 0.0)
     for r in range(1, m):
         memcpy(c + <size_t>r * n, c, n * sizeof(float))
 
 
-cdef void col_sums(int m, int n, const float* a, float* out) noexcept nogil:
-    """out[N] = the sum of the M rows of A[M, N], in row order (deterministic)."""
+cdef void col_sums(int m, int n, int j0, int j1, const float* a, float* out) noexcept nogil:
+    """out[j] = the sum of column j of A[M, N] for j in j0 .. j1-1, in row order."""
     cdef int r
-    memset(out, 0, n * sizeof(float))
+    if j1 <= j0:
+        return
+    memset(out + j0, 0, (j1 - j0) * sizeof(float))
     for r in range(m):
-        rk_axpy1(n, a + <size_t>r * n, out)
+        rk_axpy1(j1 - j0, a + <size_t>r * n + j0, out + j0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,15 +844,6 @@ def _ids(name, ids, int V, ndim):
     return np.ascontiguousarray(ids, dtype=np.int64)
 
 
-def _buf(cache, name, shape):
-    """The cache's buffer `name` when it has this shape, else a new one stored there."""
-    a = getattr(cache, name, None)
-    if a is None or a.shape != shape:
-        a = np.empty(shape, np.float32)
-        setattr(cache, name, a)
-    return a
-
-
 class Cache:
     """Buffers of one layer's window: what backward needs plus its workspaces.
 
@@ -648,6 +860,24 @@ class Cache:
         return f"Cache({self.kind!r}, {bufs})"
 
 
+def _buf(cache, name, shape, dtype=np.float32):
+    """The cache's buffer `name` when it has this shape, else a new one stored there."""
+    a = getattr(cache, name, None)
+    if a is None or a.shape != shape:
+        a = np.empty(shape, dtype)
+        setattr(cache, name, a)
+    return a
+
+
+def _packbuf(cache, name, size_t size):
+    """A workspace of at least `size` floats kept in the cache."""
+    a = getattr(cache, name, None)
+    if a is None or a.shape[0] < size:
+        a = np.empty(size, np.float32)
+        setattr(cache, name, a)
+    return a
+
+
 def _reuse(cache, kind):
     if cache is None:
         return Cache(kind)
@@ -659,98 +889,234 @@ def _reuse(cache, kind):
 
 
 # ---------------------------------------------------------------------------------------------
-# LSTM
+# Recurrent layers (LSTM, tanh RNN): one window, split over threads
 # ---------------------------------------------------------------------------------------------
-cdef void lstm_forward_loop(int T, int B, int E, int H, const float* x, const float* w_ih,
-                            const float* w_hh, const float* b_ih, const float* b_hh,
-                            const float* peep, bint fg, float* gates, float* hs,
-                            float* cs, float* packw, float* scratch) noexcept nogil:
-    """gates [T, B, 4H] (activated, out), hs [T+1, B, H] and cs [T+1, B, H] (h_0, c_0 in row 0);
-    packw [pack_size(H, 4H)], scratch [pack_size(E, 4H)] workspaces."""
-    cdef int t
-    cdef size_t G = <size_t>B * 4 * H, S = <size_t>B * H
+# Work split, with nt threads: the big products before and after the time loop by rows of C;
+# inside the loop, thread k owns a slice of the H hidden units (32-column panels): it computes
+# those columns of every gate (W_hh packed per gate), their cell update and, backward, those
+# columns of dL/dh_{t-1}. One barrier per step: h_t (forward) or dgates_t (backward) is read in
+# full by the next product.
+cdef enum:
+    LSTM = 0
+    RNN = 1
+
+ctypedef struct Layer:
+    int kind, T, B, E, H, G            # G gates: 4 (LSTM) or 1 (RNN)
+    bint nat, fg
+    const float* x                     # [T, B, E]
+    const float* w_ih                  # [G*H, E]
+    const float* w_hh                  # [G*H, H]
+    const float* b_ih                  # [G*H]
+    const float* b_hh                  # [G*H]
+    const float* peep                  # [3, H] or NULL
+    float* gates                       # [T, B, G*H] activated gates (RNN: hs + B*H)
+    float* hs                          # [T+1, B, H] h_0 .. h_T
+    float* cs                          # [T+1, B, H] c_0 .. c_T (LSTM)
+    float* pack_hh                     # packed W_hh: G * pack_size(H, H)
+    float* pack_ih                     # packed W_ih: pack_size(E, G*H) or pack_size(G*H, E)
+    float* pack_x                      # packed x: pack_size(T*B, E)
+    float* pack_h                      # packed h_0 .. h_{T-1}: pack_size(T*B, H)
+    const float* dh                    # [T, B, H] from above
+    float* dh_rec                      # [B, H] dL/dh_t through the recurrence; dL/dh_0 at the end
+    float* dc                          # [B, H] dL/dc_t; dL/dc_0 at the end
+    float* dgates                      # [T, B, G*H]
+    float* dx                          # [T, B, E]
+    float* dw_ih                       # [G*H, E]
+    float* dw_hh                       # [G*H, H]
+    float* db                          # [G*H]
+    float* dpeep                       # [3, H] or NULL
+
+
+cdef void layer_forward_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef Layer* L = <Layer*>arg
+    cdef int T = L.T, B = L.B, E = L.E, H = L.H, G = L.G, GH = L.G * L.H
+    cdef int t, g, r0, r1, u0, u1, j0, j1
+    cdef size_t S = <size_t>B * H, GS = <size_t>B * GH
+    cdef size_t PH = rk_packed_size(H, H)
     # the input projection of all T steps is one product, before the loop
-    fill_rows(T * B, 4 * H, gates, b_ih, b_hh)
-    mm(T * B, 4 * H, E, x, E, False, w_ih, E, True, 1.0, gates, 4 * H, scratch, False)
-    if native:
-        rk_pack_b(H, 4 * H, w_hh, H, True, packw)      # once per window, used T times
+    rk_split(T * B, tid, nt, &r0, &r1)
+    fill_rows(r1 - r0, GH, L.gates + <size_t>r0 * GH, L.b_ih, L.b_hh)
+    if L.nat:
+        pack_part(tid, nt, E, GH, L.w_ih, E, True, L.pack_ih)
+        rk_barrier(nt)
+    mm_rows(L.nat, r0, r1, GH, E, L.x, E, False, L.w_ih, E, True, 1.0, L.gates, GH, L.pack_ih)
+    # this thread's hidden units: panels u0 .. u1-1, columns j0 .. j1-1
+    rk_split(cdiv(H, RK_NR), tid, nt, &u0, &u1)
+    j0 = min(u0 * RK_NR, H)
+    j1 = min(u1 * RK_NR, H)
+    if L.nat:
+        for g in range(G):  # W_hh packed once per window, used T times (as oneDNN does)
+            rk_pack_b(H, H, L.w_hh + <size_t>g * H * H, H, True, L.pack_hh + g * PH, u0, u1)
+    rk_barrier(nt)
     for t in range(T):
-        mm(B, 4 * H, H, hs + t * S, H, False, w_hh, H, True, 1.0, gates + t * G, 4 * H, packw,
-           True)
-        rk_lstm_fwd_cell(B, H, gates + t * G, cs + t * S, cs + (t + 1) * S, hs + (t + 1) * S,
-                         peep, fg)
+        # only the recurrent product stays in the loop: gates_t += h_{t-1} · W_hhᵀ
+        if L.nat:
+            for g in range(G):
+                rk_gemm512(B, H, H, L.hs + t * S, H, 1, L.pack_hh + g * PH, 1.0,
+                           L.gates + t * GS + g * H, GH, u0, u1)
+        else:
+            matmul_wt(B, GH, H, L.hs + t * S, L.w_hh, 1.0, L.gates + t * GS)
+        if L.kind == LSTM:
+            if j1 > j0:
+                rk_lstm_fwd_cell(B, H, j0, j1, L.gates + t * GS, L.cs + t * S,
+                                 L.cs + (t + 1) * S, L.hs + (t + 1) * S, L.peep, L.fg)
+        else:
+            rk_tanh_rows(B, H, j0, j1, L.hs + (t + 1) * S)
+        rk_barrier(nt)
+
+
+cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef Layer* L = <Layer*>arg
+    cdef int T = L.T, B = L.B, E = L.E, H = L.H, GH = L.G * L.H
+    cdef int t, r, r0, r1, u0, u1, j0, j1
+    cdef size_t S = <size_t>B * H, GS = <size_t>B * GH
+    rk_split(cdiv(H, RK_NR), tid, nt, &u0, &u1)
+    j0 = min(u0 * RK_NR, H)
+    j1 = min(u1 * RK_NR, H)
+    if L.nat:
+        rk_pack_b(GH, H, L.w_hh, H, False, L.pack_hh, u0, u1)
+    if L.dpeep != NULL and j1 > j0:
+        for r in range(3):
+            memset(L.dpeep + r * H + j0, 0, (j1 - j0) * sizeof(float))
+    for t in range(T - 1, -1, -1):
+        if L.kind == LSTM:
+            if j1 > j0:
+                rk_lstm_bwd_cell(B, H, j0, j1, L.gates + t * GS, L.cs + t * S, L.cs + (t + 1) * S,
+                                 L.dh + t * S, L.dh_rec, L.dc, L.dgates + t * GS, L.peep,
+                                 L.dpeep, L.fg)
+        else:
+            rk_rnn_bwd_cell(B, H, j0, j1, L.hs + (t + 1) * S, L.dh + t * S, L.dh_rec,
+                            L.dgates + t * GS)
+        rk_barrier(nt)
+        # only the recurrent product stays in the loop: dL/dh_{t-1} = dgates_t · W_hh
+        if L.nat:
+            rk_gemm512(B, H, GH, L.dgates + t * GS, GH, 1, L.pack_hh, 0.0, L.dh_rec, H, u0, u1)
+        else:
+            sgemm_rm(False, False, B, H, GH, 1.0, L.dgates + t * GS, GH, L.w_hh, H, 0.0,
+                     L.dh_rec, H)
+    # the input and weight gradients of all T steps are one product each, after the loop
+    rk_barrier(nt)
+    if L.nat:
+        pack_part(tid, nt, GH, E, L.w_ih, E, False, L.pack_ih)
+        pack_part(tid, nt, T * B, E, L.x, E, False, L.pack_x)
+        pack_part(tid, nt, T * B, H, L.hs, H, False, L.pack_h)
+        rk_barrier(nt)
+    rk_split(T * B, tid, nt, &r0, &r1)
+    mm_rows(L.nat, r0, r1, E, GH, L.dgates, GH, False, L.w_ih, E, False, 0.0, L.dx, E,
+            L.pack_ih)
+    rk_split(GH, tid, nt, &r0, &r1)
+    mm_rows(L.nat, r0, r1, E, T * B, L.dgates, GH, True, L.x, E, False, 0.0, L.dw_ih, E,
+            L.pack_x)
+    mm_rows(L.nat, r0, r1, H, T * B, L.dgates, GH, True, L.hs, H, False, 0.0, L.dw_hh, H,
+            L.pack_h)
+    col_sums(T * B, GH, r0, r1, L.dgates, L.db)
+
+
+def _layer_forward(kind, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate):
+    """Checks, buffers and the threaded forward job of an LSTM (kind "lstm") or RNN ("rnn")."""
+    cdef int G = 4 if kind == "lstm" else 1
+    _f32("x", x, (None, None, None))
+    cdef int T = x.shape[0], B = x.shape[1], E = x.shape[2]
+    _f32("h0", h0, (B, None))
+    cdef int H = h0.shape[1]
+    if c0 is not None:
+        _f32("c0", c0, (B, H))
+    _f32("w_ih", w_ih, (G * H, E))
+    _f32("w_hh", w_hh, (G * H, H))
+    _f32("b_ih", b_ih, (G * H,))
+    _f32("b_hh", b_hh, (G * H,))
+    if w_peep is not None:
+        _f32("w_peep", w_peep, (3, H))
+    if T == 0:
+        raise ValueError("x must have at least one time step")
+    cache = _reuse(cache, kind)
+    cdef Layer L
+    memset(&L, 0, sizeof(Layer))
+    L.kind, L.T, L.B, L.E, L.H, L.G = (LSTM if G == 4 else RNN), T, B, E, H, G
+    L.nat, L.fg = native, bool(forget_gate)
+    hs = _buf(cache, "hs", (T + 1, B, H))              # h_0 .. h_T
+    hs[0] = h0
+    L.hs = fptr(hs)
+    if G == 4:
+        cs = _buf(cache, "cs", (T + 1, B, H))          # c_0 .. c_T
+        cs[0] = c0
+        L.cs = fptr(cs)
+        L.gates = fptr(_buf(cache, "gates", (T, B, 4 * H)))  # activated i, f, g, o
+    else:
+        L.gates = L.hs + <size_t>B * H                  # pre-activations become h_t in place
+    L.x, L.w_ih, L.w_hh, L.b_ih, L.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
+    L.peep = fptr(w_peep) if w_peep is not None else NULL
+    L.pack_hh = fptr(_packbuf(cache, "pack_hh", G * pack_size(H, H)))
+    L.pack_ih = fptr(_packbuf(cache, "pack_ih", max(pack_size(E, G * H), pack_size(G * H, E))))
+    with nogil:
+        rk_pool_run(threads_for(L.nat), layer_forward_job, &L)
+    cache.x, cache.w_ih, cache.w_hh, cache.w_peep, cache.forget_gate = x, w_ih, w_hh, w_peep, L.fg
+    cache.shape = (T, B, E, H)
+    return cache
+
+
+def _layer_backward(kind, cache, dh, dhT, dcT):
+    if not isinstance(cache, Cache) or cache.kind != kind or not hasattr(cache, "shape"):
+        raise ValueError(f"cache must be the cache returned by {kind}_forward")
+    cdef int G = 4 if kind == "lstm" else 1
+    cdef int T, B, E, H
+    T, B, E, H = cache.shape
+    _f32("dh", dh, (T, B, H))
+    _f32("dhT", dhT, (B, H))
+    if dcT is not None:
+        _f32("dcT", dcT, (B, H))
+    cdef Layer L
+    memset(&L, 0, sizeof(Layer))
+    L.kind, L.T, L.B, L.E, L.H, L.G = (LSTM if G == 4 else RNN), T, B, E, H, G
+    L.nat, L.fg = native, cache.forget_gate
+    x, w_ih, w_hh, w_peep = cache.x, cache.w_ih, cache.w_hh, cache.w_peep
+    L.x, L.w_ih, L.w_hh = fptr(x), fptr(w_ih), fptr(w_hh)
+    L.peep = fptr(w_peep) if w_peep is not None else NULL
+    L.hs = fptr(cache.hs)
+    if G == 4:
+        L.cs = fptr(cache.cs)
+        L.gates = fptr(cache.gates)
+    dgates = _buf(cache, "dgates", (T, B, G * H))
+    dx = _buf(cache, "dx", (T, B, E))
+    dh0 = _buf(cache, "dh0", (B, H))
+    dw_ih = _buf(cache, "dw_ih", (G * H, E))
+    dw_hh = _buf(cache, "dw_hh", (G * H, H))
+    db_ih = _buf(cache, "db_ih", (G * H,))
+    db_hh = _buf(cache, "db_hh", (G * H,))
+    dh0[...] = dhT
+    L.dh, L.dh_rec, L.dgates, L.dx = fptr(dh), fptr(dh0), fptr(dgates), fptr(dx)
+    L.dw_ih, L.dw_hh, L.db = fptr(dw_ih), fptr(dw_hh), fptr(db_ih)
+    dc0 = dw_peep = None
+    if G == 4:
+        dc0 = _buf(cache, "dc0", (B, H))
+        dc0[...] = dcT
+        L.dc = fptr(dc0)
+        if w_peep is not None:
+            dw_peep = _buf(cache, "dw_peep", (3, H))
+            L.dpeep = fptr(dw_peep)
+    L.pack_hh = fptr(_packbuf(cache, "pack_hh", pack_size(G * H, H)))
+    L.pack_ih = fptr(_packbuf(cache, "pack_ih", pack_size(G * H, E)))
+    L.pack_x = fptr(_packbuf(cache, "pack_x", pack_size(T * B, E)))
+    L.pack_h = fptr(_packbuf(cache, "pack_h", pack_size(T * B, H)))
+    with nogil:
+        rk_pool_run(threads_for(L.nat), layer_backward_job, &L)
+    db_hh[...] = db_ih
+    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, cache=None):
     """One LSTM layer over a window (see reference.lstm_forward): (h, hT, cT, cache).
 
     x [T, B, E], h0 / c0 [B, H], w_ih [4H, E], w_hh [4H, H], b_ih / b_hh [4H], w_peep [3, H]
-    or None; all float32 and C-contiguous. h [T, B, H] is a view into the cache.
+    or None; all float32 and C-contiguous. h [T, B, H] is a view into the cache. `cache`, from
+    an earlier call with the same shapes, is reused (no allocation; its arrays are overwritten).
     """
-    _f32("x", x, (None, None, None))
-    cdef int T = x.shape[0], B = x.shape[1], E = x.shape[2]
-    _f32("h0", h0, (B, None))
-    cdef int H = h0.shape[1]
-    _f32("c0", c0, (B, H))
-    _f32("w_ih", w_ih, (4 * H, E))
-    _f32("w_hh", w_hh, (4 * H, H))
-    _f32("b_ih", b_ih, (4 * H,))
-    _f32("b_hh", b_hh, (4 * H,))
-    if w_peep is not None:
-        _f32("w_peep", w_peep, (3, H))
-    if T == 0:
-        raise ValueError("x must have at least one time step")
-    cache = _reuse(cache, "lstm")
-    cdef cnp.ndarray gates = _buf(cache, "gates", (T, B, 4 * H))  # activated i, f, g, o
-    cdef cnp.ndarray hs = _buf(cache, "hs", (T + 1, B, H))        # h_0 .. h_T
-    cdef cnp.ndarray cs = _buf(cache, "cs", (T + 1, B, H))        # c_0 .. c_T
-    hs[0] = h0
-    cs[0] = c0
-    cdef const float* pp = fptr(w_peep) if w_peep is not None else NULL
-    cdef bint fg = bool(forget_gate)
-    cdef const float* xp = fptr(x)
-    cdef const float* wi = fptr(w_ih)
-    cdef const float* wh = fptr(w_hh)
-    cdef const float* bi = fptr(b_ih)
-    cdef const float* bh = fptr(b_hh)
-    cdef float* gp = fptr(gates)
-    cdef float* hp = fptr(hs)
-    cdef float* cp = fptr(cs)
-    cdef float* packw = fptr(_packbuf(cache, "packw", max(pack_size(H, 4 * H),
-                                                          pack_size(4 * H, H))))
-    cdef float* scratch = fptr(_packbuf(cache, "scratch", max(
-        pack_size(E, 4 * H), pack_size(4 * H, E), pack_size(T * B, E), pack_size(T * B, H))))
-    with nogil:
-        lstm_forward_loop(T, B, E, H, xp, wi, wh, bi, bh, pp, fg, gp, hp, cp, packw, scratch)
-    cache.x, cache.w_ih, cache.w_hh, cache.w_peep, cache.forget_gate = x, w_ih, w_hh, w_peep, fg
-    cache.shape = (T, B, E, H)
+    if c0 is None:
+        raise ValueError("c0 must be a numpy array, got NoneType")
+    cache = _layer_forward("lstm", cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate)
+    hs, cs = cache.hs, cache.cs
+    T = x.shape[0]
     return hs[1:], hs[T].copy(), cs[T].copy(), cache
-
-
-cdef void lstm_backward_loop(int T, int B, int E, int H, const float* x, const float* w_ih,
-                             const float* w_hh, const float* peep, bint fg, const float* gates,
-                             const float* hs, const float* cs, const float* dh, float* dh_rec,
-                             float* dc, float* dgates, float* dx, float* dw_ih, float* dw_hh,
-                             float* db, float* dpeep, float* packw,
-                             float* scratch) noexcept nogil:
-    """dh_rec [B, H] and dc [B, H] hold dL/dh_T, dL/dc_T on entry and dL/dh_0, dL/dc_0 on exit."""
-    cdef int t
-    cdef size_t G = <size_t>B * 4 * H, S = <size_t>B * H
-    if dpeep != NULL:
-        memset(dpeep, 0, 3 * H * sizeof(float))
-    if native:
-        rk_pack_b(4 * H, H, w_hh, H, False, packw)     # once per window, used T times
-    for t in range(T - 1, -1, -1):
-        rk_lstm_bwd_cell(B, H, gates + t * G, cs + t * S, cs + (t + 1) * S, dh + t * S, dh_rec,
-                         dc, dgates + t * G, peep, dpeep, fg)
-        # only the recurrent product stays in the loop: dL/dh_{t-1} = dgates_t · W_hh
-        mm(B, H, 4 * H, dgates + t * G, 4 * H, False, w_hh, H, False, 0.0, dh_rec, H, packw,
-           True)
-    # the weight and input gradients of all T steps are one product each, after the loop
-    mm(T * B, E, 4 * H, dgates, 4 * H, False, w_ih, E, False, 0.0, dx, E, scratch, False)
-    mm(4 * H, E, T * B, dgates, 4 * H, True, x, E, False, 0.0, dw_ih, E, scratch, False)
-    mm(4 * H, H, T * B, dgates, 4 * H, True, hs, H, False, 0.0, dw_hh, H, scratch, False)
-    col_sums(T * B, 4 * H, dgates, db)
 
 
 def lstm_backward(dh, dhT, dcT, cache):
@@ -759,52 +1125,31 @@ def lstm_backward(dh, dhT, dcT, cache):
 
     dh [T, B, H], dhT / dcT [B, H]. The results live in the cache's buffers.
     """
-    if not isinstance(cache, Cache) or cache.kind != "lstm" or not hasattr(cache, "shape"):
-        raise ValueError("cache must be the cache returned by lstm_forward")
-    cdef int T, B, E, H
-    T, B, E, H = cache.shape
-    _f32("dh", dh, (T, B, H))
-    _f32("dhT", dhT, (B, H))
-    _f32("dcT", dcT, (B, H))
-    w_peep = cache.w_peep
-    cdef cnp.ndarray dgates = _buf(cache, "dgates", (T, B, 4 * H))
-    cdef cnp.ndarray dx = _buf(cache, "dx", (T, B, E))
-    cdef cnp.ndarray dh0 = _buf(cache, "dh0", (B, H))
-    cdef cnp.ndarray dc0 = _buf(cache, "dc0", (B, H))
-    cdef cnp.ndarray dw_ih = _buf(cache, "dw_ih", (4 * H, E))
-    cdef cnp.ndarray dw_hh = _buf(cache, "dw_hh", (4 * H, H))
-    cdef cnp.ndarray db_ih = _buf(cache, "db_ih", (4 * H,))
-    cdef cnp.ndarray db_hh = _buf(cache, "db_hh", (4 * H,))
-    dw_peep = _buf(cache, "dw_peep", (3, H)) if w_peep is not None else None
-    dh0[...] = dhT
-    dc0[...] = dcT
-    cdef const float* pp = fptr(w_peep) if w_peep is not None else NULL
-    cdef float* dpp = fptr(dw_peep) if w_peep is not None else NULL
-    cdef bint fg = cache.forget_gate
-    cdef const float* xp = fptr(cache.x)
-    cdef const float* wi = fptr(cache.w_ih)
-    cdef const float* wh = fptr(cache.w_hh)
-    cdef const float* gp = fptr(cache.gates)
-    cdef const float* hp = fptr(cache.hs)
-    cdef const float* cp = fptr(cache.cs)
-    cdef const float* dhp = fptr(dh)
-    cdef float* p_dh0 = fptr(dh0)
-    cdef float* p_dc0 = fptr(dc0)
-    cdef float* p_dg = fptr(dgates)
-    cdef float* p_dx = fptr(dx)
-    cdef float* p_dwi = fptr(dw_ih)
-    cdef float* p_dwh = fptr(dw_hh)
-    cdef float* p_dbi = fptr(db_ih)
-    cdef float* p_dbh = fptr(db_hh)
-    cdef float* packw = fptr(cache.packw)
-    cdef float* scratch = fptr(cache.scratch)
-    with nogil:
-        lstm_backward_loop(T, B, E, H, xp, wi, wh, pp, fg, gp, hp, cp, dhp, p_dh0, p_dc0,
-                           p_dg, p_dx, p_dwi, p_dwh, p_dbi, dpp, packw, scratch)
-        memcpy(p_dbh, p_dbi, 4 * H * sizeof(float))
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep
+    if dcT is None:
+        raise ValueError("dcT must be a numpy array, got NoneType")
+    return _layer_backward("lstm", cache, dh, dhT, dcT)
 
 
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, cache=None):
+    """One tanh-RNN layer over a window (see reference.rnn_forward): (h, hT, cache).
+
+    x [T, B, E], h0 [B, H], w_ih [H, E], w_hh [H, H], b_ih / b_hh [H]; `cache` as lstm_forward.
+    """
+    cache = _layer_forward("rnn", cache, x, h0, None, w_ih, w_hh, b_ih, b_hh, None, True)
+    hs = cache.hs
+    return hs[1:], hs[x.shape[0]].copy(), cache
+
+
+def rnn_backward(dh, dhT, cache):
+    """Gradients of a tanh-RNN window (see reference.rnn_backward):
+    (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh, _ = _layer_backward("rnn", cache, dh, dhT, None)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ---------------------------------------------------------------------------------------------
+# Single steps (generation, scoring): BLAS, gemv for one stream, no allocation with workspaces
+# ---------------------------------------------------------------------------------------------
 def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None):
     """One LSTM step for B streams, updating h [B, H] and c [B, H] in place; returns (h, c).
 
@@ -843,97 +1188,6 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, ga
     return h, c
 
 
-# ---------------------------------------------------------------------------------------------
-# tanh RNN
-# ---------------------------------------------------------------------------------------------
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, cache=None):
-    """One tanh-RNN layer over a window (see reference.rnn_forward): (h, hT, cache).
-
-    x [T, B, E], h0 [B, H], w_ih [H, E], w_hh [H, H], b_ih / b_hh [H].
-    """
-    _f32("x", x, (None, None, None))
-    cdef int T = x.shape[0], B = x.shape[1], E = x.shape[2]
-    _f32("h0", h0, (B, None))
-    cdef int H = h0.shape[1]
-    _f32("w_ih", w_ih, (H, E))
-    _f32("w_hh", w_hh, (H, H))
-    _f32("b_ih", b_ih, (H,))
-    _f32("b_hh", b_hh, (H,))
-    if T == 0:
-        raise ValueError("x must have at least one time step")
-    cache = _reuse(cache, "rnn")
-    cdef cnp.ndarray hs = _buf(cache, "hs", (T + 1, B, H))  # h_0 .. h_T
-    hs[0] = h0
-    cdef float* hp = fptr(hs)
-    cdef const float* xp = fptr(x)
-    cdef const float* wi = fptr(w_ih)
-    cdef const float* wh = fptr(w_hh)
-    cdef const float* bi = fptr(b_ih)
-    cdef const float* bh = fptr(b_hh)
-    cdef size_t S = <size_t>B * H
-    cdef int t
-    cdef float* packw = fptr(_packbuf(cache, "packw", pack_size(H, H)))
-    cdef float* scratch = fptr(_packbuf(cache, "scratch", max(
-        pack_size(E, H), pack_size(H, E), pack_size(T * B, E), pack_size(T * B, H))))
-    with nogil:
-        fill_rows(T * B, H, hp + S, bi, bh)
-        mm(T * B, H, E, xp, E, False, wi, E, True, 1.0, hp + S, H, scratch, False)
-        if native:
-            rk_pack_b(H, H, wh, H, True, packw)
-        for t in range(T):
-            mm(B, H, H, hp + t * S, H, False, wh, H, True, 1.0, hp + (t + 1) * S, H, packw, True)
-            rk_tanh_inplace(S, hp + (t + 1) * S)
-    cache.x, cache.w_ih, cache.w_hh, cache.shape = x, w_ih, w_hh, (T, B, E, H)
-    return hs[1:], hs[T].copy(), cache
-
-
-def rnn_backward(dh, dhT, cache):
-    """Gradients of a tanh-RNN window (see reference.rnn_backward):
-    (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
-    if not isinstance(cache, Cache) or cache.kind != "rnn" or not hasattr(cache, "shape"):
-        raise ValueError("cache must be the cache returned by rnn_forward")
-    cdef int T, B, E, H
-    T, B, E, H = cache.shape
-    _f32("dh", dh, (T, B, H))
-    _f32("dhT", dhT, (B, H))
-    cdef cnp.ndarray da = _buf(cache, "da", (T, B, H))
-    cdef cnp.ndarray dx = _buf(cache, "dx", (T, B, E))
-    cdef cnp.ndarray dh0 = _buf(cache, "dh0", (B, H))
-    cdef cnp.ndarray dw_ih = _buf(cache, "dw_ih", (H, E))
-    cdef cnp.ndarray dw_hh = _buf(cache, "dw_hh", (H, H))
-    cdef cnp.ndarray db_ih = _buf(cache, "db_ih", (H,))
-    cdef cnp.ndarray db_hh = _buf(cache, "db_hh", (H,))
-    dh0[...] = dhT
-    cdef const float* xp = fptr(cache.x)
-    cdef const float* wi = fptr(cache.w_ih)
-    cdef const float* wh = fptr(cache.w_hh)
-    cdef const float* hp = fptr(cache.hs)
-    cdef const float* dhp = fptr(dh)
-    cdef float* dap = fptr(da)
-    cdef float* dhr = fptr(dh0)
-    cdef float* p_dx = fptr(dx)
-    cdef float* p_dwi = fptr(dw_ih)
-    cdef float* p_dwh = fptr(dw_hh)
-    cdef float* p_dbi = fptr(db_ih)
-    cdef float* p_dbh = fptr(db_hh)
-    cdef size_t S = <size_t>B * H
-    cdef int t
-    cdef float* packw = fptr(cache.packw)
-    cdef float* scratch = fptr(cache.scratch)
-    with nogil:
-        if native:
-            rk_pack_b(H, H, wh, H, False, packw)
-        for t in range(T - 1, -1, -1):
-            rk_rnn_bwd_cell(S, hp + (t + 1) * S, dhp + t * S, dhr, dap + t * S)
-            mm(B, H, H, dap + t * S, H, False, wh, H, False, 0.0, dhr, H, packw, True)
-        mm(T * B, E, H, dap, H, False, wi, E, False, 0.0, p_dx, E, scratch, False)
-        mm(H, E, T * B, dap, H, True, xp, E, False, 0.0, p_dwi, E, scratch, False)
-        mm(H, H, T * B, dap, H, True, hp, H, False, 0.0, p_dwh, H, scratch, False)
-        col_sums(T * B, H, dap, p_dbi)
-        memcpy(p_dbh, p_dbi, H * sizeof(float))
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
-
-
 def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
     """One tanh-RNN step for B streams, updating h [B, H] in place; returns h.
 
@@ -962,14 +1216,76 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
         fill_rows(B, H, ap, bi, bh)
         matmul_wt(B, H, E, xp, wi, 1.0, ap)
         matmul_wt(B, H, H, hp, wh, 1.0, ap)
-        rk_tanh_inplace(<size_t>B * H, ap)
+        rk_tanh_rows(B, H, 0, H, ap)
         memcpy(hp, ap, <size_t>B * H * sizeof(float))
     return h
 
 
 # ---------------------------------------------------------------------------------------------
-# output layer
+# Output layer: logits, softmax cross-entropy, log-softmax
 # ---------------------------------------------------------------------------------------------
+ctypedef struct Softmax:
+    int N, H, V
+    bint nat, log_probs                # log_probs: write log-probabilities (log_softmax)
+    const float* h                     # [N, H]
+    const float* w                     # [V, H]
+    const float* b                     # [V]
+    const int64_t* targets             # [N]
+    float* z                           # [N, V] logits -> exp(z - max) -> d loss / d logits
+    float* inv                         # [N] 1 / sum exp(z - max)
+    double* row_loss                   # [N]
+    float* pack_w                      # pack_size(H, V) forward, pack_size(V, H) backward
+    float* pack_h                      # pack_size(N, H)
+    float* dh                          # [N, H]
+    float* dw                          # [V, H]
+    float* db                          # [V]
+    float dloss
+
+
+cdef void softmax_forward_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef Softmax* S = <Softmax*>arg
+    cdef int N = S.N, H = S.H, V = S.V, n, r0, r1
+    cdef float m, zt
+    cdef double s
+    cdef float* zr
+    if S.nat:
+        pack_part(tid, nt, H, V, S.w, H, True, S.pack_w)
+        rk_barrier(nt)
+    rk_split(N, tid, nt, &r0, &r1)
+    fill_rows(r1 - r0, V, S.z + <size_t>r0 * V, S.b, NULL)
+    mm_rows(S.nat, r0, r1, V, H, S.h, H, False, S.w, H, True, 1.0, S.z, V, S.pack_w)
+    for n in range(r0, r1):
+        zr = S.z + <size_t>n * V
+        m = rk_row_max(V, zr)                          # row-wise max: no overflow in exp
+        if S.log_probs:
+            s = rk_sum_exp_shift(V, zr, m)
+            rk_add_scalar(V, zr, <float>(-m - log(s)))
+        else:
+            zt = zr[S.targets[n]] - m
+            s = rk_exp_shift_sum(V, zr, m)             # one pass: exp and its sum
+            S.inv[n] = <float>(1.0 / s)
+            S.row_loss[n] = log(s) - zt
+
+
+cdef void softmax_backward_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef Softmax* S = <Softmax*>arg
+    cdef int N = S.N, H = S.H, V = S.V, n, r0, r1
+    cdef float d = S.dloss
+    rk_split(N, tid, nt, &r0, &r1)
+    for n in range(r0, r1):
+        # d loss / d logits = softmax - onehot, in place
+        rk_scale(V, S.z + <size_t>n * V, S.inv[n] * d)
+        S.z[<size_t>n * V + S.targets[n]] -= d
+    if S.nat:
+        pack_part(tid, nt, V, H, S.w, H, False, S.pack_w)
+        pack_part(tid, nt, N, H, S.h, H, False, S.pack_h)
+    rk_barrier(nt)
+    mm_rows(S.nat, r0, r1, H, V, S.z, V, False, S.w, H, False, 0.0, S.dh, H, S.pack_w)
+    rk_split(V, tid, nt, &r0, &r1)
+    mm_rows(S.nat, r0, r1, H, N, S.z, V, True, S.h, H, False, 0.0, S.dw, H, S.pack_h)
+    col_sums(N, V, r0, r1, S.z, S.db)
+
+
 def _decoder_args(h, w, b):
     _f32("h", h, (None, None))
     _f32("w", w, (None, h.shape[1]))
@@ -990,30 +1306,20 @@ def softmax_xent_forward(h, w, b, targets, cache=None):
     if tg.shape[0] != N:
         raise ValueError(f"targets must have {N} entries (one per row of h), got {tg.shape[0]}")
     cache = _reuse(cache, "softmax_xent")
-    cdef cnp.ndarray z = _buf(cache, "z", (N, V))     # logits, then exp(z - max)
-    cdef cnp.ndarray inv = _buf(cache, "inv", (N,))   # 1 / sum exp(z - max) per row
-    cdef float* zp = fptr(z)
-    cdef float* ip = fptr(inv)
-    cdef const float* hp = fptr(h)
-    cdef const float* wp = fptr(w)
-    cdef const float* bp = fptr(b)
-    cdef const int64_t* tp = <const int64_t*>cnp.PyArray_DATA(tg)
-    cdef double loss = 0.0, s
-    cdef float m, zt
-    cdef int n
-    cdef float* scratch = fptr(_packbuf(cache, "scratch", max(
-        pack_size(H, V), pack_size(V, H), pack_size(N, H))))
+    cdef Softmax S
+    memset(&S, 0, sizeof(Softmax))
+    S.N, S.H, S.V, S.nat, S.log_probs = N, H, V, native, False
+    S.h, S.w, S.b = fptr(h), fptr(w), fptr(b)
+    S.targets = <const int64_t*>cnp.PyArray_DATA(tg)
+    S.z = fptr(_buf(cache, "z", (N, V)))                 # logits, then exp(z - max)
+    S.inv = fptr(_buf(cache, "inv", (N,)))               # 1 / sum exp(z - max) per row
+    row_loss = _buf(cache, "row_loss", (N,), np.float64)
+    S.row_loss = <double*>cnp.PyArray_DATA(row_loss)
+    S.pack_w = fptr(_packbuf(cache, "pack_w", max(pack_size(H, V), pack_size(V, H))))
     with nogil:
-        fill_rows(N, V, zp, bp, NULL)
-        mm(N, V, H, hp, H, False, wp, H, True, 1.0, zp, V, scratch, False)
-        for n in range(N):
-            m = rk_row_max(V, zp + <size_t>n * V)              # row-wise max: no overflow
-            zt = zp[<size_t>n * V + tp[n]] - m
-            s = rk_exp_shift_sum(V, zp + <size_t>n * V, m)     # one pass: exp and its sum
-            ip[n] = <float>(1.0 / s)
-            loss += log(s) - zt
+        rk_pool_run(threads_for(S.nat), softmax_forward_job, &S)
     cache.h, cache.w, cache.targets, cache.consumed = h, w, tg, False
-    return loss, cache
+    return float(row_loss.sum()), cache                 # summed in a fixed order
 
 
 def softmax_xent_backward(dloss, cache):
@@ -1024,37 +1330,29 @@ def softmax_xent_backward(dloss, cache):
         raise ValueError("softmax_xent_backward already ran on this cache (it works in place); "
                          "run softmax_xent_forward again")
     cache.consumed = True
-    cdef cnp.ndarray z = cache.z
+    z = cache.z
     cdef int N = z.shape[0], V = z.shape[1], H = cache.h.shape[1]
-    cdef cnp.ndarray dh = _buf(cache, "dh", (N, H))
-    cdef cnp.ndarray dw = _buf(cache, "dw", (V, H))
-    cdef cnp.ndarray db = _buf(cache, "db", (V,))
-    cdef float* zp = fptr(z)
-    cdef const float* ip = fptr(cache.inv)
-    cdef const float* hp = fptr(cache.h)
-    cdef const float* wp = fptr(cache.w)
-    cdef const int64_t* tp = <const int64_t*>cnp.PyArray_DATA(cache.targets)
-    cdef float d = dloss
-    cdef float* p_dh = fptr(dh)
-    cdef float* p_dw = fptr(dw)
-    cdef float* p_db = fptr(db)
-    cdef float* scratch = fptr(cache.scratch)
-    cdef int n
+    cdef Softmax S
+    memset(&S, 0, sizeof(Softmax))
+    S.N, S.H, S.V, S.nat, S.dloss = N, H, V, native, dloss
+    S.h, S.w, S.z, S.inv = fptr(cache.h), fptr(cache.w), fptr(z), fptr(cache.inv)
+    S.targets = <const int64_t*>cnp.PyArray_DATA(cache.targets)
+    dh = _buf(cache, "dh", (N, H))
+    dw = _buf(cache, "dw", (V, H))
+    db = _buf(cache, "db", (V,))
+    S.dh, S.dw, S.db = fptr(dh), fptr(dw), fptr(db)
+    S.pack_w = fptr(_packbuf(cache, "pack_w", max(pack_size(H, V), pack_size(V, H))))
+    S.pack_h = fptr(_packbuf(cache, "pack_h", pack_size(N, H)))
     with nogil:
-        for n in range(N):
-            # d loss / d logits = softmax - onehot (in place)
-            rk_scale(V, zp + <size_t>n * V, ip[n] * d)
-            zp[<size_t>n * V + tp[n]] -= d
-        mm(N, H, V, zp, V, False, wp, H, False, 0.0, p_dh, H, scratch, False)
-        mm(V, H, N, zp, V, True, hp, H, False, 0.0, p_dw, H, scratch, False)
-        col_sums(N, V, zp, p_db)
+        rk_pool_run(threads_for(S.nat), softmax_backward_job, &S)
     return dh, dw, db
 
 
 def log_softmax(h, w, b, out=None):
     """Natural-log probabilities [N, V] of softmax(h wᵀ + b); h [N, H], w [V, H], b [V].
 
-    out, an [N, V] float32 array, makes the call allocation-free.
+    out, an [N, V] float32 array, makes the call allocation-free when N is small (a few
+    streams: BLAS gemv/gemm, no packing); many rows go through the packed kernel and threads.
     """
     _decoder_args(h, w, b)
     cdef int N = h.shape[0], H = h.shape[1], V = w.shape[0]
@@ -1062,26 +1360,18 @@ def log_softmax(h, w, b, out=None):
         out = np.empty((N, V), np.float32)
     else:
         _f32("out", out, (N, V))
-    cdef float* zp = fptr(out)
-    cdef const float* hp = fptr(h)
-    cdef const float* wp = fptr(w)
-    cdef const float* bp = fptr(b)
-    cdef float m
-    cdef double s
-    cdef int n
+    cdef Softmax S
+    memset(&S, 0, sizeof(Softmax))
+    # packing w costs about one pass over it: worth it from a few rows on
+    S.N, S.H, S.V, S.nat, S.log_probs = N, H, V, native and N >= 8, True
+    S.h, S.w, S.b, S.z = fptr(h), fptr(w), fptr(b), fptr(out)
+    pack = np.empty(rk_packed_size(H, V), np.float32) if S.nat else None
+    S.pack_w = fptr(pack) if S.nat else NULL
     with nogil:
-        fill_rows(N, V, zp, bp, NULL)
-        matmul_wt(N, V, H, hp, wp, 1.0, zp)
-        for n in range(N):
-            m = rk_row_max(V, zp + <size_t>n * V)
-            s = rk_sum_exp_shift(V, zp + <size_t>n * V, m)
-            rk_add_scalar(V, zp + <size_t>n * V, <float>(-m - log(s)))
+        rk_pool_run(threads_for(S.nat), softmax_forward_job, &S)
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# embedding
-# ---------------------------------------------------------------------------------------------
 def embedding_forward(ids, weight, out=None):
     """Rows of weight [V, E] for ids [T, B]: x [T, B, E] (out, if given, is filled)."""
     _f32("weight", weight, (None, None))
@@ -1121,3 +1411,4 @@ def embedding_backward(dx, ids, int V, out=None):
         for n in range(count):
             rk_axpy1(E, dp + n * E, op + <size_t>ip[n] * E)
     return out
+
