@@ -22,7 +22,10 @@ extensions = [
         ["src/rnnkit/_kernels.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args,
+        # BLAS comes from scipy (cython_blas), so nothing to link; -pthread for the kernels'
+        # own thread pool. Vector code is chosen at run time (target_clones), not by -march.
+        extra_compile_args=compile_args + ["-pthread"],
+        extra_link_args=["-pthread"],
     ),
     Extension(
         "rnnkit._ngram",
