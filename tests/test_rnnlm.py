@@ -46,8 +46,16 @@ def reference_backend():
         out[...] = r
         return out
 
+    def log_softmax(h, w, b, out=None):
+        r = ref.log_softmax(h, w, b)
+        if out is None:
+            return r
+        out[...] = r
+        return out
+
     ns = types.SimpleNamespace(**{n: getattr(ref, n) for n in ref.__all__})
     ns.embedding_backward = embedding_backward
+    ns.log_softmax = log_softmax
     return ns
 
 
@@ -208,6 +216,8 @@ def test_advance_updates_in_place_and_copy_branches():
     m.advance(s, np.array([3, 4]))
     assert not np.allclose(s.h, branch.h)
     np.testing.assert_array_equal(m.log_probs(branch), m.log_probs(m.start(2)))
+    lp = m.log_probs(s)
+    assert m.log_probs(s) is lp  # the state's buffer, reused: no allocation per step
     sub = s.select([1])
     np.testing.assert_allclose(m.log_probs(sub)[0], m.log_probs(s)[1], atol=1e-6)
     with pytest.raises(RnnkitError, match="token ids must be in"):

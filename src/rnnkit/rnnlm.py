@@ -147,7 +147,7 @@ class RecurrentState:
     """The context of B streams: h [L, B, H] and, for an LSTM, c [L, B, H], plus the work buffers
     the single-step kernels use, so that advancing allocates nothing."""
 
-    __slots__ = ("h", "c", "x", "work", "ids")
+    __slots__ = ("h", "c", "x", "work", "ids", "lp")
 
     def __init__(self, arch: Architecture, batch: int, dtype=np.float32):
         L, H = arch.layers, arch.hidden
@@ -156,6 +156,7 @@ class RecurrentState:
         self.x = np.empty((batch, arch.emb), dtype)                           # [B, E]
         self.work = np.empty((batch, arch.gate_rows), dtype)                  # [B, G]
         self.ids = np.empty(batch, np.intp)                                   # [B]
+        self.lp = None  # [B, V] log_probs' output, allocated on first use
 
     @property
     def batch(self) -> int:
@@ -166,6 +167,7 @@ class RecurrentState:
         new.h = self.h.copy()
         new.c = None if self.c is None else self.c.copy()
         new.x, new.work, new.ids = self.x.copy(), self.work.copy(), self.ids.copy()
+        new.lp = None
         return new
 
     def select(self, rows) -> "RecurrentState":
@@ -178,6 +180,7 @@ class RecurrentState:
         new.x = np.empty((n, self.x.shape[1]), self.x.dtype)
         new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
         new.ids = np.empty(n, np.intp)
+        new.lp = None
         return new
 
 
@@ -187,6 +190,8 @@ class RNNLM(LanguageModel):
     `backend` is the module of kernels (rnnkit._kernels by default; tests pass rnnkit.reference,
     with dtype float64 for finite differences of the whole model).
     """
+
+    share_prefixes = True  # one output distribution per position: N-best prefixes are shared
 
     def __init__(self, arch: Architecture, vocab: Vocab, tokenizer: Tokenizer | None = None,
                  flat: np.ndarray | None = None, meta: dict | None = None, backend=None,
@@ -401,10 +406,18 @@ class RNNLM(LanguageModel):
         return state
 
     def log_probs(self, state: RecurrentState) -> np.ndarray:
-        """log10 P(next token) [B, V] for every stream."""
-        lp = self.K.log_softmax(state.h[-1], self.p["decoder.weight"], self.p["decoder.bias"])
-        lp *= LOG10E
-        return lp
+        """log10 P(next token) [B, V] for every stream.
+
+        The array is the state's own buffer (no allocation per step): the next log_probs call on
+        the same state overwrites it; copy it to keep it.
+        """
+        B, V = state.batch, self.arch.vocab_size
+        if state.lp is None:
+            state.lp = np.empty((B, V), self.dtype)
+        self.K.log_softmax(state.h[-1], self.p["decoder.weight"], self.p["decoder.bias"],
+                           out=state.lp)
+        state.lp *= LOG10E
+        return state.lp
 
     def token_log_probs(self, sentences: list[np.ndarray], max_batch: int = 64
                         ) -> list[np.ndarray]:

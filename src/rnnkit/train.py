@@ -235,14 +235,24 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
 
 @contextmanager
 def thread_limit(threads: int | None):
-    """BLAS (and OpenMP) thread count for the block: results are deterministic per count."""
+    """Threads of the kernels and of BLAS for the block: results are deterministic per count."""
     if threads is None:
         yield
         return
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=threads):
-        yield
+    from . import kernels
+
+    K = kernels()
+    old = K.get_num_threads() if hasattr(K, "set_num_threads") else None
+    try:
+        if old is not None:
+            K.set_num_threads(threads)
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        if old is not None:
+            K.set_num_threads(old)
 
 
 class _StopOnSigint:
