@@ -94,16 +94,23 @@ def encode_lines(model, lines: list[str]) -> tuple[np.ndarray, np.ndarray, np.nd
     Tokenizer.split: Unicode whitespace separates, the text is normalised first); other
     tokenizers go through model.encode line by line. <s> and </s> inside a line are OOV.
     """
+    from .lm import LanguageModel
+
     tok = model.tokenizer
     fast = getattr(model, "_vocab_hash", None)
-    if tok.level == "word" and fast is None:
+    # only a model that encodes as the protocol's default does (vocabulary lookup) takes the
+    # compiled path; one with its own encode (e.g. a mixture of vocabularies) keeps it
+    if type(model).encode is not LanguageModel.encode:
+        tok = None
+    elif tok.level == "word" and fast is None:
         try:
             from . import _ngram
 
             fast = model._vocab_hash = _ngram.VocabHash(model.vocab.tokens)
         except (ImportError, AttributeError):
             fast = None
-    if tok.level == "word" and fast is not None and not any("\n" in s for s in lines):
+    if tok is not None and tok.level == "word" and fast is not None and \
+            not any("\n" in s for s in lines):
         text = tok.clean("\n".join(lines))
         if not text.isascii():
             text = _UNICODE_SPACE.sub(" ", text)
