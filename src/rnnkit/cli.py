@@ -289,6 +289,9 @@ def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fal
         if split in corpus and len(corpus[split]):
             summary[f"{split}_perplexity"] = _split_perplexity(model, corpus[split])
     if not quiet:
+        out.print(f"{order}-gram {smoothing} model -> {out_path}: {summary['sentences']:,} "
+                  f"sentences, {summary['tokens']:,} tokens, vocabulary {summary['vocab']:,}, "
+                  f"{summary['seconds']:.2f} s", markup=False, soft_wrap=True)
         out.print(_ngram_table(summary))
     return summary
 
@@ -308,9 +311,7 @@ def _split_perplexity(model, ids) -> float:
 def _ngram_table(s: dict):
     from rich.table import Table
 
-    t = Table(title=f"{s['order']}-gram {s['smoothing']} model -> {s['model']}  "
-                    f"({s['sentences']:,} sentences, {s['tokens']:,} tokens, vocabulary "
-                    f"{s['vocab']:,}, {s['seconds']:.2f} s)", title_justify="left")
+    t = Table()
     t.add_column("order", justify="right")
     t.add_column("n-grams", justify="right")
     if s.get("discounts"):
@@ -426,8 +427,9 @@ def _score_command(models: list, names: list[str], input_path: str, as_json: boo
     model = models[0]
     summary = Summary()
     files = [input_path] if input_path != "-" and os.path.isfile(input_path) else []
-    show_bar = bool(files) and not sys.stdout.isatty()
-    with byte_progress("scoring", files if show_bar else []) as advance:
+    show_bar = bool(files) and not sys.stdout.isatty()  # a live bar would mix with a terminal
+    bar = byte_progress("scoring", files) if show_bar else contextlib.nullcontext(None)
+    with bar as advance:
         def lines():
             for number, text in read_lines(input_path):
                 if show_bar:
@@ -449,7 +451,10 @@ def _score_command(models: list, names: list[str], input_path: str, as_json: boo
     if as_json:
         print_json({**summary.to_json(), "model": names[0]})
     else:
-        (out if sys.stdout.isatty() else err).print(_score_summary_table(summary, names[0]))
+        console = out if sys.stdout.isatty() else err
+        console.print(f"{names[0]}: {summary.sentences:,} sentences, {summary.tokens:,} tokens "
+                      f"(</s> included), {summary.oov:,} OOV", markup=False, soft_wrap=True)
+        console.print(_score_summary_table(summary))
 
 
 def _per_token_text(rec):
@@ -467,11 +472,10 @@ def _per_token_text(rec):
     return t
 
 
-def _score_summary_table(s, name: str):
+def _score_summary_table(s):
     from rich.table import Table
 
-    t = Table(title=f"{name}: {s.sentences:,} sentences, {s.tokens:,} tokens "
-                    f"(</s> included), {s.oov:,} OOV", title_justify="left")
+    t = Table()
     t.add_column("log10 p", justify="right")
     t.add_column("perplexity", justify="right")
     t.add_column("perplexity excl. OOV", justify="right")
