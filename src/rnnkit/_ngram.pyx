@@ -6,6 +6,8 @@
 - VocabHash: token bytes -> id, for ARPA parsing and fast encoding of text.
 - TupleIndex: a k-tuple of word ids -> its row, to link ARPA n-grams to their context and suffix.
 - parse_section / format_section: one ARPA section in, one out.
+(Counting stays in numpy: one vectorised sort per order over packed (context, word) keys is
+already faster than lmplz, see rnnkit.ngram.count.)
 
 Dimension letters: N order, V vocabulary, B batch, n_k k-grams in table k (tables 0-based: table o
 holds the (o+1)-grams). A state is (m, c): the context is the m-gram number c of table m-1
@@ -667,22 +669,3 @@ def format_section(const int32_t[:, ::1] words, const float[::1] logp, backoff,
         return out[:used]
     finally:
         free(out)
-
-
-# ------------------------------------------------------------------------------------------------
-# counting helpers
-# ------------------------------------------------------------------------------------------------
-def group_sorted(const int64_t[::1] sorted_keys):
-    """For sorted keys: (first index of each distinct key [U], group number of each key [n])."""
-    cdef Py_ssize_t n = sorted_keys.shape[0], i, u = 0
-    group_arr = np.empty(n, np.int32)
-    cdef int32_t[::1] group = group_arr
-    firsts = np.empty(n, np.int64)
-    cdef int64_t[::1] first = firsts
-    with nogil:
-        for i in range(n):
-            if i == 0 or sorted_keys[i] != sorted_keys[i - 1]:
-                first[u] = i
-                u += 1
-            group[i] = <int32_t> (u - 1)
-    return firsts[:u], group_arr

@@ -629,6 +629,16 @@ class NgramModel(LanguageModel):
         for t in range(len(lp)):
             yield float(lp[t]), int(ln[t]), bool(oov[t]) if t < len(ids) else False
 
+    def perplexity(self, sentences) -> float:
+        """Corpus perplexity as KenLM's query defines it, all sentences in one compiled call."""
+        from .scoring import encode_lines
+
+        ids, offsets, _ = encode_lines(self, list(sentences))
+        if len(offsets) <= 1:
+            return math.nan
+        lp, _ = self.score_flat(ids, offsets)
+        return float(10.0 ** (-lp.sum() / len(lp)))
+
     def score(self, sentence: str, bos: bool = True, eos: bool = True) -> float:
         ids, _ = self.encode(sentence)
         lp, _, _ = self.score_arrays([ids], bos=bos, eos=eos)
