@@ -142,13 +142,15 @@ cdef extern from *:
         }
     }
     RK_CLONES
-    static void rk_lstm_step_cell(int B, int H, const float* a, float* c, float* h,
-                                  const float* peep, int fg) {
-        const float *pi = peep, *pf = peep ? peep + H : 0, *po = peep ? peep + 2 * H : 0;
+    static void rk_lstm_step_cell(int B, int H, int j0, int j1, const float* a, float* c,
+                                  float* h, const float* peep, int fg) {
+        const float *pi = peep ? peep + j0 : 0, *pf = peep ? peep + H + j0 : 0;
+        const float *po = peep ? peep + 2 * H + j0 : 0;
+        int n = j1 - j0;
         for (int b = 0; b < B; b++) {
-            const float* ab = a + (size_t)b * 4 * H;
-            float* cb = c + (size_t)b * H; float* hb = h + (size_t)b * H;
-            #define RK_CALL(P, F) rk_lstm_step_row(H, ab, ab + H, ab + 2 * H, ab + 3 * H, cb, hb, pi, pf, po, P, F);
+            const float* ab = a + (size_t)b * 4 * H + j0;
+            float* cb = c + (size_t)b * H + j0; float* hb = h + (size_t)b * H + j0;
+            #define RK_CALL(P, F) rk_lstm_step_row(n, ab, ab + H, ab + 2 * H, ab + 3 * H, cb, hb, pi, pf, po, P, F);
             RK_VARIANTS(RK_CALL)
             #undef RK_CALL
         }
@@ -374,23 +376,73 @@ cdef extern from *:
             }
         }
     }
+    /* y[N] = W[N, K] · x[K] (+ y when accumulate), W row-major with row stride ldw: the single
+       step's product for one stream, streaming W once, unpacked. R = 4 rows at a time (1 for
+       the last rows), each with two accumulators (chunks of 16 alternate between them), then one
+       horizontal sum: every row is computed by the same sequence of operations wherever it
+       falls, so splitting the rows between threads changes no result. */
+    __attribute__((target("avx512f"))) static inline __attribute__((always_inline))
+    void rk_gemv_rows(const int R, int K, const float* w, int ldw, const float* x, float* y,
+                      int accumulate) {
+        __m512 a[4], b[4];
+        __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1u);
+        int K16 = K & ~15, K32 = K & ~31, k = 0;
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) { a[r] = _mm512_setzero_ps(); b[r] = _mm512_setzero_ps(); }
+        for (; k < K32; k += 32) {
+            __m512 xa = _mm512_loadu_ps(x + k), xb = _mm512_loadu_ps(x + k + 16);
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)r * ldw + k), xa, a[r]);
+                b[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)r * ldw + k + 16), xb, b[r]);
+            }
+        }
+        if (k < K16) {
+            __m512 xa = _mm512_loadu_ps(x + k);
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)r * ldw + k), xa, a[r]);
+            k += 16;
+        }
+        if (tail) {
+            __m512 xa = _mm512_maskz_loadu_ps(tail, x + k);
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                b[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + (size_t)r * ldw + k), xa, b[r]);
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            float v = _mm512_reduce_add_ps(_mm512_add_ps(a[r], b[r]));
+            y[r] = accumulate ? y[r] + v : v;
+        }
+    }
+    __attribute__((target("avx512f")))
+    static void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
+                           int accumulate) {
+        int n = 0;
+        for (; n + 4 <= N; n += 4) rk_gemv_rows(4, K, w + (size_t)n * ldw, ldw, x, y + n, accumulate);
+        for (; n < N; n++) rk_gemv_rows(1, K, w + (size_t)n * ldw, ldw, x, y + n, accumulate);
+    }
     static int rk_cpu_has_avx512(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx512f"); }
     #else
     #define RK_HAVE_AVX512_KERNEL 0
     static void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa,
                            const float* pb, float beta, float* c, int ldc, int p0, int p1) {}
     static int rk_cpu_has_avx512(void) { return 0; }
+    static void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
+                           int accumulate) {}
     #endif
 
     /* ---- a small thread pool ----------------------------------------------------------------
        rk_pool_run(nt, fn, arg) runs fn(tid, nt, arg) on the calling thread (tid 0) and nt-1
-       persistent workers; rk_barrier(nt) inside fn waits for all nt. Every wait spins briefly
-       (about 30 µs) and then sleeps on a futex: fast hand-offs when both cores are free, no
-       cores burnt when the machine is shared (spin-waiting OpenMP ran 18x slower then). One job
+       persistent workers; rk_barrier(nt) inside fn waits for all nt. Every wait spins briefly,
+       then yields, then sleeps on a futex: fast hand-offs when both cores are free, no cores
+       burnt when the machine is shared (spin-waiting OpenMP ran 18x slower then). One job
        at a time: a call that finds the pool busy runs its job alone (nt = 1), with the same
        result, since every kernel splits its work so that each number is computed by the same
        instructions whatever the thread count. */
     #include <pthread.h>
+    #include <sched.h>
     #include <stdatomic.h>
     #include <limits.h>
     #if defined(__linux__)
@@ -400,7 +452,6 @@ cdef extern from *:
     static void rk_futex_wait(atomic_int* addr, int old) { syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0); }
     static void rk_futex_wake(atomic_int* addr) { syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); }
     #else
-    #include <sched.h>
     static void rk_futex_wait(atomic_int* addr, int old) { (void)addr; (void)old; sched_yield(); }
     static void rk_futex_wake(atomic_int* addr) { (void)addr; }
     #endif
@@ -411,7 +462,8 @@ cdef extern from *:
     #define rk_pause() ((void)0)
     #endif
     #define RK_MAX_THREADS 64
-    #define RK_SPIN 2000
+    #define RK_SPIN 256      /* pause instructions: a few microseconds */
+    #define RK_YIELDS 64     /* sched_yield calls: some tens of microseconds on an idle core */
     static struct {
         pthread_mutex_t lock;
         int workers;                     /* worker threads started (tid 1 .. workers) */
@@ -428,6 +480,12 @@ cdef extern from *:
         for (int i = 0; i < RK_SPIN; i++) {
             if (atomic_load(addr) != old) return;
             rk_pause();
+        }
+        /* then yield: when another process holds the other core and both our threads share
+           one, the thread we wait for runs at once instead of after our time slice */
+        for (int i = 0; i < RK_YIELDS; i++) {
+            if (atomic_load(addr) != old) return;
+            sched_yield();
         }
         atomic_fetch_add(&rk_pool.sleepers, 1);
         while (atomic_load(addr) == old) rk_futex_wait(addr, old);
@@ -503,8 +561,8 @@ cdef extern from *:
                           const float* c_prev, const float* c, const float* dh,
                           const float* dh_rec, float* dc, float* dgates, const float* peep,
                           float* dpeep, int fg) noexcept nogil
-    void rk_lstm_step_cell(int B, int H, const float* a, float* c, float* h, const float* peep,
-                           int fg) noexcept nogil
+    void rk_lstm_step_cell(int B, int H, int j0, int j1, const float* a, float* c, float* h,
+                           const float* peep, int fg) noexcept nogil
     void rk_tanh_rows(int B, int H, int j0, int j1, float* a) noexcept nogil
     void rk_rnn_bwd_cell(int B, int H, int j0, int j1, const float* h, const float* dh,
                          const float* dh_rec, float* da) noexcept nogil
@@ -524,6 +582,8 @@ cdef extern from *:
     void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa, const float* pb,
                     float beta, float* c, int ldc, int p0, int p1) noexcept nogil
     int rk_cpu_has_avx512() noexcept nogil
+    void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
+                    int accumulate) noexcept nogil
     int RK_HAVE_AVX512_KERNEL
     int RK_NR
 
@@ -616,12 +676,14 @@ def sgemm(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float alpha=1
 
 cdef void matmul_wt(int m, int n, int k, const float* a, const float* w, float beta,
                     float* c) noexcept nogil:
-    """C[M, N] = A[M, K] · W[N, K]ᵀ + beta · C on BLAS: the single steps' products.
+    """C[M, N] = A[M, K] · W[N, K]ᵀ + beta · C (beta 0 or 1): the single steps' products.
 
-    One row (a single stream) goes through gemv, which BLAS runs several times faster than a
-    gemm with M = 1.
+    One row (a single stream) goes through gemv, several times faster than a gemm with M = 1:
+    ours on the native backend (2x OpenBLAS's AVX2 sgemv here), else BLAS's.
     """
-    if m == 1:
+    if m == 1 and native:
+        rk_gemv512(n, k, w, k, a, c, beta != 0.0)
+    elif m == 1:
         sgemv_rm(False, n, k, 1.0, w, k, a, beta, c)
     else:
         sgemm_rm(False, True, m, n, k, 1.0, a, k, w, k, beta, c, n)
@@ -725,7 +787,9 @@ cdef void mm_rows(bint nat, int m0, int m1, int n, int k, const float* a, int ld
             rk_gemm512(m1 - m0, n, k, am, lda, 1, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
                        cdiv(n, RK_NR))
     elif m1 - m0 == 1 and not ta:   # one row: gemv, several times faster than gemm in BLAS
-        if tb:
+        if tb and native and (beta == 0.0 or beta == 1.0):
+            rk_gemv512(n, k, b, ldb, am, c + <size_t>m0 * ldc, beta != 0.0)
+        elif tb:
             sgemv_rm(False, n, k, 1.0, b, ldb, am, beta, c + <size_t>m0 * ldc)
         else:
             sgemv_rm(True, k, n, 1.0, b, ldb, am, beta, c + <size_t>m0 * ldc)
@@ -1148,8 +1212,68 @@ def rnn_backward(dh, dhT, cache):
 
 
 # ---------------------------------------------------------------------------------------------
-# Single steps (generation, scoring): BLAS, gemv for one stream, no allocation with workspaces
+# Single steps (generation, scoring): no allocation with workspaces
 # ---------------------------------------------------------------------------------------------
+# A step streams the weights once and is bound by memory bandwidth. For a few streams (B <= 4)
+# on the native backend it runs on our gemv, split over threads by hidden units like the
+# windows (one barrier: every thread has read h before any writes it); else on BLAS.
+ctypedef struct Step:
+    int kind, B, E, H, G
+    bint nat, fg
+    const float* x                     # [B, E]
+    const float* w_ih                  # [G*H, E]
+    const float* w_hh                  # [G*H, H]
+    const float* b_ih                  # [G*H]
+    const float* b_hh                  # [G*H]
+    const float* peep                  # [3, H] or NULL
+    float* gates                       # [B, G*H] workspace
+    float* h                           # [B, H] in place
+    float* c                           # [B, H] in place (LSTM)
+
+
+cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef Step* S = <Step*>arg
+    cdef int B = S.B, E = S.E, H = S.H, GH = S.G * S.H
+    cdef int b, g, r, j, u0, u1, j0, j1
+    cdef float* gb
+    rk_split(cdiv(H, RK_NR), tid, nt, &u0, &u1)
+    j0 = min(u0 * RK_NR, H)
+    j1 = min(u1 * RK_NR, H)
+    if S.nat:
+        for b in range(B):
+            gb = S.gates + <size_t>b * GH
+            for g in range(S.G):
+                r = g * H + j0
+                if j1 > j0:
+                    rk_gemv512(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x + <size_t>b * E,
+                               gb + r, 0)
+                    rk_gemv512(j1 - j0, H, S.w_hh + <size_t>r * H, H, S.h + <size_t>b * H,
+                               gb + r, 1)
+                    for j in range(r, r + j1 - j0):
+                        gb[j] += S.b_ih[j] + S.b_hh[j]
+    else:
+        fill_rows(B, GH, S.gates, S.b_ih, S.b_hh)
+        matmul_wt(B, GH, E, S.x, S.w_ih, 1.0, S.gates)
+        matmul_wt(B, GH, H, S.h, S.w_hh, 1.0, S.gates)
+    rk_barrier(nt)
+    if j1 <= j0:
+        return
+    if S.kind == LSTM:
+        rk_lstm_step_cell(B, H, j0, j1, S.gates, S.c, S.h, S.peep, S.fg)
+    else:
+        rk_tanh_rows(B, H, j0, j1, S.gates)
+        for b in range(B):
+            memcpy(S.h + <size_t>b * H + j0, S.gates + <size_t>b * H + j0,
+                   (j1 - j0) * sizeof(float))
+
+
+cdef int step_threads(Step* S) noexcept nogil:
+    # a hand-off costs a few microseconds: threads only for steps that stream > 1 MB of weights
+    if not S.nat or <double>S.G * S.H * (S.E + S.H) * S.B < 262144:
+        return 1
+    return nthreads
+
+
 def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None):
     """One LSTM step for B streams, updating h [B, H] and c [B, H] in place; returns (h, c).
 
@@ -1170,21 +1294,14 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, ga
         gates = np.empty((B, 4 * H), np.float32)
     else:
         _f32("gates", gates, (B, 4 * H))
-    cdef float* gp = fptr(gates)
-    cdef float* hp = fptr(h)
-    cdef float* cp = fptr(c)
-    cdef const float* xp = fptr(x)
-    cdef const float* wi = fptr(w_ih)
-    cdef const float* wh = fptr(w_hh)
-    cdef const float* bi = fptr(b_ih)
-    cdef const float* bh = fptr(b_hh)
-    cdef const float* pp = fptr(w_peep) if w_peep is not None else NULL
-    cdef bint fg = bool(forget_gate)
+    cdef Step S
+    S.kind, S.B, S.E, S.H, S.G = LSTM, B, E, H, 4
+    S.nat, S.fg = native and B <= 4, bool(forget_gate)
+    S.x, S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
+    S.peep = fptr(w_peep) if w_peep is not None else NULL
+    S.gates, S.h, S.c = fptr(gates), fptr(h), fptr(c)
     with nogil:
-        fill_rows(B, 4 * H, gp, bi, bh)
-        matmul_wt(B, 4 * H, E, xp, wi, 1.0, gp)
-        matmul_wt(B, 4 * H, H, hp, wh, 1.0, gp)
-        rk_lstm_step_cell(B, H, gp, cp, hp, pp, fg)
+        rk_pool_run(step_threads(&S), step_job, &S)
     return h, c
 
 
@@ -1205,19 +1322,14 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
         work = np.empty((B, H), np.float32)
     else:
         _f32("work", work, (B, H))
-    cdef float* ap = fptr(work)
-    cdef float* hp = fptr(h)
-    cdef const float* xp = fptr(x)
-    cdef const float* wi = fptr(w_ih)
-    cdef const float* wh = fptr(w_hh)
-    cdef const float* bi = fptr(b_ih)
-    cdef const float* bh = fptr(b_hh)
+    cdef Step S
+    memset(&S, 0, sizeof(Step))
+    S.kind, S.B, S.E, S.H, S.G = RNN, B, E, H, 1
+    S.nat = native and B <= 4
+    S.x, S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
+    S.gates, S.h = fptr(work), fptr(h)
     with nogil:
-        fill_rows(B, H, ap, bi, bh)
-        matmul_wt(B, H, E, xp, wi, 1.0, ap)
-        matmul_wt(B, H, H, hp, wh, 1.0, ap)
-        rk_tanh_rows(B, H, 0, H, ap)
-        memcpy(hp, ap, <size_t>B * H * sizeof(float))
+        rk_pool_run(step_threads(&S), step_job, &S)
     return h
 
 
