@@ -118,11 +118,21 @@ def test_malformed_arpa_names_the_line(tmp_path, capsys, edit, message):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_missing_context_is_an_error(tmp_path):
+def test_missing_context_and_suffix_are_added_without_changing_scores(tmp_path):
+    # a 3-gram "b a b" whose context "b a" is not among the 2-grams
     text = GOOD.replace("ngram 2=4", "ngram 2=4\nngram 3=1").replace(
+        "-0.8\tb\n", "-0.8\tb\t-0.1\n").replace(
+        "-0.3\ta b", "-0.3\ta b\t-0.05").replace(
         "\\end\\", "\\3-grams:\n-0.1\tb a b\n\n\\end\\")
-    with pytest.raises(FormatError, match=r":21: the context 'b a' of this 3-gram is not among"):
-        read_arpa(_bad(tmp_path, text))
+    m = read_arpa(_bad(tmp_path, text))
+    assert m.counts == [5, 5, 1]  # "b a" added
+    # "b a" is scored by backing off: b(b) + p(a) = -0.1 - 0.5, as before it was added
+    assert m.score("b a", bos=False, eos=False) == pytest.approx(-0.8 - 0.1 - 0.5)
+    # the 3-gram is found after "b a"; after "c a" (c unknown) it backs off to "a b"
+    assert list(m.full_scores("b a b", bos=False, eos=False))[2][:2] == pytest.approx((-0.1, 3))
+    assert m.score("zebra a b", bos=False, eos=False) == pytest.approx(-2.0 - 0.5 - 0.3)
+    # </s> after "a b": no 3-gram, so b(a b) + p(</s> | b)
+    assert m.score("a b") == pytest.approx(-0.2 - 0.3 - 0.05 - 0.4)
 
 
 def test_gzip_arpa_is_recognised_by_content(tmp_path):

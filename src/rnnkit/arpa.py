@@ -15,9 +15,10 @@
 Conventions: `<s>` has log10 probability 0 as lmplz writes it (SRILM's -99 reads too; `<s>` is
 never predicted); a missing backoff is 0; the highest order has none. A file without `<unk>`
 gets one with log10 p = -100, as KenLM does. Values are float32, written in the shortest form
-that reads back identically; log10(0) is written -99 (SRILM). Every n-gram's context (all but
-its last word) and suffix (all but its first word) must be in the model, as lmplz and
-`ngram-count` write them. Errors name the file and line.
+that reads back identically; log10(0) is written -99 (SRILM). A file that leaves out the
+context or suffix of some n-grams (pruned models may) gets them added with the probability
+that backing off gives them and backoff 0, which changes no score. Errors name the file and
+line.
 """
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ class _Lines:
 def read_arpa(path):
     """An NgramModel from an ARPA file (plain or gzip); FormatError naming the line if malformed."""
     from . import _ngram
-    from .ngram import MAX_ORDER, NgramModel, NgramTables
+    from .ngram import MAX_ORDER, NgramModel
 
     name = display_name(path)
     data = _read_bytes(path)
@@ -125,10 +126,8 @@ def read_arpa(path):
     if counts[0] == 0:
         raise lines.error("the model has no 1-grams")
 
-    words, logp, backoff, ctx, suffix = [], [], [], [None], [None]
-    index = None  # TupleIndex of the previous order's word tuples (sorted)
-    vocab_hash = None
-    V = 0
+    parsed = {}  # k -> [words [n, k] int32 (file order), logp, backoff, first line number]
+    vocab_hash, tokens = None, []
     for k in range(1, order + 1):
         header = lines.next_nonblank()
         if header is None or header.strip() != f"\\{k}-grams:".encode():
@@ -160,28 +159,47 @@ def read_arpa(path):
         lines.pos, lines.line = saved  # unread it
         if k == 1:
             tokens, lp, bo = _unigrams(data, W, lp, bo, lines, first_line)
-            V = len(tokens)
             vocab_hash = _ngram.VocabHash(tokens)
-            words.append(np.arange(V, dtype=np.int32))
-            logp.append(lp)
-            backoff.append(bo)
-            continue
-        W = np.ascontiguousarray(W)
+        parsed[k] = [np.ascontiguousarray(W), lp, bo, first_line]
+    end = lines.next_nonblank()
+    if end is None or end.strip() != b"\\end\\":
+        raise lines.error("expected \\end\\")
+    try:
+        tables = _build(parsed, order, len(tokens), lines)
+    except _NotClosed:
+        # a pruned model may lack the context or suffix of some n-grams: add them, then build
+        virtual = _close(parsed, order)
+        tables = _build(parsed, order, len(tokens), lines, virtual)
+    return NgramModel(tables, Vocab(tokens), Tokenizer(level="word", normalize="none"),
+                      {"smoothing": "arpa", "source": name})
+
+
+class _NotClosed(Exception):
+    """An n-gram's context or suffix is not in the file."""
+
+
+def _build(parsed, order, V, lines, virtual=None):
+    """The (context, word)-sorted tables from the parsed sections. Without `virtual`, a missing
+    context or suffix raises _NotClosed; with it (from _close), the added n-grams get the
+    probability that backing off gives them."""
+    from . import _ngram
+    from .ngram import NgramTables
+
+    words, logp, backoff, ctx, suffix = [], [], [], [None], [None]
+    words.append(np.arange(V, dtype=np.int32))
+    logp.append(parsed[1][1])
+    backoff.append(parsed[1][2])
+    index = None  # TupleIndex of the previous order's word tuples (sorted)
+    for k in range(2, order + 1):
+        W, lp, bo, first_line = parsed[k]
         if k == 2:
             c = W[:, 0].astype(np.int64)
             s = W[:, 1].astype(np.int64)
         else:
             c = index.lookup(W, 0, k - 1)
             s = index.lookup(W, 1, k - 1)
-        for arr, what in ((c, "context"), (s, "suffix")):
-            bad = np.flatnonzero(arr < 0)
-            if len(bad):
-                i = int(bad[0])
-                part = W[i, :-1] if what == "context" else W[i, 1:]
-                gram = " ".join(vocab_hash_tokens(vocab_hash, part))
-                raise lines.error(f"the {what} '{gram}' of this {k}-gram is not among the "
-                                  f"{k - 1}-grams (rnnkit needs every n-gram's context and suffix "
-                                  f"in the model)", first_line + i)
+        if (c < 0).any() or (s < 0).any():
+            raise _NotClosed()
         key = c * V + W[:, -1]
         perm = np.argsort(key)
         key_sorted = key[perm]
@@ -194,15 +212,37 @@ def read_arpa(path):
         suffix.append(s[perm].astype(np.int32))
         logp.append(lp[perm])
         backoff.append(bo[perm])
+        if virtual is not None and virtual[k] is not None:
+            j = np.flatnonzero(virtual[k][perm])
+            # p(w | h) of an n-gram the file leaves out: backoff(h) + log10 p(w | h'), ARPA's rule
+            logp[-1][j] = backoff[-2][ctx[-1][j]] + logp[-2][suffix[-1][j]]
         if k < order:
             index = _ngram.TupleIndex(np.ascontiguousarray(W[perm]))
-    end = lines.next_nonblank()
-    if end is None or end.strip() != b"\\end\\":
-        raise lines.error("expected \\end\\")
-    vocab = Vocab(tokens)
-    tables = NgramTables(order, V, words, ctx, suffix, logp, backoff)
-    return NgramModel(tables, vocab, Tokenizer(level="word", normalize="none"),
-                      {"smoothing": "arpa", "source": name})
+    return NgramTables(order, V, words, ctx, suffix, logp, backoff)
+
+
+def _close(parsed, order):
+    """Add every missing context and suffix (recursively) as an n-gram with backoff 0, marked
+    virtual; its probability is filled by _build. No score changes: an n-gram absent from the
+    file is scored by backing off, which is the value it gets, and its backoff 0 is what a
+    missing context contributes. (The n-gram length reported for such a token is the longer one.)"""
+    from . import _ngram
+
+    virtual = {k: None for k in range(1, order + 1)}
+    for k in range(order, 2, -1):
+        W = parsed[k][0]
+        lower = parsed[k - 1][0]
+        index = _ngram.TupleIndex(lower)
+        parts = [W[index.lookup(W, col, k - 1) < 0, col:col + k - 1] for col in (0, 1)]
+        missing = np.unique(np.concatenate(parts), axis=0).astype(np.int32)
+        if len(missing):
+            n = len(missing)
+            parsed[k - 1][0] = np.ascontiguousarray(np.concatenate([lower, missing]))
+            parsed[k - 1][1] = np.concatenate([parsed[k - 1][1], np.full(n, np.nan, np.float32)])
+            parsed[k - 1][2] = np.concatenate([parsed[k - 1][2], np.zeros(n, np.float32)])
+            old = virtual[k - 1] if virtual[k - 1] is not None else np.zeros(len(lower), bool)
+            virtual[k - 1] = np.concatenate([old, np.ones(n, bool)])
+    return virtual
 
 
 def vocab_hash_tokens(vocab_hash, ids) -> list[str]:
