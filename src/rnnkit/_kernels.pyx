@@ -16,7 +16,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int64_t
-from libc.math cimport log
+from libc.math cimport exp, log
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm as blas_sgemm
 from scipy.linalg.cython_blas cimport sgemv as blas_sgemv
@@ -1484,6 +1484,73 @@ def log_softmax(h, w, b, out=None):
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------
+cdef enum:
+    SAMPLE_CHUNK = 256
+
+
+cdef int64_t sample_row(int V, const float* lp, double u, double* chunk_sums) noexcept nogil:
+    """The smallest id i with sum_{j<=i} exp(lp_j) > u · sum_j exp(lp_j) (inverse CDF).
+
+    One vectorised pass sums exp over chunks of 256 ids; only the chunk where the cumulative sum
+    crosses the threshold is walked id by id.
+    """
+    cdef int nchunks = cdiv(V, SAMPLE_CHUNK), ch, v, v0, v1
+    cdef double total = 0.0, target, acc
+    for ch in range(nchunks):
+        v0 = ch * SAMPLE_CHUNK
+        v1 = min(V, v0 + SAMPLE_CHUNK)
+        chunk_sums[ch] = rk_sum_exp_shift(v1 - v0, lp + v0, 0.0)
+        total += chunk_sums[ch]
+    target = u * total
+    acc = 0.0
+    for ch in range(nchunks):
+        if acc + chunk_sums[ch] > target or ch == nchunks - 1:
+            v0 = ch * SAMPLE_CHUNK
+            v1 = min(V, v0 + SAMPLE_CHUNK)
+            for v in range(v0, v1):
+                acc += exp(lp[v])
+                if acc > target:
+                    return v
+            return v1 - 1      # rounding left the threshold past the last id
+        acc += chunk_sums[ch]
+    return V - 1
+
+
+def sample(log_probs, uniforms):
+    """One id per row of log_probs [N, V] (natural log, e.g. from log_softmax; need not be
+    normalised) by inverting the cumulative distribution at uniforms [N] (floats in [0, 1)).
+
+    Returns int64 ids [N]. The same uniforms give the same ids: seed the generator for
+    reproducible samples.
+    """
+    _f32("log_probs", log_probs, (None, None))
+    cdef int N = log_probs.shape[0], V = log_probs.shape[1]
+    if V == 0:
+        raise ValueError("log_probs must have at least one column")
+    u = np.ascontiguousarray(uniforms, dtype=np.float64)
+    if u.shape != (N,):
+        raise ValueError(f"uniforms must have shape [{N}], got {list(np.shape(uniforms))}")
+    if N and (u.min() < 0.0 or u.max() >= 1.0):
+        raise ValueError("uniforms must be in [0, 1)")
+    out = np.empty(N, np.int64)
+    sums = np.empty(cdiv(V, SAMPLE_CHUNK), np.float64)
+    cdef const float* lp = fptr(log_probs)
+    cdef const double* up = <const double*>cnp.PyArray_DATA(u)
+    cdef int64_t* op = <int64_t*>cnp.PyArray_DATA(out)
+    cdef double* sp = <double*>cnp.PyArray_DATA(sums)
+    cdef int n
+    with nogil:
+        for n in range(N):
+            op[n] = sample_row(V, lp + <size_t>n * V, up[n], sp)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding
+# ---------------------------------------------------------------------------------------------
 def embedding_forward(ids, weight, out=None):
     """Rows of weight [V, E] for ids [T, B]: x [T, B, E] (out, if given, is filled)."""
     _f32("weight", weight, (None, None))
