@@ -128,7 +128,7 @@ def count(ids: np.ndarray, order: int, vocab_size: int, *, quirk: bool = True,
     """Stage 1: raw counts of all k-grams, k = 1..order, of sentences `ids` (each ends with </s>).
 
     A k-gram ending at position i of the padded stream is key (index of the (k-1)-gram ending
-    at i-1) * V + word i; one np.unique per order numbers the k-grams in (context, word) order
+    at i-1) * V + word i; one sort per order numbers the k-grams in (context, word) order
     and maps every position to its k-gram, which is the context of the next order.
     """
     if not 1 <= order <= MAX_ORDER:
