@@ -70,7 +70,8 @@ def test_arpa_round_trip_is_exact(tmp_path):
             np.testing.assert_array_equal(back.words_matrix(k), m.words_matrix(k))
             np.testing.assert_array_equal(back.tables.logp[k - 1], m.tables.logp[k - 1])
     text = (tmp_path / "out.arpa").read_text()
-    assert text.startswith("\\data\\\nngram 1=5\nngram 2=4\n\n\\1-grams:\n-2\t<unk>\t0\n-99\t<s>\t-0.5\n")
+    assert text.startswith("\\data\\\nngram 1=5\nngram 2=4\n\n\\1-grams:\n"
+                           "-2\t<unk>\t0\n-99\t<s>\t-0.5\n")
     assert text.endswith("\n\\end\\\n")
     assert gzip.open(tmp_path / "out.arpa.gz", "rt").read() == text
 

@@ -156,7 +156,8 @@ def test_kneser_ney_one_discount_by_hand():
     m = model_of(ABC, 2, "kn", discount_fallback=True)
     # unigrams: all continuation counts are 2, so n1 = 0 and D falls back to 0.75;
     # bigrams: n1 = 3, n2 = 3, so D = n1 / (n1 + 2 n2) = 1/3
-    np.testing.assert_allclose(m.meta["training"]["discounts"], [[0.75] * 3, [1 / 3] * 3], rtol=1e-6)
+    np.testing.assert_allclose(m.meta["training"]["discounts"], [[0.75] * 3, [1 / 3] * 3],
+                               rtol=1e-6)
     uni = (2 - 0.75) / 6 + (3 * 0.75 / 6) / 4
     assert p(m, "a", ["</s>"]) == pytest.approx(uni)
     assert p(m, "a") == pytest.approx((2 - 1 / 3) / 3 + (2 * (1 / 3) / 3) * uni)

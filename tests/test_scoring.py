@@ -122,7 +122,8 @@ def test_python_m_rnnkit_score_reads_stdin():
                        input=b"a b\n\n", capture_output=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.decode().splitlines()]
-    assert rows[0]["log10_prob"] == pytest.approx(-0.9) and rows[1]["log10_prob"] == pytest.approx(-1.5)
+    assert rows[0]["log10_prob"] == pytest.approx(-0.9)
+    assert rows[1]["log10_prob"] == pytest.approx(-1.5)
     assert rows[-1]["sentences"] == 2
 
 

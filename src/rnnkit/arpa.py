@@ -131,7 +131,8 @@ def read_arpa(path):
     for k in range(1, order + 1):
         header = lines.next_nonblank()
         if header is None or header.strip() != f"\\{k}-grams:".encode():
-            got = "the end of the file" if header is None else repr(header.decode("utf-8", "replace"))
+            got = ("the end of the file" if header is None
+                   else repr(header.decode("utf-8", "replace")))
             raise lines.error(f"expected \\{k}-grams: , got {got}")
         first_line = lines.line + 1
         W, lp, bo, pos, err = _ngram.parse_section(

@@ -20,13 +20,12 @@ Everything is whole-array numpy: no Python loop runs over n-grams.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError, ModelFileError, RnnkitError, TrainingError
+from .errors import ModelFileError, RnnkitError, TrainingError
 from .lm import LanguageModel
 from .vocab import BOS, EOS, UNK, Tokenizer, Vocab
 
@@ -63,7 +62,8 @@ class NgramCounts:
 
 
 def _stream(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """The padded stream X [P] (<s> before every sentence) and each position's offset from its <s>."""
+    """The padded stream X [P] (<s> before every sentence), each position's offset from its <s>
+    [P] and the number of sentences."""
     ids = np.asarray(ids)
     if ids.ndim != 1:
         raise TrainingError(f"training ids must be one-dimensional, got shape {ids.shape}")
@@ -138,7 +138,8 @@ def count(ids: np.ndarray, order: int, vocab_size: int, *, quirk: bool = True,
         raise TrainingError(f"token id {int(ids.max())} is outside the vocabulary of {vocab_size}")
     if len(ids) and np.any(ids == BOS):
         raise TrainingError("the training ids contain <s> (id 1) inside a sentence; <s> is "
-                            "context only (rerun `rnnkit prepare`, which maps a literal <s> to <unk>)")
+                            "context only (rerun `rnnkit prepare`, which maps a literal <s> to "
+                            "<unk>)")
     x, offset, sentences = _stream(ids)
     V = vocab_size
     raw1 = np.bincount(x, minlength=V).astype(np.int64)
@@ -306,7 +307,8 @@ def _keep_masks(counts: NgramCounts, prune) -> list[np.ndarray | None]:
     if any(b < a for a, b in zip(t, t[1:])):
         raise TrainingError(f"--prune thresholds must not decrease with the order (got {t}): "
                             f"a kept n-gram needs its context and suffix kept too")
-    return [None] + [counts.raw[k - 1] > t[k - 1] if t[k - 1] > 0 else None for k in range(2, N + 1)]
+    return [None] + [counts.raw[k - 1] > t[k - 1] if t[k - 1] > 0 else None
+                     for k in range(2, N + 1)]
 
 
 def initial_probabilities(counts: NgramCounts, adjusted: list[np.ndarray], disc: np.ndarray,
@@ -389,7 +391,9 @@ def interpolate(counts: NgramCounts, initial, smoothing: str, keep: list,
             if k == 1:
                 p[BOS] = 1.0  # written as log10 p = 0, as lmplz does; <s> is never predicted
             if g is not None:  # the backoff of the k-1-grams: log10 gamma where they have children
-                children = counts.ctx[k - 1] if keep[k - 1] is None else counts.ctx[k - 1][keep[k - 1]]
+                children = counts.ctx[k - 1]
+                if keep[k - 1] is not None:
+                    children = children[keep[k - 1]]
                 has_children = np.bincount(children, minlength=len(g)) > 0
                 g[~has_children] = 1.0
                 backoff.append(np.log10(g).astype(np.float32))
@@ -455,7 +459,8 @@ def estimate(ids: np.ndarray, vocab_size: int, order: int = 3, smoothing: str = 
     """count -> adjust counts & discounts -> probabilities -> interpolate. Returns the tables and
     the statistics (counts per order, counts-of-counts, discounts) for the manifest."""
     if smoothing not in SMOOTHINGS:
-        raise TrainingError(f"unknown --smoothing {smoothing!r}: use one of {', '.join(SMOOTHINGS)}")
+        raise TrainingError(f"unknown --smoothing {smoothing!r}: use one of "
+                            f"{', '.join(SMOOTHINGS)}")
     if not 1 <= order <= MAX_ORDER:
         raise TrainingError(f"--order must be between 1 and {MAX_ORDER}, got {order}")
     if smoothing == "addk" and not (add_k > 0 and math.isfinite(add_k)):
@@ -670,7 +675,8 @@ class NgramModel(LanguageModel):
             vocab = Vocab(list(meta["vocab"]))
             tokenizer = Tokenizer.from_dict(meta.get("tokenizer") or {})
         except (KeyError, TypeError, ValueError, RnnkitError) as e:
-            raise ModelFileError(f"{path}: the n-gram metadata is incomplete or damaged ({e})") from None
+            raise ModelFileError(
+                f"{path}: the n-gram metadata is incomplete or damaged ({e})") from None
         if not 1 <= order <= MAX_ORDER:
             raise ModelFileError(f"{path}: order {order} is out of range")
         V = len(vocab)
@@ -697,7 +703,8 @@ class NgramModel(LanguageModel):
                     ctx.append(c)
                     suffix.append(s)
         except KeyError as e:
-            raise ModelFileError(f"{path}: tensor {e} is missing (damaged n-gram model file)") from None
+            raise ModelFileError(
+                f"{path}: tensor {e} is missing (damaged n-gram model file)") from None
         except ValueError as e:
             raise ModelFileError(f"{path}: damaged n-gram model file ({e})") from None
         if len(word[0]) != V:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import RnnkitError
-from .vocab import EOS, UNK
+from .vocab import UNK
 
 BATCH = 4096  # sentences scored per call of the model's fast path
 # str.split() whitespace outside ASCII (the ASCII ones are split by the compiled encoder)
