@@ -10,9 +10,10 @@ window's loss is the cross-entropy (natural log) summed over its T steps and ave
 streams -- the loss Zaremba et al. (2014) define, for which their learning rate 1.0 and clipping
 at 5 are meant -- then the global gradient norm is clipped and the optimizer steps. After the
 epoch, validation perplexity; the best model is kept (and written to --out); the learning rate
-decays by --lr-decay after each epoch from --decay-after on, and also after any earlier epoch
-whose validation perplexity did not improve; --patience stops after that many epochs without
-improvement. At the end the best model's test perplexity is measured.
+decays by --lr-decay after each epoch from --decay-after on (Zaremba's schedule). With --patience
+K, validation also drives the schedule: the rate decays after any epoch that did not improve the
+validation perplexity, and training stops after K such epochs in a row. At the end the best
+model's test perplexity is measured.
 
 A checkpoint (`MODEL.ckpt`, safetensors + JSON metadata, never pickle) holds everything the run
 depends on -- parameters, best parameters, optimizer state, RNG state, the position (epoch,
@@ -515,9 +516,9 @@ class Trainer:
         self.events.epoch_end(record)
         if improved:
             self._save_model(self.best_flat, final=False)
-        # the schedule (Zaremba et al.: x decay after each epoch from `decay_after` on), and a
-        # decay after an earlier epoch that did not improve the validation perplexity
-        if self.epoch >= opts.decay_after or not improved:
+        # the schedule (Zaremba et al.: x decay after each epoch from `decay_after` on); with
+        # --patience, also after an earlier epoch that did not improve the validation perplexity
+        if self.epoch >= opts.decay_after or (opts.patience is not None and not improved):
             self.lr *= opts.lr_decay
         stop = opts.patience is not None and self.bad_epochs >= opts.patience
         self.epoch += 1
