@@ -151,7 +151,7 @@ def test_not_a_model(tmp_path, capsys):
         rnnkit.load(tmp_path / "missing.arpa")
     truncated = tmp_path / "t.arpa.gz"
     truncated.write_bytes(gzip.compress(GOOD.encode())[:60])
-    with pytest.raises(rnnkit.errors.RnnkitError):
+    with pytest.raises(ModelFileError, match="cannot be decompressed .*truncated"):
         rnnkit.load(truncated)
 
 

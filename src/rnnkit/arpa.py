@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 
-from .errors import FormatError, InputError
+from .errors import FormatError, InputError, ModelFileError
 from .textio import atomic_write, display_name, open_binary
 from .vocab import SPECIALS, Tokenizer, Vocab
 
@@ -44,7 +44,10 @@ def looks_like_arpa(path) -> bool:
         return False
     try:
         head = f.read(4096)
-    except (OSError, EOFError):
+    except (OSError, EOFError) as e:
+        if isinstance(f, gzip.GzipFile):
+            raise ModelFileError(f"{display_name(path)}: a gzip file that cannot be "
+                                 f"decompressed ({e}); is it truncated?") from None
         return False
     finally:
         if str(path) != "-":
