@@ -312,20 +312,22 @@ cdef extern from *:
     #include <immintrin.h>
     #define RK_HAVE_AVX512_KERNEL 1
     __attribute__((target("avx512f"))) static inline __attribute__((always_inline))
-    void rk_uk512(const int mr, int kc, const float* a, size_t rsa, size_t csa, const float* b,
-                  float* c, int ldc, float beta, int nr) {
+    void rk_uk512(const int mr, const int wide, int kc, const float* a, size_t rsa, size_t csa,
+                  const float* b, float* c, int ldc, float beta, int nr) {
+        /* wide: both 16-column halves of the panel; else the first only (a last panel of at
+           most 16 columns, e.g. H = 200 = 6 * 32 + 8, costs half the work) */
         __m512 acc0[RK_MR], acc1[RK_MR];
         #pragma GCC unroll 16
         for (int r = 0; r < mr; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
         for (int k = 0; k < kc; k++) {
             __m512 b0 = _mm512_loadu_ps(b + (size_t)k * RK_NR);
-            __m512 b1 = _mm512_loadu_ps(b + (size_t)k * RK_NR + 16);
+            __m512 b1 = wide ? _mm512_loadu_ps(b + (size_t)k * RK_NR + 16) : b0;
             const float* ak = a + (size_t)k * csa;
             #pragma GCC unroll 16
             for (int r = 0; r < mr; r++) {
                 __m512 av = _mm512_set1_ps(ak[(size_t)r * rsa]);
                 acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
-                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+                if (wide) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
             }
         }
         __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
@@ -359,17 +361,20 @@ cdef extern from *:
                     for (int m = m0; m < m1; m += RK_MR) {
                         const float* am = a + (size_t)m * rsa + (size_t)k0 * csa;
                         float* cm = c + (size_t)m * ldc + (size_t)p * RK_NR;
-                        switch (m1 - m < RK_MR ? m1 - m : RK_MR) {
-                            case 10: rk_uk512(10, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            case 9: rk_uk512(9, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            case 8: rk_uk512(8, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            case 7: rk_uk512(7, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            case 6: rk_uk512(6, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            case 5: rk_uk512(5, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            case 4: rk_uk512(4, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            case 3: rk_uk512(3, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            case 2: rk_uk512(2, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
-                            default: rk_uk512(1, kc, am, rsa, csa, bp, cm, ldc, bt, nr); break;
+                        int mr = m1 - m < RK_MR ? m1 - m : RK_MR;
+                        #define RK_UK(MR) (nr > 16 ? rk_uk512(MR, 1, kc, am, rsa, csa, bp, cm, ldc, bt, nr) \
+                                                   : rk_uk512(MR, 0, kc, am, rsa, csa, bp, cm, ldc, bt, nr))
+                        switch (mr) {
+                            case 10: RK_UK(10); break;
+                            case 9: RK_UK(9); break;
+                            case 8: RK_UK(8); break;
+                            case 7: RK_UK(7); break;
+                            case 6: RK_UK(6); break;
+                            case 5: RK_UK(5); break;
+                            case 4: RK_UK(4); break;
+                            case 3: RK_UK(3); break;
+                            case 2: RK_UK(2); break;
+                            default: RK_UK(1); break;
                         }
                     }
                 }
