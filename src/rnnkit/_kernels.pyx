@@ -285,26 +285,20 @@ cdef extern from *:
     #define RK_NR 32
     #define RK_MR 10
     static size_t rk_packed_size(int K, int N) { return (size_t)((N + RK_NR - 1) / RK_NR) * RK_NR * (size_t)K; }
-    /* panels p0 .. p1-1 of B; B[k, n] = b[n * ldb + k] when trans (a weight [N, K]),
-       else b[k * ldb + n] */
-    static void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int p0,
-                          int p1) {
-        for (int p = p0; p < p1; p++) {
-            float* dst = pb + (size_t)p * K * RK_NR;
-            int n0 = p * RK_NR, nr = N - n0 < RK_NR ? N - n0 : RK_NR;
-            if (trans) {
-                for (int k = 0; k < K; k++) {
-                    int j = 0;
-                    for (; j < nr; j++) dst[(size_t)k * RK_NR + j] = b[(size_t)(n0 + j) * ldb + k];
-                    for (; j < RK_NR; j++) dst[(size_t)k * RK_NR + j] = 0.0f;
-                }
-            } else {
-                for (int k = 0; k < K; k++) {
-                    const float* src = b + (size_t)k * ldb + n0;
-                    int j = 0;
-                    for (; j < nr; j++) dst[(size_t)k * RK_NR + j] = src[j];
-                    for (; j < RK_NR; j++) dst[(size_t)k * RK_NR + j] = 0.0f;
-                }
+    /* Columns 16 q0 .. 16 q1 - 1 of B (q counts half panels, the unit of work of a thread),
+       B[k, n] = b[n * ldb + k] when trans (a weight [N, K]), else b[k * ldb + n] */
+    #define RK_NH 16
+    static void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int q0,
+                          int q1) {
+        for (int q = q0; q < q1; q++) {
+            float* dst = pb + (size_t)(q / 2) * K * RK_NR + (q % 2) * RK_NH;
+            int n0 = q * RK_NH, nr = N - n0 < RK_NH ? N - n0 : RK_NH;
+            for (int k = 0; k < K; k++) {
+                float* d = dst + (size_t)k * RK_NR;
+                int j = 0;
+                if (trans) for (; j < nr; j++) d[j] = b[(size_t)(n0 + j) * ldb + k];
+                else for (; j < nr; j++) d[j] = b[(size_t)k * ldb + n0 + j];
+                for (; j < RK_NH; j++) d[j] = 0.0f;
             }
         }
     }
@@ -344,26 +338,31 @@ cdef extern from *:
             _mm512_mask_storeu_ps(cr + 16, m1, acc1[r]);
         }
     }
-    /* panels p0 .. p1-1 only: threads split the columns of C, so every element of C is computed
-       by the same instructions in the same order whatever the thread count */
+    /* columns 16 q0 .. 16 q1 - 1 of C only (half panels q0 .. q1-1): threads split the columns
+       of C, and every element of C is computed by the same instructions in the same order
+       whatever the split */
     __attribute__((target("avx512f")))
     static void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa,
-                           const float* pb, float beta, float* c, int ldc, int p0, int p1) {
+                           const float* pb, float beta, float* c, int ldc, int q0, int q1) {
         const int KC = 384, MC = 120;   /* A block of MC x KC in L2, B slice of KC x 32 in L1 */
         for (int k0 = 0; k0 < K; k0 += KC) {
             int kc = K - k0 < KC ? K - k0 : KC;
             float bt = k0 == 0 ? beta : 1.0f;
             for (int m0 = 0; m0 < M; m0 += MC) {
                 int m1 = M - m0 < MC ? M : m0 + MC;
-                for (int p = p0; p < p1; p++) {
-                    const float* bp = pb + (size_t)p * K * RK_NR + (size_t)k0 * RK_NR;
-                    int nr = N - p * RK_NR < RK_NR ? N - p * RK_NR : RK_NR;
+                for (int q = q0; q < q1; ) {
+                    /* a whole panel, or one half of it */
+                    int wide = q % 2 == 0 && q + 1 < q1 && N - q * RK_NH > RK_NH;
+                    const float* bp = pb + (size_t)(q / 2) * K * RK_NR + (size_t)k0 * RK_NR
+                                      + (q % 2) * RK_NH;
+                    int nr = N - q * RK_NH;
+                    nr = nr < (wide ? RK_NR : RK_NH) ? nr : (wide ? RK_NR : RK_NH);
                     for (int m = m0; m < m1; m += RK_MR) {
                         const float* am = a + (size_t)m * rsa + (size_t)k0 * csa;
-                        float* cm = c + (size_t)m * ldc + (size_t)p * RK_NR;
+                        float* cm = c + (size_t)m * ldc + (size_t)q * RK_NH;
                         int mr = m1 - m < RK_MR ? m1 - m : RK_MR;
-                        #define RK_UK(MR) (nr > 16 ? rk_uk512(MR, 1, kc, am, rsa, csa, bp, cm, ldc, bt, nr) \
-                                                   : rk_uk512(MR, 0, kc, am, rsa, csa, bp, cm, ldc, bt, nr))
+                        #define RK_UK(MR) (wide ? rk_uk512(MR, 1, kc, am, rsa, csa, bp, cm, ldc, bt, nr) \
+                                                : rk_uk512(MR, 0, kc, am, rsa, csa, bp, cm, ldc, bt, nr))
                         switch (mr) {
                             case 10: RK_UK(10); break;
                             case 9: RK_UK(9); break;
@@ -377,6 +376,7 @@ cdef extern from *:
                             default: RK_UK(1); break;
                         }
                     }
+                    q += wide ? 2 : 1;
                 }
             }
         }
@@ -432,7 +432,7 @@ cdef extern from *:
     #else
     #define RK_HAVE_AVX512_KERNEL 0
     static void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa,
-                           const float* pb, float beta, float* c, int ldc, int p0, int p1) {}
+                           const float* pb, float beta, float* c, int ldc, int q0, int q1) {}
     static int rk_cpu_has_avx512(void) { return 0; }
     static void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
                            int accumulate) {}
@@ -578,19 +578,20 @@ cdef extern from *:
     void rk_scale(int n, float* z, float s) noexcept nogil
     void rk_axpy1(int n, const float* x, float* y) noexcept nogil
     size_t rk_packed_size(int K, int N) noexcept nogil
-    void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int p0,
-                   int p1) noexcept nogil
+    void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int q0,
+                   int q1) noexcept nogil
     ctypedef void (*job_fn)(int, int, void*) noexcept nogil
     int rk_pool_run(int nt, job_fn fn, void* arg) noexcept nogil
     void rk_barrier(int nt) noexcept nogil
     void rk_split(int n, int tid, int nt, int* lo, int* hi) noexcept nogil
     void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa, const float* pb,
-                    float beta, float* c, int ldc, int p0, int p1) noexcept nogil
+                    float beta, float* c, int ldc, int q0, int q1) noexcept nogil
     int rk_cpu_has_avx512() noexcept nogil
     void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
                     int accumulate) noexcept nogil
     int RK_HAVE_AVX512_KERNEL
     int RK_NR
+    int RK_NH
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,9 +768,9 @@ cdef size_t pack_size(int k, int n) noexcept nogil:
 
 cdef void pack_part(int tid, int nt, int k, int n, const float* b, int ldb, bint tb,
                     float* pack) noexcept nogil:
-    """This thread's share of the panels of op(B) [K, N] packed (see rk_pack_b)."""
+    """This thread's share of the half panels of op(B) [K, N] packed (see rk_pack_b)."""
     cdef int p0, p1
-    rk_split(cdiv(n, RK_NR), tid, nt, &p0, &p1)
+    rk_split(cdiv(n, RK_NH), tid, nt, &p0, &p1)
     rk_pack_b(k, n, b, ldb, tb, pack, p0, p1)
 
 
@@ -787,10 +788,10 @@ cdef void mm_rows(bint nat, int m0, int m1, int n, int k, const float* a, int ld
     if nat:
         if ta:
             rk_gemm512(m1 - m0, n, k, am, 1, lda, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
-                       cdiv(n, RK_NR))
+                       cdiv(n, RK_NH))
         else:
             rk_gemm512(m1 - m0, n, k, am, lda, 1, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
-                       cdiv(n, RK_NR))
+                       cdiv(n, RK_NH))
     elif m1 - m0 == 1 and not ta:   # one row: gemv, several times faster than gemm in BLAS
         if tb and native and (beta == 0.0 or beta == 1.0):
             rk_gemv512(n, k, b, ldb, am, c + <size_t>m0 * ldc, beta != 0.0)
@@ -806,7 +807,7 @@ cdef void mm(int m, int n, int k, const float* a, int lda, bint ta, const float*
              bint tb, float beta, float* c, int ldc, float* pack) noexcept nogil:
     """The whole product on the calling thread (pack: pack_size(K, N) floats)."""
     if native:
-        rk_pack_b(k, n, b, ldb, tb, pack, 0, cdiv(n, RK_NR))
+        rk_pack_b(k, n, b, ldb, tb, pack, 0, cdiv(n, RK_NH))
     mm_rows(native, 0, m, n, k, a, lda, ta, b, ldb, tb, beta, c, ldc, pack)
 
 
@@ -961,7 +962,7 @@ def _reuse(cache, kind):
 # Recurrent layers (LSTM, tanh RNN): one window, split over threads
 # ---------------------------------------------------------------------------------------------
 # Work split, with nt threads: the big products before and after the time loop by rows of C;
-# inside the loop, thread k owns a slice of the H hidden units (32-column panels): it computes
+# inside the loop, thread k owns a slice of the H hidden units (16-column half panels): it computes
 # those columns of every gate (W_hh packed per gate), their cell update and, backward, those
 # columns of dL/dh_{t-1}. One barrier per step: h_t (forward) or dgates_t (backward) is read in
 # full by the next product.
@@ -1010,9 +1011,9 @@ cdef void layer_forward_job(int tid, int nt, void* arg) noexcept nogil:
         rk_barrier(nt)
     mm_rows(L.nat, r0, r1, GH, E, L.x, E, False, L.w_ih, E, True, 1.0, L.gates, GH, L.pack_ih)
     # this thread's hidden units: panels u0 .. u1-1, columns j0 .. j1-1
-    rk_split(cdiv(H, RK_NR), tid, nt, &u0, &u1)
-    j0 = min(u0 * RK_NR, H)
-    j1 = min(u1 * RK_NR, H)
+    rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
+    j0 = min(u0 * RK_NH, H)
+    j1 = min(u1 * RK_NH, H)
     if L.nat:
         for g in range(G):  # W_hh packed once per window, used T times (as oneDNN does)
             rk_pack_b(H, H, L.w_hh + <size_t>g * H * H, H, True, L.pack_hh + g * PH, u0, u1)
@@ -1039,9 +1040,9 @@ cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
     cdef int T = L.T, B = L.B, E = L.E, H = L.H, GH = L.G * L.H
     cdef int t, r, r0, r1, u0, u1, j0, j1
     cdef size_t S = <size_t>B * H, GS = <size_t>B * GH
-    rk_split(cdiv(H, RK_NR), tid, nt, &u0, &u1)
-    j0 = min(u0 * RK_NR, H)
-    j1 = min(u1 * RK_NR, H)
+    rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
+    j0 = min(u0 * RK_NH, H)
+    j1 = min(u1 * RK_NH, H)
     if L.nat:
         rk_pack_b(GH, H, L.w_hh, H, False, L.pack_hh, u0, u1)
     if L.dpeep != NULL and j1 > j0:
@@ -1241,9 +1242,9 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
     cdef int B = S.B, E = S.E, H = S.H, GH = S.G * S.H
     cdef int b, g, r, j, u0, u1, j0, j1
     cdef float* gb
-    rk_split(cdiv(H, RK_NR), tid, nt, &u0, &u1)
-    j0 = min(u0 * RK_NR, H)
-    j1 = min(u1 * RK_NR, H)
+    rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
+    j0 = min(u0 * RK_NH, H)
+    j1 = min(u1 * RK_NH, H)
     if S.nat:
         for b in range(B):
             gb = S.gates + <size_t>b * GH
