@@ -94,7 +94,7 @@ def plot_gradients(results: dict[str, dict], out_path) -> None:
         top = [row[-1] for row in r["grad_norm"]]
         ax.semilogy(r["distance"], top, marker=".", label=f"{name} ({r['model_type']})")
     ax.set_xlabel("distance k (steps)")
-    ax.set_ylabel("mean ||dL_t / dh_{t-k}|| (last layer)")
+    ax.set_ylabel("mean ‖dL_t / dh_(t−k)‖ (last layer)")
     ax.set_title("gradient of the loss at t with respect to the hidden state at t-k")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

@@ -544,6 +544,12 @@ class Trainer:
         if keep is not None:
             model.flat[...] = keep
 
+    def threads_used(self) -> int:
+        if self.opts.threads is not None:
+            return self.opts.threads
+        K = self.model.K
+        return K.get_num_threads() if hasattr(K, "get_num_threads") else (os.cpu_count() or 1)
+
     def finish(self) -> dict:
         model = self.model
         if self.best_flat is not None:
@@ -569,7 +575,7 @@ class Trainer:
             "test_perplexity": test_ppl,
             "stopped_early": len(epochs) < self.opts.epochs,
             "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
-            "seconds": round(self.elapsed, 3), "threads": self.opts.threads,
+            "seconds": round(self.elapsed, 3), "threads": self.threads_used(),
             "resumed_from": self.resumed_from, "metrics": str(self.metrics_path),
         }
 
