@@ -255,7 +255,7 @@ def test_patience_and_decay_act_on_validation(toy, tmp_path, monkeypatch):
     import rnnkit.train as tr
 
     ppl = iter([50.0, 40.0, 45.0, 46.0, 30.0])
-    monkeypatch.setattr(tr, "perplexity", lambda model, ids, batch=10: next(ppl))
+    monkeypatch.setattr(tr, "perplexity", lambda model, ids, batch=1: next(ppl))
     corpus, _ = toy
     s = train(corpus, tmp_path / "m.rnnkit", **dict(TINY, epochs=5, patience=2, decay_after=10,
                                                     lr=1.0))

@@ -221,6 +221,7 @@ class RNNLM(LanguageModel):
         self.K = backend
         self._train_caches = [None] * arch.layers
         self._xent_cache = None
+        self._eval_caches = [None] * (arch.layers + 1)  # forward_loss's buffers, reused
 
     # --- parameters ----------------------------------------------------------------------------
     @property
@@ -348,14 +349,17 @@ class RNNLM(LanguageModel):
         [L, B, H] are replaced in place by the state after the window."""
         a, K, p = self.arch, self.K, self.p
         T, B = x_ids.shape
+        caches = self._eval_caches
         x = K.embedding_forward(x_ids, p["encoder.weight"])
         for k in range(a.layers):
-            x, hT, cT, _ = self._layer_forward(k, x, h[k], None if c is None else c[k])
+            x, hT, cT, caches[k] = self._layer_forward(k, x, h[k], None if c is None else c[k],
+                                                       caches[k])
             h[k] = hT
             if c is not None:
                 c[k] = cT
-        loss, _ = K.softmax_xent_forward(x.reshape(T * B, a.hidden), p["decoder.weight"],
-                                         p["decoder.bias"], y_ids.reshape(T * B))
+        loss, caches[-1] = K.softmax_xent_forward(x.reshape(T * B, a.hidden), p["decoder.weight"],
+                                                  p["decoder.bias"], y_ids.reshape(T * B),
+                                                  cache=caches[-1])
         return float(loss)
 
     def top_hidden(self, x_ids: np.ndarray, h: np.ndarray | None = None,

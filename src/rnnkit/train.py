@@ -78,7 +78,7 @@ class TrainOptions:
     init_from: str | None = None
     checkpoint_every: float | None = None
     resume: bool = False
-    eval_batch: int = 10
+    eval_batch: int = 1  # streams when measuring perplexity: 1 reads each split as one stream
 
     def check(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -169,7 +169,7 @@ def window_starts(steps: int, bptt: int) -> list[int]:
     return list(range(0, steps, bptt))
 
 
-def evaluate(model: RNNLM, ids: np.ndarray, batch: int = 10, window: int = EVAL_WINDOW
+def evaluate(model: RNNLM, ids: np.ndarray, batch: int = 1, window: int = EVAL_WINDOW
              ) -> tuple[float, int]:
     """(cross-entropy in nats summed over every target, number of targets) of a split.
 
@@ -198,7 +198,7 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch: int = 10, window: int = EVAL_
     return total, n
 
 
-def perplexity(model: RNNLM, ids: np.ndarray, batch: int = 10) -> float:
+def perplexity(model: RNNLM, ids: np.ndarray, batch: int = 1) -> float:
     nats, count = evaluate(model, ids, batch)
     return math.exp(nats / count) if count else math.nan
 
