@@ -290,12 +290,8 @@ class Trainer:
         self.metrics_path = metrics_path(out_path)
         if "train" not in corpus or len(corpus["train"]) == 0:
             raise InputError("the data has no training split")
-        x, y = lm_stream(corpus["train"])
-        self.xb, self.yb = batchify(x, opts.batch), batchify(y, opts.batch)  # [S, B]
-        if self.xb.shape[0] == 0:
-            raise InputError(f"the training split has {len(y)} tokens, fewer than --batch "
-                             f"{opts.batch}; use a smaller --batch or more data")
-        self.starts = window_starts(self.xb.shape[0], opts.bptt)
+        if not opts.resume:  # (a resumed run batchifies with the checkpoint's options)
+            self._batchify(opts)
         self.has_valid = "valid" in corpus and len(corpus["valid"]) > 0
         self.has_test = "test" in corpus and len(corpus["test"]) > 0
         # position and everything carried across windows and epochs
@@ -310,6 +306,14 @@ class Trainer:
         self.resumed_from: dict | None = None
 
     # --- setup ---------------------------------------------------------------------------------
+    def _batchify(self, opts: TrainOptions) -> None:
+        x, y = lm_stream(self.corpus["train"])
+        self.xb, self.yb = batchify(x, opts.batch), batchify(y, opts.batch)  # [S, B]
+        if self.xb.shape[0] == 0:
+            raise InputError(f"the training split has {len(y)} tokens, fewer than --batch "
+                             f"{opts.batch}; use a smaller --batch or more data")
+        self.starts = window_starts(self.xb.shape[0], opts.bptt)
+
     def build_model(self) -> None:
         opts, vocab = self.opts, self.corpus.vocab
         self.rng = np.random.default_rng([opts.seed, 1])  # dropout masks
@@ -380,9 +384,7 @@ class Trainer:
         saved.checkpoint_every = self.opts.checkpoint_every
         saved.resume = True
         self.opts = saved
-        x, y = lm_stream(self.corpus["train"])
-        self.xb, self.yb = batchify(x, saved.batch), batchify(y, saved.batch)
-        self.starts = window_starts(self.xb.shape[0], saved.bptt)
+        self._batchify(saved)
         arch = Architecture.from_dict(meta["architecture"])
         self.model = RNNLM(arch, self.corpus.vocab, self.corpus.tokenizer,
                            meta=meta.get("model_meta"))
@@ -592,7 +594,7 @@ def init_from_model(opts: TrainOptions, corpus: Corpus, rng: np.random.Generator
     a = old.arch
     arch = Architecture(a.model_type, len(corpus.vocab), a.emb, a.hidden, a.layers,
                         a.tie_weights, opts.dropout)
-    model = RNNLM(arch, corpus.vocab, old.tokenizer)
+    model = RNNLM(arch, corpus.vocab, corpus.tokenizer)
     model.init_uniform(rng, opts.init_scale)
     for name, v in old.p.items():
         if name not in ("encoder.weight", "decoder.weight", "decoder.bias"):
