@@ -194,6 +194,19 @@ def test_batched_scoring_equals_token_by_token_steps(model_type):
     assert fast[0][0] == pytest.approx(m.log_probs(m.start(1))[0, sentences[0][0]], abs=1e-5)
 
 
+def test_long_sentences_are_scored_in_windows_and_small_batches(monkeypatch):
+    import rnnkit.rnnlm as rl
+
+    m = make_model("lstm-peephole", E=5, H=6, scale=0.8)
+    rng = np.random.default_rng(6)
+    sentences = [rng.integers(3, len(VOCAB), n).astype(np.uint32) for n in (40, 3, 17, 25)]
+    want = LanguageModel.token_log_probs(m, sentences)
+    monkeypatch.setattr(rl, "SCORE_WINDOW", 4)       # 41 steps in 11 windows, state carried
+    monkeypatch.setattr(rl, "SCORE_POSITIONS", 50)   # batches of 1, 1, 2 sentences
+    for got, w in zip(m.token_log_probs(sentences), want):
+        np.testing.assert_allclose(got, w, atol=2e-5)
+
+
 def test_score_is_sum_of_full_scores_and_perplexity():
     m = make_model(scale=1.0)
     m.tokenizer = Tokenizer()

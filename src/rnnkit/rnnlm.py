@@ -50,6 +50,8 @@ MODEL_TYPES = ("lstm", "lstm-peephole", "lstm-nofg", "rnn")
 LOG10E = 1.0 / math.log(10.0)
 ALIGN = 16           # tensors start at multiples of 16 floats (64 bytes) in the flat buffer
 LOGIT_BLOCK = 1 << 22  # at most this many logits ([rows, V] floats) at once when scoring
+SCORE_POSITIONS = 1 << 15  # at most this many padded positions [T x B] per scoring batch
+SCORE_WINDOW = 256    # steps per window kernel call when scoring long sentences
 
 
 @dataclass(frozen=True)
@@ -363,17 +365,30 @@ class RNNLM(LanguageModel):
         return float(loss)
 
     def top_hidden(self, x_ids: np.ndarray, h: np.ndarray | None = None,
-                   c: np.ndarray | None = None) -> np.ndarray:
+                   c: np.ndarray | None = None, window: int | None = None) -> np.ndarray:
         """The last layer's h [T, B, H] over the inputs x_ids [T, B], from the zero state or
-        (h, c) [L, B, H] (left unchanged)."""
+        (h, c) [L, B, H] (left unchanged). Long inputs run in windows of `window` steps with the
+        state carried (the same numbers; the kernels' buffers stay small)."""
         a, K = self.arch, self.K
         T, B = x_ids.shape
+        window = window or SCORE_WINDOW
         if h is None:
             h, c = self.zero_state(B)
-        x = K.embedding_forward(x_ids, self.p["encoder.weight"])
-        for k in range(a.layers):
-            x, _, _, _ = self._layer_forward(k, x, h[k], None if c is None else c[k])
-        return x
+        h = h.copy()
+        c = None if c is None else c.copy()
+        out = np.empty((T, B, a.hidden), self.dtype)  # [T, B, H]
+        caches = [None] * a.layers
+        for s in range(0, T, window):
+            x = K.embedding_forward(np.ascontiguousarray(x_ids[s:s + window]),
+                                    self.p["encoder.weight"])
+            for k in range(a.layers):
+                x, hT, cT, caches[k] = self._layer_forward(k, x, h[k], None if c is None else c[k],
+                                                           caches[k])
+                h[k] = hT
+                if c is not None:
+                    c[k] = cT
+            out[s:s + window] = x
+        return out
 
     # --- the LanguageModel protocol (log10) ----------------------------------------------------
     def start(self, batch: int) -> RecurrentState:
@@ -436,10 +451,13 @@ class RNNLM(LanguageModel):
         out: list[np.ndarray | None] = [None] * n
         lengths = np.array([len(s) for s in sentences], np.int64)
         order = np.argsort(-lengths, kind="stable")
-        for start in range(0, n, max_batch):
-            idx = order[start:start + max_batch]
-            B = len(idx)
-            T = int(lengths[idx[0]]) + 1
+        start = 0
+        while start < n:
+            T = int(lengths[order[start]]) + 1
+            # at most max_batch sentences, and at most SCORE_POSITIONS padded positions
+            B = max(1, min(max_batch, SCORE_POSITIONS // T, n - start))
+            idx = order[start:start + B]
+            start += B
             x_ids = np.full((T, B), UNK, np.int64)   # [T, B] <s> z1 .. zT, padded
             y_ids = np.full((B, T), UNK, np.int64)   # [B, T] z1 .. zT </s>, padded
             valid = np.zeros((B, T), bool)           # [B, T] real positions
