@@ -318,6 +318,8 @@ def main():
     ap.add_argument("--configs", default=None, help="comma-separated config names")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--markdown", default=None,
+                    help="also write the tables in Markdown to this file (for the README)")
     ap.add_argument("--sgemm-rates", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--spin", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -343,6 +345,9 @@ def main():
     print(f"# rnnkit products: {K.gemm_backend()}; numpy/scipy BLAS here: {'; '.join(blas)}")
     results = {"date": str(datetime.datetime.now()), "cpu": cpu_name(), "configs": {},
                "generation": {}}
+    md = [f"Measured {datetime.datetime.now():%Y-%m-%d} on {cpu_name()} "
+          f"({os.cpu_count()} logical CPUs), torch {torch.__version__ if torch else '-'}, "
+          f"numpy {np.__version__}; `python bench/bench_kernels.py`.", ""]
 
     if max(threads) > 1:
         r = side_by_side(5 if args.quick else 30)
@@ -350,6 +355,14 @@ def main():
         print(f"# two single-thread processes side by side run at {r:.2f}x the speed of one "
               f"alone: {'both cores are free' if ok else 'the cores are SHARED with other load: 2-thread figures are not meaningful'}")
         results["side_by_side"] = r
+        md += [f"Two single-thread processes side by side ran at {r:.2f}x the speed of one "
+               f"alone{'' if ok else ' (the machine was shared: 2-thread rows are not meaningful)'}.", ""]
+    md += ["One layer, forward+backward, thousands of tokens/s; ratio = rnnkit / the faster "
+           "PyTorch path (oneDNN or native); sgemm line = (time of every product at numpy's "
+           "sgemm rate on the same shape) / rnnkit's time.", "",
+           "| config | cell | threads | rnnkit | numpy reference | PyTorch oneDNN | PyTorch native "
+           "| ratio | vs reference | fwd only ratio | GFLOP/s | sgemm line |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     # 1. correctness on every shape before any timing
     print("\n## correctness (max relative error vs the float64 reference; vs torch outputs)")
@@ -415,6 +428,15 @@ def main():
                       f"{fratio} | {fb_flops / row['rnnkit f+b'] / 1e9:7.0f} "
                       f"{line / row['rnnkit f+b']:9.2f}x")
                 results["configs"][f"{name}/{cell}/{nt}"] = row
+
+                def kt(t):
+                    return f"{tok / t / 1e3:.1f}" if t else "-"
+                md.append(f"| {name} (B={B}, T={T}, H={H}) | {cell} | {nt} | {kt(row['rnnkit f+b'])} "
+                          f"| {kt(row['ref f+b'])} | {kt(row.get('torch oneDNN f+b'))} "
+                          f"| {kt(row.get('torch native f+b'))} | {ratio.strip()} "
+                          f"| {row['ref f+b'] / row['rnnkit f+b']:.1f}x | {fratio.strip()} "
+                          f"| {fb_flops / row['rnnkit f+b'] / 1e9:.0f} "
+                          f"| {line / row['rnnkit f+b']:.2f} |")
     print("(sgemm line: the time of every product at numpy's rate on the same shape and thread "
           "count, as a fraction of rnnkit's time: 1.00x = rnnkit runs at numpy's sgemm rate "
           f"including the gate math; numpy measured with OpenBLAS's "
@@ -428,6 +450,11 @@ def main():
            f"{'ratio':>5s} | {'rnnkit full':>11s} {'torch full':>10s} {'ratio':>5s}")
     print(hdr)
     print("-" * len(hdr))
+    md += ["", f"Generation, one stream, one step carrying state (median µs); full = plus the "
+           f"output layer over {VOCAB} words, softmax and sampling; ratio = rnnkit / the faster "
+           "PyTorch path.", "",
+           "| H | layers | threads | rnnkit step | PyTorch step | ratio | rnnkit full "
+           "| PyTorch full | ratio |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for H in ((200,) if args.quick else (200, 650)):
         for layers in (1, 2):
             for nt in threads:
@@ -436,14 +463,21 @@ def main():
                     torch.set_num_threads(nt)
                 with threadpool_limits(nt):
                     g = generation(torch, H, layers, 300 if args.quick else 2000, nt)
-                ts = min(g.get("torch step oneDNN", np.inf), g.get("torch step native", np.inf))
-                tf = min(g.get("torch full oneDNN", np.inf), g.get("torch full native", np.inf))
+                ts = min(g.get("torch step oneDNN", np.nan), g.get("torch step native", np.nan))
+                tf = min(g.get("torch full oneDNN", np.nan), g.get("torch full native", np.nan))
                 print(f"{H:5d} {layers:6d} {nt:3d} | {g['rnnkit step'] * 1e6:11.1f} "
                       f"{ts * 1e6:10.1f} {g['rnnkit step'] / ts:5.2f} | "
                       f"{g['rnnkit full'] * 1e6:11.1f} {tf * 1e6:10.1f} "
                       f"{g['rnnkit full'] / tf:5.2f}")
                 results["generation"][f"{H}/{layers}/{nt}"] = g
+                md.append(f"| {H} | {layers} | {nt} | {g['rnnkit step'] * 1e6:.1f} "
+                          f"| {ts * 1e6:.1f} | {g['rnnkit step'] / ts:.2f} "
+                          f"| {g['rnnkit full'] * 1e6:.1f} | {tf * 1e6:.1f} "
+                          f"| {g['rnnkit full'] / tf:.2f} |")
     print("(ratio = rnnkit / the faster PyTorch path; targets: step <= 0.25, full <= 0.5)")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(md) + "\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=str)
