@@ -428,6 +428,74 @@ cdef extern from *:
         for (; n + 4 <= N; n += 4) rk_gemv_rows(4, K, w + (size_t)n * ldw, ldw, x, y + n, accumulate);
         for (; n < N; n++) rk_gemv_rows(1, K, w + (size_t)n * ldw, ldw, x, y + n, accumulate);
     }
+    /* Y[B, N] = X[B, K] · W[N, K]ᵀ (+ Y when accumulate), all row-major, W unpacked: the
+       single step's product for a few streams, where packing W would cost more than the
+       product. Blocks of NB weight rows x BB streams, one accumulator per output (chunks of 16
+       along K, then one horizontal sum), so an output is computed the same way in any block. */
+    __attribute__((target("avx512f"))) static inline __attribute__((always_inline))
+    void rk_dot_block(const int NB, const int BB, int K, const float* w, int ldw, const float* x,
+                      int ldx, float* y, int ldy, int accumulate) {
+        __m512 acc[4][4];
+        __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1u);
+        int K16 = K & ~15, k;
+        #pragma GCC unroll 4
+        for (int i = 0; i < NB; i++)
+            #pragma GCC unroll 4
+            for (int j = 0; j < BB; j++) acc[i][j] = _mm512_setzero_ps();
+        for (k = 0; k < K16; k += 16) {
+            __m512 wv[4], xv[4];
+            #pragma GCC unroll 4
+            for (int i = 0; i < NB; i++) wv[i] = _mm512_loadu_ps(w + (size_t)i * ldw + k);
+            #pragma GCC unroll 4
+            for (int j = 0; j < BB; j++) xv[j] = _mm512_loadu_ps(x + (size_t)j * ldx + k);
+            #pragma GCC unroll 4
+            for (int i = 0; i < NB; i++)
+                #pragma GCC unroll 4
+                for (int j = 0; j < BB; j++) acc[i][j] = _mm512_fmadd_ps(wv[i], xv[j], acc[i][j]);
+        }
+        if (tail) {
+            __m512 wv[4], xv[4];
+            #pragma GCC unroll 4
+            for (int i = 0; i < NB; i++) wv[i] = _mm512_maskz_loadu_ps(tail, w + (size_t)i * ldw + k);
+            #pragma GCC unroll 4
+            for (int j = 0; j < BB; j++) xv[j] = _mm512_maskz_loadu_ps(tail, x + (size_t)j * ldx + k);
+            #pragma GCC unroll 4
+            for (int i = 0; i < NB; i++)
+                #pragma GCC unroll 4
+                for (int j = 0; j < BB; j++) acc[i][j] = _mm512_fmadd_ps(wv[i], xv[j], acc[i][j]);
+        }
+        #pragma GCC unroll 4
+        for (int i = 0; i < NB; i++)
+            #pragma GCC unroll 4
+            for (int j = 0; j < BB; j++) {
+                float v = _mm512_reduce_add_ps(acc[i][j]);
+                float* o = y + (size_t)j * ldy + i;
+                *o = accumulate ? *o + v : v;
+            }
+    }
+    __attribute__((target("avx512f")))
+    static void rk_dot_gemm512(int B, int N, int K, const float* x, int ldx, const float* w,
+                               int ldw, float* y, int ldy, int accumulate) {
+        for (int n = 0; n < N; n += 4) {
+            int nb = N - n < 4 ? N - n : 4;
+            for (int b = 0; b < B; b += 4) {
+                int bb = B - b < 4 ? B - b : 4;
+                const float* wn = w + (size_t)n * ldw; const float* xb = x + (size_t)b * ldx;
+                float* yo = y + (size_t)b * ldy + n;
+                #define RK_DB(NB, BB) rk_dot_block(NB, BB, K, wn, ldw, xb, ldx, yo, ldy, accumulate)
+                #define RK_DB_ROW(NB) switch (bb) { case 4: RK_DB(NB, 4); break; case 3: RK_DB(NB, 3); break; \
+                                                    case 2: RK_DB(NB, 2); break; default: RK_DB(NB, 1); }
+                switch (nb) {
+                    case 4: RK_DB_ROW(4) break;
+                    case 3: RK_DB_ROW(3) break;
+                    case 2: RK_DB_ROW(2) break;
+                    default: RK_DB_ROW(1)
+                }
+                #undef RK_DB_ROW
+                #undef RK_DB
+            }
+        }
+    }
     static int rk_cpu_has_avx512(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx512f"); }
     #else
     #define RK_HAVE_AVX512_KERNEL 0
@@ -436,6 +504,8 @@ cdef extern from *:
     static int rk_cpu_has_avx512(void) { return 0; }
     static void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
                            int accumulate) {}
+    static void rk_dot_gemm512(int B, int N, int K, const float* x, int ldx, const float* w,
+                               int ldw, float* y, int ldy, int accumulate) {}
     #endif
 
     /* ---- a small thread pool ----------------------------------------------------------------
@@ -589,6 +659,8 @@ cdef extern from *:
     int rk_cpu_has_avx512() noexcept nogil
     void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
                     int accumulate) noexcept nogil
+    void rk_dot_gemm512(int B, int N, int K, const float* x, int ldx, const float* w, int ldw,
+                        float* y, int ldy, int accumulate) noexcept nogil
     int RK_HAVE_AVX512_KERNEL
     int RK_NR
     int RK_NH
@@ -1220,9 +1292,10 @@ def rnn_backward(dh, dhT, cache):
 # ---------------------------------------------------------------------------------------------
 # Single steps (generation, scoring): no allocation with workspaces
 # ---------------------------------------------------------------------------------------------
-# A step streams the weights once and is bound by memory bandwidth. For a few streams (B <= 4)
-# on the native backend it runs on our gemv, split over threads by hidden units like the
-# windows (one barrier: every thread has read h before any writes it); else on BLAS.
+# A step streams the weights once and is bound by memory bandwidth. On the native backend it
+# runs on our gemv (one stream) or dot-product kernel (a few streams), both reading the weights
+# unpacked, split over threads by hidden units like the windows (one barrier: every thread has
+# read h before any writes it); else on BLAS.
 ctypedef struct Step:
     int kind, B, E, H, G
     bint nat, fg
@@ -1246,17 +1319,20 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
     j0 = min(u0 * RK_NH, H)
     j1 = min(u1 * RK_NH, H)
     if S.nat:
-        for b in range(B):
-            gb = S.gates + <size_t>b * GH
-            for g in range(S.G):
-                r = g * H + j0
-                if j1 > j0:
-                    rk_gemv512(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x + <size_t>b * E,
-                               gb + r, 0)
-                    rk_gemv512(j1 - j0, H, S.w_hh + <size_t>r * H, H, S.h + <size_t>b * H,
-                               gb + r, 1)
-                    for j in range(r, r + j1 - j0):
-                        gb[j] += S.b_ih[j] + S.b_hh[j]
+        for g in range(S.G if j1 > j0 else 0):
+            r = g * H + j0
+            if B == 1:   # one stream: stream the weights once, two accumulators per row
+                rk_gemv512(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x, S.gates + r, 0)
+                rk_gemv512(j1 - j0, H, S.w_hh + <size_t>r * H, H, S.h, S.gates + r, 1)
+            else:
+                rk_dot_gemm512(B, j1 - j0, E, S.x, E, S.w_ih + <size_t>r * E, E, S.gates + r,
+                               GH, 0)
+                rk_dot_gemm512(B, j1 - j0, H, S.h, H, S.w_hh + <size_t>r * H, H, S.gates + r,
+                               GH, 1)
+            for b in range(B):
+                gb = S.gates + <size_t>b * GH
+                for j in range(r, r + j1 - j0):
+                    gb[j] += S.b_ih[j] + S.b_hh[j]
     else:
         fill_rows(B, GH, S.gates, S.b_ih, S.b_hh)
         matmul_wt(B, GH, E, S.x, S.w_ih, 1.0, S.gates)
@@ -1335,7 +1411,7 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, ga
         gates = np.empty((B, 4 * H), np.float32)
     cdef Step S
     S.kind, S.B, S.E, S.H, S.G = LSTM, B, E, H, 4
-    S.nat, S.fg = native and B <= 4, bool(forget_gate)
+    S.nat, S.fg = native, bool(forget_gate)
     S.x, S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
     S.peep = fptr(w_peep) if w_peep is not None else NULL
     S.gates, S.h, S.c = fptr(gates), fptr(h), fptr(c)
@@ -1359,7 +1435,7 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
     cdef Step S
     memset(&S, 0, sizeof(Step))
     S.kind, S.B, S.E, S.H, S.G = RNN, B, E, H, 1
-    S.nat = native and B <= 4
+    S.nat = native
     S.x, S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
     S.gates, S.h = fptr(work), fptr(h)
     with nogil:
