@@ -492,3 +492,46 @@ def test_sample_inverts_the_cdf():
         K.sample(lp[:1], [1.0])
     with pytest.raises(ValueError, match=r"uniforms must have shape \[1\]"):
         K.sample(lp[:1], [0.1, 0.2])
+
+
+@settings(max_examples=30, deadline=None)
+@given(B=st.integers(1, 9), E=st.integers(1, 40), H=st.integers(1, 40),
+       variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**31 - 1),
+       backend=st.sampled_from(BACKENDS))
+def test_steps_match_reference(B, E, H, variant, seed, backend):
+    peep, fg = variant
+    rng = np.random.default_rng(seed)
+    p = lstm_params(rng, 1, B, E, H, peep)
+    w = {k: p[k] for k in ["w_ih", "w_hh", "b_ih", "b_hh", "w_peep"]}
+    h, c = p["h0"].copy(), p["c0"].copy()
+    hr, cr = p["h0"].astype(np.float64), p["c0"].astype(np.float64)
+    with using(backend):
+        K.lstm_step(p["x"][0], h, c, **w, forget_gate=fg)
+    ref.lstm_step(p["x"][0].astype(np.float64), hr, cr, **f64(w), forget_gate=fg)
+    close(h, hr, "h"), close(c, cr, "c")
+    hn = p["h0"].copy()
+    rw = {k: p[k][:H].copy() for k in ["w_ih", "w_hh", "b_ih", "b_hh"]}
+    with using(backend):
+        K.rnn_step(p["x"][0], hn, **rw)
+    close(hn, ref.rnn_step(p["x"][0].astype(np.float64), p["h0"].astype(np.float64),
+                           **f64(rw)), "rnn h")
+
+
+def test_threaded_steps_give_the_same_numbers():
+    rng = np.random.default_rng(26)
+    B, E, H = 3, 600, 300  # big enough for the steps to use threads
+    p = lstm_params(rng, 1, B, E, H, True)
+    w = {k: p[k] for k in ["w_ih", "w_hh", "b_ih", "b_hh", "w_peep"]}
+    old, outs = K.get_num_threads(), []
+    try:
+        for nt in (1, 2, 3):
+            K.set_num_threads(nt)
+            h, c = p["h0"].copy(), p["c0"].copy()
+            for _ in range(3):
+                K.lstm_step(p["x"][0], h, c, **w)
+            outs.append((h, c))
+    finally:
+        K.set_num_threads(old)
+    for h, c in outs[1:]:
+        np.testing.assert_array_equal(h, outs[0][0])
+        np.testing.assert_array_equal(c, outs[0][1])
