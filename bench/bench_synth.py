@@ -103,7 +103,7 @@ def main() -> None:
     for t, r in rows.items():
         accs = [a for a, _, _ in r]
         print(f"| {t} | {' '.join(f'{a:.3f}' for a in accs)} | {np.mean(accs):.3f} |")
-    print(f"\n| k | mean ‖dL_t/dh_(t−k)‖ rnn | lstm |")
+    print("\n| k | mean ‖dL_t/dh_(t−k)‖ rnn | lstm |")
     print("|---:|---:|---:|")
     for i, k in enumerate(grads["lstm"]["distance"]):
         print(f"| {k} | {grads['rnn']['grad_norm'][i][-1]:.2e} | "
