@@ -342,6 +342,19 @@ def test_resume_errors(toy, tmp_path, capsys):
     checkpoint_path(out).write_bytes(data[:len(data) // 2])
     code, _, err = cli(capsys, "train", d / "data", "--out", out, "--resume")
     assert code == 2 and "damaged or truncated" in err
+    from safetensors.numpy import save_file
+
+    for bad_meta in ("{not json", json.dumps({"format": "rnnkit-checkpoint",
+                                              "format_version": 1})):
+        save_file({"params": np.zeros(3, np.float32)}, str(checkpoint_path(out)),
+                  metadata={"rnnkit-checkpoint": bad_meta})
+        code, _, err = cli(capsys, "train", d / "data", "--out", out, "--resume")
+        assert code == 2 and "damaged" in err and len(err.strip().splitlines()) == 1, err
+    save_file({"params": np.zeros(3, np.float32)}, str(checkpoint_path(out)),
+              metadata={"rnnkit-checkpoint": json.dumps({"format": "rnnkit-checkpoint",
+                                                         "format_version": 7})})
+    code, _, err = cli(capsys, "train", d / "data", "--out", out, "--resume")
+    assert code == 2 and "version 7 is not supported" in err
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(toy, tmp_path):

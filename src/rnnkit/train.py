@@ -226,7 +226,13 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     if raw is None:
         raise ModelFileError(f"{path}: not an rnnkit training checkpoint (damaged or truncated?); "
                              f"delete it and train without --resume")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: the checkpoint's metadata is damaged; delete it and train "
+                             f"without --resume")
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("format_version") != CHECKPOINT_VERSION:
         raise ModelFileError(f"{path}: checkpoint format {meta.get('format')!r} version "
                              f"{meta.get('format_version')} is not supported by this rnnkit "
@@ -347,7 +353,8 @@ class Trainer:
             "options": self.opts.to_dict(), "architecture": self.model.arch.to_dict(),
             "data": self.fingerprint(), "reason": reason,
             "position": {"epoch": self.epoch, "window": self.window},
-            "lr": self.lr, "best_valid": self.best_valid if self.best_flat is not None else None,
+            "lr": self.lr,
+            "best_valid": self.best_valid if math.isfinite(self.best_valid) else None,
             "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
             "epoch_nats": self.epoch_nats, "epoch_tokens": self.epoch_tokens,
             "epoch_seconds": self.epoch_seconds,
@@ -364,11 +371,18 @@ class Trainer:
 
     def restore(self) -> None:
         """Continue from the checkpoint beside --out, with the options it was made with."""
+        try:
+            self._restore()
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{self.ckpt_path}: damaged checkpoint ({type(e).__name__}: "
+                                 f"{e}); delete it and train without --resume") from None
+
+    def _restore(self) -> None:
         if not self.ckpt_path.exists():
             raise InputError(f"{self.ckpt_path}: no checkpoint to resume from (it is written "
                              f"beside --out at each epoch end); train without --resume")
         tensors, meta = read_checkpoint(self.ckpt_path)
-        data = meta.get("data", {})
+        data = meta["data"]
         if data.get("vocab_sha256") != self.corpus.vocab.sha256():
             raise InputError(
                 f"{self.ckpt_path}: vocabulary mismatch: the checkpoint was trained with a "
