@@ -11,6 +11,11 @@ A model type implements four methods:
 and, optionally, `matched_lengths(sentences)` (the n-gram length used per token; a recurrent
 model sees the whole history, so its default is the position + 1).
 
+Callers always use the state advance returns (`state = model.advance(state, ids)`) and never the
+one they passed in: a model may update it in place (recurrent models do, to allocate nothing per
+step) -- take `select_state(state, rows)` first to branch. Likewise the array log_probs returns
+may be a buffer of the state that the next call overwrites (callers may modify it).
+
 Everything else -- score, full_scores, perplexity (KenLM's names, log base 10) and generate -- is
 written once, here and in sampling.py / scoring.py / rescore.py, never per model type.
 """
