@@ -647,6 +647,10 @@ def rescore(
         "id-prefixed), the input's own line (SRILM, Moses), the candidate (groups).")] = False,
     batch: Annotated[int, typer.Option(help="Candidates scored per call (several groups at "
                                        "once); memory stays bounded.")] = 256,
+    share_prefixes: Annotated[bool, typer.Option(
+        "--share-prefixes", help="Recurrent models: compute each prefix the candidates share "
+        "once, stepping through their prefix tree (the same scores; faster when candidates "
+        "share long prefixes and single steps are cheap).")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object per group with every candidate's scores, then a "
         "summary.")] = False,
@@ -675,7 +679,7 @@ def rescore(
     t0 = time.perf_counter()
     with _count_progress("rescoring", nbest_path) as advance:
         reader = NBestReader(nbest_path, fmt, progress=advance)
-        for r in run_rescore(model, reader, w, batch=batch):
+        for r in run_rescore(model, reader, w, batch=batch, share=share_prefixes):
             groups += 1
             candidates += len(r.lm)
             changed += r.best != 0
@@ -922,7 +926,8 @@ def import_torch(
                                         "(a TAB and a count may follow).")],
     out_path: Annotated[Path, typer.Option("--out", help="The rnnkit model file to write.")],
     model_type: Annotated[Optional[str], typer.Option(
-        "--type", help="lstm, lstm-nofg, lstm-peephole or rnn [default: from the tensors].")] = None,
+        "--type", help="lstm, lstm-nofg, lstm-peephole or rnn \\[default: from the tensors].")
+    ] = None,
     level: Annotated[str, typer.Option(help="How text is split for the model: word or char.")] = "word",
     lowercase: Annotated[bool, typer.Option("--lowercase", help="Lowercase text before "
                                             "splitting.")] = False,
@@ -930,9 +935,9 @@ def import_torch(
 ):
     """Bring a PyTorch-trained LSTM or RNN language model into rnnkit.
 
-    <unk>, <s> and </s> become ids 0, 1, 2 (`<eos>` is taken as </s>; a model without <s>, like
-    PyTorch's word_language_model, reads <s> as <eos>). The result works with score, generate and
-    rescore like any rnnkit model; `rnnkit.load(STATE, vocab=...)` does the same in Python.
+    <unk>, <s> and </s> become ids 0, 1, 2; `<eos>` is taken as </s>.
+    A model without <s> (like PyTorch's word_language_model) reads <s> as <eos>.
+    The result works with score, generate and rescore like any rnnkit model.
     """
     from .rnnlm import from_torch_state
     from .vocab import Tokenizer
@@ -960,7 +965,7 @@ def plot(
 ):
     """Draw the learning curves (training and validation perplexity per epoch) as a PNG.
 
-    Needs matplotlib: pip install 'rnnkit[plot]'.
+    Needs matplotlib: pip install 'rnnkit\\[plot]'.
     """
     from .train import load_records, plot_curves, require_matplotlib
 
@@ -986,14 +991,14 @@ def diagnose(
     streams: Annotated[int, typer.Option(help="Parallel streams averaged over.")] = 32,
     positions: Annotated[int, typer.Option(help="Positions t per stream averaged over.")] = 4,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curves to "
-                                                      "this PNG (needs rnnkit[plot]).")] = None,
+                                                      "this PNG (needs rnnkit\\[plot]).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the measurements as JSON.")] = False,
 ):
-    """Measure how the gradient of the loss at step t w.r.t. the hidden state at step t-k decays
-    with the distance k: vanishing for a tanh RNN, persisting for an LSTM.
+    """Measure how the gradient of the loss at step t w.r.t. the hidden state at t-k decays.
 
-    The table shows the mean Euclidean norm of dL_t/dh_{t-k} for each layer, and the last
-    layer's value relative to k = 1.
+    Vanishing for a tanh RNN, persisting for an LSTM.
+    For k = 1, 2, ... the table shows the mean norm of dL_t/dh_(t-k) per layer
+    and the last layer's ratio to its value at k = 1.
     """
     import numpy as np
     from rich.table import Table
