@@ -347,6 +347,8 @@ def _train_recurrent(data, out_path, *, quiet, **options):
     finally:
         events.close()
     if not quiet:
+        out.print(f"{summary['model_type']} language model -> {summary['model']}", markup=False,
+                  soft_wrap=True)
         out.print(_train_summary_table(summary))
     return summary
 
@@ -893,7 +895,7 @@ class _RichTrainEvents:
 def _train_summary_table(s: dict):
     from rich.table import Table
 
-    t = Table(title=f"{s['model_type']} language model → {s['model']}", show_header=False)
+    t = Table(show_header=False)
     t.add_column("", style="bold")
     t.add_column("", justify="right")
 
@@ -1029,8 +1031,9 @@ def diagnose(
                     "plot": None if plot_path is None else str(plot_path)})
         return
     for name, r in results.items():
-        t = Table(title=f"{name} ({r['model_type']}): mean ||dL_t/dh_(t-k)||, {r['streams']} "
-                        f"streams x {len(r['positions'])} positions", title_justify="left")
+        out.print(f"{name} ({r['model_type']}): mean ||dL_t/dh_(t-k)|| over {r['streams']} "
+                  f"streams x {len(r['positions'])} positions", markup=False, soft_wrap=True)
+        t = Table()
         t.add_column("k", justify="right")
         for layer in range(r["layers"]):
             t.add_column(f"layer {layer + 1}", justify="right")
