@@ -538,3 +538,30 @@ def test_python_m_rnnkit_import_torch_help():
     r = subprocess.run([sys.executable, "-m", "rnnkit", "import-torch", "--help"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "rnnkit import-torch" in r.stdout
+
+
+def test_score_and_generate_commands_on_a_recurrent_model(trained, tmp_path, capsys):
+    text = tmp_path / "s.txt"
+    text.write_text("the cat sat on the mat\ndog ran\n")
+    code, stdout, err = cli(capsys, "score", trained / "m.rnnkit", text, "--json", "--per-token")
+    assert code == 0, err
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    model = load(trained / "m.rnnkit")
+    for row, sentence in zip(rows, ["the cat sat on the mat", "dog ran"]):
+        assert row["log10_prob"] == pytest.approx(model.score(sentence), abs=1e-4)
+        per_token = row["per_token"]
+        assert [t["token"] for t in per_token] == sentence.split() + ["</s>"]
+        assert row["log10_prob"] == pytest.approx(sum(t["log10_prob"] for t in per_token),
+                                                  abs=1e-9)
+    code, stdout, err = cli(capsys, "generate", trained / "m.rnnkit", "--num", 5, "--seed", 3,
+                            "--json", "--max-len", 12)
+    assert code == 0, err
+    samples = [json.loads(line) for line in stdout.splitlines()]
+    assert len(samples) == 5
+    for s in samples:  # each sample's probability is the model's own
+        if s["complete"]:
+            assert s["log10_prob"] == pytest.approx(model.score(s["text"]), abs=1e-3)
+        assert all(w in WORDS for w in s["text"].split())
+    again = cli(capsys, "generate", trained / "m.rnnkit", "--num", 5, "--seed", 3, "--json",
+                "--max-len", 12)[1]
+    assert again == stdout  # same seed, same sentences
