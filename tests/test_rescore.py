@@ -235,7 +235,8 @@ def test_rescore_command_on_every_example(fake_models, name):
 def test_rescore_stdin_and_mixture(fake_models):
     text = (EXAMPLES / "moses.txt").read_text()
     res = runner.invoke(app, ["rescore", "a.rnnkit", "b.rnnkit", "-", "--weights", "0.3,0.7",
-                              "--json", "--lm-weight", "2", "--word-penalty", "-0.5"], input=text)
+                              "--json", "--lm-weight", "2", "--word-penalty", "-0.5",
+                              "--share-prefixes"], input=text)
     assert res.exit_code == 0, res.output
     docs = [json.loads(x) for x in res.stdout.splitlines()]
     a, b = fake_models["a.rnnkit"], fake_models["b.rnnkit"]
@@ -337,12 +338,12 @@ def test_prefix_tree_gives_the_same_numbers_lstm():
         ids = [m.encode(s)[0] for s in SENTS]
         for a, b in zip(m.token_log_probs(ids), m.prefix_token_log_probs(ids)):
             assert a.tolist() == pytest.approx(b.tolist(), abs=2e-5)
-        shared = score_texts(m, SENTS)[0]
-        plain = score_texts(m, SENTS, share=False)[0]
+        shared = score_texts(m, SENTS, share=True)[0]
+        plain = score_texts(m, SENTS)[0]
         assert shared == pytest.approx(plain, abs=1e-4)
         mix = Mixture([m, TableLM(WORDS, seed=4)], [0.5, 0.5])
-        assert score_texts(mix, SENTS)[0] == pytest.approx(score_texts(mix, SENTS, False)[0],
-                                                           abs=1e-4)
+        assert score_texts(mix, SENTS, True)[0] == pytest.approx(score_texts(mix, SENTS)[0],
+                                                                 abs=1e-4)
 
 
 # --- models trained on the bundled samples, on the bundled rescoring test set --------------------

@@ -649,6 +649,10 @@ def rescore(
         "id-prefixed), the input's own line (SRILM, Moses), the candidate (groups).")] = False,
     batch: Annotated[int, typer.Option(help="Candidates scored per call (several groups at "
                                        "once); memory stays bounded.")] = 256,
+    share_prefixes: Annotated[bool, typer.Option(
+        "--share-prefixes", help="Recurrent models: compute each prefix the candidates share "
+        "once, stepping through their prefix tree (the same scores; faster when candidates "
+        "share long prefixes and single steps are cheap).")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object per group with every candidate's scores, then a "
         "summary.")] = False,
@@ -677,7 +681,7 @@ def rescore(
     t0 = time.perf_counter()
     with _count_progress("rescoring", nbest_path) as advance:
         reader = NBestReader(nbest_path, fmt, progress=advance)
-        for r in run_rescore(model, reader, w, batch=batch):
+        for r in run_rescore(model, reader, w, batch=batch, share=share_prefixes):
             groups += 1
             candidates += len(r.lm)
             changed += r.best != 0

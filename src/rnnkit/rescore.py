@@ -14,7 +14,8 @@ candidate with the highest total wins; ties go to the earlier candidate in the f
 
 Every candidate is scored on its own from <s> (no recurrent state carries over from one
 candidate to the next, a known trap of older tools); the candidates of a group -- and of
-several consecutive groups, up to `batch` candidates -- are scored in one token_log_probs call.
+several consecutive groups, up to `batch` candidates -- are scored in one token_log_probs call
+(or, with share=True, through their prefix tree).
 """
 from __future__ import annotations
 
@@ -103,10 +104,12 @@ def candidate_log_probs(model: LanguageModel, sentences: list[np.ndarray]) -> li
     return model.token_log_probs(sentences)
 
 
-def score_texts(model: LanguageModel, texts: list[str], share: bool = True):
+def score_texts(model: LanguageModel, texts: list[str], share: bool = False):
     """log10 P of each sentence (with </s>), token and OOV counts, and per-model log10 for a
-    mixture ([K, C], None otherwise), in one batched call. `share=False` turns the prefix
-    sharing of recurrent models off (the numbers are the same)."""
+    mixture ([K, C], None otherwise), in one batched call. `share=True` scores models that
+    declare `share_prefixes` through the prefix tree (the same numbers; see lm.py). It is off
+    by default: with the current kernels the recurrent single-step path it needs is slower than
+    the batched window path, although it computes about half the output rows on N-best lists."""
     from .mixture import Mixture
 
     scorer = candidate_log_probs if share else (lambda m, s: m.token_log_probs(s))
@@ -128,7 +131,7 @@ def score_texts(model: LanguageModel, texts: list[str], share: bool = True):
 
 def rescore(model: LanguageModel, groups: Iterable[Group], weights: Weights | None = None, *,
             batch: int = 256, on_candidates: Callable[[int], None] | None = None,
-            share: bool = True) -> Iterator[Rescored]:
+            share: bool = False) -> Iterator[Rescored]:
     """Re-rank every group; groups are read, scored and yielded in order, `batch` candidates at
     a time at most (a larger group is one batch), so memory stays bounded."""
     weights = weights or Weights()
