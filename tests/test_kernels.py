@@ -535,3 +535,27 @@ def test_threaded_steps_give_the_same_numbers():
     for h, c in outs[1:]:
         np.testing.assert_array_equal(h, outs[0][0])
         np.testing.assert_array_equal(c, outs[0][1])
+
+
+def test_threads_work_in_a_forked_child():
+    # a child made by fork() has none of the parent's worker threads: the pool starts afresh
+    import os
+    import signal
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    rng = np.random.default_rng(27)
+    p = lstm_params(rng, 4, 3, 40, 70, False)
+    old = K.get_num_threads()
+    K.set_num_threads(2)
+    try:
+        want = K.lstm_forward(**p)[0].copy()   # starts the parent's workers
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 only if the threaded kernel runs and agrees
+            signal.alarm(20)
+            ok = np.array_equal(K.lstm_forward(**p)[0], want)
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        K.set_num_threads(old)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status

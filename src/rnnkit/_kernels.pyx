@@ -594,9 +594,22 @@ cdef extern from *:
         }
         return NULL;
     }
+    /* a child made by fork() has none of the parent's workers: start afresh */
+    static void rk_pool_after_fork_child(void) {
+        pthread_mutex_init(&rk_pool.lock, NULL);
+        rk_pool.workers = 0;
+        atomic_store(&rk_pool.job, 0);
+        atomic_store(&rk_pool.done, 0);
+        atomic_store(&rk_pool.sleepers, 0);
+        atomic_store(&rk_pool.bar_count, 0);
+        atomic_store(&rk_pool.bar_gen, 0);
+    }
+    static pthread_once_t rk_pool_once = PTHREAD_ONCE_INIT;
+    static void rk_pool_init(void) { pthread_atfork(NULL, NULL, rk_pool_after_fork_child); }
     /* returns the number of threads that ran the job */
     static int rk_pool_run(int nt, void (*fn)(int, int, void*), void* arg) {
         if (nt > RK_MAX_THREADS) nt = RK_MAX_THREADS;
+        if (nt > 1) pthread_once(&rk_pool_once, rk_pool_init);
         if (nt <= 1 || pthread_mutex_trylock(&rk_pool.lock) != 0) {
             fn(0, 1, arg);
             return 1;
