@@ -559,3 +559,25 @@ def test_threads_work_in_a_forked_child():
     finally:
         K.set_num_threads(old)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_bad_step_inputs_raise_clear_errors():
+    rng = np.random.default_rng(28)
+    p = lstm_params(rng, 1, 2, 4, 5, False)
+    w = [p[k] for k in ["w_ih", "w_hh", "b_ih", "b_hh"]]
+    x, h, c = p["x"][0], p["h0"].copy(), p["c0"].copy()
+    with pytest.raises(ValueError, match="h must be float32, got float64"):
+        K.lstm_step(x, h.astype(np.float64), c, *w)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        K.lstm_step(np.asfortranarray(np.ones((2, 4), np.float32)), h, c, *w)
+    with pytest.raises(ValueError, match=r"c must have shape \[2, 5\], got \[2, 4\]"):
+        K.lstm_step(x, h, c[:, :4].copy(), *w)
+    with pytest.raises(ValueError, match=r"w_ih must have shape \[20, 4\]"):
+        K.lstm_step(x, h, c, w[0][:, :3].copy(), *w[1:])
+    with pytest.raises(ValueError, match="x must be a numpy array"):
+        K.lstm_step([[0.0] * 4] * 2, h, c, *w)
+    rw = [a[:5].copy() for a in w]
+    with pytest.raises(ValueError, match=r"work must have shape \[2, 5\]"):
+        K.rnn_step(x, h, *rw, work=np.empty((2, 6), np.float32))
+    with pytest.raises(ValueError, match=r"b_hh must have shape \[5\]"):
+        K.rnn_step(x, h, *rw[:3], np.zeros(4, np.float32))
