@@ -432,7 +432,8 @@ def test_rnn_matches_torch():
 def test_thread_count_changes_no_result():
     # every number is computed by the same instructions whatever the split: bitwise equal
     rng = np.random.default_rng(24)
-    T, B, E, H = 5, 7, 37, 70  # H spans three 32-column panels: uneven shares
+    # big enough for threads (B·H² >= 2^20 for the RNN), H = 200 = 12.5 half panels: uneven shares
+    T, B, E, H = 3, 27, 37, 200
     p = lstm_params(rng, T, B, E, H, True)
     dh = rng.standard_normal((T, B, H)).astype(np.float32)
     dT = rng.standard_normal((B, H)).astype(np.float32)
@@ -545,7 +546,7 @@ def test_threads_work_in_a_forked_child():
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
     rng = np.random.default_rng(27)
-    p = lstm_params(rng, 4, 3, 40, 70, False)
+    p = lstm_params(rng, 2, 8, 40, 200, False)  # big enough for the layers to use threads
     old = K.get_num_threads()
     K.set_num_threads(2)
     try:

@@ -1173,6 +1173,14 @@ cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
     col_sums(T * B, GH, r0, r1, L.dgates, L.db)
 
 
+cdef int layer_threads(Layer* L) noexcept nogil:
+    # below about a million multiply-adds per step (the tanh RNN at H = 200: 0.8 M) a step's
+    # share is a few microseconds, no more than the hand-off at the barrier: one thread
+    if not L.nat or <double>L.B * L.G * L.H * L.H < 1048576:
+        return 1
+    return nthreads
+
+
 def _layer_forward(kind, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate):
     """Checks, buffers and the threaded forward job of an LSTM (kind "lstm") or RNN ("rnn")."""
     cdef int G = 4 if kind == "lstm" else 1
@@ -1210,7 +1218,7 @@ def _layer_forward(kind, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forge
     L.pack_hh = fptr(_packbuf(cache, "pack_hh", G * pack_size(H, H)))
     L.pack_ih = fptr(_packbuf(cache, "pack_ih", max(pack_size(E, G * H), pack_size(G * H, E))))
     with nogil:
-        rk_pool_run(threads_for(L.nat), layer_forward_job, &L)
+        rk_pool_run(layer_threads(&L), layer_forward_job, &L)
     cache.x, cache.w_ih, cache.w_hh, cache.w_peep, cache.forget_gate = x, w_ih, w_hh, w_peep, L.fg
     cache.shape = (T, B, E, H)
     return cache
@@ -1260,7 +1268,7 @@ def _layer_backward(kind, cache, dh, dhT, dcT):
     L.pack_x = fptr(_packbuf(cache, "pack_x", pack_size(T * B, E)))
     L.pack_h = fptr(_packbuf(cache, "pack_h", pack_size(T * B, H)))
     with nogil:
-        rk_pool_run(threads_for(L.nat), layer_backward_job, &L)
+        rk_pool_run(layer_threads(&L), layer_backward_job, &L)
     db_hh[...] = db_ih
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep
 
