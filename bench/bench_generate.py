@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import cpu_name, side_by_side_check  # noqa: E402
+from _machine import cpu_name  # noqa: E402
+from bench_train import side_by_side_check  # noqa: E402
 
 PROBE = [5, 17, 3, 99, 42]  # tokens fed before the log-probabilities are compared
 

@@ -28,6 +28,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from rnnkit import kernels, reference as ref
 
+from _machine import cpu_name  # bench/_machine.py
+
 K = kernels()
 
 CONFIGS = {  # name: (B, T, H), E = H
@@ -61,17 +63,6 @@ def median_time(fn, reps, warmup=50):
         fn()
         ts[i] = time.perf_counter() - t
     return float(np.median(ts))
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def try_torch():

@@ -38,21 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import cpu_name  # bench/_machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 KENLM = {"lmplz_wt2_s": 3.96, "lmplz_wt2_mib": 437, "lmplz_ptb_s": 1.63,
          "query_tok_s": (4.6e6, 6.1e6), "arpa_load_s": 0.86}
 PTB_O5_TEST_PPL = 141.1862
 TARGETS = {"train_s": 4.0, "train_mb": 500, "score_tok_s": 3e6, "load_s": KENLM["arpa_load_s"]}
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def rnnkit_command() -> list[str]:

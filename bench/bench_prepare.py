@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_name  # bench/_machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATE = 2_000_000  # tokens per second, end to end
 TARGET_RSS_MB = 400
@@ -46,16 +48,6 @@ def rnnkit_command() -> list[str]:
         return [str(script)]
     found = shutil.which("rnnkit")
     return [found] if found else [sys.executable, "-m", "rnnkit"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(cmd: list[str]) -> tuple[float, float, int]:

@@ -41,15 +41,7 @@ from rnnkit.rescore import rescore, score_texts  # noqa: E402
 from rnnkit.rnnlm import RNNLM, Architecture  # noqa: E402
 from rnnkit.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from _machine import cpu_name  # bench/_machine.py
 
 
 def corrupt(words: list[str], rng: np.random.Generator, vocab: list[str]) -> list[str]:

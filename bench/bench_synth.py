@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import cpu_name  # noqa: E402
+from _machine import cpu_name  # noqa: E402
 
 CONFIG = dict(emb=16, hidden=32, layers=1, epochs=50, bptt=50, batch=8, lr=0.5, lr_decay=0.8,
               decay_after=30, threads=1)

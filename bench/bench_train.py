@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import cpu_name  # bench/_machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 ZAREMBA_SMALL = dict(model_type="lstm", emb=200, hidden=200, layers=2, dropout=0.0, bptt=20,
                      batch=20, epochs=13, optimizer="sgd", lr=1.0, lr_decay=0.5, decay_after=4,
@@ -46,16 +48,6 @@ ZAREMBA_TEST_PPL = 114.5
 SPEED_TARGET = 1.3
 CHAR = dict(model_type="lstm", emb=128, hidden=512, layers=2, bptt=128, batch=64, epochs=5,
             optimizer="adam", lr=2e-3, lr_decay=0.9, decay_after=1, clip=5.0, init_scale=0.08)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_corpus(data: Path, name: str):
