@@ -352,24 +352,32 @@ class RNNLM(LanguageModel):
         a, K, p = self.arch, self.K, self.p
         T, B = x_ids.shape
         caches = self._eval_caches
-        x = K.embedding_forward(x_ids, p["encoder.weight"])
-        for k in range(a.layers):
+        x = self._stack_forward(x_ids, h, c, caches)
+        loss, caches[-1] = K.softmax_xent_forward(x.reshape(T * B, a.hidden), p["decoder.weight"],
+                                                  p["decoder.bias"], y_ids.reshape(T * B),
+                                                  cache=caches[-1])
+        return float(loss)
+
+    def _stack_forward(self, x_ids: np.ndarray, h: np.ndarray, c: np.ndarray | None,
+                       caches: list) -> np.ndarray:
+        """Embedding and every layer over x_ids [T, B], no dropout: the last layer's h
+        [T, B, H]; h and c [L, B, H] are replaced in place by the state after the window and
+        caches[k] by layer k's kernel cache (reused across calls)."""
+        x = self.K.embedding_forward(x_ids, self.p["encoder.weight"])
+        for k in range(self.arch.layers):
             x, hT, cT, caches[k] = self._layer_forward(k, x, h[k], None if c is None else c[k],
                                                        caches[k])
             h[k] = hT
             if c is not None:
                 c[k] = cT
-        loss, caches[-1] = K.softmax_xent_forward(x.reshape(T * B, a.hidden), p["decoder.weight"],
-                                                  p["decoder.bias"], y_ids.reshape(T * B),
-                                                  cache=caches[-1])
-        return float(loss)
+        return x
 
     def top_hidden(self, x_ids: np.ndarray, h: np.ndarray | None = None,
                    c: np.ndarray | None = None, window: int | None = None) -> np.ndarray:
         """The last layer's h [T, B, H] over the inputs x_ids [T, B], from the zero state or
         (h, c) [L, B, H] (left unchanged). Long inputs run in windows of `window` steps with the
         state carried (the same numbers; the kernels' buffers stay small)."""
-        a, K = self.arch, self.K
+        a = self.arch
         T, B = x_ids.shape
         window = window or SCORE_WINDOW
         if h is None:
@@ -379,15 +387,8 @@ class RNNLM(LanguageModel):
         out = np.empty((T, B, a.hidden), self.dtype)  # [T, B, H]
         caches = [None] * a.layers
         for s in range(0, T, window):
-            x = K.embedding_forward(np.ascontiguousarray(x_ids[s:s + window]),
-                                    self.p["encoder.weight"])
-            for k in range(a.layers):
-                x, hT, cT, caches[k] = self._layer_forward(k, x, h[k], None if c is None else c[k],
-                                                           caches[k])
-                h[k] = hT
-                if c is not None:
-                    c[k] = cT
-            out[s:s + window] = x
+            out[s:s + window] = self._stack_forward(np.ascontiguousarray(x_ids[s:s + window]),
+                                                    h, c, caches)
         return out
 
     # --- the LanguageModel protocol (log10) ----------------------------------------------------
