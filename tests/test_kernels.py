@@ -251,7 +251,8 @@ def test_results_are_deterministic(backend):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("N,H,V", [(1, 1, 1), (1, 5, 3), (7, 4, 13), (20, 16, 300)])
+@pytest.mark.parametrize("N,H,V", [(1, 1, 1), (1, 5, 3), (7, 4, 13), (20, 16, 300),
+                                   (9, 33, 1000)])
 def test_softmax_xent_matches_reference(N, H, V, backend):
     rng = np.random.default_rng(N * 100 + V)
     f = np.float32
@@ -518,9 +519,10 @@ def test_steps_match_reference(B, E, H, variant, seed, backend):
                            **f64(rw)), "rnn h")
 
 
-def test_threaded_steps_give_the_same_numbers():
+@pytest.mark.parametrize("B", [1, 3])
+def test_threaded_steps_give_the_same_numbers(B):
     rng = np.random.default_rng(26)
-    B, E, H = 3, 600, 300  # big enough for the steps to use threads
+    E, H = 600, 300  # big enough for the steps to use threads
     p = lstm_params(rng, 1, B, E, H, True)
     w = {k: p[k] for k in ["w_ih", "w_hh", "b_ih", "b_hh", "w_peep"]}
     old, outs = K.get_num_threads(), []
@@ -536,6 +538,25 @@ def test_threaded_steps_give_the_same_numbers():
     for h, c in outs[1:]:
         np.testing.assert_array_equal(h, outs[0][0])
         np.testing.assert_array_equal(c, outs[0][1])
+
+
+@pytest.mark.parametrize("B,H", [(1, 5), (1, 300), (4, 37)])
+def test_a_step_gives_the_same_numbers_on_every_call(B, H):
+    # successive steps visit the gates in opposite orders (to start on weights still in
+    # cache); every output must come out bit for bit the same either way
+    rng = np.random.default_rng(27)
+    p = lstm_params(rng, 1, B, 2 * H, H, False)
+    w = {k: p[k] for k in ["w_ih", "w_hh", "b_ih", "b_hh"]}
+    outs = []
+    for _ in range(2):
+        h, c = p["h0"].copy(), p["c0"].copy()
+        K.lstm_step(p["x"][0], h, c, **w)
+        outs.append((h, c))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    rw = {k: p[k][:H].copy() for k in ["w_ih", "w_hh", "b_ih", "b_hh"]}
+    hs = [K.rnn_step(p["x"][0], p["h0"].copy(), **rw) for _ in range(2)]
+    np.testing.assert_array_equal(hs[0], hs[1])
 
 
 def test_threads_work_in_a_forked_child():

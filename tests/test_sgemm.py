@@ -73,9 +73,10 @@ def backend(request):
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("m,n,k", [(1, 1, 1), (3, 5, 7), (20, 800, 200), (13, 33, 1100),
-                                   (125, 70, 9), (1, 47, 3)])
+                                   (125, 70, 9), (1, 47, 3), (4, 17, 1600)])
 def test_layer_product_matches_numpy_on_every_backend(backend, trans_a, trans_b, m, n, k):
-    # the packed kernel: edges of its 10 x 32 register block, K past its 512 cache block (twice)
+    # the packed kernel: edges of its 10 x 32 register block and of the 16 x 16 blocks packing
+    # transposes, K cut into 2 and 3 cache blocks (at most 768 each), M past its 120-row block
     rng = np.random.default_rng(m + n + k)
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
