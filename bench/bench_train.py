@@ -305,7 +305,7 @@ def main() -> None:
         print(f"| valid {key} (best epoch {summary['best_epoch']}) | "
               f"{fmt(summary['valid_perplexity'])} | | |")
         print(f"| test {key} | {fmt(summary['test_perplexity'])} | "
-              f"{'' if char else f'{ZAREMBA_TEST_PPL} (Zaremba)'} | |")
+              f"{f'{ZAREMBA_TEST_PPL} (Zaremba, PTB)' if args.corpus == 'ptb' else ''} | |")
         print(f"| wall time, {summary['epochs_run']} epochs | {wall / 60:.1f} min | | |")
     print(f"\n# BLAS: {blas}; torch: {torch_res['torch'] if torch_res else 'not run'}")
     if torch_res:
