@@ -1253,8 +1253,6 @@ ctypedef struct Layer:
     const float* x                     # [T, B, E]
     const float* w_ih                  # [G*H, E]
     const float* w_hh                  # [G*H, H]
-    const float* b_ih                  # [G*H]
-    const float* b_hh                  # [G*H]
     const float* bias                  # [G*H] b_ih + b_hh
     const float* peep                  # [3, H] or NULL
     float* gates                       # [T, B, G*H] activated gates (RNN: hs + B*H)
@@ -1401,7 +1399,7 @@ def _layer_forward(kind, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forge
         L.gates = fptr(_buf(cache, "gates", (T, B, 4 * H)))  # activated i, f, g, o
     else:
         L.gates = L.hs + <size_t>B * H                  # pre-activations become h_t in place
-    L.x, L.w_ih, L.w_hh, L.b_ih, L.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
+    L.x, L.w_ih, L.w_hh = fptr(x), fptr(w_ih), fptr(w_hh)
     bias = _buf(cache, "bias", (G * H,))
     np.add(b_ih, b_hh, out=bias)
     L.bias = fptr(bias)
