@@ -671,7 +671,7 @@ cdef extern from *:
             }
         }
     }
-    static int rk_cpu_has_avx512(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx512f"); }
+    static int rk_cpu_has_avx512(void) { return rk_use512(); }  /* the one CPU check (softmax rows) */
     #else
     #define RK_HAVE_AVX512_KERNEL 0
     static void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int q0,
