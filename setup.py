@@ -1,4 +1,4 @@
-"""Builds the compiled kernels rnnkit._kernels (everything else is in pyproject.toml).
+"""Builds the compiled kernels rnnkit.nn._kernels and rnnkit.models.ngram._ngram (everything else is in pyproject.toml).
 
 Environment switches:
   RNNKIT_NATIVE=1  compile with -march=native (local builds only: the result is not portable)
@@ -18,8 +18,8 @@ checks = {"boundscheck": debug, "wraparound": debug, "initializedcheck": debug}
 
 extensions = [
     Extension(
-        "rnnkit._kernels",
-        ["src/rnnkit/_kernels.pyx"],
+        "rnnkit.nn._kernels",
+        ["src/rnnkit/nn/_kernels.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # BLAS comes from scipy (cython_blas), so nothing to link; -pthread for the kernels'
@@ -28,8 +28,8 @@ extensions = [
         extra_link_args=["-pthread"],
     ),
     Extension(
-        "rnnkit._ngram",
-        ["src/rnnkit/_ngram.pyx"],
+        "rnnkit.models.ngram._ngram",
+        ["src/rnnkit/models/ngram/_ngram.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,

@@ -148,10 +148,10 @@ def main() -> None:
         return
 
     import rnnkit
-    from rnnkit.rnnlm import RNNLM, Architecture, load
-    from rnnkit.sampling import draw, sample_sentences
-    from rnnkit.train import thread_limit
-    from rnnkit.vocab import SPECIALS, Vocab
+    from rnnkit.models.rnnlm import RNNLM, Architecture, load
+    from rnnkit.decoding.sampling import draw, sample_sentences
+    from rnnkit.training.train import thread_limit
+    from rnnkit.text.vocab import SPECIALS, Vocab
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_generate."))
     if args.model:

@@ -26,7 +26,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from rnnkit import kernels, reference as ref
+from rnnkit.nn import reference as ref
+from rnnkit.nn.backend import kernels
 
 from _machine import cpu_name  # bench/_machine.py
 

@@ -112,10 +112,10 @@ def main() -> None:
         pass
 
     import rnnkit
-    from rnnkit import ngram
-    from rnnkit.arpa import read_arpa
-    from rnnkit.prepare import build_corpus
-    from rnnkit.scoring import encode_lines, score_text
+    from rnnkit.models.ngram import estimate as ngram
+    from rnnkit.models.ngram.arpa import read_arpa
+    from rnnkit.text.prepare import build_corpus
+    from rnnkit.decoding.scoring import score_text
 
     data, ref = args.data, args.data / "reference"
     if not (ref / "ptb-unkword.o5.arpa.gz").exists():
@@ -182,7 +182,7 @@ def main() -> None:
         rows.append(("score PTB test x20 (tokens/s, text to summary)", f"{rate / 1e6:.2f}M",
                      "KenLM query (binary)", f"{lo / 1e6:.1f}-{hi / 1e6:.1f}M",
                      f"{rate / hi:.2f}-{rate / lo:.2f}x"))
-        ids, offsets, _ = encode_lines(o5, lines)
+        ids, offsets, _ = o5.encode_lines(lines)
         t0 = time.perf_counter()
         o5.score_flat(ids, offsets)
         flat = n_tokens / (time.perf_counter() - t0)

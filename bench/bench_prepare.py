@@ -83,7 +83,7 @@ def check(path: Path, out: Path, cmd: list[str]) -> int:
     """Run prepare once and compare with the reference; return the number of tokens."""
     subprocess.run(cmd + ["prepare", str(path), "--out", str(out), "--split", "1,0,0", "--json"],
                    check=True, stdout=subprocess.DEVNULL, env=ENV)
-    from rnnkit.prepare import Corpus
+    from rnnkit.text.prepare import Corpus
 
     corpus = Corpus.load(out, verify=True)
     s = corpus.manifest["splits"]["train"]
@@ -122,7 +122,7 @@ def main() -> None:
         if not (ptb.is_file() and wiki.is_file()):
             print(f"note: {a.data} has no ptb/ and wikitext-2/; using the bundled samples",
                   file=sys.stderr)
-            from rnnkit.prepare import sample_path
+            from rnnkit.text.prepare import sample_path
 
             ptb, wiki = tmp / "sample-en.txt", tmp / "sample-ko.txt"
             ptb.write_text(sample_path("en").read_text("utf-8") * 50, encoding="utf-8")

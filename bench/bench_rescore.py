@@ -35,11 +35,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from rnnkit.mixture import Mixture  # noqa: E402
-from rnnkit.nbest import NBestReader  # noqa: E402
-from rnnkit.rescore import rescore, score_texts  # noqa: E402
-from rnnkit.rnnlm import RNNLM, Architecture  # noqa: E402
-from rnnkit.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab  # noqa: E402
+from rnnkit.models.mixture import Mixture  # noqa: E402
+from rnnkit.rescoring.nbest import NBestReader  # noqa: E402
+from rnnkit.rescoring.rescore import rescore, score_texts  # noqa: E402
+from rnnkit.models.rnnlm import RNNLM, Architecture  # noqa: E402
+from rnnkit.text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab  # noqa: E402
 
 from _machine import cpu_name  # bench/_machine.py
 
@@ -131,7 +131,7 @@ def torch_worker(lstm_path: str, nbest: str, threads: int, batch: int, check: in
 
     import torch
 
-    from rnnkit.rnnlm import load as load_rnn
+    from rnnkit.models.rnnlm import load as load_rnn
 
     model = load_rnn(lstm_path)
     score = torch_scorer(model, threads)
@@ -221,7 +221,7 @@ def main() -> int:
 
         ngram = rnnkit.load(ngram_path)
     if args.lstm:
-        from rnnkit.rnnlm import load as load_rnn
+        from rnnkit.models.rnnlm import load as load_rnn
 
         lstm = load_rnn(args.lstm)
     else:

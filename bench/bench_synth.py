@@ -61,11 +61,12 @@ def main() -> None:
     if args.quick:
         args.seeds = [1]
 
-    from rnnkit import ngram, synth
-    from rnnkit.diagnose import gradient_by_distance
-    from rnnkit.prepare import build_corpus
-    from rnnkit.rnnlm import load
-    from rnnkit.train import train
+    from rnnkit.models.ngram import estimate as ngram
+    from rnnkit.text import synth
+    from rnnkit.report.diagnose import gradient_by_distance
+    from rnnkit.text.prepare import build_corpus
+    from rnnkit.models.rnnlm import load
+    from rnnkit.training.train import train
 
     lo, hi = synth.parse_filler(args.filler)
     cfg = dict(CONFIG, epochs=args.epochs)

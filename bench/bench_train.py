@@ -51,7 +51,7 @@ CHAR = dict(model_type="lstm", emb=128, hidden=512, layers=2, bptt=128, batch=64
 
 
 def load_corpus(data: Path, name: str):
-    from rnnkit.prepare import build_corpus
+    from rnnkit.text.prepare import build_corpus
 
     d = data / name
     if name == "tinyshakespeare":
@@ -88,7 +88,7 @@ def torch_worker(args) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from rnnkit.train import batchify, lm_stream
+    from rnnkit.training.train import batchify, lm_stream
 
     torch.set_num_threads(args.threads)
     cfg = json.loads(args.config)
@@ -177,7 +177,7 @@ def check_against_torch(model, corpus, cfg, grads_path, loss_torch) -> str:
     """rnnkit's loss and every gradient of the first window against PyTorch's."""
     from safetensors.numpy import load_file
 
-    from rnnkit.train import batchify, lm_stream
+    from rnnkit.training.train import batchify, lm_stream
 
     x, y = lm_stream(corpus["train"])
     xb, yb = batchify(x, cfg["batch"]), batchify(y, cfg["batch"])
@@ -222,8 +222,8 @@ def main() -> None:
     from threadpoolctl import threadpool_info
 
     import rnnkit
-    from rnnkit.rnnlm import RNNLM, Architecture
-    from rnnkit.train import TrainEvents, TrainingInterrupted, TrainOptions, thread_limit, train
+    from rnnkit.models.rnnlm import RNNLM, Architecture
+    from rnnkit.training.train import TrainEvents, TrainingInterrupted, TrainOptions, thread_limit, train
 
     char = args.corpus == "tinyshakespeare"
     cfg = dict(CHAR if char else ZAREMBA_SMALL)
@@ -318,7 +318,7 @@ def main() -> None:
         ok = summary["test_perplexity"] <= ZAREMBA_TEST_PPL
         print(f"# test perplexity target <= {ZAREMBA_TEST_PPL}: {'met' if ok else 'NOT met'}")
     if summary is not None and char:
-        from rnnkit.rnnlm import load
+        from rnnkit.models.rnnlm import load
 
         model = load(tmp / "model.rnnkit")
         for s in model.generate(3, seed=0, max_len=200, temperature=0.8):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit.arpa import read_arpa, write_arpa
+from rnnkit.models.ngram.arpa import read_arpa, write_arpa
 from rnnkit.cli import main
 from rnnkit.errors import FormatError, ModelFileError
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import rnnkit
 from rnnkit.cli import app, main
-from rnnkit.prepare import Corpus
+from rnnkit.text.prepare import Corpus
 
 runner = CliRunner()
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnkit import reference as ref
+from rnnkit.nn import reference as ref
 
-K = pytest.importorskip("rnnkit._kernels")
+K = pytest.importorskip("rnnkit.nn._kernels")
 
 VARIANTS = [(False, True), (False, False), (True, True), (True, False)]  # (peephole, forget gate)
 # the layers' matrix products: BLAS everywhere, the packed AVX-512 kernel where the CPU has it

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import RnnkitError
-from rnnkit.mixture import Mixture, em_weights, parse_weights, tune_linear
-from rnnkit.vocab import Tokenizer
+from rnnkit.models.mixture import Mixture, em_weights, parse_weights, tune_linear
+from rnnkit.text.vocab import Tokenizer
 from tinylm import TableLM, sentence_log10
 
 A_WORDS = "the cat sat on mat".split()
@@ -173,8 +173,8 @@ def test_levels_must_match():
 # --- trained models with different vocabularies --------------------------------------------------
 def test_trained_ngram_and_lstm_interpolate():
     import trained
-    from rnnkit.prepare import build_corpus
-    from rnnkit.ngram import train
+    from rnnkit.text.prepare import build_corpus
+    from rnnkit.models.ngram.estimate import train
 
     lstm = trained.load(trained.lstm_path("en"))
     # an n-gram model on a third of the sample: a smaller vocabulary than the LSTM's

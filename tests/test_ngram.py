@@ -17,10 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 import rnnkit
-from rnnkit import ngram
+from rnnkit.models.ngram import estimate as ngram
+from rnnkit.models.ngram.arpa import write_arpa
 from rnnkit.cli import app, main
 from rnnkit.errors import TrainingError
-from rnnkit.prepare import build_corpus
+from rnnkit.text.prepare import build_corpus
 
 FIX = Path(__file__).parent / "fixtures"
 ABC = FIX / "ngram_abc.txt"
@@ -250,7 +251,7 @@ def test_score_equals_sum_of_full_scores_and_perplexity():
 
 
 def test_fast_path_agrees_with_the_step_by_step_protocol():
-    from rnnkit.lm import LanguageModel
+    from rnnkit.models.protocol import LanguageModel
 
     m = model_of(SMALL, 4, discount_fallback=True)
     sents = [m.encode(s)[0] for s in ["the cat sat on the mat", "a dog", "zebra the cat ate"]]
@@ -267,8 +268,8 @@ def test_rnnkit_file_and_arpa_round_trips(tmp_path):
     m = model_of(SMALL, 3, discount_fallback=True)
     sents = ["the cat sat on the mat", "a zebra sang", ""]
     m.save(tmp_path / "m.rnnkit")
-    m.write_arpa(tmp_path / "m.arpa")
-    m.write_arpa(tmp_path / "m.arpa.gz")
+    write_arpa(m, tmp_path / "m.arpa")
+    write_arpa(m, tmp_path / "m.arpa.gz")
     for path in ("m.rnnkit", "m.arpa", "m.arpa.gz"):
         back = rnnkit.load(tmp_path / path)
         assert back.counts == m.counts
@@ -436,7 +437,7 @@ def test_ptb_5gram_test_perplexity_141_19(ptb_unkword):
     ours = ngram.train(c, 5)
     assert ours.meta["training"]["discounts"][0] == pytest.approx([0.25656, 0.82888, 1.26492],
                                                                   abs=1e-5)
-    from rnnkit.scoring import score_text
+    from rnnkit.decoding.scoring import score_text
 
     s = score_text(ours, (d / "test.txt").read_text("utf-8").splitlines())
     assert s.tokens == 82430 and s.oov == 0
@@ -448,7 +449,7 @@ def test_ptb_5gram_test_perplexity_141_19(ptb_unkword):
 def test_kenlm_module_scores_our_arpa_identically(tmp_path):
     kenlm = pytest.importorskip("kenlm")
     m = model_of(REF / "tiny" / "tiny.train.txt", 3, discount_fallback=True)
-    m.write_arpa(tmp_path / "m.arpa")
+    write_arpa(m, tmp_path / "m.arpa")
     k = kenlm.Model(str(tmp_path / "m.arpa"))
     for s in (REF / "tiny" / "tiny.test.txt").read_text("utf-8").splitlines() + [""]:
         assert m.score(s) == pytest.approx(k.score(s), abs=1e-5)

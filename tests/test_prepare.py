@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit import prepare as prepare_fn
+from rnnkit.text.prepare import prepare as prepare_fn
 from rnnkit.errors import InputError
-from rnnkit.prepare import MANIFEST, Corpus, build_corpus, is_corpus_dir, sample_path
-from rnnkit.vocab import EOS, SPACE, UNK
+from rnnkit.text.prepare import MANIFEST, Corpus, build_corpus, is_corpus_dir, sample_path
+from rnnkit.text.vocab import EOS, SPACE, UNK
 
 # b and a both occur 3 times, b first; c, d, e once each in that order; <unk> is the specials'
 HAND = "b a c a\n\na b d\n<unk> e b\n"
@@ -163,7 +163,7 @@ def test_manifest_and_checksums(hand, tmp_path):
 
 
 def test_python_api(hand, tmp_path):
-    m = rnnkit.prepare([str(hand)], tmp_path / "out", split="1,0,0")
+    m = prepare_fn([str(hand)], tmp_path / "out", split="1,0,0")
     c = rnnkit.Corpus(tmp_path / "out")
     assert m == c.manifest and "train" in c and "valid" not in c
     assert c.sentences("train")[2].tolist() == [UNK, 7, 3]
@@ -185,7 +185,7 @@ def test_inputs_gzip_several_files_and_stdin(hand, tmp_path, monkeypatch):
 
 def test_sliced_steps_equal_whole_array(hand, monkeypatch):
     whole = build_corpus(sample="en", split="0.8,0.1,0.1", min_count=2)
-    monkeypatch.setattr(sys.modules["rnnkit.prepare"], "CHUNK", 7)
+    monkeypatch.setattr(sys.modules["rnnkit.text.prepare"], "CHUNK", 7)
     sliced = build_corpus(sample="en", split="0.8,0.1,0.1", min_count=2)
     assert whole.vocab.tokens == sliced.vocab.tokens
     assert whole.vocab.counts.tolist() == sliced.vocab.counts.tolist()

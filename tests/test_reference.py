@@ -3,7 +3,7 @@ hand-worked values, and its own consistency (steps vs windows, probabilities sum
 import numpy as np
 import pytest
 
-from rnnkit import reference as ref
+from rnnkit.nn import reference as ref
 
 VARIANTS = [  # (peephole, forget_gate)
     (False, True), (False, False), (True, True), (True, False)]

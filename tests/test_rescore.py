@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from rnnkit.cli import app, main
 from rnnkit.errors import FormatError, RnnkitError
-from rnnkit.mixture import Mixture
-from rnnkit.nbest import NBestReader, parse_text
-from rnnkit.rescore import (DevSet, Weights, build_devset, edit_distance, read_references,
+from rnnkit.models.mixture import Mixture
+from rnnkit.rescoring.nbest import NBestReader, parse_text
+from rnnkit.rescoring.rescore import (DevSet, Weights, build_devset, edit_distance, read_references,
                             rescore, score_texts, tune, units)
 from tinylm import TableLM, sentence_log10
 
@@ -42,7 +42,7 @@ def fake_models(monkeypatch):
             made[name] = TableLM(WORDS, seed=sum(map(ord, name)))
         return made[name]
 
-    monkeypatch.setattr("rnnkit.modelfile.load_model", load_model)
+    monkeypatch.setattr("rnnkit.loader.load", load_model)
     return made
 
 
@@ -328,8 +328,8 @@ def test_prefix_tree_gives_the_same_numbers_table(lm):
 
 
 def test_prefix_tree_gives_the_same_numbers_lstm():
-    from rnnkit.rnnlm import RNNLM, Architecture
-    from rnnkit.vocab import SPECIALS, Tokenizer, Vocab
+    from rnnkit.models.rnnlm import RNNLM, Architecture
+    from rnnkit.text.vocab import SPECIALS, Tokenizer, Vocab
 
     vocab = Vocab(list(SPECIALS) + WORDS)
     for kind in ("lstm", "rnn"):

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 import rnnkit
 from rnnkit import modelfile
-from rnnkit import reference as ref
+from rnnkit.nn import reference as ref
 from rnnkit.cli import app, main
 from rnnkit.errors import InputError, ModelFileError, RnnkitError
-from rnnkit.lm import LanguageModel
-from rnnkit.rnnlm import (RNNLM, Architecture, from_torch_state, load, read_token_list,
-                          views)
-from rnnkit.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
+from rnnkit.models.protocol import LanguageModel
+from rnnkit.models.rnnlm import RNNLM, Architecture, load, views
+from rnnkit.models.torch_import import from_torch_state, read_token_list
+from rnnkit.text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
 
 runner = CliRunner()
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat"]
@@ -195,7 +195,7 @@ def test_batched_scoring_equals_token_by_token_steps(model_type):
 
 
 def test_long_sentences_are_scored_in_windows_and_small_batches(monkeypatch):
-    import rnnkit.rnnlm as rl
+    import rnnkit.models.rnnlm as rl
 
     m = make_model("lstm-peephole", E=5, H=6, scale=0.8)
     rng = np.random.default_rng(6)
@@ -383,7 +383,7 @@ class TestTorch:
         state = tmp_path / "state.safetensors"
         save_file({k: v.contiguous() for k, v in lm.state_dict().items()}, str(state))
         vocab = write_token_list(tmp_path / "vocab.txt", tokens)
-        m = rnnkit.rnnlm.from_torch_state(state, vocab)
+        m = from_torch_state(state, vocab)
         assert m.model_type == ("lstm" if cell == "LSTM" else "rnn")
         assert m.vocab.tokens[:3] == list(SPECIALS) and m.vocab.tokens[3:] == tokens[2:]
         sent_words = ["the", "cat", "sat", "on", "the", "mat"]
@@ -441,8 +441,8 @@ def test_import_torch_errors(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny LSTM trained for two epochs on a toy corpus (a second or so)."""
-    from rnnkit.prepare import build_corpus
-    from rnnkit.train import train
+    from rnnkit.text.prepare import build_corpus
+    from rnnkit.training.train import train
 
     d = tmp_path_factory.mktemp("trained")
     rng = np.random.default_rng(0)
@@ -468,7 +468,7 @@ def test_plot(trained, tmp_path, monkeypatch):
 def test_plot_errors(trained, tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"kind": "epoch"}\nnot json\n')
-    from rnnkit.train import load_records
+    from rnnkit.training.train import load_records
 
     with pytest.raises(RnnkitError, match=f"{bad}:2: not a JSON line"):
         load_records(bad)
@@ -498,13 +498,13 @@ def test_diagnose(trained, capsys):
 
 def test_diagnose_gradient_matches_finite_differences():
     """dL_t/dh_{t-k} of the diagnosis against a float64 finite difference through the reference."""
-    from rnnkit.diagnose import gradient_by_distance
+    from rnnkit.report.diagnose import gradient_by_distance
 
     m = make_model("lstm", E=4, H=4, L=1, dtype=np.float64, backend=reference_backend(), scale=1.0)
     ids = np.random.default_rng(3).integers(3, len(VOCAB), 60).astype(np.uint32)
     res = gradient_by_distance(m, ids, max_distance=3, streams=1, positions=1, warmup=2)
     t = res["positions"][0]
-    from rnnkit.train import batchify, lm_stream
+    from rnnkit.training.train import batchify, lm_stream
 
     x, y = lm_stream(ids)
     xb, yb = batchify(x, 1), batchify(y, 1)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit import ngram
+from rnnkit.models.ngram import estimate as ngram
 from rnnkit.cli import main
-from rnnkit.lm import LanguageModel
-from rnnkit.prepare import build_corpus
-from rnnkit.scoring import Summary, encode_lines, score_lines, score_text
+from rnnkit.models.protocol import LanguageModel
+from rnnkit.text.prepare import build_corpus
+from rnnkit.decoding.scoring import Summary, score_lines, score_text
 
 FIX = Path(__file__).parent / "fixtures"
 HAND = FIX / "hand.arpa"  # worked in test_arpa.py
@@ -77,7 +77,7 @@ def test_generic_path_agrees_with_the_ngram_fast_path():
 def test_encoding_splits_like_str_split():
     m = rnnkit.load(HAND)
     lines = ["a\u3000b", "a\xa0 b\x0bb", "<s> a </s>", "<unk>"]
-    ids, offsets, oov = encode_lines(m, lines)
+    ids, offsets, oov = m.encode_lines(lines)
     for i, line in enumerate(lines):
         expected, expected_oov = m.encode(line)
         assert ids[offsets[i]:offsets[i + 1]].tolist() == expected.tolist()

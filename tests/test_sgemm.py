@@ -8,7 +8,7 @@ import pytest
 import rnnkit
 from rnnkit.errors import RnnkitError
 
-K = pytest.importorskip("rnnkit._kernels")
+K = pytest.importorskip("rnnkit.nn._kernels")
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -49,14 +49,14 @@ def test_sgemm_refuses_bad_input():
 
 def test_kernels_is_the_compiled_module():
     assert K.__file__.endswith((".so", ".pyd")), K.__file__
-    assert rnnkit.kernels() is K
+    assert rnnkit.nn.backend.kernels() is K
 
 
 def test_missing_extension_says_how_to_build_it(monkeypatch):
-    monkeypatch.delattr(rnnkit, "_kernels", raising=False)
-    monkeypatch.setitem(sys.modules, "rnnkit._kernels", None)  # makes the import fail
+    monkeypatch.delattr(rnnkit.nn, "_kernels", raising=False)
+    monkeypatch.setitem(sys.modules, "rnnkit.nn._kernels", None)  # makes the import fail
     with pytest.raises(RnnkitError, match=r"compiled extension is missing.*pip install"):
-        rnnkit.kernels()
+        rnnkit.nn.backend.kernels()
 
 
 BACKENDS = ["blas"] + (["native"] if K.gemm_backend() == "native" else [])

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from rnnkit.errors import InputError
-from rnnkit.synth import SynthSpec, answer_of, parse_filler, sentences, write
+from rnnkit.text.synth import SynthSpec, answer_of, parse_filler, sentences, write
 
 
 def test_construction():

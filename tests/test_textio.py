@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from rnnkit.errors import InputError
-from rnnkit.textio import (atomic_directory, atomic_write, check_errors, open_binary, read_blocks,
+from rnnkit.text.textio import (atomic_directory, atomic_write, check_errors, open_binary, read_blocks,
                            read_lines)
 
 TEXT = "first line\r\n\nsecond, with é and 한국어\nlast without newline"

@@ -11,15 +11,16 @@ import sys
 import numpy as np
 import pytest
 
-from rnnkit import modelfile, synth
+from rnnkit import modelfile
+from rnnkit.text import synth
 from rnnkit.cli import main
 from rnnkit.errors import TrainingError
-from rnnkit.lm import LanguageModel
-from rnnkit.prepare import build_corpus
-from rnnkit.rnnlm import RNNLM, Architecture, RecurrentState, load
-from rnnkit.train import (TrainEvents, TrainingInterrupted, TrainOptions, batchify,
+from rnnkit.models.protocol import LanguageModel
+from rnnkit.text.prepare import build_corpus
+from rnnkit.models.rnnlm import RNNLM, Architecture, RecurrentState, load
+from rnnkit.training.train import (TrainEvents, TrainingInterrupted, TrainOptions, batchify,
                           checkpoint_path, evaluate, lm_stream, metrics_path, train)
-from rnnkit.vocab import BOS, EOS, SPECIALS, Vocab
+from rnnkit.text.vocab import BOS, EOS, SPECIALS, Vocab
 
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "rug", "big"]
 TINY = dict(emb=8, hidden=8, layers=2, bptt=6, batch=4, epochs=3, threads=1)
@@ -144,7 +145,7 @@ def test_lstm_carries_the_key_across_20_filler_words_and_a_5gram_cannot(tmp_path
     The smallest configuration found to pass reliably (~4 s): most seeds reach 100% within 15
     epochs; this seed does by epoch 12 and stays there (bench/bench_synth.py reports several
     seeds and the RNN / no-forget-gate LSTM)."""
-    from rnnkit import ngram
+    from rnnkit.models.ngram import estimate as ngram
 
     synth.write(tmp_path / "synth.txt", sentences=5000, filler_min=20, filler_max=24, keys=5,
                 filler_vocab=20, seed=1)
@@ -244,7 +245,7 @@ def test_diverging_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(toy,
     with pytest.raises(TrainingError, match=r"training diverged: the loss nan at epoch 2, "
                                             r"window \d+/\d+ .*last good checkpoint .* is kept"):
         train(corpus, out, **dict(TINY, epochs=3))
-    from rnnkit.train import read_checkpoint
+    from rnnkit.training.train import read_checkpoint
 
     _, meta = read_checkpoint(checkpoint_path(out))
     assert meta["position"] == {"epoch": 2, "window": 0} and meta["reason"] == "epoch"
@@ -252,7 +253,7 @@ def test_diverging_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(toy,
 
 
 def test_patience_and_decay_act_on_validation(toy, tmp_path, monkeypatch):
-    import rnnkit.train as tr
+    import rnnkit.training.train as tr
 
     ppl = iter([50.0, 40.0, 45.0, 46.0, 30.0])
     monkeypatch.setattr(tr, "perplexity", lambda model, ids, batch=1: next(ppl))

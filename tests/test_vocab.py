@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnkit.errors import FormatError, InputError
-from rnnkit.vocab import BOS, EOS, SPACE, SPECIALS, UNK, Tokenizer, Vocab
+from rnnkit.text.vocab import BOS, EOS, SPACE, SPECIALS, UNK, Tokenizer, Vocab
 
 
 def test_specials_have_fixed_ids():

@@ -1,11 +1,11 @@
-"""A tiny hand-built language model implementing the protocol of rnnkit.lm, for tests that must
+"""A tiny hand-built language model implementing the protocol of rnnkit.models.protocol, for tests that must
 not depend on a trained model: a bigram table P(next | previous) over a small vocabulary."""
 from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.lm import LanguageModel
-from rnnkit.vocab import BOS, SPECIALS, Tokenizer, Vocab
+from rnnkit.models.protocol import LanguageModel
+from rnnkit.text.vocab import BOS, SPECIALS, Tokenizer, Vocab
 
 
 class TableLM(LanguageModel):

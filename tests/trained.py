@@ -15,14 +15,14 @@ DATA = Path(__file__).resolve().parents[1] / "src" / "rnnkit" / "data" / "rescor
 
 @lru_cache(maxsize=None)
 def corpus(lang: str, level: str = "word"):
-    from rnnkit.prepare import build_corpus
+    from rnnkit.text.prepare import build_corpus
 
     return build_corpus(None, sample=lang, level=level)  # train/valid/test 0.9/0.05/0.05
 
 
 @lru_cache(maxsize=None)
 def ngram_path(lang: str, order: int = 3, level: str = "word") -> Path:
-    from rnnkit.ngram import train
+    from rnnkit.models.ngram.estimate import train
 
     path = _TMP / f"{lang}-{level}-{order}gram.rnnkit"
     train(corpus(lang, level), order, discount_fallback=True).save(path)
@@ -31,7 +31,7 @@ def ngram_path(lang: str, order: int = 3, level: str = "word") -> Path:
 
 @lru_cache(maxsize=None)
 def lstm_path(lang: str) -> Path:
-    from rnnkit.train import train
+    from rnnkit.training.train import train
 
     path = _TMP / f"{lang}-lstm.rnnkit"
     train(corpus(lang), path, emb=64, hidden=64, layers=1, epochs=20, batch=10, seed=0,

@@ -4,6 +4,8 @@ The JSON document sits under the safetensors `__metadata__` key "rnnkit" and hol
 `format` ("rnnkit-model"), `format_version`, `model_type` (e.g. "ngram", "lstm"), the vocabulary,
 the tokenizer and the training manifest. Loading parses the header and copies tensors: it never
 runs code (no pickle).
+
+This module is the format only; rnnkit.load knows the model types.
 """
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ import struct
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+from safetensors.numpy import save as st_save
 
 from .errors import ModelFileError
-from .textio import atomic_write
+from .text.textio import atomic_write
 
 FORMAT = "rnnkit-model"
 FORMAT_VERSION = 1
@@ -24,8 +29,6 @@ META_KEY = "rnnkit"
 
 def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict) -> None:
     """Write tensors and metadata atomically. `meta` is completed with format and version."""
-    from safetensors.numpy import save as st_save
-
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     data = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                    metadata={META_KEY: json.dumps(doc, ensure_ascii=False)})
@@ -84,50 +87,7 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
 
 def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All tensors of a safetensors file as numpy arrays; ModelFileError if it is damaged."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFileError(f"{path}: damaged or truncated model file ({e})") from None
-
-
-def load_model(path: str | os.PathLike, **options):
-    """Any language model rnnkit can read: its own model files, or ARPA (plain or gzip).
-
-    This is `rnnkit.load`. Every model type's loader is dispatched from here.
-    """
-    p = Path(path)
-    if p.is_dir():
-        raise ModelFileError(f"{p}: is a directory, expected a model file")
-    if not p.exists():
-        raise ModelFileError(f"{p}: no such model file")
-    # ARPA is recognised by its content (gzip magic, or text starting with \data\), not its name
-    from .arpa import looks_like_arpa
-
-    if looks_like_arpa(p):
-        from .arpa import read_arpa
-
-        return read_arpa(p)
-    header = read_header(p)
-    if header is None:
-        raise ModelFileError(f"{p}: not a model file (neither an rnnkit model nor ARPA text)")
-    if META_KEY not in (header.get("__metadata__") or {}) and options.get("vocab") is not None:
-        # a PyTorch state dict without rnnkit metadata: rnnkit.load(state, vocab="vocab.txt")
-        from .rnnlm import from_torch_state
-
-        return from_torch_state(p, options["vocab"], model_type=options.get("model_type"),
-                                tokenizer=options.get("tokenizer"))
-    tensors, meta = read(p)
-    model_type = meta.get("model_type")
-    if model_type == "ngram":
-        from .ngram import NgramModel
-
-        return NgramModel.from_tensors(tensors, meta, p)
-    # --- recurrent models (lstm, lstm-peephole, lstm-nofg, rnn) ---
-    from .rnnlm import MODEL_TYPES, from_file_parts
-
-    if model_type in MODEL_TYPES:
-        return from_file_parts(p, tensors, meta)
-    raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")

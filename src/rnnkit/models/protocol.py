@@ -22,28 +22,23 @@ written once, here and in sampling.py / scoring.py / rescore.py, never per model
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .vocab import BOS, EOS, UNK, Tokenizer, Vocab
+from ..decoding.prefix import prefix_log_probs
+from ..decoding.sampling import sample
+from ..decoding.state import select_state  # noqa: F401  (part of the protocol's API)
+from ..text.vocab import BOS, EOS, UNK, Tokenizer, Vocab
 
+try:  # compiled; without the build, encode_lines goes line by line (load() says how to build it)
+    from .ngram._ngram import VocabHash
+except ImportError:
+    VocabHash = None
 
-def select_state(state, rows: np.ndarray):
-    """The given rows (streams) of a batched protocol state, as a new state; rows may repeat.
-
-    A state is an object with a `select(rows)` method, an array with the batch first, or a
-    tuple/list of states (a mixture's), or None.
-    """
-    if state is None:
-        return None
-    if hasattr(state, "select"):
-        return state.select(rows)
-    if isinstance(state, np.ndarray):
-        return state[rows]
-    if isinstance(state, (tuple, list)):
-        return type(state)(select_state(s, rows) for s in state)
-    raise TypeError(f"cannot select rows of a {type(state).__name__} state")
+# str.split() whitespace outside ASCII (the ASCII ones are split by the compiled encoder)
+_UNICODE_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 
 
 class LanguageModel:
@@ -52,6 +47,7 @@ class LanguageModel:
     model_type = "abstract"
     vocab: Vocab
     tokenizer: Tokenizer
+    _vocab_hash = None  # the compiled token -> id hash of encode_lines, made on first use
 
     # --- the protocol --------------------------------------------------------------------------
     def start(self, batch: int):
@@ -85,57 +81,9 @@ class LanguageModel:
 
     def prefix_token_log_probs(self, sentences: list[np.ndarray], chunk: int = 512
                                ) -> list[np.ndarray]:
-        """The same numbers as token_log_probs, computing each distinct prefix once.
-
-        The sentences form a prefix tree (trie) walked breadth-first through start / advance /
-        log_probs: depth d is one batch holding every distinct prefix of length d, so N-best
-        candidates that differ only near their end share the states and output distributions
-        of their common beginning (and duplicates cost nothing). Every sentence is still scored
-        from <s> on its own: sharing a prefix's state is exact, not an approximation.
-        """
-        out: list[np.ndarray] = []
-        for a in range(0, len(sentences), chunk):
-            out.extend(self._trie_log_probs(sentences[a:a + chunk]))
-        return out
-
-    def _trie_log_probs(self, sentences: list[np.ndarray]) -> list[np.ndarray]:
-        children: dict[tuple[int, int], int] = {}
-        parent, token, depth, row = [-1], [-1], [0], [0]  # per trie node; row: index in its level
-        levels: list[list[int]] = [[0]]                  # depth -> nodes (node 0: just <s>)
-        asks: list[list[tuple[int, int, int]]] = [[]]    # depth -> (sentence, row, target)
-        for i, ids in enumerate(sentences):
-            node = 0
-            for t, w in enumerate(list(np.asarray(ids).tolist()) + [EOS]):
-                asks[t].append((i, row[node], w))
-                if w == EOS and t == len(ids):
-                    break
-                nxt = children.get((node, w))
-                if nxt is None:
-                    nxt = children[(node, w)] = len(parent)
-                    d = depth[node] + 1
-                    if d == len(levels):
-                        levels.append([])
-                        asks.append([])
-                    row.append(len(levels[d]))
-                    levels[d].append(nxt)
-                    parent.append(node)
-                    token.append(w)
-                    depth.append(d)
-                node = nxt
-        out = [np.empty(len(ids) + 1) for ids in sentences]
-        state = self.start(1)
-        for d, nodes in enumerate(levels):
-            if d:
-                prev = select_state(state, np.array([row[parent[n]] for n in nodes], np.intp))
-                state = self.advance(prev, np.array([token[n] for n in nodes], np.int64))
-            if not asks[d]:
-                continue
-            lp = self.log_probs(state)                       # [nodes at depth d, V]
-            a = np.array(asks[d], dtype=np.int64)            # [asks, 3]
-            vals = lp[a[:, 1], a[:, 2]]
-            for (i, _, _), v in zip(asks[d], vals.tolist()):
-                out[i][d] = v
-        return out
+        """The same numbers as token_log_probs, computing each distinct prefix once (a prefix
+        tree walked through start / advance / log_probs; see decoding/prefix.py)."""
+        return prefix_log_probs(self, sentences, chunk)
 
     # --- text -> ids ---------------------------------------------------------------------------
     def encode(self, sentence: str) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +95,35 @@ class LanguageModel:
         # a literal <unk> in the text is an OOV too, as KenLM counts it
         oov = ids == UNK
         return ids, oov
+
+    def encode_lines(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token ids of many lines at once: (ids [T] uint32, offsets [S+1] int64, oov [T] bool).
+
+        Word-level text goes through the compiled vocabulary hash (the same tokens as
+        Tokenizer.split: Unicode whitespace separates, the text is normalised first); other
+        tokenizers, and model types with their own `encode` (a mixture of vocabularies), go
+        through `encode` line by line. <s> and </s> inside a line are OOV.
+        """
+        tok = self.tokenizer
+        if type(self).encode is LanguageModel.encode and tok.level == "word" and \
+                VocabHash is not None and not any("\n" in s for s in lines):
+            if self._vocab_hash is None:
+                self._vocab_hash = VocabHash(self.vocab.tokens)
+            text = tok.clean("\n".join(lines))
+            if not text.isascii():
+                text = _UNICODE_SPACE.sub(" ", text)
+            ids, offsets = self._vocab_hash.encode_lines(text.encode("utf-8") + b"\n", UNK)
+            offsets = offsets[:len(lines) + 1]
+            return ids, offsets, ids == UNK
+        parts, oovs = [], []
+        for s in lines:
+            ids, oov = self.encode(s)
+            parts.append(np.asarray(ids, np.uint32))
+            oovs.append(np.asarray(oov, bool))
+        offsets = np.zeros(len(lines) + 1, np.int64)
+        np.cumsum([len(p) for p in parts], out=offsets[1:])
+        cat = np.concatenate(parts) if parts else np.zeros(0, np.uint32)
+        return cat, offsets, (np.concatenate(oovs) if oovs else np.zeros(0, bool))
 
     # --- KenLM's API, log10 --------------------------------------------------------------------
     def score(self, sentence: str, bos: bool = True, eos: bool = True) -> float:
@@ -178,6 +155,4 @@ class LanguageModel:
 
     def generate(self, num: int = 1, **options) -> list[str]:
         """Sample `num` sentences from <s> until </s>; options as sampling.sample."""
-        from .sampling import sample
-
         return [self.tokenizer.join(self.vocab.decode(ids)) for ids in sample(self, num, **options)]

@@ -41,8 +41,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import FormatError, InputError
-from .textio import display_name, read_lines
+from ..errors import FormatError, InputError
+from ..text.textio import display_name, read_lines
 
 FORMATS = ("groups", "tsv", "id", "kaldi", "srilm", "moses")
 SRILM_HEADERS = ("NBestList1.0", "NBestList2.0")
@@ -571,7 +571,7 @@ def best_line(group: Group, cand: Candidate, *, lm: float | None = None,
 def write_nbest(path_or_file, groups: Iterable[Group]) -> None:
     """Write groups to a file object (or a path, atomically)."""
     if isinstance(path_or_file, (str, os.PathLike)):
-        from .textio import atomic_write
+        from ..text.textio import atomic_write
 
         with atomic_write(path_or_file) as f:
             write_nbest(f, groups)
@@ -589,7 +589,7 @@ def groups_to_text(groups: Iterable[Group]) -> str:
 def write_kaldi_dir(path: str | os.PathLike, groups: Iterable[Group]) -> None:
     """Write groups as a Kaldi N-best directory: `text`, and `ac_cost` / `lm_cost` when the
     candidates have them (each file written atomically)."""
-    from .textio import atomic_write
+    from ..text.textio import atomic_write
 
     d = Path(path)
     d.mkdir(parents=True, exist_ok=True)

@@ -34,13 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import modelfile
-from .errors import InputError, ModelFileError, RnnkitError, TrainingError
-from .optim import DEFAULT_LR, OPTIMIZERS, clip_grad_norm, make_optimizer
-from .prepare import Corpus, load_data
-from .rnnlm import MODEL_TYPES, RNNLM, Architecture
-from .textio import atomic_write
-from .vocab import BOS, EOS
+from .. import modelfile
+from ..errors import InputError, ModelFileError, RnnkitError, TrainingError
+from ..models.rnnlm import MODEL_TYPES, RNNLM, Architecture
+from ..nn.backend import kernels
+from ..nn.optim import DEFAULT_LR, OPTIMIZERS, clip_grad_norm, make_optimizer
+from ..text.prepare import Corpus, load_data
+from ..text.textio import atomic_write
+from ..text.vocab import BOS, EOS
 
 CHECKPOINT_FORMAT = "rnnkit-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -249,8 +250,6 @@ def thread_limit(threads: int | None):
     small config, 2 threads: 6,500 tokens/s with both pools at 2 threads, 14,200 with BLAS at 1).
     """
     from threadpoolctl import threadpool_limits
-
-    from . import kernels
 
     K = kernels()
     old = K.get_num_threads()
@@ -604,7 +603,7 @@ def init_from_model(opts: TrainOptions, corpus: Corpus, rng: np.random.Generator
     The architecture is the trained model's; rows of the embedding and output layer are mapped
     by token, and tokens the trained model did not have keep their fresh initialisation.
     """
-    from .rnnlm import load
+    from ..models.rnnlm import load
 
     old = load(opts.init_from)
     a = old.arch
@@ -671,7 +670,7 @@ def require_matplotlib():
 
 def load_records(path: str | os.PathLike) -> list[dict]:
     """The metrics of a training run: from a model file (its metadata), or a metrics.jsonl."""
-    from .errors import FormatError
+    from ..errors import FormatError
 
     p = Path(path)
     if not p.exists():

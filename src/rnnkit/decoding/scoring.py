@@ -14,18 +14,14 @@ sentence `<s> </s>` (one token).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import RnnkitError
-from .vocab import UNK
+from ..errors import RnnkitError
 
 BATCH = 4096  # sentences scored per call of the model's fast path
-# str.split() whitespace outside ASCII (the ASCII ones are split by the compiled encoder)
-_UNICODE_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 
 
 class ScoreError(RnnkitError):
@@ -87,47 +83,6 @@ class Summary:
                 "log10_prob": self.log10_prob}
 
 
-def encode_lines(model, lines: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Token ids of many lines at once: (ids [T] uint32, offsets [S+1] int64, oov [T] bool).
-
-    Word-level text goes through the compiled vocabulary hash (the same tokens as
-    Tokenizer.split: Unicode whitespace separates, the text is normalised first); other
-    tokenizers go through model.encode line by line. <s> and </s> inside a line are OOV.
-    """
-    from .lm import LanguageModel
-
-    tok = model.tokenizer
-    fast = getattr(model, "_vocab_hash", None)
-    # only a model that encodes as the protocol's default does (vocabulary lookup) takes the
-    # compiled path; one with its own encode (e.g. a mixture of vocabularies) keeps it
-    if type(model).encode is not LanguageModel.encode:
-        tok = None
-    elif tok.level == "word" and fast is None:
-        try:
-            from . import _ngram
-
-            fast = model._vocab_hash = _ngram.VocabHash(model.vocab.tokens)
-        except (ImportError, AttributeError):
-            fast = None
-    if tok is not None and tok.level == "word" and fast is not None and \
-            not any("\n" in s for s in lines):
-        text = tok.clean("\n".join(lines))
-        if not text.isascii():
-            text = _UNICODE_SPACE.sub(" ", text)
-        ids, offsets = fast.encode_lines(text.encode("utf-8") + b"\n", UNK)
-        offsets = offsets[:len(lines) + 1]
-        return ids, offsets, ids == UNK
-    parts, oovs = [], []
-    for s in lines:
-        ids, oov = model.encode(s)
-        parts.append(np.asarray(ids, np.uint32))
-        oovs.append(np.asarray(oov, bool))
-    offsets = np.zeros(len(lines) + 1, np.int64)
-    np.cumsum([len(p) for p in parts], out=offsets[1:])
-    cat = np.concatenate(parts) if parts else np.zeros(0, np.uint32)
-    return cat, offsets, (np.concatenate(oovs) if oovs else np.zeros(0, bool))
-
-
 def score_batch(model, ids: np.ndarray, offsets: np.ndarray, per_token: bool = False):
     """log10 p [T + S] and n-gram lengths (or None) of S sentences, each followed by </s>."""
     if hasattr(model, "score_flat"):
@@ -157,7 +112,7 @@ def score_lines(model, lines: Iterable[tuple[int, str]], per_token: bool = False
 
 def _score(model, batch, per_token, summary):
     texts = [t for _, t in batch]
-    ids, offsets, oov = encode_lines(model, texts)
+    ids, offsets, oov = model.encode_lines(texts)
     lp, ln = score_batch(model, ids, offsets, per_token)
     S = len(batch)
     out_off = offsets + np.arange(S + 1)  # [S+1] each sentence gains its </s>
@@ -175,7 +130,7 @@ def _score(model, batch, per_token, summary):
         rec = SentenceScore(number, text, float(sums[s]), int(lengths[s]), int(n_oov[s]),
                             float(oov_lp[s]))
         if per_token:
-            a, b = int(out_off[s]), int(out_off[s + 1])
+            a, _b = int(out_off[s]), int(out_off[s + 1])
             toks = [model.vocab.tokens[i] if not o else _surface(model, text, j)
                     for j, (i, o) in enumerate(zip(ids[offsets[s]:offsets[s + 1]].tolist(),
                                                    oov[offsets[s]:offsets[s + 1]].tolist()))]

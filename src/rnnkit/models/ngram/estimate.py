@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ModelFileError, RnnkitError, TrainingError
-from .lm import LanguageModel
-from .vocab import BOS, EOS, UNK, Tokenizer, Vocab
+from ...errors import ModelFileError, RnnkitError, TrainingError
+from ...text.vocab import BOS, EOS, UNK, Tokenizer, Vocab
+from ..protocol import LanguageModel
 
 SMOOTHINGS = ("mkn", "kn", "wb", "addk", "mle")
 MAX_ORDER = 9
@@ -493,7 +493,7 @@ def train(data, order: int = 3, smoothing: str = "mkn", *, add_k: float = 0.1, p
     lmplz_quirk (default True) reproduces lmplz's discount statistics exactly (see
     counts_of_counts); False uses the textbook counts-of-counts.
     """
-    from .prepare import Corpus, load_data
+    from ...text.prepare import Corpus, load_data
 
     corpus = data if isinstance(data, Corpus) else load_data(data)
     if "train" not in corpus or len(corpus["train"]) == 0:
@@ -504,7 +504,7 @@ def train(data, order: int = 3, smoothing: str = "mkn", *, add_k: float = 0.1, p
                              discount_fallback=discount_fallback, lmplz_quirk=lmplz_quirk,
                              progress=progress)
     _release_freed_memory()
-    from . import __version__
+    from ... import __version__
 
     meta = {
         "smoothing": smoothing,
@@ -636,9 +636,7 @@ class NgramModel(LanguageModel):
 
     def perplexity(self, sentences) -> float:
         """Corpus perplexity as KenLM's query defines it, all sentences in one compiled call."""
-        from .scoring import encode_lines
-
-        ids, offsets, _ = encode_lines(self, list(sentences))
+        ids, offsets, _ = self.encode_lines(list(sentences))
         if len(offsets) <= 1:
             return math.nan
         lp, _ = self.score_flat(ids, offsets)
@@ -652,7 +650,7 @@ class NgramModel(LanguageModel):
     # --- files ----------------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model as an rnnkit model file (safetensors)."""
-        from . import modelfile
+        from ... import modelfile
 
         tensors = {}
         t = self.tables
@@ -721,18 +719,3 @@ class NgramModel(LanguageModel):
         if k >= 2:
             W[:, :-1] = self.words_matrix(k - 1)[t.ctx[k - 1]]
         return W
-
-    def write_arpa(self, path) -> None:
-        from .arpa import write_arpa
-
-        write_arpa(self, path)
-
-
-def load(path) -> NgramModel:
-    """An n-gram model from an rnnkit model file or an ARPA file (plain or gzip)."""
-    from .modelfile import load_model
-
-    model = load_model(path)
-    if not isinstance(model, NgramModel):
-        raise ModelFileError(f"{path}: a {model.model_type} model, not an n-gram model")
-    return model

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 BLOCK = 1 << 20  # bytes read at a time: large enough to amortise Python's per-call cost

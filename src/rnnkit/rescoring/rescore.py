@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import FormatError, RnnkitError
-from .lm import LanguageModel
+from ..errors import FormatError, RnnkitError
+from ..models.protocol import LanguageModel
+from ..text.textio import display_name, read_lines
 from .nbest import Group
-from .textio import display_name, read_lines
 
 UNITS = ("word", "char")
 METHODS = ("grid", "simplex")
@@ -110,7 +110,7 @@ def score_texts(model: LanguageModel, texts: list[str], share: bool = False):
     declare `share_prefixes` through the prefix tree (the same numbers; see lm.py). It is off
     by default: with the current kernels the recurrent single-step path it needs is slower than
     the batched window path, although it computes about half the output rows on N-best lists."""
-    from .mixture import Mixture
+    from ..models.mixture import Mixture
 
     scorer = candidate_log_probs if share else (lambda m, s: m.token_log_probs(s))
     encoded = [model.encode(t) for t in texts]

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .textio import atomic_write
 
 FORMAT = "rnnkit-synth"

@@ -17,8 +17,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from . import __version__
-from .errors import RnnkitError
+from .. import __version__
+from ..errors import RnnkitError
 
 app = typer.Typer(
     name="rnnkit",
@@ -49,8 +49,14 @@ def byte_progress(label: str, files):
     if not err.is_terminal:
         yield lambda n: None
         return
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     total = 0
     for f in files:
@@ -119,7 +125,7 @@ def prepare(
     vocab.txt (token TAB count; <unk>, <s>, </s> are ids 0, 1, 2, then tokens by count), one
     uint32 .npy per split (each sentence followed by </s>) and manifest.json, all at once, so an
     interrupted run leaves no directory that looks complete."""
-    from .prepare import prepare as run_prepare
+    from ..text.prepare import prepare as run_prepare
 
     files = [p for p in (inputs or []) + [valid, test] if p and p != "-"]
     with byte_progress("reading", files) as advance:
@@ -169,8 +175,8 @@ def synth(
     k_i, a filler of MIN..MAX random filler words, then the key's answer word a_i. The last word
     is a function of the first and the filler says nothing about it, so a recurrent model can
     learn to carry the key to the end and an n-gram model cannot."""
-    from .synth import SynthSpec, parse_filler
-    from .synth import write as write_synth
+    from ..text.synth import SynthSpec, parse_filler
+    from ..text.synth import write as write_synth
 
     if out_path is None:
         raise RnnkitError("--out FILE is required: the text file to write (`-` for stdout)")
@@ -269,8 +275,8 @@ def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fal
     """[owned by the n-gram work] train, save, print a summary table unless quiet; return a dict."""
     import time
 
-    from .ngram import train as train_ngram
-    from .prepare import load_data
+    from ..models.ngram.estimate import train as train_ngram
+    from ..text.prepare import load_data
 
     t0 = time.perf_counter()
     files = [data] if os.path.isfile(data) else []
@@ -331,8 +337,8 @@ def _ngram_table(s: dict):
 
 def _train_recurrent(data, out_path, *, quiet, **options):
     """[owned by the recurrent-model work] train, save, print a summary unless quiet; return a dict."""
-    from .train import TrainingInterrupted, TrainOptions
-    from .train import train as run_train
+    from ..training.train import TrainingInterrupted, TrainOptions
+    from ..training.train import train as run_train
 
     if options.get("init_from") is not None:
         options["init_from"] = str(options["init_from"])
@@ -357,7 +363,7 @@ def _train_recurrent(data, out_path, *, quiet, **options):
 # score, generate, export (every model type: they use only the language-model protocol)
 # ------------------------------------------------------------------------------------------------
 def _load_models(paths: list[str]) -> list:
-    from . import load
+    from ..loader import load
 
     return [load(p) for p in paths]
 
@@ -387,7 +393,7 @@ def score(
 ):
     """Score sentences: log10 probability, tokens, OOVs and perplexity per sentence, and the
     corpus perplexity as KenLM's query defines it: 10^(-sum log10 p / (words + sentences))."""
-    from .mixture import load as load_mixture
+    from ..loader import load_models as load_mixture
 
     model_paths, input_path = _score_inputs(paths)
     if len(model_paths) == 1 and weights is None:
@@ -408,8 +414,8 @@ def _score_inputs(paths: list[str]) -> tuple[list[str], str]:
 
 def _is_model_file(path: str) -> bool:
     """An rnnkit model or other safetensors file, or ARPA (never a file of sentences)."""
-    from .arpa import looks_like_arpa
-    from .modelfile import read_header
+    from ..modelfile import read_header
+    from ..models.ngram.arpa import looks_like_arpa
 
     p = Path(path)
     if path == "-" or not p.is_file():
@@ -423,8 +429,8 @@ def _is_model_file(path: str) -> bool:
 def _score_command(models: list, names: list[str], input_path: str, as_json: bool,
                    per_token: bool) -> None:
     """Score with one model (the list leaves room for model combinations)."""
-    from .scoring import Summary, score_lines
-    from .textio import read_lines
+    from ..decoding.scoring import Summary, score_lines
+    from ..text.textio import read_lines
 
     model = models[0]
     summary = Summary()
@@ -505,7 +511,7 @@ def generate(
                                           "tokens, log10_prob, complete).")] = False,
 ):
     """Sample sentences from <s> until </s> (or --max-len tokens), one per line."""
-    from .sampling import sample_sentences
+    from ..decoding.sampling import sample_sentences
 
     model = _load_models([model_path])[0]
     samples = sample_sentences(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
@@ -531,8 +537,8 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ):
     """Export an n-gram model as ARPA, for KenLM, SRILM and other toolkits."""
-    from .arpa import write_arpa
-    from .ngram import NgramModel
+    from ..models.ngram.arpa import write_arpa
+    from ..models.ngram.estimate import NgramModel
 
     if arpa_path is None:
         raise RnnkitError("--arpa OUT.arpa[.gz] is required: the file to write")
@@ -665,9 +671,10 @@ def rescore(
     """
     import time
 
-    from .mixture import load as load_models
-    from .nbest import NBestReader, best_line
-    from .rescore import Weights, rescore as run_rescore
+    from ..loader import load_models
+    from ..rescoring.nbest import NBestReader, best_line
+    from ..rescoring.rescore import Weights
+    from ..rescoring.rescore import rescore as run_rescore
 
     if fmt not in NBEST_FORMATS:
         raise RnnkitError(f"unknown --format {fmt!r}: use one of {', '.join(NBEST_FORMATS)}")
@@ -711,11 +718,11 @@ def rescore(
 
 
 def _heldout_sentences(data: str):
-    from .textio import read_lines
+    from ..text.textio import read_lines
 
     p = Path(data)
     if data != "-" and p.is_dir():
-        from .prepare import Corpus
+        from ..text.prepare import Corpus
 
         corpus = Corpus.load(p)
         split = next((s for s in ("valid", "test") if s in corpus), None)
@@ -762,8 +769,8 @@ def tune_weights(
         raise RnnkitError("give either --data HELDOUT (interpolation weights) or --nbest FILE "
                           "--reference REF (rescoring weights)")
     if data is not None:
-        from .mixture import tune_linear
-        from .modelfile import load_model
+        from ..loader import load as load_model
+        from ..models.mixture import tune_linear
 
         if len(models) < 2:
             raise RnnkitError("--data tunes interpolation weights: give two or more models")
@@ -784,9 +791,9 @@ def tune_weights(
         out.print("use: --weights " + ",".join(f"{x:.4f}" for x in res["weights"]))
         return
 
-    from .mixture import load as load_models
-    from .nbest import NBestReader
-    from .rescore import Weights, build_devset, read_references, tune
+    from ..loader import load_models
+    from ..rescoring.nbest import NBestReader
+    from ..rescoring.rescore import Weights, build_devset, read_references, tune
 
     if reference is None:
         raise RnnkitError("--nbest needs --reference REF: the correct sentence of each group")
@@ -835,8 +842,14 @@ class _RichTrainEvents:
         self.tokens_per_window = 0
 
     def _bar(self):
-        from rich.progress import (BarColumn, Progress, ProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         from rich.text import Text
 
         class Speed(ProgressColumn):
@@ -941,8 +954,8 @@ def import_torch(
     A model without <s> (like PyTorch's word_language_model) reads <s> as <eos>.
     The result works with score, generate and rescore like any rnnkit model.
     """
-    from .rnnlm import from_torch_state
-    from .vocab import Tokenizer
+    from ..models.torch_import import from_torch_state
+    from ..text.vocab import Tokenizer
 
     model = from_torch_state(state, vocab, model_type=model_type,
                              tokenizer=Tokenizer(level=level, lowercase=lowercase))
@@ -969,7 +982,7 @@ def plot(
 
     Needs matplotlib: pip install 'rnnkit\\[plot]'.
     """
-    from .train import load_records, plot_curves, require_matplotlib
+    from ..training.train import load_records, plot_curves, require_matplotlib
 
     records = load_records(source)
     require_matplotlib()
@@ -1005,10 +1018,10 @@ def diagnose(
     import numpy as np
     from rich.table import Table
 
-    from .diagnose import gradient_by_distance, plot_gradients
-    from .prepare import load_data
-    from .rnnlm import load
-    from .train import require_matplotlib
+    from ..models.rnnlm import load
+    from ..report.diagnose import gradient_by_distance, plot_gradients
+    from ..text.prepare import load_data
+    from ..training.train import require_matplotlib
 
     if plot_path is not None:
         require_matplotlib()

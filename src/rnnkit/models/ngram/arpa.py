@@ -27,9 +27,9 @@ import re
 
 import numpy as np
 
-from .errors import FormatError, InputError, ModelFileError
-from .textio import atomic_write, display_name, open_binary
-from .vocab import SPECIALS, Tokenizer, Vocab
+from ...errors import FormatError, InputError, ModelFileError
+from ...text.textio import atomic_write, display_name, open_binary
+from ...text.vocab import SPECIALS, Tokenizer, Vocab
 
 MISSING_UNK_LOGP = -100.0  # KenLM's substitute when an ARPA file has no <unk>
 _HEADER = re.compile(rb"ngram\s+(\d+)\s*=\s*(\d+)\s*")
@@ -98,7 +98,7 @@ class _Lines:
 def read_arpa(path):
     """An NgramModel from an ARPA file (plain or gzip); FormatError naming the line if malformed."""
     from . import _ngram
-    from .ngram import MAX_ORDER, NgramModel
+    from .estimate import MAX_ORDER, NgramModel
 
     name = display_name(path)
     data = _read_bytes(path)
@@ -187,7 +187,7 @@ def _build(parsed, order, V, lines, virtual=None):
     context or suffix raises _NotClosed; with it (from _close), the added n-grams get the
     probability that backing off gives them."""
     from . import _ngram
-    from .ngram import NgramTables
+    from .estimate import NgramTables
 
     words, logp, backoff, ctx, suffix = [], [], [], [None], [None]
     words.append(np.arange(V, dtype=np.int32))

@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import RnnkitError
-from .lm import LanguageModel
-from .vocab import SPECIALS, UNK, Tokenizer, Vocab
+from ..errors import RnnkitError
+from ..text.vocab import SPECIALS, UNK, Tokenizer, Vocab
+from .protocol import LanguageModel
 
 COMBINES = ("linear", "loglinear")
 LN10 = math.log(10.0)
@@ -278,22 +278,3 @@ def tune_linear(models: Sequence[LanguageModel], sentences: Iterable[str], *,
     return {"weights": [float(x) for x in weights], "perplexity": ppl,
             "model_perplexities": corner_ppl, "sentences": sents, "tokens": n - sents,
             "iterations": len(history)}
-
-
-def load(paths: Sequence[str], weights: Sequence[float] | str | None = None,
-         combine: str = "linear") -> LanguageModel:
-    """Load one model (returned as it is, unless weights are given) or a Mixture of several."""
-    from .modelfile import load_model
-
-    if not paths:
-        raise RnnkitError("give at least one model")
-    if combine not in COMBINES:
-        raise RnnkitError(f"unknown --combine {combine!r}: use linear or loglinear")
-    if isinstance(weights, str):
-        weights = parse_weights(weights, len(paths))
-    models = [load_model(p) for p in paths]
-    if len(models) == 1 and weights is None:
-        return models[0]
-    mix = Mixture(models, weights, combine)
-    mix.paths = [str(p) for p in paths]
-    return mix

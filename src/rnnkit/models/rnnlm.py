@@ -41,10 +41,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import modelfile
-from .errors import ModelFileError, RnnkitError
-from .lm import LanguageModel
-from .vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
+from .. import modelfile
+from ..errors import ModelFileError, RnnkitError
+from ..nn.backend import kernels
+from ..text.vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
+from .protocol import LanguageModel
 
 MODEL_TYPES = ("lstm", "lstm-peephole", "lstm-nofg", "rnn")
 LOG10E = 1.0 / math.log(10.0)
@@ -217,8 +218,6 @@ class RNNLM(LanguageModel):
         self.p = views(self.flat, arch)    # name -> view
         self._grad = None
         if backend is None:
-            from . import kernels
-
             backend = kernels()
         self.K = backend
         self._train_caches = [None] * arch.layers
@@ -558,153 +557,3 @@ def load(path: str | os.PathLike, backend=None) -> RNNLM:
     if meta.get("model_type") not in MODEL_TYPES:
         raise ModelFileError(f"{path}: a {meta.get('model_type')!r} model, not a recurrent one")
     return from_file_parts(path, tensors, meta, backend=backend)
-
-
-# --- PyTorch interchange -------------------------------------------------------------------------
-EOS_ALIASES = ("</s>", "<eos>", "<EOS>")
-BOS_ALIASES = ("<s>", "<bos>", "<BOS>", "<sos>")
-UNK_ALIASES = ("<unk>", "<UNK>", "<oov>")
-MISSING_LOGIT = -30.0  # bias of an output row added for a special the model lacks: p ~ e^-30
-
-
-def read_token_list(path: str | os.PathLike) -> list[str]:
-    """A vocabulary file for import: one token per line in the model's id order, optionally
-    followed by a TAB and a count (rnnkit's vocab.txt has that form)."""
-    from .errors import FormatError, InputError
-
-    tokens = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                token = line.rstrip("\r\n").split("\t")[0]
-                if not token or token.strip() != token:
-                    raise FormatError(f"{path}:{number}: empty token or token with spaces; the "
-                                      f"vocabulary needs one token per line")
-                tokens.append(token)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such vocabulary file") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: invalid UTF-8 at byte {e.start}") from None
-    if not tokens:
-        raise FormatError(f"{path}: the vocabulary file is empty")
-    if len(set(tokens)) != len(tokens):
-        seen = set()
-        dup = next(t for t in tokens if t in seen or seen.add(t))
-        raise FormatError(f"{path}: the vocabulary lists {dup!r} twice")
-    return tokens
-
-
-def _infer_architecture(path, tensors: dict[str, np.ndarray]) -> Architecture:
-    names = sorted(tensors)
-    if "encoder.weight" not in tensors or "rnn.weight_ih_l0" not in tensors:
-        raise ModelFileError(
-            f"{path}: not a PyTorch word-language-model state dict (expected encoder.weight, "
-            f"rnn.weight_ih_l0, ..., decoder.weight, decoder.bias; found {', '.join(names[:8])}"
-            f"{' ...' if len(names) > 8 else ''})")
-    if any(n.startswith("rnn.weight_hr_l") for n in names):
-        raise ModelFileError(f"{path}: LSTMs with projections (proj_size) are not supported")
-    if any(n.endswith("_reverse") for n in names):
-        raise ModelFileError(f"{path}: bidirectional RNNs cannot be language models here")
-    layers = 0
-    while f"rnn.weight_ih_l{layers}" in tensors:
-        layers += 1
-    V, E = tensors["encoder.weight"].shape
-    G, H = tensors["rnn.weight_hh_l0"].shape
-    if G == 4 * H:
-        model_type = "lstm-peephole" if "rnn.weight_peep_l0" in tensors else "lstm"
-    elif G == H:
-        model_type = "rnn"
-    elif G == 3 * H:
-        raise ModelFileError(f"{path}: a GRU (weight_hh_l0 is [3H, H]); rnnkit has LSTM and "
-                             f"tanh-RNN cells only")
-    else:
-        raise ModelFileError(f"{path}: rnn.weight_hh_l0 has shape [{G}, {H}], neither an LSTM "
-                             f"([4H, H]) nor an RNN ([H, H])")
-    dec = tensors.get("decoder.weight")
-    if dec is None:
-        raise ModelFileError(f"{path}: decoder.weight is missing")
-    tie = E == H and dec.shape == tensors["encoder.weight"].shape and np.array_equal(
-        dec, tensors["encoder.weight"])
-    return Architecture(model_type, int(V), int(E), int(H), layers, tie_weights=bool(tie))
-
-
-def from_torch_state(path: str | os.PathLike, vocab: str | os.PathLike | list[str],
-                     model_type: str | None = None, tokenizer: Tokenizer | None = None,
-                     backend=None) -> RNNLM:
-    """An RNNLM from a PyTorch state dict saved as safetensors (no rnnkit metadata needed).
-
-    `vocab` lists the model's tokens in its id order (a file or a list). rnnkit needs <unk>,
-    <s>, </s> at ids 0, 1, 2, so rows are permuted: `<eos>` is taken as </s>; when the model has
-    no <s> (PyTorch's word_language_model feeds `<eos>` before each sentence) <s> gets the
-    embedding of </s> and an output row of probability ~e^-30; a missing <unk> likewise.
-    model_type may be given as lstm-nofg (PyTorch cannot tell it from lstm by shapes).
-    """
-    if modelfile.read_header(path) is None:  # also: no such file
-        raise ModelFileError(f"{path}: not a safetensors file (save the state dict with "
-                             f"safetensors.torch.save_file(model.state_dict(), path))")
-    tensors = {k: np.asarray(v) for k, v in modelfile.load_tensors(path).items()}
-    for k, v in tensors.items():
-        if v.dtype.kind != "f":
-            raise ModelFileError(f"{path}: tensor {k} is {v.dtype}, expected floating point")
-        tensors[k] = v.astype(np.float32)
-    arch = _infer_architecture(path, tensors)
-    if model_type is not None and model_type != arch.model_type:
-        if {model_type, arch.model_type} <= {"lstm", "lstm-nofg"}:
-            arch = Architecture(model_type, arch.vocab_size, arch.emb, arch.hidden, arch.layers,
-                                arch.tie_weights)
-        else:
-            raise ModelFileError(f"{path}: the tensors are of a {arch.model_type} model, not "
-                                 f"{model_type}")
-    for k in range(arch.layers):  # nn.LSTM(bias=False) has no biases: zeros are the same model
-        for b in ("ih", "hh"):
-            tensors.setdefault(f"rnn.bias_{b}_l{k}", np.zeros(arch.gate_rows, np.float32))
-    tokens = list(vocab) if isinstance(vocab, (list, tuple)) else read_token_list(vocab)
-    if len(tokens) != arch.vocab_size:
-        from .errors import InputError
-
-        raise InputError(f"{vocab if not isinstance(vocab, (list, tuple)) else 'vocab'}: "
-                         f"{len(tokens)} tokens, but encoder.weight of {path} has "
-                         f"{arch.vocab_size} rows: the vocabulary does not belong to this model")
-    # rnnkit ids: the specials first, then the model's other tokens in its order
-    pos = {t: i for i, t in enumerate(tokens)}
-
-    def find(aliases):
-        return next((pos[a] for a in aliases if a in pos), None)
-
-    special_src = [find(UNK_ALIASES), find(BOS_ALIASES), find(EOS_ALIASES)]
-    taken = {s for s in special_src if s is not None}
-    rest = [i for i in range(len(tokens)) if i not in taken]
-    new_tokens = list(SPECIALS) + [tokens[i] for i in rest]
-    new_arch = Architecture(arch.model_type, len(new_tokens), arch.emb, arch.hidden,
-                            arch.layers, arch.tie_weights)
-    model = RNNLM(new_arch, Vocab(new_tokens), tokenizer, backend=backend)
-    for name, _ in arch.tensor_shapes():
-        if name not in ("encoder.weight", "decoder.weight", "decoder.bias"):
-            model.p[name][...] = tensors[name]
-    enc, dec, bias = (tensors["encoder.weight"], tensors["decoder.weight"],
-                      tensors["decoder.bias"] if "decoder.bias" in tensors
-                      else np.zeros(arch.vocab_size, np.float32))
-    src = np.array(rest, np.int64)
-    model.p["encoder.weight"][3:] = enc[src]
-    model.p["decoder.bias"][3:] = bias[src]
-    if not new_arch.tie_weights:
-        model.p["decoder.weight"][3:] = dec[src]
-    eos_src = special_src[2]
-    for new_id, s in enumerate(special_src):
-        if s is not None:
-            model.p["encoder.weight"][new_id] = enc[s]
-            model.p["decoder.bias"][new_id] = bias[s]
-            if not new_arch.tie_weights:
-                model.p["decoder.weight"][new_id] = dec[s]
-        else:
-            # the input role of <s> is played by <eos> in a stream-trained model
-            model.p["encoder.weight"][new_id] = enc[eos_src] if (
-                new_id == BOS and eos_src is not None) else 0.0
-            # (with tied weights the row is the embedding's: only the bias makes it improbable)
-            model.p["decoder.bias"][new_id] = MISSING_LOGIT
-            if not new_arch.tie_weights:
-                model.p["decoder.weight"][new_id] = 0.0
-    model.meta.update({"imported_from": "pytorch-state-dict",
-                       "vocab_mapping": {"unk": special_src[0], "bos": special_src[1],
-                                         "eos": special_src[2]}})
-    return model

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .rnnlm import RNNLM, RecurrentState
-from .train import batchify, lm_stream, require_matplotlib
+from ..errors import InputError
+from ..models.rnnlm import RNNLM, RecurrentState
+from ..training.train import batchify, lm_stream, require_matplotlib
 
 
 def gradient_by_distance(model: RNNLM, ids: np.ndarray, max_distance: int = 30,
@@ -99,7 +99,7 @@ def plot_gradients(results: dict[str, dict], out_path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    from .textio import atomic_write
+    from ..text.textio import atomic_write
 
     with atomic_write(out_path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .vocab import BOS, EOS
+from ..errors import InputError
+from ..text.vocab import BOS, EOS
 
 LN10 = math.log(10.0)
 MAX_BATCH = 64  # samples drawn together; bounds the [B, V] buffers

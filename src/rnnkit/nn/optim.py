@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy.linalg import blas
 
-from .errors import RnnkitError
+from ..errors import RnnkitError
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 1.0, "adam": 1e-3}

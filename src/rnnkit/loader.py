@@ -1,0 +1,76 @@
+"""`rnnkit.load`: the one place that knows every model type.
+
+A file is recognised by its content, never its name: ARPA text (plain or gzip), an rnnkit model
+file (safetensors with rnnkit metadata, dispatched on its `model_type`), or -- with a vocabulary
+-- a PyTorch state dict saved as safetensors.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import modelfile
+from .errors import ModelFileError, RnnkitError
+from .models.mixture import COMBINES, Mixture, parse_weights
+from .models.ngram.arpa import looks_like_arpa, read_arpa
+from .models.ngram.estimate import MODEL_TYPE as NGRAM
+from .models.ngram.estimate import NgramModel
+from .models.protocol import LanguageModel
+from .models.rnnlm import MODEL_TYPES as RECURRENT
+from .models.rnnlm import from_file_parts
+from .models.torch_import import from_torch_state
+
+
+def load(path: str | os.PathLike, **options) -> LanguageModel:
+    """Any model rnnkit can read: its own model files, or ARPA (plain or gzip).
+
+    `load(state, vocab="vocab.txt")` reads a PyTorch state dict (see models/torch_import.py);
+    its other options are `model_type` and `tokenizer`.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ModelFileError(f"{p}: is a directory, expected a model file")
+    if not p.exists():
+        raise ModelFileError(f"{p}: no such model file")
+    if looks_like_arpa(p):
+        return read_arpa(p)
+    header = modelfile.read_header(p)
+    if header is None:
+        raise ModelFileError(f"{p}: not a model file (neither an rnnkit model nor ARPA text)")
+    if modelfile.META_KEY not in (header.get("__metadata__") or {}) and \
+            options.get("vocab") is not None:
+        return from_torch_state(p, options["vocab"], model_type=options.get("model_type"),
+                                tokenizer=options.get("tokenizer"))
+    tensors, meta = modelfile.read(p)
+    model_type = meta.get("model_type")
+    if model_type == NGRAM:
+        return NgramModel.from_tensors(tensors, meta, p)
+    if model_type in RECURRENT:
+        return from_file_parts(p, tensors, meta)
+    raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")
+
+
+def load_ngram(path: str | os.PathLike) -> NgramModel:
+    """An n-gram model from an rnnkit model file or an ARPA file (plain or gzip)."""
+    model = load(path)
+    if not isinstance(model, NgramModel):
+        raise ModelFileError(f"{path}: a {model.model_type} model, not an n-gram model")
+    return model
+
+
+def load_models(paths: Sequence[str], weights: Sequence[float] | str | None = None,
+                combine: str = "linear") -> LanguageModel:
+    """Load one model (returned as it is, unless weights are given) or a Mixture of several."""
+    if not paths:
+        raise RnnkitError("give at least one model")
+    if combine not in COMBINES:
+        raise RnnkitError(f"unknown --combine {combine!r}: use linear or loglinear")
+    if isinstance(weights, str):
+        weights = parse_weights(weights, len(paths))
+    models = [load(p) for p in paths]
+    if len(models) == 1 and weights is None:
+        return models[0]
+    mix = Mixture(models, weights, combine)
+    mix.paths = [str(p) for p in paths]
+    return mix
