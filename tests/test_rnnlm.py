@@ -515,7 +515,7 @@ def test_diagnose_gradient_matches_finite_differences():
     state.c[:] = 0
     for s in range(t - k - 2, t - k + 1):
         state.ids[:] = xb[s]
-        m._step(state)
+        m.step(state)
     h_at, c_at = state.h.copy(), state.c.copy()
 
     def loss(h):

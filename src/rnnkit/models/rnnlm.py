@@ -1,32 +1,28 @@
-"""The recurrent language model: embedding -> stacked recurrent layers -> linear -> softmax.
+"""The recurrent language model: embedding -> RecurrentStack -> output layer (nn/).
 
 Dimension letters (every shape comment uses them):
   T time steps of a window, B batch (parallel streams or sentences), E embedding size,
   H hidden size, G gate rows of a layer (4H for an LSTM, H for the tanh RNN), V vocabulary,
   L layers, P parameters (the length of the flat buffer), N rows of the output layer (T*B).
 
-Cells (`model_type`):
-  lstm           LSTM with forget gate, as PyTorch's nn.LSTM
-  lstm-peephole  LSTM with diagonal peephole weights (Gers, Schraudolph & Schmidhuber 2002)
-  lstm-nofg      the original memory block without a forget gate (Hochreiter & Schmidhuber 1997)
-  rnn            tanh (Elman) RNN, as PyTorch's nn.RNN
+Cells (`model_type`), see nn/recurrent.py: lstm, lstm-peephole, lstm-nofg, rnn.
 
-All parameters live in ONE flat float32 buffer; every tensor is a view into it (as in llm.c), so
-an optimizer update or the gradient norm is a single pass over one array, and a checkpoint is one
-tensor. Tensor names and shapes are PyTorch's word-language-model ones (STYLE.md):
+All parameters live in ONE flat float32 buffer (nn/params.py); every tensor is a view into it,
+so an optimizer update or the gradient norm is a single pass over one array, and a checkpoint is
+one tensor. Tensor names and shapes are PyTorch's word-language-model ones (STYLE.md):
 
   encoder.weight        [V, E]
   rnn.weight_ih_l{k}    [G, E] for k = 0, [G, H] above     (gate order i, f, g, o)
   rnn.weight_hh_l{k}    [G, H]
   rnn.bias_ih_l{k}      [G]
   rnn.bias_hh_l{k}      [G]
-  rnn.weight_peep_l{k}  [3, H]  lstm-peephole only: the diagonal peephole weights of the input,
-                                forget and output gates (rows i, f, o); PyTorch has no such tensor
+  rnn.weight_peep_l{k}  [3, H]  lstm-peephole only (rows i, f, o); PyTorch has no such tensor
   decoder.weight        [V, H]  (with tied weights it is encoder.weight, saved under both names)
   decoder.bias          [V]
 
 so a model file loads into a PyTorch `nn.LSTM` / `nn.RNN` language model with `load_state_dict`.
-A lstm-nofg model keeps the forget-gate rows (unused, zero gradients) so its shapes stay PyTorch's.
+(These flat names are the word-LM's only; models with a real encoder and decoder nest theirs,
+e.g. `encoder.rnn.weight_ih_l0_reverse`.)
 
 Training samples are x = (<s>, z1 .. zT) and y = (z1 .. zT, </s>); in a training stream the input
 after a sentence's </s> is the next sentence's <s>, with the hidden state carried across.
@@ -44,13 +40,14 @@ import numpy as np
 from .. import modelfile
 from ..errors import ModelFileError, RnnkitError
 from ..nn.backend import kernels
+from ..nn.output import FullSoftmax, full_softmax_shapes
+from ..nn.params import ParamLayout
+from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
 from .protocol import LanguageModel
 
-MODEL_TYPES = ("lstm", "lstm-peephole", "lstm-nofg", "rnn")
+MODEL_TYPES = CELLS
 LOG10E = 1.0 / math.log(10.0)
-ALIGN = 16           # tensors start at multiples of 16 floats (64 bytes) in the flat buffer
-LOGIT_BLOCK = 1 << 22  # at most this many logits ([rows, V] floats) at once when scoring
 SCORE_POSITIONS = 1 << 15  # at most this many padded positions [T x B] per scoring batch
 SCORE_WINDOW = 256    # steps per window kernel call when scoring long sentences
 
@@ -97,32 +94,20 @@ class Architecture:
 
     @property
     def gate_rows(self) -> int:
-        return 4 * self.hidden if self.lstm else self.hidden
+        return gate_rows(self.model_type, self.hidden)
 
     def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """The parameters, in the order of the flat buffer, with PyTorch's names and shapes."""
-        V, E, H, G = self.vocab_size, self.emb, self.hidden, self.gate_rows
-        shapes = [("encoder.weight", (V, E))]
-        for k in range(self.layers):
-            shapes += [(f"rnn.weight_ih_l{k}", (G, E if k == 0 else H)),
-                       (f"rnn.weight_hh_l{k}", (G, H)),
-                       (f"rnn.bias_ih_l{k}", (G,)),
-                       (f"rnn.bias_hh_l{k}", (G,))]
-            if self.peephole:
-                shapes.append((f"rnn.weight_peep_l{k}", (3, H)))
-        if not self.tie_weights:
-            shapes.append(("decoder.weight", (V, H)))
-        shapes.append(("decoder.bias", (V,)))
-        return shapes
+        V, E, H = self.vocab_size, self.emb, self.hidden
+        return ([("encoder.weight", (V, E))]
+                + stack_shapes(self.model_type, E, H, self.layers, prefix="rnn.")
+                + full_softmax_shapes(V, H, prefix="decoder.", tied=self.tie_weights))
 
-    def layout(self) -> tuple[dict[str, tuple[int, tuple[int, ...]]], int]:
-        """name -> (offset, shape) in the flat buffer, and its length P."""
-        offsets, p = {}, 0
-        for name, shape in self.tensor_shapes():
-            offsets[name] = (p, shape)
-            size = int(np.prod(shape))
-            p += -(-size // ALIGN) * ALIGN
-        return offsets, p
+    def layout(self) -> ParamLayout:
+        """The flat buffer's layout: name -> (offset, shape), and its length P."""
+        return ParamLayout(self.tensor_shapes(),
+                           aliases={"decoder.weight": "encoder.weight"} if self.tie_weights
+                           else None)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,13 +122,7 @@ class Architecture:
 
 def views(flat: np.ndarray, arch: Architecture) -> dict[str, np.ndarray]:
     """Views of the flat buffer [P] per tensor name (decoder.weight is encoder.weight when tied)."""
-    offsets, _ = arch.layout()
-    out = {}
-    for name, (off, shape) in offsets.items():
-        out[name] = flat[off:off + int(np.prod(shape))].reshape(shape)
-    if arch.tie_weights:
-        out["decoder.weight"] = out["encoder.weight"]
-    return out
+    return arch.layout().views(flat)
 
 
 class RecurrentState:
@@ -188,10 +167,10 @@ class RecurrentState:
 
 
 class RNNLM(LanguageModel):
-    """A recurrent language model; implements the protocol of lm.py (log10 everywhere there).
+    """A recurrent language model; implements the protocol of models/protocol.py (log10 there).
 
-    `backend` is the module of kernels (rnnkit._kernels by default; tests pass rnnkit.reference,
-    with dtype float64 for finite differences of the whole model).
+    `backend` is the module of kernels (rnnkit.nn._kernels by default; tests pass
+    rnnkit.nn.reference, with dtype float64 for finite differences of the whole model).
     """
 
     share_prefixes = True  # one output distribution per position: N-best prefixes are shared
@@ -207,45 +186,47 @@ class RNNLM(LanguageModel):
         self.vocab = vocab
         self.tokenizer = tokenizer or Tokenizer()
         self.meta = dict(meta or {})
-        _, P = arch.layout()
+        self.layout = arch.layout()
+        P = self.layout.size
         self.dtype = np.dtype(dtype)
         if flat is None:
             flat = np.zeros(P, self.dtype)
         if flat.shape != (P,) or flat.dtype != self.dtype or not flat.flags.c_contiguous:
             raise RnnkitError(f"the flat parameter buffer must be a contiguous [{P}] "
                               f"{self.dtype} array")
-        self.flat = flat                   # [P] all parameters
-        self.p = views(self.flat, arch)    # name -> view
-        self._grad = None
-        if backend is None:
-            backend = kernels()
-        self.K = backend
-        self._train_caches = [None] * arch.layers
-        self._xent_cache = None
-        self._eval_caches = [None] * (arch.layers + 1)  # forward_loss's buffers, reused
+        self.flat = flat                      # [P] all parameters
+        self.p = self.layout.views(self.flat)  # name -> view
+        self._grad = None                     # [P] the gradient, allocated on first use
+        self.g = None                         # name -> view of the gradient
+        self.backend = kernels() if backend is None else backend
+        self._build()
+        self._eval_caches = [None] * arch.layers  # the stack's buffers for passes without grads
+
+    def _build(self) -> None:
+        """The recurrent stack and output layer over the parameter (and gradient) views."""
+        a = self.arch
+        self.stack = RecurrentStack(a.model_type, a.emb, a.hidden, a.layers, self.backend,
+                                    self.p, self.g, prefix="rnn.")
+        self.output = FullSoftmax(a.vocab_size, a.hidden, self.backend, self.p, self.g,
+                                  prefix="decoder.", tied=a.tie_weights)
 
     # --- parameters ----------------------------------------------------------------------------
     @property
     def num_parameters(self) -> int:
-        return sum(int(np.prod(s)) for _, s in self.arch.tensor_shapes())
+        return self.layout.num_parameters
 
     def init_uniform(self, rng: np.random.Generator, scale: float) -> None:
         """Every parameter uniform in [-scale, scale] (Zaremba et al. 2014), in one pass."""
         self.flat[:] = rng.uniform(-scale, scale, self.flat.shape[0])
-        self._zero_padding()
-
-    def _zero_padding(self) -> None:
-        used = np.zeros(self.flat.shape[0], bool)
-        for off, shape in self.arch.layout()[0].values():
-            used[off:off + int(np.prod(shape))] = True
-        self.flat[~used] = 0
+        self.flat[self.layout.padding_mask()] = 0
 
     @property
     def grad(self) -> np.ndarray:
         """The flat gradient buffer [P], laid out as the parameters."""
         if self._grad is None:
             self._grad = np.zeros_like(self.flat)
-            self.g = views(self._grad, self.arch)
+            self.g = self.layout.views(self._grad)
+            self._build()
         return self._grad
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -255,21 +236,7 @@ class RNNLM(LanguageModel):
     # --- training: forward and backward over one window ----------------------------------------
     def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray | None]:
         """(h [L, B, H], c [L, B, H] or None): the state before any input."""
-        L, H = self.arch.layers, self.arch.hidden
-        h = np.zeros((L, batch, H), self.dtype)
-        return h, (np.zeros((L, batch, H), self.dtype) if self.arch.lstm else None)
-
-    def _layer_forward(self, k: int, x, h0, c0, cache=None):
-        """One layer over a window: (h [T, B, H], hT, cT or None, cache)."""
-        p, a, K = self.p, self.arch, self.K
-        w = (p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"],
-             p[f"rnn.bias_hh_l{k}"])
-        if a.lstm:
-            peep = p[f"rnn.weight_peep_l{k}"] if a.peephole else None
-            return K.lstm_forward(x, h0, c0, *w, w_peep=peep, forget_gate=a.forget_gate,
-                                  cache=cache)
-        hs, hT, cache = K.rnn_forward(x, h0, *w, cache=cache)
-        return hs, hT, None, cache
+        return self.stack.zero_state(batch, self.dtype)
 
     def _dropout_mask(self, rng: np.random.Generator, shape) -> np.ndarray:
         # inverted dropout: kept units are scaled by 1/(1-p), so inference needs no rescaling
@@ -290,86 +257,53 @@ class RNNLM(LanguageModel):
         to the non-recurrent connections only -- the embedding output, between layers and
         below the decoder (Zaremba et al. 2014, section 3) -- never to h_{t-1} -> h_t.
         """
-        a, K, p = self.arch, self.K, self.p
-        self.grad  # allocates the gradient buffer on first use
-        g = self.g
+        a, K = self.arch, self.backend
+        self.grad  # allocates the gradient buffer (and binds the layers to it) on first use
         T, B = x_ids.shape
         N = T * B
         drop = rng is not None and a.dropout > 0
-        x = K.embedding_forward(x_ids, p["encoder.weight"])     # [T, B, E]
-        masks, caches, finals = [], [], []
-        for k in range(a.layers):
-            if drop:
-                masks.append(self._dropout_mask(rng, x.shape))
-                x = x * masks[-1]
-            x, hT, cT, cache = self._layer_forward(k, x, h[k], None if c is None else c[k],
-                                                   self._train_caches[k])
-            caches.append(cache)
-            finals.append((hT, cT))
+        x = K.embedding_forward(x_ids, self.p["encoder.weight"])          # [T, B, E]
+        # masks[k] multiplies layer k's input, masks[L] the top layer's output
+        masks = None
         if drop:
-            masks.append(self._dropout_mask(rng, x.shape))
-            x = x * masks[-1]
-        loss, xc = K.softmax_xent_forward(x.reshape(N, a.hidden), p["decoder.weight"],
-                                          p["decoder.bias"], y_ids.reshape(N),
-                                          cache=self._xent_cache)
-        self._xent_cache = xc
-        dh, ddec_w, ddec_b = K.softmax_xent_backward(scale, xc)   # [N, H], [V, H], [V]
-        g["decoder.bias"][...] = ddec_b
-        if not a.tie_weights:
-            g["decoder.weight"][...] = ddec_w
-        dh = dh.reshape(T, B, a.hidden)
+            masks = [self._dropout_mask(rng, (T, B, a.emb if k == 0 else a.hidden))
+                     for k in range(a.layers + 1)]
+        top, hT, cT = self.stack.forward(x, h, c, masks=masks[:-1] if drop else None)
         if drop:
-            dh = dh * masks[-1]
-        zeros = np.zeros((B, a.hidden), self.dtype)  # dL/dh_T, dL/dc_T: truncated BPTT
-        for k in reversed(range(a.layers)):
-            if a.lstm:
-                dx, _, _, dw_ih, dw_hh, db_ih, db_hh, dw_peep = K.lstm_backward(
-                    dh, zeros, zeros, caches[k])
-                if a.peephole:
-                    g[f"rnn.weight_peep_l{k}"][...] = dw_peep
-            else:
-                dx, _, dw_ih, dw_hh, db_ih, db_hh = K.rnn_backward(dh, zeros, caches[k])
-            g[f"rnn.weight_ih_l{k}"][...] = dw_ih
-            g[f"rnn.weight_hh_l{k}"][...] = dw_hh
-            g[f"rnn.bias_ih_l{k}"][...] = db_ih
-            g[f"rnn.bias_hh_l{k}"][...] = db_hh
-            dh = dx * masks[k] if drop else dx
-        K.embedding_backward(dh, x_ids, a.vocab_size, out=g["encoder.weight"])
-        if a.tie_weights:
-            g["encoder.weight"] += ddec_w
-        self._train_caches = caches
-        for k, (hT, cT) in enumerate(finals):
-            h[k] = hT
-            if c is not None:
-                c[k] = cT
+            top = top * masks[-1]
+        loss = self.output.loss_forward(top.reshape(N, a.hidden), y_ids.reshape(N))
+        dtop, dweight_tied = self.output.loss_backward(scale)              # [N, H]
+        dtop = dtop.reshape(T, B, a.hidden)
+        if drop:
+            dtop = dtop * masks[-1]
+        dx, _, _ = self.stack.backward(dtop, masks=masks[:-1] if drop else None)  # truncated BPTT
+        K.embedding_backward(dx, x_ids, a.vocab_size, out=self.g["encoder.weight"])
+        if dweight_tied is not None:
+            self.g["encoder.weight"] += dweight_tied
+        h[...] = hT
+        if c is not None:
+            c[...] = cT
         return float(loss)
 
     def forward_loss(self, x_ids: np.ndarray, y_ids: np.ndarray, h: np.ndarray,
                      c: np.ndarray | None) -> float:
         """The summed cross-entropy (natural log) of a window, no dropout, no gradients; h and c
         [L, B, H] are replaced in place by the state after the window."""
-        a, K, p = self.arch, self.K, self.p
         T, B = x_ids.shape
-        caches = self._eval_caches
-        x = self._stack_forward(x_ids, h, c, caches)
-        loss, caches[-1] = K.softmax_xent_forward(x.reshape(T * B, a.hidden), p["decoder.weight"],
-                                                  p["decoder.bias"], y_ids.reshape(T * B),
-                                                  cache=caches[-1])
-        return float(loss)
+        top = self._stack_forward(x_ids, h, c, self._eval_caches)
+        return float(self.output.loss_forward(top.reshape(T * B, self.arch.hidden),
+                                              y_ids.reshape(T * B)))
 
     def _stack_forward(self, x_ids: np.ndarray, h: np.ndarray, c: np.ndarray | None,
                        caches: list) -> np.ndarray:
         """Embedding and every layer over x_ids [T, B], no dropout: the last layer's h
         [T, B, H]; h and c [L, B, H] are replaced in place by the state after the window and
         caches[k] by layer k's kernel cache (reused across calls)."""
-        x = self.K.embedding_forward(x_ids, self.p["encoder.weight"])
-        for k in range(self.arch.layers):
-            x, hT, cT, caches[k] = self._layer_forward(k, x, h[k], None if c is None else c[k],
-                                                       caches[k])
-            h[k] = hT
-            if c is not None:
-                c[k] = cT
-        return x
+        x = self.backend.embedding_forward(x_ids, self.p["encoder.weight"])
+        top, h[...], cT = self.stack.forward(x, h, c, caches=caches)
+        if c is not None:
+            c[...] = cT
+        return top
 
     def top_hidden(self, x_ids: np.ndarray, h: np.ndarray | None = None,
                    c: np.ndarray | None = None, window: int | None = None) -> np.ndarray:
@@ -395,7 +329,7 @@ class RNNLM(LanguageModel):
         """The state of `batch` streams after <s>."""
         state = RecurrentState(self.arch, batch, self.dtype)
         state.ids[:] = BOS
-        return self._step(state)
+        return self.step(state)
 
     def advance(self, state: RecurrentState, ids: np.ndarray) -> RecurrentState:
         """Feed one token per stream. The state is updated IN PLACE and returned (the step
@@ -406,22 +340,12 @@ class RNNLM(LanguageModel):
         if ids.size and (ids.min() < 0 or ids.max() >= self.arch.vocab_size):
             raise RnnkitError(f"advance: token ids must be in [0, {self.arch.vocab_size})")
         state.ids[:] = ids
-        return self._step(state)
+        return self.step(state)
 
-    def _step(self, state: RecurrentState) -> RecurrentState:
-        a, p, K = self.arch, self.p, self.K
-        np.take(p["encoder.weight"], state.ids, axis=0, out=state.x)
-        x = state.x
-        for k in range(a.layers):
-            w = (p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"],
-                 p[f"rnn.bias_hh_l{k}"])
-            if a.lstm:
-                peep = p[f"rnn.weight_peep_l{k}"] if a.peephole else None
-                K.lstm_step(x, state.h[k], state.c[k], *w, w_peep=peep,
-                            forget_gate=a.forget_gate, gates=state.work)
-            else:
-                K.rnn_step(x, state.h[k], *w, work=state.work)
-            x = state.h[k]
+    def step(self, state: RecurrentState) -> RecurrentState:
+        """Feed state.ids (one token per stream, already checked) through every layer, in place."""
+        np.take(self.p["encoder.weight"], state.ids, axis=0, out=state.x)
+        self.stack.step(state.x, state.h, state.c, state.work)
         return state
 
     def log_probs(self, state: RecurrentState) -> np.ndarray:
@@ -433,8 +357,7 @@ class RNNLM(LanguageModel):
         B, V = state.batch, self.arch.vocab_size
         if state.lp is None:
             state.lp = np.empty((B, V), self.dtype)
-        self.K.log_softmax(state.h[-1], self.p["decoder.weight"], self.p["decoder.bias"],
-                           out=state.lp)
+        self.output.log_probs(state.h[-1], out=state.lp)
         state.lp *= LOG10E
         return state.lp
 
@@ -473,13 +396,7 @@ class RNNLM(LanguageModel):
                 valid[b, :m + 1] = True
             top = self.top_hidden(x_ids)                                  # [T, B, H]
             rows = np.ascontiguousarray(top.transpose(1, 0, 2)[valid])    # [R, H] by sentence
-            targets = y_ids[valid]                                        # [R]
-            lp = np.empty(len(rows))
-            step = max(1, LOGIT_BLOCK // a.vocab_size)
-            for r in range(0, len(rows), step):
-                block = self.K.log_softmax(rows[r:r + step], self.p["decoder.weight"],
-                                           self.p["decoder.bias"])       # [r, V] natural log
-                lp[r:r + step] = block[np.arange(len(block)), targets[r:r + step]]
+            lp = self.output.target_log_probs(rows, y_ids[valid])         # [R] natural log
             lp *= LOG10E
             ends = np.cumsum(lengths[idx] + 1)
             for b, i in enumerate(idx.tolist()):

@@ -28,7 +28,8 @@ def gradient_by_distance(model: RNNLM, ids: np.ndarray, max_distance: int = 30,
     """
     if max_distance < 1:
         raise InputError(f"--max-distance must be at least 1, got {max_distance}")
-    a, K_ = model.arch, model.K
+    a = model.arch
+    model.grad  # the stack's backward writes weight gradients: bind it to a gradient buffer
     x, y = lm_stream(ids)
     K = max_distance
     need = K + warmup + 1
@@ -50,7 +51,7 @@ def gradient_by_distance(model: RNNLM, ids: np.ndarray, max_distance: int = 30,
         past_c = np.zeros_like(past_h) if a.lstm else None
         for s in range(t0, t):
             state.ids[:] = xb[s]
-            model._step(state)
+            model.step(state)
             k = t - s
             if k <= K:
                 past_h[k - 1] = state.h
@@ -58,28 +59,18 @@ def gradient_by_distance(model: RNNLM, ids: np.ndarray, max_distance: int = 30,
                     past_c[k - 1] = state.c
         for k in range(1, min(K, t - t0) + 1):
             xs = np.ascontiguousarray(xb[t - k + 1:t + 1])     # [k, B] inputs t-k+1 .. t
-            inp = K_.embedding_forward(xs, model.p["encoder.weight"])
-            caches = []
-            for layer in range(a.layers):
-                h0 = np.ascontiguousarray(past_h[k - 1, layer])
-                c0 = np.ascontiguousarray(past_c[k - 1, layer]) if a.lstm else None
-                inp, _, _, cache = model._layer_forward(layer, inp, h0, c0)
-                caches.append(cache)
-            _, xc = K_.softmax_xent_forward(np.ascontiguousarray(inp[-1]),
-                                            model.p["decoder.weight"], model.p["decoder.bias"],
-                                            np.ascontiguousarray(yb[t]))
-            dtop, _, _ = K_.softmax_xent_backward(1.0, xc)   # [B, H] dL_t/dh_t
+            inp = model.backend.embedding_forward(xs, model.p["encoder.weight"])  # [k, B, E]
+            h0 = np.ascontiguousarray(past_h[k - 1])
+            c0 = np.ascontiguousarray(past_c[k - 1]) if a.lstm else None
+            top, _, _ = model.stack.forward(inp, h0, c0)                         # [k, B, H]
+            model.output.loss_forward(np.ascontiguousarray(top[-1]), np.ascontiguousarray(yb[t]))
+            dtop, _ = model.output.loss_backward(1.0)          # [B, H] dL_t/dh_t
             dh = np.zeros((k, B, H), model.dtype)
             dh[-1] = dtop
-            zeros = np.zeros((B, H), model.dtype)
-            for layer in reversed(range(a.layers)):
-                if a.lstm:
-                    dx, dh0, dc0, *_ = K_.lstm_backward(dh, zeros, zeros, caches[layer])
-                    gc[k - 1, layer] += np.linalg.norm(dc0, axis=1).sum()
-                else:
-                    dx, dh0, *_ = K_.rnn_backward(dh, zeros, caches[layer])
-                gh[k - 1, layer] += np.linalg.norm(dh0, axis=1).sum()
-                dh = np.array(dx)
+            _, dh0, dc0 = model.stack.backward(dh)             # [L, B, H] dL_t/dh_{t-k}
+            gh[k - 1] += np.linalg.norm(dh0, axis=2).sum(axis=1)
+            if a.lstm:
+                gc[k - 1] += np.linalg.norm(dc0, axis=2).sum(axis=1)
     n = B * len(ts)
     return {"distance": list(range(1, K + 1)), "grad_norm": (gh / n).tolist(),
             "cell_grad_norm": None if gc is None else (gc / n).tolist(),

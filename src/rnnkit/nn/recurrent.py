@@ -1,0 +1,174 @@
+"""A stack of recurrent layers over views of a flat parameter buffer: the piece that a language
+model, a translation encoder or decoder and a caption decoder all reuse.
+
+Dimension letters: T time steps, B batch, E input size, H hidden size, L layers, G gate rows of a
+layer (4H for an LSTM, H for the tanh RNN).
+
+Cells:
+  lstm           LSTM with forget gate, as PyTorch's nn.LSTM (gate order i, f, g, o)
+  lstm-peephole  LSTM with diagonal peephole weights (Gers, Schraudolph & Schmidhuber 2002)
+  lstm-nofg      the original memory block without a forget gate (Hochreiter & Schmidhuber 1997)
+  rnn            tanh (Elman) RNN, as PyTorch's nn.RNN
+
+Tensors, PyTorch's names under the stack's prefix (e.g. "rnn.", "encoder.rnn.") and suffix
+("" or "_reverse" for the backward direction of a bidirectional encoder):
+  weight_ih_l{k}    [G, E] for k = 0, [G, H] above
+  weight_hh_l{k}    [G, H]
+  bias_ih_l{k}      [G]
+  bias_hh_l{k}      [G]
+  weight_peep_l{k}  [3, H]  lstm-peephole only: rows i, f, o; PyTorch has no such tensor
+A lstm-nofg stack keeps the forget-gate rows (unused, zero gradients) so its shapes stay PyTorch's.
+
+The stack runs whole windows through the compiled window kernels (forward caches what backward
+needs) and single steps through the step kernels (generation, beam search). Backward returns the
+gradients with respect to the input and to the initial state (dh0, dc0), so a gradient can flow
+into whatever produced them: an encoder's final state, an image projection, the previous window.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CELLS = ("lstm", "lstm-peephole", "lstm-nofg", "rnn")
+
+
+def gate_rows(cell: str, hidden: int) -> int:
+    """G: the rows of a layer's weight matrices."""
+    return hidden if cell == "rnn" else 4 * hidden
+
+
+def stack_shapes(cell: str, E: int, H: int, L: int, prefix: str = "rnn.", suffix: str = ""
+                 ) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of the stack's tensors, in buffer order."""
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}: use one of {', '.join(CELLS)}")
+    G = gate_rows(cell, H)
+    shapes = []
+    for k in range(L):
+        shapes += [(f"{prefix}weight_ih_l{k}{suffix}", (G, E if k == 0 else H)),
+                   (f"{prefix}weight_hh_l{k}{suffix}", (G, H)),
+                   (f"{prefix}bias_ih_l{k}{suffix}", (G,)),
+                   (f"{prefix}bias_hh_l{k}{suffix}", (G,))]
+        if cell == "lstm-peephole":
+            shapes.append((f"{prefix}weight_peep_l{k}{suffix}", (3, H)))
+    return shapes
+
+
+class RecurrentStack:
+    """L recurrent layers of one cell type; layer k's input is layer k-1's output h.
+
+    `params` (and `grads`, for training) are the model's name -> view dicts; the stack picks its
+    own tensors by the names of stack_shapes(cell, E, H, L, prefix, suffix). `backend` is the
+    kernel module (rnnkit.nn._kernels, or rnnkit.nn.reference in tests).
+    """
+
+    def __init__(self, cell: str, E: int, H: int, L: int, backend, params: dict,
+                 grads: dict | None = None, prefix: str = "rnn.", suffix: str = ""):
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}: use one of {', '.join(CELLS)}")
+        self.cell, self.E, self.H, self.L = cell, E, H, L
+        self.backend = backend
+        self.lstm = cell != "rnn"
+        self.peephole = cell == "lstm-peephole"
+        self.forget_gate = cell != "lstm-nofg"
+        self.G = gate_rows(cell, H)
+        names = [f"{prefix}{{}}_l{k}{suffix}" for k in range(L)]
+        # per layer: (w_ih, w_hh, b_ih, b_hh) and the peephole weights or None
+        self._w = [tuple(params[n.format(t)] for t in ("weight_ih", "weight_hh", "bias_ih",
+                                                       "bias_hh")) for n in names]
+        self._peep = [params[n.format("weight_peep")] if self.peephole else None for n in names]
+        self._dw = None if grads is None else [
+            tuple(grads[n.format(t)] for t in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            for n in names]
+        self._dpeep = None if grads is None or not self.peephole else [
+            grads[n.format("weight_peep")] for n in names]
+        self.caches = [None] * L  # the window kernels' caches of the last forward, for backward
+
+    # --- windows ---------------------------------------------------------------------------------
+    def zero_state(self, batch: int, dtype=np.float32):
+        """(h [L, B, H], c [L, B, H] or None): the state before any input."""
+        h = np.zeros((self.L, batch, self.H), dtype)
+        return h, (np.zeros((self.L, batch, self.H), dtype) if self.lstm else None)
+
+    def layer_forward(self, k: int, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
+                      cache=None):
+        """Layer k over a window: (h [T, B, H], hT [B, H], cT [B, H] or None, cache)."""
+        K = self.backend
+        if self.lstm:
+            return K.lstm_forward(x, h0, c0, *self._w[k], w_peep=self._peep[k],
+                                  forget_gate=self.forget_gate, cache=cache)
+        hs, hT, cache = K.rnn_forward(x, h0, *self._w[k], cache=cache)
+        return hs, hT, None, cache
+
+    def forward(self, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, *,
+                masks: list | None = None, caches: list | None = None):
+        """The stack over a window: (h_top [T, B, H], hT [L, B, H], cT [L, B, H] or None).
+
+        x [T, B, E] the inputs; h0, c0 [L, B, H] the state before the window (left unchanged:
+        the kernels may keep them in their caches for backward). masks[k] (optional, [T, B,
+        E or H]) multiplies layer k's input -- dropout on the non-recurrent connections
+        (Zaremba et al. 2014), never on h_{t-1} -> h_t. caches: the list of L kernel caches to
+        reuse and fill; by default the stack's own, which backward reads (pass another list for
+        passes without gradients).
+        """
+        caches = self.caches if caches is None else caches
+        T, B = x.shape[:2]
+        hT = np.empty((self.L, B, self.H), h0.dtype)
+        cT = np.empty((self.L, B, self.H), h0.dtype) if self.lstm else None
+        for k in range(self.L):
+            if masks is not None:
+                x = x * masks[k]
+            x, hT[k], ck, caches[k] = self.layer_forward(k, x, h0[k],
+                                                         None if c0 is None else c0[k], caches[k])
+            if cT is not None:
+                cT[k] = ck
+        return x, hT, cT
+
+    def backward(self, dh_top: np.ndarray, dhT: np.ndarray | None = None,
+                 dcT: np.ndarray | None = None, *, masks: list | None = None):
+        """Back through the last forward (with the stack's own caches).
+
+        dh_top [T, B, H] the loss gradient of the top layer's outputs; dhT, dcT [L, B, H] that
+        of the final state (None: zero, as truncated BPTT has it). Writes every weight gradient
+        into the grads views. Returns (dx [T, B, E], dh0 [L, B, H], dc0 [L, B, H] or None).
+        """
+        K, L, H = self.backend, self.L, self.H
+        T, B = dh_top.shape[:2]
+        dtype = dh_top.dtype
+        zeros = None
+        if dhT is None or (self.lstm and dcT is None):
+            zeros = np.zeros((B, H), dtype)
+        dh0 = np.empty((L, B, H), dtype)
+        dc0 = np.empty((L, B, H), dtype) if self.lstm else None
+        dh = dh_top
+        for k in reversed(range(L)):
+            dhk = zeros if dhT is None else dhT[k]
+            if self.lstm:
+                dck = zeros if dcT is None else dcT[k]
+                dx, dh0[k], dc0[k], dw_ih, dw_hh, db_ih, db_hh, dw_peep = K.lstm_backward(
+                    dh, dhk, dck, self.caches[k])
+                if self.peephole:
+                    self._dpeep[k][...] = dw_peep
+            else:
+                dx, dh0[k], dw_ih, dw_hh, db_ih, db_hh = K.rnn_backward(dh, dhk, self.caches[k])
+            g = self._dw[k]
+            g[0][...] = dw_ih
+            g[1][...] = dw_hh
+            g[2][...] = db_ih
+            g[3][...] = db_hh
+            dh = dx * masks[k] if masks is not None else dx
+        return dh, dh0, dc0
+
+    # --- single steps ----------------------------------------------------------------------------
+    def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray | None, work: np.ndarray
+             ) -> np.ndarray:
+        """One input per stream, x [B, E], through every layer: h, c [L, B, H] are updated IN
+        PLACE (work [B, G] is the kernels' scratch). Returns the top layer's h [B, H] (a view)."""
+        K = self.backend
+        for k in range(self.L):
+            if self.lstm:
+                K.lstm_step(x, h[k], c[k], *self._w[k], w_peep=self._peep[k],
+                            forget_gate=self.forget_gate, gates=work)
+            else:
+                K.rnn_step(x, h[k], *self._w[k], work=work)
+            x = h[k]
+        return x
