@@ -2,7 +2,7 @@
 and N-best rescoring, in one package.
 
 The package is layered (imports point down only; tests/test_layers.py checks it):
-  errors, modelfile  <-  text  <-  nn  <-  decoding  <-  models  <-  loader  <-
+  errors  <-  text  <-  modelfile  <-  nn  <-  decoding  <-  models  <-  loader  <-
   training, rescoring  <-  report  <-  cli
 See docs/architecture.md.
 """

@@ -1,6 +1,6 @@
 """Exceptions that rnnkit raises for problems a user can fix.
 
-The library raises them and never prints or exits; cli.py turns every RnnkitError into one
+The library raises them and never prints or exits; the cli package's entry point turns every RnnkitError into one
 `error: ...` line on stderr and exit code 2.
 """
 
@@ -23,3 +23,10 @@ class FormatError(RnnkitError):
 
 class TrainingError(RnnkitError):
     """Training cannot go on (diverged loss, invalid discounts, empty split, ...)."""
+
+
+def missing_build(e: ImportError) -> RnnkitError:
+    """The error for a compiled extension that cannot be imported: how to build it."""
+    return RnnkitError(
+        f"rnnkit's compiled extension is missing ({e}); build it with `pip install .` "
+        f"(or `pip install -e .` in a source checkout), which needs a C compiler")

@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .. import __version__
+from .._version import __version__
 from ..errors import RnnkitError
 
 app = typer.Typer(

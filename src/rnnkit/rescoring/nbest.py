@@ -37,12 +37,13 @@ import itertools
 import math
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FormatError, InputError
-from ..text.textio import display_name, read_lines
+from ..text.textio import atomic_write, display_name, read_lines
 
 FORMATS = ("groups", "tsv", "id", "kaldi", "srilm", "moses")
 SRILM_HEADERS = ("NBestList1.0", "NBestList2.0")
@@ -490,8 +491,6 @@ def read_nbest(path, format: str = "auto", **kw) -> NBestReader:
 
 def parse_text(text: str, format: str = "auto", name: str = "<text>") -> list[Group]:
     """All groups of an N-best list given as a string (for tests and small inputs)."""
-    import tempfile
-
     with tempfile.NamedTemporaryFile("w", suffix=".nbest", encoding="utf-8", delete=False) as f:
         f.write(text)
         tmp = f.name
@@ -571,8 +570,6 @@ def best_line(group: Group, cand: Candidate, *, lm: float | None = None,
 def write_nbest(path_or_file, groups: Iterable[Group]) -> None:
     """Write groups to a file object (or a path, atomically)."""
     if isinstance(path_or_file, (str, os.PathLike)):
-        from ..text.textio import atomic_write
-
         with atomic_write(path_or_file) as f:
             write_nbest(f, groups)
         return
@@ -589,8 +586,6 @@ def groups_to_text(groups: Iterable[Group]) -> str:
 def write_kaldi_dir(path: str | os.PathLike, groups: Iterable[Group]) -> None:
     """Write groups as a Kaldi N-best directory: `text`, and `ac_cost` / `lm_cost` when the
     candidates have them (each file written atomically)."""
-    from ..text.textio import atomic_write
-
     d = Path(path)
     d.mkdir(parents=True, exist_ok=True)
     groups = list(groups)

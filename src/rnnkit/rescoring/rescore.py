@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import FormatError, RnnkitError
+from ..models.mixture import Mixture
 from ..models.protocol import LanguageModel
 from ..text.textio import display_name, read_lines
 from .nbest import Group
@@ -110,8 +111,6 @@ def score_texts(model: LanguageModel, texts: list[str], share: bool = False):
     declare `share_prefixes` through the prefix tree (the same numbers; see lm.py). It is off
     by default: with the current kernels the recurrent single-step path it needs is slower than
     the batched window path, although it computes about half the output rows on N-best lists."""
-    from ..models.mixture import Mixture
-
     scorer = candidate_log_probs if share else (lambda m, s: m.token_log_probs(s))
     encoded = [model.encode(t) for t in texts]
     ids = [e[0] for e in encoded]
@@ -351,6 +350,7 @@ def tune(dev: DevSet, init: Weights | None = None, method: str = "grid") -> dict
             lw, wp = st2[_best_setting(errs2, pts2)]
         best = Weights(float(lw), a, float(wp))
     else:
+        # imported here: scipy.optimize takes ~0.2 s to import, and only --method powell uses it
         from scipy.optimize import minimize
 
         scale = _per_word_scale(dev, base_lm, a)

@@ -30,6 +30,7 @@ import numpy as np
 from ...errors import FormatError, InputError, ModelFileError
 from ...text.textio import atomic_write, display_name, open_binary
 from ...text.vocab import SPECIALS, Tokenizer, Vocab
+from .estimate import MAX_ORDER, NgramModel, NgramTables, index_module
 
 MISSING_UNK_LOGP = -100.0  # KenLM's substitute when an ARPA file has no <unk>
 _HEADER = re.compile(rb"ngram\s+(\d+)\s*=\s*(\d+)\s*")
@@ -97,9 +98,7 @@ class _Lines:
 
 def read_arpa(path):
     """An NgramModel from an ARPA file (plain or gzip); FormatError naming the line if malformed."""
-    from . import _ngram
-    from .estimate import MAX_ORDER, NgramModel
-
+    _ngram = index_module()
     name = display_name(path)
     data = _read_bytes(path)
     lines = _Lines(data, name)
@@ -186,9 +185,7 @@ def _build(parsed, order, V, lines, virtual=None):
     """The (context, word)-sorted tables from the parsed sections. Without `virtual`, a missing
     context or suffix raises _NotClosed; with it (from _close), the added n-grams get the
     probability that backing off gives them."""
-    from . import _ngram
-    from .estimate import NgramTables
-
+    _ngram = index_module()
     words, logp, backoff, ctx, suffix = [], [], [], [None], [None]
     words.append(np.arange(V, dtype=np.int32))
     logp.append(parsed[1][1])
@@ -230,8 +227,7 @@ def _close(parsed, order):
     virtual; its probability is filled by _build. No score changes: an n-gram absent from the
     file is scored by backing off, which is the value it gets, and its backoff 0 is what a
     missing context contributes. (The n-gram length reported for such a token is the longer one.)"""
-    from . import _ngram
-
+    _ngram = index_module()
     virtual = {k: None for k in range(1, order + 1)}
     for k in range(order, 2, -1):
         W = parsed[k][0]
@@ -285,8 +281,7 @@ def _unigrams(data: bytes, spans, lp, bo, lines: _Lines, first_line: int):
 
 def write_arpa(model, path) -> None:
     """Write an NgramModel as ARPA; gzip when the name ends in .gz. Atomic; `-` is stdout."""
-    from . import _ngram
-
+    _ngram = index_module()
     gz = str(path).endswith(".gz")
     counts = model.counts
     vh = _ngram.VocabHash(model.vocab.tokens)

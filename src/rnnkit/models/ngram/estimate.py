@@ -19,13 +19,17 @@ Everything is whole-array numpy: no Python loop runs over n-grams.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import ModelFileError, RnnkitError, TrainingError
+from ... import modelfile
+from ..._version import __version__
+from ...errors import ModelFileError, RnnkitError, TrainingError, missing_build
+from ...text.prepare import Corpus, load_data
 from ...text.vocab import BOS, EOS, UNK, Tokenizer, Vocab
 from ..protocol import LanguageModel
 
@@ -493,8 +497,6 @@ def train(data, order: int = 3, smoothing: str = "mkn", *, add_k: float = 0.1, p
     lmplz_quirk (default True) reproduces lmplz's discount statistics exactly (see
     counts_of_counts); False uses the textbook counts-of-counts.
     """
-    from ...text.prepare import Corpus, load_data
-
     corpus = data if isinstance(data, Corpus) else load_data(data)
     if "train" not in corpus or len(corpus["train"]) == 0:
         raise TrainingError("the training split is empty: there is nothing to count")
@@ -504,8 +506,6 @@ def train(data, order: int = 3, smoothing: str = "mkn", *, add_k: float = 0.1, p
                              discount_fallback=discount_fallback, lmplz_quirk=lmplz_quirk,
                              progress=progress)
     _release_freed_memory()
-    from ... import __version__
-
     meta = {
         "smoothing": smoothing,
         "add_k": add_k if smoothing == "addk" else None,
@@ -528,8 +528,6 @@ def _release_freed_memory() -> None:
     dynamic mmap threshold has grown), so that saving the model, which serialises it in memory,
     does not stack on top of the estimation's peak. Without glibc this does nothing."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
@@ -538,13 +536,14 @@ def _release_freed_memory() -> None:
 # ------------------------------------------------------------------------------------------------
 # the model
 # ------------------------------------------------------------------------------------------------
-def _index_module():
+def index_module():
+    """The compiled module rnnkit.models.ngram._ngram, or an RnnkitError that says how to
+    build it."""
     try:
+        # imported on first use, so that a missing build is an RnnkitError, not an ImportError
         from . import _ngram
     except ImportError as e:
-        raise RnnkitError(
-            f"rnnkit's compiled n-gram extension is missing ({e}); build it with `pip install .` "
-            f"(or `pip install -e .` in a source checkout), which needs a C compiler") from None
+        raise missing_build(e) from None
     return _ngram
 
 
@@ -577,7 +576,7 @@ class NgramModel(LanguageModel):
                 per = np.bincount(t.ctx[k], minlength=n) if len(t.ctx[k]) else np.zeros(n, np.int64)
                 starts.append(np.concatenate(([0], np.cumsum(per))).astype(np.int64))
             starts.append(None)
-            self._idx = _index_module().NgramIndex(
+            self._idx = index_module().NgramIndex(
                 list(t.word), [None] + list(t.suffix[1:]), starts, list(t.logp), list(t.backoff))
         return self._idx
 
@@ -650,8 +649,6 @@ class NgramModel(LanguageModel):
     # --- files ----------------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model as an rnnkit model file (safetensors)."""
-        from ... import modelfile
-
         tensors = {}
         t = self.tables
         for k in range(1, t.order + 1):
