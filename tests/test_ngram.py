@@ -457,3 +457,8 @@ def test_kenlm_module_scores_our_arpa_identically(tmp_path):
         theirs = list(k.full_scores(s))
         assert [n for _, n, _ in ours] == [n for _, n, _ in theirs]
         assert [o for _, _, o in ours] == [o for _, _, o in theirs]
+
+
+def test_the_compiled_index_holds_every_order_the_estimator_makes():
+    from rnnkit.models.ngram import _ngram
+    assert _ngram.INDEX_MAX_ORDER == ngram.MAX_ORDER

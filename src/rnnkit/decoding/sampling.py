@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..nn.output import LN10
 from ..text.vocab import BOS, EOS
 
-LN10 = math.log(10.0)
 MAX_BATCH = 64  # samples drawn together; bounds the [B, V] buffers
 
 

@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import RnnkitError
+from ..nn.output import LN10
 from ..text.vocab import SPECIALS, UNK, Tokenizer, Vocab
 from .protocol import LanguageModel
 
 COMBINES = ("linear", "loglinear")
-LN10 = math.log(10.0)
 
 
 def parse_weights(text: str | None, count: int) -> list[float] | None:

@@ -31,7 +31,6 @@ averaged over the batch (Zaremba et al. 2014: their learning rate 1.0 assumes it
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -40,14 +39,13 @@ import numpy as np
 from .. import modelfile
 from ..errors import ModelFileError, RnnkitError
 from ..nn.backend import kernels
-from ..nn.output import FullSoftmax, full_softmax_shapes
+from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
 from ..nn.params import ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
 from .protocol import LanguageModel
 
 MODEL_TYPES = CELLS
-LOG10E = 1.0 / math.log(10.0)
 SCORE_POSITIONS = 1 << 15  # at most this many padded positions [T x B] per scoring batch
 SCORE_WINDOW = 256    # steps per window kernel call when scoring long sentences
 

@@ -11,8 +11,12 @@ tensors itself and a class-factored or adaptive softmax plugs in without changin
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+LN10 = math.log(10.0)     # output layers give natural logs; the LM protocol speaks log10:
+LOG10E = 1.0 / LN10       # log10 p = ln p * LOG10E
 LOGIT_BLOCK = 1 << 22  # at most this many logits ([rows, V] floats) at once when scoring
 
 

@@ -485,10 +485,6 @@ def _decipher2_words(rest: str, where: str) -> list[str]:
     return words
 
 
-def read_nbest(path, format: str = "auto", **kw) -> NBestReader:
-    return NBestReader(path, format, **kw)
-
-
 def parse_text(text: str, format: str = "auto", name: str = "<text>") -> list[Group]:
     """All groups of an N-best list given as a string (for tests and small inputs)."""
     with tempfile.NamedTemporaryFile("w", suffix=".nbest", encoding="utf-8", delete=False) as f:

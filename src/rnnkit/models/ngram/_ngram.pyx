@@ -24,8 +24,9 @@ from libc.math cimport INFINITY, isinf, pow
 
 cnp.import_array()
 
-DEF MAX_ORDER = 16
+DEF MAX_ORDER = 9  # the index's capacity: estimate.MAX_ORDER, exported below (a test checks)
 
+INDEX_MAX_ORDER = MAX_ORDER
 cdef int32_t BOS = 1
 cdef int32_t EOS = 2
 

@@ -245,11 +245,6 @@ def _close(parsed, order):
     return virtual
 
 
-def vocab_hash_tokens(vocab_hash, ids) -> list[str]:
-    data, offs = vocab_hash.token_bytes()
-    return [data[offs[i]:offs[i + 1]].decode("utf-8", "replace") for i in ids]
-
-
 def _unigrams(data: bytes, spans, lp, bo, lines: _Lines, first_line: int):
     """Vocabulary from the 1-grams: <unk>, <s>, </s> first (ids 0, 1, 2), then file order."""
     tokens = []

@@ -34,7 +34,7 @@ from ...text.vocab import BOS, EOS, UNK, Tokenizer, Vocab
 from ..protocol import LanguageModel
 
 SMOOTHINGS = ("mkn", "kn", "wb", "addk", "mle")
-MAX_ORDER = 9
+MAX_ORDER = 9  # orders 1..9; the compiled index is built for as many (_ngram.INDEX_MAX_ORDER)
 MKN_FALLBACK = (0.5, 1.0, 1.5)  # lmplz's --discount_fallback defaults for D1, D2, D3+
 KN_FALLBACK = 0.75  # the classic absolute-discounting value (Ney, Essen and Kneser 1994)
 MODEL_TYPE = "ngram"
