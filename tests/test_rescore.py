@@ -347,10 +347,9 @@ def test_prefix_tree_gives_the_same_numbers_lstm():
 
 
 # --- models trained on the bundled samples, on the bundled rescoring test set --------------------
-import trained  # noqa: E402
 
 
-def _test_set(lang):
+def _test_set(lang, trained):
     groups = list(NBestReader(trained.DATA / f"{lang}.tsv"))
     refs = read_references(trained.DATA / f"{lang}.ref", groups)
     return groups, refs
@@ -362,7 +361,7 @@ def _accuracy(model, groups, refs, weights):
 
 
 @pytest.mark.parametrize("lang,kind", [("en", "3gram"), ("en", "lstm"), ("ko", "char5gram")])
-def test_trained_model_ranks_the_well_formed_candidate_first(lang, kind):
+def test_trained_model_ranks_the_well_formed_candidate_first(lang, kind, trained):
     """The lecture's worked example: P(자세히 보아야 예쁘다) > P(자세를 모아야 예쁘다).
 
     A language model alone prefers a candidate with a word dropped (one factor fewer), so the
@@ -373,7 +372,7 @@ def test_trained_model_ranks_the_well_formed_candidate_first(lang, kind):
             "lstm": lambda: trained.lstm_path(lang),
             "char5gram": lambda: trained.ngram_path(lang, 5, "char")}[kind]()
     model = trained.load(path)
-    groups, refs = _test_set(lang)
+    groups, refs = _test_set(lang, trained)
     assert len(groups) == 60
     sample = set(trained.corpus(lang).text("train"))
     assert not sample & set(refs)  # the well-formed candidates are new sentences
@@ -394,14 +393,14 @@ def test_trained_model_ranks_the_well_formed_candidate_first(lang, kind):
     assert wins / total >= 0.9
 
 
-def test_the_lectures_example():
+def test_the_lectures_example(trained):
     model = trained.load(trained.ngram_path("ko", 5, "char"))
     assert model.score("자세히 보아야 예쁘다 .") > model.score("자세를 모아야 예쁘다 .")
     word = trained.load(trained.ngram_path("ko"))
     assert word.score("자세히 보아야 예쁘다 .") > word.score("자세를 모아야 예쁘다 .")
 
 
-def test_rescore_subprocess_with_a_mixture_of_trained_models(tmp_path):
+def test_rescore_subprocess_with_a_mixture_of_trained_models(tmp_path, trained):
     import subprocess
     import sys
 
@@ -411,7 +410,7 @@ def test_rescore_subprocess_with_a_mixture_of_trained_models(tmp_path):
                         "2.5", "--best-only"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    groups, refs = _test_set("en")
+    groups, refs = _test_set("en", trained)
     assert [x.split("\t")[0] for x in lines] == [g.id for g in groups]
     assert sum(x.split("\t")[1] == ref for x, ref in zip(lines, refs)) >= 54
     assert "60 groups, 278 candidates" in " ".join(p.stderr.split())

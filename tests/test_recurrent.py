@@ -1,0 +1,121 @@
+"""nn/params.py and nn/recurrent.py: the flat buffer's views, and the recurrent stack's
+forward, backward (every weight, the input and the initial state, by central finite
+differences in float64 through the numpy reference) and single steps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnkit.nn import reference as ref
+from rnnkit.nn.backend import kernels
+from rnnkit.nn.params import ALIGN, ParamLayout, scoped
+from rnnkit.nn.recurrent import RecurrentStack, stack_shapes
+
+CELLS = ["lstm", "lstm-peephole", "lstm-nofg", "rnn"]
+
+
+def test_layout_aligns_views_and_aliases():
+    lay = ParamLayout([("a.weight", (3, 5)), ("a.bias", (3,)), ("b", (2,))],
+                      aliases={"c": "a.weight"})
+    assert lay.offsets == {"a.weight": (0, (3, 5)), "a.bias": (ALIGN, (3,)), "b": (2 * ALIGN, (2,))}
+    assert lay.size == 3 * ALIGN and lay.num_parameters == 20
+    flat = np.zeros(lay.size, np.float32)
+    v = lay.views(flat)
+    assert v["c"] is v["a.weight"] and np.shares_memory(v["b"], flat)
+    v["a.bias"][:] = 1
+    assert np.flatnonzero(flat).tolist() == [16, 17, 18]
+    assert lay.padding_mask().sum() == lay.size - 20
+    assert list(scoped(v, "a.")) == ["weight", "bias"]
+    with pytest.raises(ValueError, match="listed twice"):
+        ParamLayout([("x", (1,)), ("x", (2,))])
+    with pytest.raises(ValueError, match="needs"):
+        lay.views(np.zeros(5, np.float32))
+
+
+def make_stack(cell, E=3, H=4, L=2, dtype=np.float64, backend=ref, seed=0, suffix=""):
+    lay = ParamLayout(stack_shapes(cell, E, H, L, prefix="enc.rnn.", suffix=suffix))
+    rng = np.random.default_rng(seed)
+    flat = (rng.uniform(-0.6, 0.6, lay.size)).astype(dtype)
+    grad = np.zeros_like(flat)
+    st = RecurrentStack(cell, E, H, L, backend, lay.views(flat), lay.views(grad),
+                        prefix="enc.rnn.", suffix=suffix)
+    return st, flat, grad, lay
+
+
+def test_names_follow_pytorch_with_prefix_and_suffix():
+    names = [n for n, _ in stack_shapes("lstm-peephole", 3, 4, 2, "encoder.rnn.", "_reverse")]
+    assert names[:5] == ["encoder.rnn.weight_ih_l0_reverse", "encoder.rnn.weight_hh_l0_reverse",
+                         "encoder.rnn.bias_ih_l0_reverse", "encoder.rnn.bias_hh_l0_reverse",
+                         "encoder.rnn.weight_peep_l0_reverse"]
+    assert dict(stack_shapes("rnn", 3, 4, 2))["rnn.weight_ih_l1"] == (4, 4)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_matches_finite_differences_including_initial_state(cell):
+    """L = sum(h_top * A) + sum(hT * Bh) + sum(cT * Bc): every weight, x, h0 and c0."""
+    T, B, E, H, L = 3, 2, 3, 4, 2
+    st, flat, grad, _ = make_stack(cell, E, H, L)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, B, E))
+    h0 = rng.standard_normal((L, B, H)) * 0.5
+    c0 = rng.standard_normal((L, B, H)) * 0.5 if st.lstm else None
+    A, Bh = rng.standard_normal((T, B, H)), rng.standard_normal((L, B, H))
+    Bc = rng.standard_normal((L, B, H)) if st.lstm else None
+    masks = [rng.integers(0, 2, (T, B, E if k == 0 else H)) * 2.0 for k in range(L)]
+
+    def loss():
+        top, hT, cT = st.forward(x, h0, c0, masks=masks)
+        return (top * A).sum() + (hT * Bh).sum() + (0 if cT is None else (cT * Bc).sum())
+
+    loss()
+    dx, dh0, dc0 = st.backward(A, Bh, Bc, masks=masks)
+
+    def numeric(arr):
+        out = np.zeros_like(arr)
+        eps = 1e-6
+        for i in np.ndindex(arr.shape):
+            old = arr[i]
+            arr[i] = old + eps
+            fp = loss()
+            arr[i] = old - eps
+            fm = loss()
+            arr[i] = old
+            out[i] = (fp - fm) / (2 * eps)
+        return out
+
+    np.testing.assert_allclose(dx, numeric(x), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(dh0, numeric(h0), rtol=1e-5, atol=1e-8)
+    if st.lstm:
+        np.testing.assert_allclose(dc0, numeric(c0), rtol=1e-5, atol=1e-8)
+    else:
+        assert dc0 is None
+    np.testing.assert_allclose(grad, numeric(flat), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_steps_equal_one_window_with_the_compiled_kernels(cell):
+    T, B, E, H, L = 5, 3, 4, 6, 2
+    st, *_ = make_stack(cell, E, H, L, dtype=np.float32, backend=kernels(), seed=2)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, E)).astype(np.float32)
+    h0, c0 = st.zero_state(B)
+    h0 += 0.1
+    top, hT, cT = st.forward(x, h0, c0)
+    assert h0.max() == pytest.approx(0.1)      # the initial state is left unchanged
+    h, c = h0.copy(), None if c0 is None else c0.copy()
+    work = np.empty((B, st.G), np.float32)
+    for t in range(T):
+        out = st.step(np.ascontiguousarray(x[t]), h, c, work)
+        np.testing.assert_allclose(out, top[t], atol=2e-6)
+    np.testing.assert_allclose(h, hT, atol=2e-6)
+    if c is not None:
+        np.testing.assert_allclose(c, cT, atol=2e-6)
+
+
+def test_reverse_direction_has_its_own_tensors():
+    fwd, flat_f, *_ = make_stack("lstm", seed=4)
+    rev, flat_r, *_ = make_stack("lstm", seed=4, suffix="_reverse")
+    np.testing.assert_array_equal(flat_f, flat_r)  # same numbers, other names: same results
+    x = np.random.default_rng(5).standard_normal((2, 1, 3))
+    h0, c0 = fwd.zero_state(1, np.float64)
+    np.testing.assert_array_equal(fwd.forward(x, h0, c0)[0], rev.forward(x, h0, c0)[0])
