@@ -30,7 +30,7 @@ for lang in en ko; do
     run rnnkit train "$d/data" --type lstm --emb 64 --hidden 64 --layers 1 --epochs 20 \
         --batch 10 --out "$d/lstm.rnnkit"
     # 3. both perplexities side by side on held-out text, and the best interpolation of the two
-    run rnnkit tune-weights "$d/tri.rnnkit" "$d/lstm.rnnkit" --data "$d/data"
+    run rnnkit tune-interp "$d/tri.rnnkit" "$d/lstm.rnnkit" --data "$d/data"
     # 4. sentences sampled from each model
     run rnnkit generate "$d/tri.rnnkit" --num 3 --seed 1
     run rnnkit generate "$d/lstm.rnnkit" --num 3 --seed 1

@@ -15,6 +15,7 @@ import rnnkit
 from rnnkit.models.ngram.arpa import read_arpa, write_arpa
 from rnnkit.cli import main
 from rnnkit.errors import FormatError, ModelFileError
+from rnnkit.loader import is_model_file
 
 FIX = Path(__file__).parent / "fixtures"
 HAND = FIX / "hand.arpa"
@@ -160,3 +161,12 @@ def test_log_zero_is_written_as_minus_99(tmp_path):
     m.tables.backoff[0][3] = -math.inf
     write_arpa(m, tmp_path / "z.arpa")
     assert "-0.5\ta\t-99\n" in (tmp_path / "z.arpa").read_text()
+
+
+def test_is_model_file_knows_models_by_content(tmp_path):
+    assert is_model_file(HAND)
+    assert not is_model_file(FIX / "ngram_abc.txt")  # sentences
+    assert not is_model_file(FIX) and not is_model_file("-")
+    assert not is_model_file(tmp_path / "missing.rnnkit")
+    (tmp_path / "x.rnnkit").write_bytes(b"\xff\x00 not safetensors")
+    assert not is_model_file(tmp_path / "x.rnnkit")

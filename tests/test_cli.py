@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import rnnkit
@@ -55,10 +56,33 @@ def test_version_is_the_same_everywhere(capsys):
 def test_help_lists_the_commands():
     r = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0
-    assert "prepare" in r.stdout and "synth" in r.stdout
-    for cmd in ("prepare", "synth"):
-        r = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"})
-        assert r.exit_code == 0 and "Example" in r.stdout and "--json" in r.stdout
+    for cmd in ("prepare", "synth", "train", "score", "tune-interp", "tune-rescore", "diagnose"):
+        assert cmd in r.stdout
+    assert "tune-weights" not in r.stdout  # the hidden alias of the two tune commands
+
+
+COMMANDS = sorted(typer.main.get_command(app).commands)
+
+
+def test_every_command_is_registered():
+    assert COMMANDS == sorted([
+        "prepare", "synth", "train", "score", "generate", "export", "import-torch", "rescore",
+        "tune-interp", "tune-rescore", "tune-weights", "plot", "diagnose"])
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help_with_an_example(cmd):
+    r = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "Example" in r.stdout and "--json" in r.stdout
+    assert typer.main.get_command(app).commands[cmd].epilog.count("rnnkit ") >= 1
+
+
+def test_choices_are_listed_in_help():
+    r = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert "[mkn|kn|wb|addk|mle]" in r.stdout and "[ngram|lstm|" in r.stdout
+    for panel in ("N-gram", "Recurrent model", "Optimisation", "Checkpoints/Output"):
+        assert panel in r.stdout
 
 
 def test_prepare_sample_table_and_json(tmp_path):
@@ -139,7 +163,10 @@ BAD = [
      r"a fraction is negative"),
     (["prepare", "{d}/ok.txt", "--out", "{d}/o", "--min-count", "0"],
      r"--min-count 0: must be at least 1"),
-    (["prepare", "{d}/ok.txt", "--out", "{d}/o", "--level", "bpe"], r"unknown level 'bpe'"),
+    (["prepare", "{d}/ok.txt", "--out", "{d}/o", "--level", "bpe"],
+     r"unknown --level 'bpe': use one of word, char"),
+    (["prepare", "{d}/ok.txt", "--out", "{d}/o", "--normalize", "nfd"],
+     r"unknown --normalize 'nfd': use one of nfc, nfkc, none"),
     (["prepare", "{d}/ok.txt", "--out", "{d}/o", "--errors", "skip"], r"--errors 'skip'"),
     (["prepare", "{d}/ok.txt"], r"--out DIR is required"),
     (["prepare", "--sample", "de", "--out", "{d}/o"], r"unknown sample 'de'"),

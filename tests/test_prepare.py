@@ -17,6 +17,7 @@ import pytest
 import rnnkit
 from rnnkit.text.prepare import prepare as prepare_fn
 from rnnkit.errors import InputError
+from rnnkit.text.corpus import heldout_sentences
 from rnnkit.text.prepare import MANIFEST, Corpus, build_corpus, is_corpus_dir, sample_path
 from rnnkit.text.vocab import EOS, SPACE, UNK
 
@@ -288,3 +289,22 @@ def test_too_few_sentences_for_the_split(tmp_path):
 def test_load_rejects_other_directories(tmp_path):
     with pytest.raises(InputError, match="not a corpus directory made by `rnnkit prepare`"):
         Corpus(tmp_path)
+
+
+def test_heldout_sentences_from_a_corpus_or_a_text_file(tmp_path):
+    build_corpus([str(write(tmp_path / "t.txt", HAND))], valid=str(write(
+        tmp_path / "v.txt", "a b\nzz a\n"))).write(tmp_path / "c")
+    assert heldout_sentences(tmp_path / "c") == ["a b", "<unk> a"]
+    assert heldout_sentences(str(write(tmp_path / "h.txt", "x y\n\n  \nz\n"))) == ["x y", "z"]
+    build_corpus([str(tmp_path / "t.txt")], split="1,0,0").write(tmp_path / "train-only")
+    with pytest.raises(InputError, match="no valid or test split"):
+        heldout_sentences(tmp_path / "train-only")
+
+
+def test_ids_in_another_vocabulary(tmp_path):
+    c = build_corpus([str(write(tmp_path / "t.txt", HAND))], split="1,0,0")
+    other = build_corpus([str(write(tmp_path / "o.txt", "e a q\n"))], split="1,0,0").vocab
+    assert np.array_equal(c.ids_in("train", c.vocab), c["train"])
+    got = [other.tokens[i] for i in c.ids_in("train", other).tolist()]
+    want = [t if t in other.index else "<unk>" for t in (c.vocab.tokens[i] for i in HAND_IDS)]
+    assert got == want and "e" in got and "a" in got

@@ -1,6 +1,7 @@
 """Rescoring: scores worked by hand on a tiny table model, ranking, batching, word error rate,
-weight tuning, and the rescore / tune-weights commands (with a stand-in model, and with models
-trained on the bundled samples in test_rescore_trained.py)."""
+weight tuning, and the rescore / tune-interp / tune-rescore commands and their old alias
+tune-weights (with a stand-in model, and with models trained on the bundled samples in
+test_rescore_trained.py)."""
 from __future__ import annotations
 
 import json
@@ -43,6 +44,7 @@ def fake_models(monkeypatch):
         return made[name]
 
     monkeypatch.setattr("rnnkit.loader.load", load_model)
+    monkeypatch.setattr("rnnkit.cli.rescore.load", load_model)  # imported by name there
     return made
 
 
@@ -249,28 +251,59 @@ def test_rescore_stdin_and_mixture(fake_models):
     assert docs[-1]["summary"]["format"] == "moses"
 
 
-def test_tune_weights_commands(fake_models, tmp_path):
+@pytest.fixture
+def tuning_files(tmp_path):
     held = tmp_path / "held.txt"
     held.write_text("the weather is nice today\n자세히 보아야 예쁘다\nthe weather is nice\n")
-    res = runner.invoke(app, ["tune-weights", "a.rnnkit", "b.rnnkit", "--data", str(held),
+    ref = tmp_path / "ref"
+    ref.write_text("utt01 the weather is nice today\nutt02 자세히 보아야 예쁘다\n")
+    return held, ref
+
+
+def test_tune_interp_command(fake_models, tuning_files):
+    held, _ = tuning_files
+    res = runner.invoke(app, ["tune-interp", "a.rnnkit", "b.rnnkit", "--data", str(held),
                               "--json"])
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
-    assert sum(d["weights"]) == pytest.approx(1)
+    assert sum(d["weights"]) == pytest.approx(1) and d["models"] == ["a.rnnkit", "b.rnnkit"]
     assert d["perplexity"] <= min(d["model_perplexities"]) + 1e-9
-    human = runner.invoke(app, ["tune-weights", "a.rnnkit", "b.rnnkit", "--data", str(held)])
+    human = runner.invoke(app, ["tune-interp", "a.rnnkit", "b.rnnkit", "--data", str(held)])
     assert human.exit_code == 0 and "--weights" in human.stdout
+    assert "interpolation weights (EM" in human.stdout
 
-    ref = tmp_path / "ref"
-    ref.write_text("utt01 the weather is nice today\nutt02 자세히 보아야 예쁘다\n")
-    res = runner.invoke(app, ["tune-weights", "a.rnnkit", "--nbest", str(EXAMPLES / "kaldi.txt"),
+
+def test_tune_rescore_command(fake_models, tuning_files):
+    _, ref = tuning_files
+    res = runner.invoke(app, ["tune-rescore", "a.rnnkit", "--nbest", str(EXAMPLES / "kaldi.txt"),
                               "--reference", str(ref), "--json"])
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     assert d["after"]["wer"] <= d["before"]["wer"] and d["oracle_wer"] == 0.0
-    human = runner.invoke(app, ["tune-weights", "a.rnnkit", "--nbest", str(EXAMPLES / "tsv.tsv"),
-                                "--reference", str(ref), "--unit", "char"])
+    human = runner.invoke(app, ["tune-rescore", "a.rnnkit", "--nbest", str(EXAMPLES / "tsv.tsv"),
+                                "--reference", str(ref), "--unit", "char", "--method", "simplex"])
     assert human.exit_code == 0 and "CER" in human.stdout and "--lm-weight" in human.stdout
+    assert "(simplex)" in human.stdout
+
+
+def test_tune_weights_is_an_alias_of_both(fake_models, tuning_files):
+    """The older command dispatches on --data / --nbest and prints what the new ones print."""
+    held, ref = tuning_files
+    for old, new in [
+        (["tune-weights", "a.rnnkit", "b.rnnkit", "--data", str(held)],
+         ["tune-interp", "a.rnnkit", "b.rnnkit", "--data", str(held)]),
+        (["tune-weights", "a.rnnkit", "--nbest", str(EXAMPLES / "kaldi.txt"), "--reference",
+          str(ref), "--json"],
+         ["tune-rescore", "a.rnnkit", "--nbest", str(EXAMPLES / "kaldi.txt"), "--reference",
+          str(ref), "--json"]),
+        (["tune-weights", "a.rnnkit", "--nbest", str(EXAMPLES / "tsv.tsv"), "--reference",
+          str(ref), "--unit", "char", "--word-penalty", "0.5"],
+         ["tune-rescore", "a.rnnkit", "--nbest", str(EXAMPLES / "tsv.tsv"), "--reference",
+          str(ref), "--unit", "char", "--word-penalty", "0.5"]),
+    ]:
+        a, b = runner.invoke(app, old), runner.invoke(app, new)
+        assert a.exit_code == b.exit_code == 0, a.output
+        assert a.stdout == b.stdout
 
 
 # --- bad input through the command: one `error:` line naming the line, exit code 2 ---------------
@@ -304,7 +337,14 @@ def test_bad_nbest_exit_2(fake_models, tmp_path, capsys, content, pattern):
     (["rescore", "a", str(EXAMPLES / "tsv.tsv"), "--format", "xml"], "unknown --format"),
     (["rescore", "a", str(EXAMPLES / "kaldi"), "--format", "tsv"], "is a directory"),
     (["rescore", "a", "/no/such/file"], "no such file"),
+    (["tune-interp", "a", "b"], "--data HELDOUT is required"),
+    (["tune-interp", "a", "--data", str(EXAMPLES / "groups.txt")], "two or more models"),
+    (["tune-rescore", "a", "--reference", str(EXAMPLES / "tsv.tsv")], "--nbest FILE is required"),
+    (["tune-rescore", "a", "--nbest", str(EXAMPLES / "tsv.tsv")], "needs --reference"),
+    (["tune-rescore", "a", "--nbest", str(EXAMPLES / "tsv.tsv"), "--reference",
+      str(EXAMPLES / "tsv.tsv"), "--method", "random"], "unknown --method 'random'"),
     (["tune-weights", "a"], "give either --data"),
+    (["tune-weights", "a", "--data", "x", "--nbest", "y"], "give either --data"),
     (["tune-weights", "a", "--data", str(EXAMPLES / "groups.txt")], "two or more models"),
     (["tune-weights", "a", "--nbest", str(EXAMPLES / "tsv.tsv")], "needs --reference"),
     (["tune-weights", "a", "--nbest", str(EXAMPLES / "tsv.tsv"), "--reference",
@@ -313,6 +353,7 @@ def test_bad_nbest_exit_2(fake_models, tmp_path, capsys, content, pattern):
 def test_bad_usage_exit_2(fake_models, capsys, args, pattern):
     code, err = _run_main(capsys, args)
     assert code == 2 and err.startswith("error: ") and pattern in err, err
+    assert len(err.splitlines()) == 1
 
 
 # --- prefix sharing (recurrent models score N-best candidates through a prefix tree) -------------
@@ -365,7 +406,7 @@ def test_trained_model_ranks_the_well_formed_candidate_first(lang, kind, trained
     """The lecture's worked example: P(자세히 보아야 예쁘다) > P(자세를 모아야 예쁘다).
 
     A language model alone prefers a candidate with a word dropped (one factor fewer), so the
-    word penalty is tuned on the first half of the groups (as `rnnkit tune-weights --nbest`
+    word penalty is tuned on the first half of the groups (as `rnnkit tune-rescore`
     does) and the ranking judged on the second half, and on all groups.
     """
     path = {"3gram": lambda: trained.ngram_path(lang),

@@ -14,7 +14,7 @@ from rnnkit.models.ngram import estimate as ngram
 from rnnkit.cli import main
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.prepare import build_corpus
-from rnnkit.decoding.scoring import Summary, score_lines, score_text
+from rnnkit.decoding.scoring import Summary, score_lines, score_text, split_perplexity
 
 FIX = Path(__file__).parent / "fixtures"
 HAND = FIX / "hand.arpa"  # worked in test_arpa.py
@@ -72,6 +72,15 @@ def test_generic_path_agrees_with_the_ngram_fast_path():
         assert f.log10_prob == pytest.approx(s.log10_prob, abs=1e-4)
     assert [t[0] for t in fast[1].per_token] == ["a", "zebra", "saw", "the", "dog", "</s>"]
     assert fast[1].per_token[1][3] is True  # zebra is OOV
+
+
+def test_split_perplexity_is_the_score_summary_of_the_same_sentences():
+    corpus = build_corpus([str(FIX / "ngram_small.txt")], split="1,0,0")
+    m = ngram.train(corpus, 3, discount_fallback=True)
+    want = score_text(m, list(corpus.text("train"))).perplexity
+    assert split_perplexity(m, corpus["train"]) == pytest.approx(want, rel=1e-4)
+    assert split_perplexity(StepOnly(m), corpus["train"]) == pytest.approx(want, rel=1e-4)
+    assert math.isnan(split_perplexity(m, np.zeros(0, np.uint32)))
 
 
 def test_encoding_splits_like_str_split():

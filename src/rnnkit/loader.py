@@ -51,6 +51,19 @@ def load(path: str | os.PathLike, **options) -> LanguageModel:
     raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")
 
 
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file `load` can read by its content: ARPA text (plain or gzip) or a
+    safetensors file (an rnnkit model, or a state dict). Never raises: a file of sentences, a
+    directory, `-` or a missing path is simply not a model file."""
+    p = Path(path)
+    if str(path) == "-" or not p.is_file():
+        return False
+    try:
+        return looks_like_arpa(p) or modelfile.read_header(p) is not None
+    except RnnkitError:
+        return False
+
+
 def load_ngram(path: str | os.PathLike) -> NgramModel:
     """An n-gram model from an rnnkit model file or an ARPA file (plain or gzip)."""
     model = load(path)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import RnnkitError
+from ..text.vocab import EOS
 
 BATCH = 4096  # sentences scored per call of the model's fast path
 
@@ -94,6 +95,17 @@ def score_batch(model, ids: np.ndarray, offsets: np.ndarray, per_token: bool = F
     if per_token:
         ln = np.concatenate(model.matched_lengths(sentences)) if sentences else np.zeros(0, int)
     return lp, ln
+
+
+def split_perplexity(model, ids) -> float:
+    """Perplexity of a prepared split (`ids`: every sentence followed by </s>) as KenLM's query
+    defines it, 10^(-sum log10 p / tokens) with </s> counted; NaN for an empty split."""
+    ids = np.asarray(ids)
+    ends = np.flatnonzero(ids == EOS)
+    words = np.delete(ids, ends)
+    offsets = np.concatenate(([0], ends - np.arange(len(ends))))  # where each sentence starts
+    lp, _ = score_batch(model, words, offsets)
+    return round(float(10.0 ** (-lp.sum() / len(lp))), 4) if len(lp) else float("nan")
 
 
 def score_lines(model, lines: Iterable[tuple[int, str]], per_token: bool = False,

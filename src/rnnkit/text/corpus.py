@@ -15,7 +15,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
-from .textio import atomic_directory
+from .textio import atomic_directory, read_lines
 from .vocab import EOS, UNK, Tokenizer, Vocab
 
 CORPUS_FORMAT = "rnnkit-corpus"
@@ -113,6 +113,15 @@ class Corpus:
         for ids in self.sentences(name):
             yield join([tokens[i] for i in ids.tolist()])
 
+    def ids_in(self, name: str, vocab: Vocab) -> np.ndarray:
+        """A split's ids in the numbering of another vocabulary `vocab` (a model's): tokens that
+        vocabulary lacks become <unk>. The corpus's own array when the vocabularies are equal."""
+        ids = np.asarray(self[name])
+        if vocab.sha256() == self.vocab.sha256():
+            return ids
+        table = np.array([vocab.index.get(t, UNK) for t in self.vocab.tokens], np.int64)
+        return table[ids]
+
     def write(self, out_dir: str | os.PathLike) -> dict:
         """Write the corpus directory atomically; return the manifest (with the checksums)."""
         out_dir = Path(out_dir)
@@ -164,3 +173,17 @@ class Corpus:
                                  f"{ids.shape}; rerun `rnnkit prepare`")
             corpus.splits[name] = ids
         return corpus
+
+
+def heldout_sentences(data: str | os.PathLike) -> list[str]:
+    """Held-out sentences as text: a prepared corpus's valid split (else its test split), or the
+    non-empty lines of a text file (`-` reads stdin)."""
+    p = Path(data)
+    if str(data) != "-" and p.is_dir():
+        corpus = Corpus.load(p)
+        split = next((s for s in ("valid", "test") if s in corpus), None)
+        if split is None:
+            raise InputError(f"{p}: the corpus has no valid or test split to tune on; give a "
+                             f"held-out text file")
+        return list(corpus.text(split))
+    return [t for _, t in read_lines(data) if t.strip()]
