@@ -9,5 +9,6 @@ See docs/architecture.md.
 from ._version import __version__
 from .loader import load
 from .text.corpus import Corpus
+from .text.prepare import prepare
 
-__all__ = ["__version__", "load", "Corpus"]
+__all__ = ["__version__", "load", "Corpus", "prepare"]
