@@ -654,20 +654,7 @@ def train(data, out_path: str | os.PathLike, options: TrainOptions | None = None
         return trainer.run()
 
 
-# --- learning curves -----------------------------------------------------------------------------
-def require_matplotlib():
-    """matplotlib.pyplot with a file-only backend, or an error saying how to install it."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise RnnkitError("plotting needs matplotlib, an optional extra: "
-                          "pip install 'rnnkit[plot]' (or pip install matplotlib)") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
+# --- metrics ----------------------------------------------------------------------------------
 def load_records(path: str | os.PathLike) -> list[dict]:
     """The metrics of a training run: from a model file (its metadata), or a metrics.jsonl."""
     from ..errors import FormatError
@@ -701,32 +688,12 @@ def load_records(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def plot_curves(records: list[dict], out_path: str | os.PathLike, title: str = "") -> dict:
-    """Training and validation perplexity against epochs (log scale), written as a PNG."""
-    plt = require_matplotlib()
-    train = [(r["progress"], r["ppl"]) for r in records if r["kind"] == "train"]
-    epochs = [r for r in records if r["kind"] == "epoch"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    if train or epochs:
-        pts = sorted(train + [(r["epoch"], r["train_ppl"]) for r in epochs])
-        ax.plot([p for p, _ in pts], [v for _, v in pts], label="training (running mean)",
-                color="tab:blue", alpha=0.8)
-    valid = [(r["epoch"], r["valid_ppl"]) for r in epochs if r.get("valid_ppl") is not None]
-    if valid:
-        ax.plot(*zip(*valid), marker="o", label="validation", color="tab:orange")
-    tests = [r for r in records if r["kind"] == "test"]
-    if tests and tests[-1].get("test_ppl") is not None:
-        ax.axhline(tests[-1]["test_ppl"], ls="--", color="tab:green",
-                   label=f"test (best model) {tests[-1]['test_ppl']:.1f}")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("perplexity")
-    ax.set_title(title or "learning curves")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_write(out_path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
-    return {"out": str(out_path), "epochs": len(epochs), "train_points": len(train),
-            "valid_points": len(valid)}
+def __getattr__(name: str):
+    """require_matplotlib and plot_curves moved to report/plots.py; the CLI still imports them
+    from here until it moves to its own package. A lazy re-export, because report/ sits above
+    training/ in the layers: delete it once nothing imports them from here."""
+    if name in ("require_matplotlib", "plot_curves"):
+        from ..report import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
