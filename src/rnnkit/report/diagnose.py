@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.rnnlm import RNNLM, RecurrentState
-from ..training.train import batchify, lm_stream
+from ..training.lm_task import batchify, lm_stream
 from .plots import plot_gradients  # noqa: F401  (re-exported: the diagnose command draws with it)
 
 
