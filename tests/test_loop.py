@@ -25,8 +25,8 @@ class Quadratic(Task):
 
     def __init__(self, seed=0, nan_at=None):
         rng = np.random.default_rng(seed)
-        self.points = {"train": rng.normal(1.0, 0.5, (N, P)), "valid": rng.normal(1.0, 0.5, (16, P)),
-                       "test": rng.normal(1.0, 0.5, (16, P))}
+        self.points = {split: rng.normal(1.0, 0.5, (n, P))      # [n, P]
+                       for split, n in (("train", N), ("valid", 16), ("test", 16))}
         self.nan_at, self.calls = nan_at, 0
 
     def build(self, opts, rng):
@@ -134,7 +134,8 @@ def test_loop_resumes_bit_for_bit(tmp_path, stops):
         assert {"params", "state.m"} <= tensors.keys() and meta["task"]["name"] == "quadratic"
     s = Trainer(Quadratic(), out, LoopOptions(resume=True, threads=1), TrainEvents()).run()
     assert s["resumed_from"] is not None
-    assert load_file(str(out))["w"].tobytes() == load_file(str(tmp_path / "full.model"))["w"].tobytes()
+    full = load_file(str(tmp_path / "full.model"))["w"]
+    assert load_file(str(out))["w"].tobytes() == full.tobytes()
     assert records(out) == records(tmp_path / "full.model")
 
 

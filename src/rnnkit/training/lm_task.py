@@ -225,7 +225,8 @@ class LMTask(Task):
                 "vocab_size": len(self.model.vocab)}
 
     # --- training --------------------------------------------------------------------------------
-    def batches(self, epoch: int, start: int) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], int]]:
+    def batches(self, epoch: int, start: int
+                ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], int]]:
         """Windows start .. end of the epoch, in order (every epoch reads the same streams):
         ((x, y) [T, B] each, T * B tokens)."""
         T, B = self.opts.bptt, self.opts.batch

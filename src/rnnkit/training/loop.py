@@ -117,7 +117,8 @@ class LoopOptions:
 class TrainEvents:
     """What the loop reports while it runs; the CLI draws progress from it (the library itself
     never prints). Every method may be overridden; should_stop() lets a caller stop the run
-    as Ctrl-C would (a checkpoint is written first)."""
+    as Ctrl-C would (a checkpoint is written first). start() gets the task's describe() with
+    windows (batches per epoch), epochs and resumed_from ({epoch, window} or None)."""
 
     def start(self, info: dict) -> None: ...
     def epoch_start(self, epoch: int, epochs: int, windows: int, done: int, tokens: int,

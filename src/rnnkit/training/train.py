@@ -14,9 +14,8 @@ from .checkpoint import load_records
 from .lm_task import LMOptions, LMTask
 from .loop import LoopOptions, Trainer, TrainEvents, TrainingInterrupted
 
-# the names `rnnkit.cli` imports from here (require_matplotlib and plot_curves: see __getattr__)
-__all__ = ["TrainOptions", "TrainEvents", "TrainingInterrupted", "train", "load_records",
-           "plot_curves", "require_matplotlib"]
+# what `rnnkit.cli` imports from here, with require_matplotlib and plot_curves (see __getattr__)
+__all__ = ["TrainOptions", "TrainEvents", "TrainingInterrupted", "train", "load_records"]
 
 
 @dataclass
