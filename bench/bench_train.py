@@ -88,7 +88,7 @@ def torch_worker(args) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from rnnkit.training.train import batchify, lm_stream
+    from rnnkit.training.lm_task import batchify, lm_stream
 
     torch.set_num_threads(args.threads)
     cfg = json.loads(args.config)
@@ -177,7 +177,7 @@ def check_against_torch(model, corpus, cfg, grads_path, loss_torch) -> str:
     """rnnkit's loss and every gradient of the first window against PyTorch's."""
     from safetensors.numpy import load_file
 
-    from rnnkit.training.train import batchify, lm_stream
+    from rnnkit.training.lm_task import batchify, lm_stream
 
     x, y = lm_stream(corpus["train"])
     xb, yb = batchify(x, cfg["batch"]), batchify(y, cfg["batch"])
@@ -223,7 +223,8 @@ def main() -> None:
 
     import rnnkit
     from rnnkit.models.rnnlm import RNNLM, Architecture
-    from rnnkit.training.train import TrainEvents, TrainingInterrupted, TrainOptions, thread_limit, train
+    from rnnkit.training.loop import thread_limit
+    from rnnkit.training.train import TrainEvents, TrainingInterrupted, TrainOptions, train
 
     char = args.corpus == "tinyshakespeare"
     cfg = dict(CHAR if char else ZAREMBA_SMALL)

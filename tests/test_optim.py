@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import RnnkitError
-from rnnkit.nn.optim import (SGD, Adam, clip_grad_norm, grad_norm, make_optimizer, step_decay)
+from rnnkit.nn.optim import (SGD, Adam, clip_grad_norm, grad_norm, make_optimizer)
 
 
 def test_sgd_step_by_hand():
@@ -29,12 +29,6 @@ def test_clip_grad_norm_by_hand():
     assert math.isnan(clip_grad_norm(bad, 1.0))     # reported, left for the caller to stop
     inf = np.array([np.inf, 1.0], np.float32)
     assert math.isinf(clip_grad_norm(inf, 1.0)) and inf[1] == 1.0
-
-
-def test_step_decay_is_zarembas_schedule():
-    # lr 1 for epochs 1-4, then halved each epoch
-    assert [step_decay(1.0, 0.5, 4, e) for e in range(1, 8)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
-    assert step_decay(0.1, 0.8, 0, 2) == pytest.approx(0.1 * 0.8 ** 2)
 
 
 def adam_algorithm_1(p, grads, lr, b1=0.9, b2=0.999, eps=1e-8):

@@ -503,7 +503,7 @@ def test_diagnose_gradient_matches_finite_differences():
     ids = np.random.default_rng(3).integers(3, len(VOCAB), 60).astype(np.uint32)
     res = gradient_by_distance(m, ids, max_distance=3, streams=1, positions=1, warmup=2)
     t = res["positions"][0]
-    from rnnkit.training.train import batchify, lm_stream
+    from rnnkit.training.lm_task import batchify, lm_stream
 
     x, y = lm_stream(ids)
     xb, yb = batchify(x, 1), batchify(y, 1)

@@ -18,8 +18,9 @@ from rnnkit.errors import TrainingError
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.prepare import build_corpus
 from rnnkit.models.rnnlm import RNNLM, Architecture, RecurrentState, load
-from rnnkit.training.train import (TrainEvents, TrainingInterrupted, TrainOptions, batchify,
-                          checkpoint_path, evaluate, lm_stream, metrics_path, train)
+from rnnkit.training.checkpoint import checkpoint_path, metrics_path, read_checkpoint
+from rnnkit.training.lm_task import batchify, evaluate, lm_stream
+from rnnkit.training.train import TrainEvents, TrainingInterrupted, TrainOptions, train
 from rnnkit.text.vocab import BOS, EOS, SPECIALS, Vocab
 
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "rug", "big"]
@@ -245,15 +246,13 @@ def test_diverging_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(toy,
     with pytest.raises(TrainingError, match=r"training diverged: the loss nan at epoch 2, "
                                             r"window \d+/\d+ .*last good checkpoint .* is kept"):
         train(corpus, out, **dict(TINY, epochs=3))
-    from rnnkit.training.train import read_checkpoint
-
     _, meta = read_checkpoint(checkpoint_path(out))
     assert meta["position"] == {"epoch": 2, "window": 0} and meta["reason"] == "epoch"
     assert out.exists()  # the best model of epoch 1
 
 
 def test_patience_and_decay_act_on_validation(toy, tmp_path, monkeypatch):
-    import rnnkit.training.train as tr
+    import rnnkit.training.lm_task as tr
 
     ppl = iter([50.0, 40.0, 45.0, 46.0, 30.0])
     monkeypatch.setattr(tr, "perplexity", lambda model, ids, batch=1: next(ppl))

@@ -39,12 +39,6 @@ def clip_grad_norm(grads: np.ndarray, max_norm: float | None) -> float:
     return norm
 
 
-def step_decay(lr0: float, decay: float, after: int, epoch: int) -> float:
-    """Learning rate of epoch `epoch` (from 1): lr0 for the first `after` epochs, then multiplied
-    by `decay` once per further epoch (Zaremba et al.: lr 1, halved after epoch 4)."""
-    return lr0 * decay ** max(0, epoch - after)
-
-
 class SGD:
     """params -= lr * grads: one BLAS axpy over the flat buffer."""
 

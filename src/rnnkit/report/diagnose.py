@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.rnnlm import RNNLM, RecurrentState
-from ..training.train import batchify, lm_stream, require_matplotlib
+from ..training.lm_task import batchify, lm_stream
+from .plots import plot_gradients  # noqa: F401  (re-exported: the diagnose command draws with it)
 
 
 def gradient_by_distance(model: RNNLM, ids: np.ndarray, max_distance: int = 30,
@@ -76,22 +77,3 @@ def gradient_by_distance(model: RNNLM, ids: np.ndarray, max_distance: int = 30,
             "cell_grad_norm": None if gc is None else (gc / n).tolist(),
             "streams": B, "positions": ts, "layers": a.layers, "model_type": a.model_type}
 
-
-def plot_gradients(results: dict[str, dict], out_path) -> None:
-    """One line per model (its last layer): mean ||dL_t/dh_{t-k}|| against k, log scale."""
-    plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, r in results.items():
-        top = [row[-1] for row in r["grad_norm"]]
-        ax.semilogy(r["distance"], top, marker=".", label=f"{name} ({r['model_type']})")
-    ax.set_xlabel("distance k (steps)")
-    ax.set_ylabel("mean ‖dL_t / dh_(t−k)‖ (last layer)")
-    ax.set_title("gradient of the loss at t with respect to the hidden state at t-k")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    from ..text.textio import atomic_write
-
-    with atomic_write(out_path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)

@@ -1,0 +1,77 @@
+"""Figures as PNG files: the learning curves of a training run and the gradient-by-distance
+curves of `rnnkit diagnose`.
+
+matplotlib is an optional extra (`pip install 'rnnkit[plot]'`): it is imported inside
+require_matplotlib only, so that importing this module, and every command that draws nothing,
+works without it and does not pay its start-up time.
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import RnnkitError
+from ..text.textio import atomic_write
+
+
+def require_matplotlib():
+    """matplotlib.pyplot with a file-only backend, or an error saying how to install it."""
+    try:
+        import matplotlib  # optional extra: imported here only (see the module docstring)
+    except ImportError:
+        raise RnnkitError("plotting needs matplotlib, an optional extra: "
+                          "pip install 'rnnkit[plot]' (or pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(plt, fig, ax, out_path: str | os.PathLike) -> None:
+    """Grid, legend and layout of a one-axes figure, then written atomically as a PNG (120 dpi)
+    and closed."""
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(out_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(records: list[dict], out_path: str | os.PathLike, title: str = "") -> dict:
+    """Training and validation perplexity against epochs (log scale), written as a PNG."""
+    plt = require_matplotlib()
+    train = [(r["progress"], r["ppl"]) for r in records if r["kind"] == "train"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if train or epochs:
+        pts = sorted(train + [(r["epoch"], r["train_ppl"]) for r in epochs])
+        ax.plot([p for p, _ in pts], [v for _, v in pts], label="training (running mean)",
+                color="tab:blue", alpha=0.8)
+    valid = [(r["epoch"], r["valid_ppl"]) for r in epochs if r.get("valid_ppl") is not None]
+    if valid:
+        ax.plot(*zip(*valid), marker="o", label="validation", color="tab:orange")
+    tests = [r for r in records if r["kind"] == "test"]
+    if tests and tests[-1].get("test_ppl") is not None:
+        ax.axhline(tests[-1]["test_ppl"], ls="--", color="tab:green",
+                   label=f"test (best model) {tests[-1]['test_ppl']:.1f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("perplexity")
+    ax.set_title(title or "learning curves")
+    save_figure(plt, fig, ax, out_path)
+    return {"out": str(out_path), "epochs": len(epochs), "train_points": len(train),
+            "valid_points": len(valid)}
+
+
+def plot_gradients(results: dict[str, dict], out_path: str | os.PathLike) -> None:
+    """One line per model (its last layer): mean ||dL_t/dh_{t-k}|| against k, log scale
+    (`results` maps a name to what report.diagnose.gradient_by_distance returned)."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, r in results.items():
+        top = [row[-1] for row in r["grad_norm"]]
+        ax.semilogy(r["distance"], top, marker=".", label=f"{name} ({r['model_type']})")
+    ax.set_xlabel("distance k (steps)")
+    ax.set_ylabel("mean ‖dL_t / dh_(t−k)‖ (last layer)")
+    ax.set_title("gradient of the loss at t with respect to the hidden state at t-k")
+    save_figure(plt, fig, ax, out_path)
