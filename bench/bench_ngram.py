@@ -27,7 +27,6 @@ import argparse
 import datetime
 import gzip
 import os
-import platform
 import re
 import shutil
 import subprocess

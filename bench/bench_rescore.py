@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -284,8 +283,8 @@ def main() -> int:
         torch_cps = res["candidates"] / res["seconds"]
         rows.append((f"LSTM 2x200 (PyTorch {res['version']})", torch_cps, res["seconds"]))
 
-    print(f"| model | candidates/s | seconds | vs PyTorch LSTM |")
-    print(f"| --- | ---: | ---: | ---: |")
+    print("| model | candidates/s | seconds | vs PyTorch LSTM |")
+    print("| --- | ---: | ---: | ---: |")
     for name, cps, secs in rows:
         ratio = f"{cps / torch_cps:.2f}x" if torch_cps else "-"
         print(f"| {name} | {cps:,.0f} | {secs:.2f} | {ratio} |")

@@ -66,7 +66,7 @@ def main() -> None:
     from rnnkit.report.diagnose import gradient_by_distance
     from rnnkit.text.prepare import build_corpus
     from rnnkit.models.rnnlm import load
-    from rnnkit.training.train import train
+    from rnnkit.training import train
 
     lo, hi = synth.parse_filler(args.filler)
     cfg = dict(CONFIG, epochs=args.epochs)

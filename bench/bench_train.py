@@ -29,7 +29,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -224,7 +223,7 @@ def main() -> None:
     import rnnkit
     from rnnkit.models.rnnlm import RNNLM, Architecture
     from rnnkit.training.loop import thread_limit
-    from rnnkit.training.train import TrainEvents, TrainingInterrupted, TrainOptions, train
+    from rnnkit.training import TrainEvents, TrainingInterrupted, TrainOptions, train
 
     char = args.corpus == "tinyshakespeare"
     cfg = dict(CHAR if char else ZAREMBA_SMALL)

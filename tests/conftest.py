@@ -12,7 +12,7 @@ import pytest
 import rnnkit
 from rnnkit.models.ngram.estimate import train as train_ngram
 from rnnkit.text.prepare import build_corpus
-from rnnkit.training.train import train as train_recurrent
+from rnnkit.training import train as train_recurrent
 
 ROOT = Path(__file__).resolve().parents[1]
 

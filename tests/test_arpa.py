@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit.models.ngram.arpa import read_arpa, write_arpa
 from rnnkit.cli import main
 from rnnkit.errors import FormatError, ModelFileError
 from rnnkit.loader import is_model_file
+from rnnkit.models.ngram.arpa import read_arpa, write_arpa
 
 FIX = Path(__file__).parent / "fixtures"
 HAND = FIX / "hand.arpa"

@@ -13,7 +13,13 @@ from safetensors.numpy import load_file, save_file
 import rnnkit.training.loop as loop
 from rnnkit.errors import TrainingError
 from rnnkit.training.checkpoint import checkpoint_path, metrics_path, read_checkpoint
-from rnnkit.training.loop import LoopOptions, Task, Trainer, TrainEvents, TrainingInterrupted
+from rnnkit.training.loop import (
+    LoopOptions,
+    Task,
+    Trainer,
+    TrainEvents,
+    TrainingInterrupted,
+)
 
 P, N, BATCH = 5, 64, 4   # parameters, training points, points per batch
 

@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from tinylm import TableLM, sentence_log10
 
 from rnnkit.errors import RnnkitError
 from rnnkit.models.mixture import Mixture, em_weights, parse_weights, tune_linear
 from rnnkit.text.vocab import Tokenizer
-from tinylm import TableLM, sentence_log10
 
 A_WORDS = "the cat sat on mat".split()
 B_WORDS = "the dog sat on rug mat".split()
@@ -171,8 +171,8 @@ def test_levels_must_match():
 
 # --- trained models with different vocabularies --------------------------------------------------
 def test_trained_ngram_and_lstm_interpolate(trained):
-    from rnnkit.text.prepare import build_corpus
     from rnnkit.models.ngram.estimate import train
+    from rnnkit.text.prepare import build_corpus
 
     lstm = trained.load(trained.lstm_path("en"))
     # an n-gram model on a third of the sample: a smaller vocabulary than the LSTM's

@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 
 from rnnkit.errors import FormatError, InputError
-from rnnkit.rescoring.nbest import (BYTELOG_PER_LOG10, NBestReader, best_line, candidate_line, detect,
-                          groups_to_text, parse_text, write_kaldi_dir)
+from rnnkit.rescoring.nbest import (
+    BYTELOG_PER_LOG10,
+    NBestReader,
+    best_line,
+    candidate_line,
+    detect,
+    groups_to_text,
+    parse_text,
+    write_kaldi_dir,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "nbest"
 EXPECTED = {

@@ -17,10 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 import rnnkit
-from rnnkit.models.ngram import estimate as ngram
-from rnnkit.models.ngram.arpa import write_arpa
 from rnnkit.cli import app, main
 from rnnkit.errors import TrainingError
+from rnnkit.models.ngram import estimate as ngram
+from rnnkit.models.ngram.arpa import write_arpa
 from rnnkit.text.prepare import build_corpus
 
 FIX = Path(__file__).parent / "fixtures"

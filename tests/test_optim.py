@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import RnnkitError
-from rnnkit.nn.optim import (SGD, Adam, clip_grad_norm, grad_norm, make_optimizer)
+from rnnkit.nn.optim import SGD, Adam, clip_grad_norm, grad_norm, make_optimizer
 
 
 def test_sgd_step_by_hand():

@@ -15,10 +15,16 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit.text.prepare import prepare as prepare_fn
 from rnnkit.errors import InputError
 from rnnkit.text.corpus import heldout_sentences
-from rnnkit.text.prepare import MANIFEST, Corpus, build_corpus, is_corpus_dir, sample_path
+from rnnkit.text.prepare import (
+    MANIFEST,
+    Corpus,
+    build_corpus,
+    is_corpus_dir,
+    sample_path,
+)
+from rnnkit.text.prepare import prepare as prepare_fn
 from rnnkit.text.vocab import EOS, SPACE, UNK
 
 # b and a both occur 3 times, b first; c, d, e once each in that order; <unk> is the specials'

@@ -9,15 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tinylm import TableLM, sentence_log10
 from typer.testing import CliRunner
 
 from rnnkit.cli import app, main
 from rnnkit.errors import FormatError, RnnkitError
 from rnnkit.models.mixture import Mixture
 from rnnkit.rescoring.nbest import NBestReader, parse_text
-from rnnkit.rescoring.rescore import (DevSet, Weights, build_devset, edit_distance, read_references,
-                            rescore, score_texts, tune, units)
-from tinylm import TableLM, sentence_log10
+from rnnkit.rescoring.rescore import (
+    DevSet,
+    Weights,
+    build_devset,
+    edit_distance,
+    read_references,
+    rescore,
+    score_texts,
+    tune,
+    units,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "nbest"
 WORDS = sorted({w for f in EXAMPLES.glob("*.t*") for line in f.read_text().splitlines()

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 import rnnkit
 from rnnkit import modelfile
-from rnnkit.nn import reference as ref
 from rnnkit.cli import app, main
 from rnnkit.errors import InputError, ModelFileError, RnnkitError
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.models.rnnlm import RNNLM, Architecture, load, views
 from rnnkit.models.torch_import import from_torch_state, read_token_list
+from rnnkit.nn import reference as ref
 from rnnkit.text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
 
 runner = CliRunner()
@@ -441,7 +441,7 @@ def test_import_torch_errors(tmp_path, capsys):
 def trained(tmp_path_factory):
     """A tiny LSTM trained for two epochs on a toy corpus (a second or so)."""
     from rnnkit.text.prepare import build_corpus
-    from rnnkit.training.train import train
+    from rnnkit.training import train
 
     d = tmp_path_factory.mktemp("trained")
     rng = np.random.default_rng(0)
@@ -467,7 +467,7 @@ def test_plot(trained, tmp_path, monkeypatch):
 def test_plot_errors(trained, tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"kind": "epoch"}\nnot json\n')
-    from rnnkit.training.train import load_records
+    from rnnkit.training import load_records
 
     with pytest.raises(RnnkitError, match=f"{bad}:2: not a JSON line"):
         load_records(bad)

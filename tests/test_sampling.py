@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnkit.models.ngram import estimate as ngram
 from rnnkit.cli import main
+from rnnkit.decoding.sampling import draw, filter_logits, sample, sample_sentences
 from rnnkit.errors import InputError
+from rnnkit.models.ngram import estimate as ngram
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.prepare import build_corpus
-from rnnkit.decoding.sampling import draw, filter_logits, sample, sample_sentences
 from rnnkit.text.vocab import EOS, Tokenizer, Vocab
 
 FIX = Path(__file__).parent / "fixtures"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit.models.ngram import estimate as ngram
 from rnnkit.cli import main
+from rnnkit.decoding.scoring import Summary, score_lines, score_text, split_perplexity
+from rnnkit.models.ngram import estimate as ngram
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.prepare import build_corpus
-from rnnkit.decoding.scoring import Summary, score_lines, score_text, split_perplexity
 
 FIX = Path(__file__).parent / "fixtures"
 HAND = FIX / "hand.arpa"  # worked in test_arpa.py

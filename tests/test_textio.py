@@ -11,8 +11,14 @@ import sys
 import pytest
 
 from rnnkit.errors import InputError
-from rnnkit.text.textio import (atomic_directory, atomic_write, check_errors, open_binary, read_blocks,
-                           read_lines)
+from rnnkit.text.textio import (
+    atomic_directory,
+    atomic_write,
+    check_errors,
+    open_binary,
+    read_blocks,
+    read_lines,
+)
 
 TEXT = "first line\r\n\nsecond, with é and 한국어\nlast without newline"
 LINES = [(1, "first line"), (2, ""), (3, "second, with é and 한국어"), (4, "last without newline")]

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from rnnkit import modelfile
-from rnnkit.text import synth
 from rnnkit.cli import main
 from rnnkit.errors import TrainingError
 from rnnkit.models.protocol import LanguageModel
-from rnnkit.text.prepare import build_corpus
 from rnnkit.models.rnnlm import RNNLM, Architecture, RecurrentState, load
+from rnnkit.text import synth
+from rnnkit.text.prepare import build_corpus
+from rnnkit.text.vocab import BOS, EOS, SPECIALS, Vocab
 from rnnkit.training.checkpoint import checkpoint_path, metrics_path, read_checkpoint
 from rnnkit.training.lm_task import batchify, evaluate, lm_stream
-from rnnkit.training.train import TrainEvents, TrainingInterrupted, TrainOptions, train
-from rnnkit.text.vocab import BOS, EOS, SPECIALS, Vocab
+from rnnkit.training import TrainEvents, TrainingInterrupted, TrainOptions, train
 
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "rug", "big"]
 TINY = dict(emb=8, hidden=8, layers=2, bptt=6, batch=4, epochs=3, threads=1)

@@ -80,7 +80,7 @@ class _Speed(ProgressColumn):
 
 class RichTrainEvents:
     """Training progress on stderr: one Rich bar per epoch (tokens/s, loss, perplexity, ETA) and
-    one line per finished epoch. The events interface of training.train."""
+    one line per finished epoch. The events interface of training/loop.py."""
 
     def __init__(self, console):
         self.console = console

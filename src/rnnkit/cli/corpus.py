@@ -10,8 +10,17 @@ from ..errors import RnnkitError
 from ..text.prepare import prepare as run_prepare
 from ..text.synth import SynthSpec, parse_filler
 from ..text.synth import write as write_synth
-from ._common import JsonSummary, Level, Normalize, Utf8Errors, byte_progress, choice, err, out, \
-    print_json
+from ._common import (
+    JsonSummary,
+    Level,
+    Normalize,
+    Utf8Errors,
+    byte_progress,
+    choice,
+    err,
+    out,
+    print_json,
+)
 from ._render import corpus_table
 
 app = typer.Typer()

@@ -19,8 +19,20 @@ from ..models.ngram.estimate import NgramModel
 from ..models.torch_import import from_torch_state
 from ..text.textio import read_lines
 from ..text.vocab import Tokenizer
-from ._common import Combine, CombineOption, JsonSummary, Level, RecurrentType, WeightsOption, \
-    byte_progress, choice, err, out, print_json, stdout_is_data
+from ._common import (
+    Combine,
+    CombineOption,
+    JsonSummary,
+    Level,
+    RecurrentType,
+    WeightsOption,
+    byte_progress,
+    choice,
+    err,
+    out,
+    print_json,
+    stdout_is_data,
+)
 from ._render import per_token_text, score_summary_table
 
 app = typer.Typer()

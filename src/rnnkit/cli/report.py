@@ -9,9 +9,10 @@ import typer
 
 from ..errors import RnnkitError
 from ..models.rnnlm import load
-from ..report.diagnose import gradient_by_distance, plot_gradients
+from ..report.diagnose import gradient_by_distance
+from ..report.plots import plot_curves, plot_gradients, require_matplotlib
 from ..text.prepare import load_data
-from ..training.train import load_records, plot_curves, require_matplotlib
+from ..training import load_records
 from ._common import JsonSummary, err, out, print_json
 from ._render import gradient_table
 

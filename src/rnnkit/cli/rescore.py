@@ -15,9 +15,22 @@ from ..rescoring.nbest import NBestReader, best_line
 from ..rescoring.rescore import Weights, build_devset, read_references, tune
 from ..rescoring.rescore import rescore as run_rescore
 from ..text.corpus import heldout_sentences
-from ._common import Combine, CombineOption, Method, ModelsArgument, NBestFormat, \
-    NBestFormatOption, Unit, WeightsOption, choice, err, model_names, out, print_json, \
-    stream_progress
+from ._common import (
+    Combine,
+    CombineOption,
+    Method,
+    ModelsArgument,
+    NBestFormat,
+    NBestFormatOption,
+    Unit,
+    WeightsOption,
+    choice,
+    err,
+    model_names,
+    out,
+    print_json,
+    stream_progress,
+)
 from ._render import group_table, interpolation_table, rescore_tuning_table
 
 app = typer.Typer()

@@ -13,8 +13,18 @@ from ..decoding.scoring import split_perplexity
 from ..errors import RnnkitError
 from ..models.ngram.estimate import train as train_ngram
 from ..text.prepare import load_data
-from ..training.train import TrainingInterrupted, TrainOptions, train as run_train
-from ._common import ModelType, Optimizer, Smoothing, byte_progress, choice, err, out, print_json
+from ..training import TrainingInterrupted, TrainOptions
+from ..training import train as run_train
+from ._common import (
+    ModelType,
+    Optimizer,
+    Smoothing,
+    byte_progress,
+    choice,
+    err,
+    out,
+    print_json,
+)
 from ._render import RichTrainEvents, ngram_table, train_summary_table
 
 app = typer.Typer()

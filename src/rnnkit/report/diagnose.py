@@ -17,7 +17,6 @@ import numpy as np
 from ..errors import InputError
 from ..models.rnnlm import RNNLM, RecurrentState
 from ..training.lm_task import batchify, lm_stream
-from .plots import plot_gradients  # noqa: F401  (re-exported: the diagnose command draws with it)
 
 
 def gradient_by_distance(model: RNNLM, ids: np.ndarray, max_distance: int = 30,

@@ -14,6 +14,7 @@ rate 1.0 and clipping at 5 are meant. Validation and test read each split as one
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,9 @@ import numpy as np
 from ..errors import InputError
 from ..models.rnnlm import MODEL_TYPES, RNNLM, Architecture
 from ..models.rnnlm import load as load_rnnlm
-from ..text.prepare import Corpus
+from ..text.prepare import Corpus, load_data
 from ..text.vocab import BOS, EOS
-from .loop import Task
+from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 EVAL_WINDOW = 64     # steps per forward call when evaluating (any value gives the same result)
 
@@ -268,3 +269,33 @@ class LMTask(Task):
     def save_model(self, path: Path, training: dict) -> None:
         data = {**self.fingerprint(), "manifest": self.corpus.manifest}
         self.model.save(path, training={**training, "data": data})
+
+
+# --- the entry point of `rnnkit train` for recurrent language models ---------------------------
+@dataclass
+class TrainOptions(LoopOptions, LMOptions):
+    """The options of `rnnkit train` for recurrent language models (see its --help): the loop's
+    (LoopOptions) and the language model's (LMOptions)."""
+
+    def check(self) -> None:
+        LMOptions.check(self)
+        LoopOptions.check(self)
+
+
+def train(data, out_path: str | os.PathLike, options: TrainOptions | None = None,
+          events: TrainEvents | None = None, **kw) -> dict:
+    """Train a recurrent language model on `data` (a Corpus, a corpus directory or a text file)
+    and write the best model to `out_path`; returns a JSON-able summary. Options as TrainOptions
+    (or keyword arguments)."""
+    opts = options or TrainOptions(**kw)
+    opts.check()
+    if opts.resume and opts.init_from:
+        raise InputError("--resume continues a run; it cannot be combined with --init-from")
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise InputError(f"{out_path}: is a directory; --out needs a file name")
+    if not out_path.parent.is_dir() and str(out_path.parent):
+        raise InputError(f"{out_path}: directory {out_path.parent} does not exist")
+    corpus = data if isinstance(data, Corpus) else load_data(data)
+    task = LMTask(corpus)
+    return Trainer(task, out_path, opts, events or TrainEvents()).run()

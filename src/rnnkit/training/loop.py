@@ -53,8 +53,14 @@ from threadpoolctl import threadpool_limits
 from ..errors import InputError, ModelFileError, TrainingError
 from ..nn.backend import kernels
 from ..nn.optim import DEFAULT_LR, OPTIMIZERS, clip_grad_norm, make_optimizer
-from .checkpoint import (append_metric, checkpoint_path, metrics_path, read_checkpoint,
-                         write_checkpoint, write_metrics)
+from .checkpoint import (
+    append_metric,
+    checkpoint_path,
+    metrics_path,
+    read_checkpoint,
+    write_checkpoint,
+    write_metrics,
+)
 
 LOG_POINTS = 20      # training-loss records per epoch in metrics.jsonl
 
