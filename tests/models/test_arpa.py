@@ -17,7 +17,7 @@ from rnnkit.errors import FormatError, ModelFileError
 from rnnkit.loader import is_model_file
 from rnnkit.models.ngram.arpa import read_arpa, write_arpa
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 HAND = FIX / "hand.arpa"
 GOOD = HAND.read_text()
 

@@ -18,7 +18,7 @@ from rnnkit.rescoring.nbest import (
     write_kaldi_dir,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "nbest"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nbest"
 EXPECTED = {
     "groups.txt": "groups", "tsv.tsv": "tsv", "kaldi.txt": "id", "kaldi": "kaldi",
     "srilm-nbest1.txt": "srilm", "srilm-nbest2.txt": "srilm", "srilm-native.txt": "srilm",

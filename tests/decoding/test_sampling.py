@@ -13,7 +13,7 @@ from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.prepare import build_corpus
 from rnnkit.text.vocab import EOS, Tokenizer, Vocab
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 
 
 class Coin(LanguageModel):

@@ -9,7 +9,7 @@ import pytest
 
 import rnnkit
 
-LEGACY = Path(__file__).parent / "data" / "legacy"
+LEGACY = Path(__file__).parents[1] / "data" / "legacy"
 EXPECTED = json.loads((LEGACY / "expected.json").read_text("utf-8"))
 
 

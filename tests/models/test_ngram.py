@@ -23,10 +23,10 @@ from rnnkit.models.ngram import estimate as ngram
 from rnnkit.models.ngram.arpa import write_arpa
 from rnnkit.text.prepare import build_corpus
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 ABC = FIX / "ngram_abc.txt"
 SMALL = FIX / "ngram_small.txt"
-DATA = Path(os.environ.get("RNNKIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(os.environ.get("RNNKIT_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 REF = DATA / "reference"
 runner = CliRunner()
 

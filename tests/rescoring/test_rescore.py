@@ -28,7 +28,7 @@ from rnnkit.rescoring.rescore import (
     units,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "nbest"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nbest"
 WORDS = sorted({w for f in EXAMPLES.glob("*.t*") for line in f.read_text().splitlines()
                 for w in line.split() if not w.startswith(("(", "-", "utt", "NBest"))
                 and not w[0].isdigit()})

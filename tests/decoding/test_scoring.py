@@ -16,7 +16,7 @@ from rnnkit.models.ngram import estimate as ngram
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.prepare import build_corpus
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 HAND = FIX / "hand.arpa"  # worked in test_arpa.py
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
 
