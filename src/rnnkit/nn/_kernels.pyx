@@ -16,7 +16,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int64_t
-from libc.math cimport exp, log
+from libc.math cimport log
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm as blas_sgemm
 from scipy.linalg.cython_blas cimport sgemv as blas_sgemv
@@ -43,8 +43,7 @@ cdef extern from "csrc/rk_cells.h":
 
 cdef extern from "csrc/rk_softmax.h":
     float rk_row_max(int V, const float* z) noexcept nogil
-    double rk_exp_shift_sum(int V, float* z, float m) noexcept nogil
-    double rk_sum_exp_shift(int V, const float* z, float m) noexcept nogil
+    double rk_exp_sum(int V, float* z, float m, int store) noexcept nogil
     void rk_add_scalar(int n, float* z, float s) noexcept nogil
     void rk_scale(int n, float* z, float s) noexcept nogil
     void rk_axpy1(int n, const float* x, float* y) noexcept nogil
@@ -56,10 +55,9 @@ cdef extern from "csrc/rk_gemm.h":
                    int q1) noexcept nogil
     void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa, const float* pb,
                     float beta, float* c, int ldc, int q0, int q1, const float* bias) noexcept nogil
-    void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
-                    int accumulate) noexcept nogil
-    void rk_gemv2_512(int N, int K1, const float* w1, const float* x1, int K2, const float* w2,
-                      const float* x2, const float* b1, const float* b2, float* y) noexcept nogil
+    void rk_gemv512(int N, int K1, const float* w1, int ldw1, const float* x1, int K2,
+                    const float* w2, int ldw2, const float* x2, const float* b1, const float* b2,
+                    float* y, int accumulate) noexcept nogil
     void rk_dot_gemm512(int B, int N, int K, const float* x, int ldx, const float* w, int ldw,
                         float* y, int ldy, int accumulate) noexcept nogil
 
@@ -104,20 +102,9 @@ cdef void sgemv_rm(bint trans, int m, int n, float alpha, const float* a, int ld
     blas_sgemv(&t, &n, &m, &alpha, <float*>a, &lda, <float*>x, &one, &beta, y, &one)
 
 
-def _check_matrix(name, x):
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise ValueError(f"{name} must be float32, got {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {x.shape}")
-    if not x.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
-
-
 def _product_shape(a, b, c, bint trans_a, bint trans_b):
-    _check_matrix("a", a)
-    _check_matrix("b", b)
+    _f32("a", a, (None, None))
+    _f32("b", b, (None, None))
     m = a.shape[1] if trans_a else a.shape[0]
     k = a.shape[0] if trans_a else a.shape[1]
     kb = b.shape[1] if trans_b else b.shape[0]
@@ -125,7 +112,7 @@ def _product_shape(a, b, c, bint trans_a, bint trans_b):
     if k != kb:
         raise ValueError(f"inner dimensions differ: op(a) is [{m}, {k}], op(b) is [{kb}, {n}]")
     if c is not None:
-        _check_matrix("c", c)
+        _f32("c", c, (None, None))
         if c.shape[0] != m or c.shape[1] != n:
             raise ValueError(f"c must have shape ({m}, {n}), got {c.shape}")
     return m, n, k
@@ -156,21 +143,6 @@ def sgemm(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float alpha=1
     return c
 
 
-cdef void matmul_wt(int m, int n, int k, const float* a, const float* w, float beta,
-                    float* c) noexcept nogil:
-    """C[M, N] = A[M, K] · W[N, K]ᵀ + beta · C (beta 0 or 1): the single steps' products.
-
-    One row (a single stream) goes through gemv, several times faster than a gemm with M = 1:
-    ours on the native backend (2x OpenBLAS's AVX2 sgemv here), else BLAS's.
-    """
-    if m == 1 and native:
-        rk_gemv512(n, k, w, k, a, c, beta != 0.0)
-    elif m == 1:
-        sgemv_rm(False, n, k, 1.0, w, k, a, beta, c)
-    else:
-        sgemm_rm(False, True, m, n, k, 1.0, a, k, w, k, beta, c, n)
-
-
 # ---------------------------------------------------------------------------------------------
 # The layers' matrix products: the packed AVX-512 kernel, or BLAS
 # ---------------------------------------------------------------------------------------------
@@ -178,28 +150,28 @@ cdef void matmul_wt(int m, int n, int k, const float* a, const float* w, float b
 # per-step shapes (bench/bench_kernels.py), it runs at 2-3x the rate of numpy's and scipy's
 # OpenBLAS there, and it does not depend on which kernel OpenBLAS picks at load time
 # (OPENBLAS_CORETYPE). Elsewhere the layers call BLAS (scipy's OpenBLAS) single-threaded.
-cdef bint native = rk_cpu_has_avx512() != 0
+cdef bint use_packed = rk_cpu_has_avx512() != 0   # the layers' products on the packed kernel
 cdef int nthreads = 1
 cdef bint step_flip = 0         # single steps alternate the order of their weight blocks
 
 
 def gemm_backend(name=None):
-    """The backend of the layers' matrix products: 'native' (packed AVX-512 kernel) or 'blas'.
+    """The backend of the layers' matrix products: 'packed' (our packed AVX-512 GEMM) or 'blas'.
 
-    With a name, switch to it (for tests and benchmarks); 'native' needs a CPU with AVX-512.
+    With a name, switch to it (for tests and benchmarks); 'packed' needs a CPU with AVX-512.
     """
-    global native
+    global use_packed
     if name is not None:
-        if name not in ("native", "blas"):
-            raise ValueError(f"backend must be 'native' or 'blas', got {name!r}")
-        if name == "native" and not rk_cpu_has_avx512():
-            raise ValueError("the native backend needs a CPU with AVX-512; use 'blas'")
-        native = name == "native"
-    return "native" if native else "blas"
+        if name not in ("packed", "blas"):
+            raise ValueError(f"backend must be 'packed' or 'blas', got {name!r}")
+        if name == "packed" and not rk_cpu_has_avx512():
+            raise ValueError("the packed backend needs a CPU with AVX-512; use 'blas'")
+        use_packed = name == "packed"
+    return "packed" if use_packed else "blas"
 
 
 def set_num_threads(int n):
-    """Threads the layers use (native backend; the BLAS backend runs on one of ours).
+    """Threads the layers use (packed backend; the BLAS backend runs on one of ours).
 
     Results do not depend on it: every number is computed the same way whatever the count.
     """
@@ -231,8 +203,8 @@ def _default_threads():
 nthreads = _default_threads()
 
 
-cdef inline int threads_for(bint nat) noexcept nogil:
-    return nthreads if nat else 1
+cdef inline int threads_for(bint packed) noexcept nogil:
+    return nthreads if packed else 1
 
 
 cdef inline int cdiv(int a, int b) noexcept nogil:
@@ -240,7 +212,7 @@ cdef inline int cdiv(int a, int b) noexcept nogil:
 
 
 cdef size_t pack_size(int k, int n) noexcept nogil:
-    return rk_packed_size(k, n) if native else 1
+    return rk_packed_size(k, n) if use_packed else 1
 
 
 cdef void pack_part(int tid, int nt, int k, int n, const float* b, int ldb, bint tb,
@@ -251,19 +223,19 @@ cdef void pack_part(int tid, int nt, int k, int n, const float* b, int ldb, bint
     rk_pack_b(k, n, b, ldb, tb, pack, p0, p1)
 
 
-cdef void mm_rows(bint nat, int m0, int m1, int n, int k, const float* a, int lda, bint ta,
+cdef void mm_rows(bint packed, int m0, int m1, int n, int k, const float* a, int lda, bint ta,
                   const float* b, int ldb, bint tb, float beta, float* c, int ldc,
                   const float* pack, const float* bias=NULL) noexcept nogil:
     """Rows m0 .. m1-1 of C[M, N] = op(A) · op(B) + beta · C, row-major (as sgemm_rm), plus
     bias [N] in every row when given (then beta must be 0).
 
-    nat: on the packed kernel, with op(B) already packed into `pack`; else on BLAS. Splitting
+    packed: on the packed kernel, with op(B) already packed into `pack`; else on BLAS. Splitting
     the rows between threads changes no result: each row is computed the same way.
     """
     if m1 <= m0 or n == 0:
         return
     cdef const float* am = a + m0 if ta else a + <size_t>m0 * lda
-    if nat:
+    if packed:
         if ta:
             rk_gemm512(m1 - m0, n, k, am, 1, lda, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
                        cdiv(n, RK_NH), bias)
@@ -275,8 +247,9 @@ cdef void mm_rows(bint nat, int m0, int m1, int n, int k, const float* a, int ld
         fill_rows(m1 - m0, n, c + <size_t>m0 * ldc, bias, NULL)
         beta = 1.0
     if m1 - m0 == 1 and not ta:   # one row: gemv, several times faster than gemm in BLAS
-        if tb and native and (beta == 0.0 or beta == 1.0):
-            rk_gemv512(n, k, b, ldb, am, c + <size_t>m0 * ldc, beta != 0.0)
+        if tb and use_packed and (beta == 0.0 or beta == 1.0):
+            rk_gemv512(n, k, b, ldb, am, 0, NULL, 0, NULL, NULL, NULL, c + <size_t>m0 * ldc,
+                       beta != 0.0)
         elif tb:
             sgemv_rm(False, n, k, 1.0, b, ldb, am, beta, c + <size_t>m0 * ldc)
         else:
@@ -285,12 +258,26 @@ cdef void mm_rows(bint nat, int m0, int m1, int n, int k, const float* a, int ld
         sgemm_rm(ta, tb, m1 - m0, n, k, 1.0, am, lda, b, ldb, beta, c + <size_t>m0 * ldc, ldc)
 
 
-cdef void mm(int m, int n, int k, const float* a, int lda, bint ta, const float* b, int ldb,
-             bint tb, float beta, float* c, int ldc, float* pack) noexcept nogil:
-    """The whole product on the calling thread (pack: pack_size(K, N) floats)."""
-    if native:
-        rk_pack_b(k, n, b, ldb, tb, pack, 0, cdiv(n, RK_NH))
-    mm_rows(native, 0, m, n, k, a, lda, ta, b, ldb, tb, beta, c, ldc, pack)
+ctypedef struct Product:
+    int m, n, k, lda, ldb
+    bint packed, ta, tb
+    float beta
+    const float* a                     # op(A) [M, K]
+    const float* b                     # op(B) [K, N]
+    float* c                           # [M, N]
+    float* pack                        # pack_size(K, N): op(B) packed
+
+
+cdef void product_job(int tid, int nt, void* arg) noexcept nogil:
+    """The whole product, split over threads as the layers split theirs (rows of C)."""
+    cdef Product* P = <Product*>arg
+    cdef int r0, r1
+    if P.packed:
+        pack_part(tid, nt, P.k, P.n, P.b, P.ldb, P.tb, P.pack)
+        rk_barrier(nt)
+    rk_split(P.m, tid, nt, &r0, &r1)
+    mm_rows(P.packed, r0, r1, P.n, P.k, P.a, P.lda, P.ta, P.b, P.ldb, P.tb, P.beta, P.c, P.n,
+            P.pack)
 
 
 def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0.0):
@@ -304,39 +291,14 @@ def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0
     if m == 0 or n == 0 or k == 0:
         c *= beta
         return c
-    cdef cnp.ndarray pack = np.empty(pack_size(k, n), np.float32)
-    cdef float* ap = fptr(a)
-    cdef float* bp = fptr(b)
-    cdef float* cp = fptr(c)
-    cdef float* pp = fptr(pack)
-    cdef int lda = a.shape[1], ldb = b.shape[1]
+    cdef Product P
+    P.m, P.n, P.k, P.lda, P.ldb = m, n, k, a.shape[1], b.shape[1]
+    P.packed, P.ta, P.tb, P.beta = use_packed, trans_a, trans_b, beta
+    pack = np.empty(pack_size(k, n), np.float32)
+    P.a, P.b, P.c, P.pack = fptr(a), fptr(b), fptr(c), fptr(pack)
     with nogil:
-        mm(m, n, k, ap, lda, trans_a, bp, ldb, trans_b, beta, cp, n, pp)
+        rk_pool_run(threads_for(P.packed), product_job, &P)
     return c
-
-
-def _time_step_product(a, w, bint trans_w, int reps):
-    """Seconds for `reps` products C = a · op(w) with w packed once beforehand, as the
-    recurrent product runs inside the time loop (for benchmarks). a [M, K]; w [N, K] when
-    trans_w (a weight in PyTorch's layout), else [K, N]. One thread."""
-    import time
-    cdef int m, n, k
-    m, n, k = _product_shape(a, w, None, False, trans_w)
-    c = np.zeros((m, n), np.float32)
-    cdef cnp.ndarray pack = np.empty(pack_size(k, n), np.float32)
-    cdef float* ap = fptr(a)
-    cdef float* wp = fptr(w)
-    cdef float* cp = fptr(c)
-    cdef float* pp = fptr(pack)
-    cdef int ldw = w.shape[1], r
-    cdef bint nat = native
-    with nogil:
-        mm(m, n, k, ap, k, False, wp, ldw, trans_w, 0.0, cp, n, pp)
-    t0 = time.perf_counter()
-    with nogil:
-        for r in range(reps):
-            mm_rows(nat, 0, m, n, k, ap, k, False, wp, ldw, trans_w, 0.0, cp, n, pp)
-    return time.perf_counter() - t0
 
 
 cdef void fill_rows(int m, int n, float* c, const float* b1, const float* b2) noexcept nogil:
@@ -454,7 +416,7 @@ cdef enum:
 
 ctypedef struct Layer:
     int kind, T, B, E, H, G            # G gates: 4 (LSTM) or 1 (RNN)
-    bint nat, fg
+    bint packed, fg
     const float* x                     # [T, B, E]
     const float* w_ih                  # [G*H, E]
     const float* w_hh                  # [G*H, H]
@@ -486,27 +448,28 @@ cdef void layer_forward_job(int tid, int nt, void* arg) noexcept nogil:
     cdef size_t PH = rk_packed_size(H, H)
     # the input projection of all T steps is one product, before the loop
     rk_split(T * B, tid, nt, &r0, &r1)
-    if L.nat:
+    if L.packed:
         pack_part(tid, nt, E, GH, L.w_ih, E, True, L.pack_ih)
         rk_barrier(nt)
-    mm_rows(L.nat, r0, r1, GH, E, L.x, E, False, L.w_ih, E, True, 0.0, L.gates, GH, L.pack_ih,
+    mm_rows(L.packed, r0, r1, GH, E, L.x, E, False, L.w_ih, E, True, 0.0, L.gates, GH, L.pack_ih,
             L.bias)
     # this thread's hidden units: panels u0 .. u1-1, columns j0 .. j1-1
     rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
     j0 = min(u0 * RK_NH, H)
     j1 = min(u1 * RK_NH, H)
-    if L.nat:
+    if L.packed:
         for g in range(G):  # W_hh packed once per window, used T times (as oneDNN does)
             rk_pack_b(H, H, L.w_hh + <size_t>g * H * H, H, True, L.pack_hh + g * PH, u0, u1)
     rk_barrier(nt)
     for t in range(T):
         # only the recurrent product stays in the loop: gates_t += h_{t-1} · W_hhᵀ
-        if L.nat:
+        if L.packed:
             for g in range(G):
                 rk_gemm512(B, H, H, L.hs + t * S, H, 1, L.pack_hh + g * PH, 1.0,
                            L.gates + t * GS + g * H, GH, u0, u1, NULL)
         else:
-            matmul_wt(B, GH, H, L.hs + t * S, L.w_hh, 1.0, L.gates + t * GS)
+            mm_rows(False, 0, B, GH, H, L.hs + t * S, H, False, L.w_hh, H, True, 1.0,
+                    L.gates + t * GS, GH, NULL)
         if L.kind == LSTM:
             if j1 > j0:
                 rk_lstm_fwd_cell(B, H, j0, j1, L.gates + t * GS, L.cs + t * S,
@@ -524,7 +487,7 @@ cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
     rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
     j0 = min(u0 * RK_NH, H)
     j1 = min(u1 * RK_NH, H)
-    if L.nat:
+    if L.packed:
         rk_pack_b(GH, H, L.w_hh, H, False, L.pack_hh, u0, u1)
     if L.dpeep != NULL and j1 > j0:
         for r in range(3):
@@ -540,7 +503,7 @@ cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
                             L.dgates + t * GS)
         rk_barrier(nt)
         # only the recurrent product stays in the loop: dL/dh_{t-1} = dgates_t · W_hh
-        if L.nat:
+        if L.packed:
             rk_gemm512(B, H, GH, L.dgates + t * GS, GH, 1, L.pack_hh, 0.0, L.dh_rec, H, u0, u1,
                        NULL)
         else:
@@ -548,18 +511,18 @@ cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
                      L.dh_rec, H)
     # the input and weight gradients of all T steps are one product each, after the loop
     rk_barrier(nt)
-    if L.nat:
+    if L.packed:
         pack_part(tid, nt, GH, E, L.w_ih, E, False, L.pack_ih)
         pack_part(tid, nt, T * B, E, L.x, E, False, L.pack_x)
         pack_part(tid, nt, T * B, H, L.hs, H, False, L.pack_h)
         rk_barrier(nt)
     rk_split(T * B, tid, nt, &r0, &r1)
-    mm_rows(L.nat, r0, r1, E, GH, L.dgates, GH, False, L.w_ih, E, False, 0.0, L.dx, E,
+    mm_rows(L.packed, r0, r1, E, GH, L.dgates, GH, False, L.w_ih, E, False, 0.0, L.dx, E,
             L.pack_ih)
     rk_split(GH, tid, nt, &r0, &r1)
-    mm_rows(L.nat, r0, r1, E, T * B, L.dgates, GH, True, L.x, E, False, 0.0, L.dw_ih, E,
+    mm_rows(L.packed, r0, r1, E, T * B, L.dgates, GH, True, L.x, E, False, 0.0, L.dw_ih, E,
             L.pack_x)
-    mm_rows(L.nat, r0, r1, H, T * B, L.dgates, GH, True, L.hs, H, False, 0.0, L.dw_hh, H,
+    mm_rows(L.packed, r0, r1, H, T * B, L.dgates, GH, True, L.hs, H, False, 0.0, L.dw_hh, H,
             L.pack_h)
     col_sums(T * B, GH, r0, r1, L.dgates, L.db)
 
@@ -567,7 +530,7 @@ cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
 cdef int layer_threads(Layer* L) noexcept nogil:
     # below about a million multiply-adds per step (the tanh RNN at H = 200: 0.8 M) a step's
     # share is a few microseconds, no more than the hand-off at the barrier: one thread
-    if not L.nat or <double>L.B * L.G * L.H * L.H < 1048576:
+    if not L.packed or <double>L.B * L.G * L.H * L.H < 1048576:
         return 1
     return nthreads
 
@@ -575,25 +538,16 @@ cdef int layer_threads(Layer* L) noexcept nogil:
 def _layer_forward(kind, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate):
     """Checks, buffers and the threaded forward job of an LSTM (kind "lstm") or RNN ("rnn")."""
     cdef int G = 4 if kind == "lstm" else 1
-    _f32("x", x, (None, None, None))
-    cdef int T = x.shape[0], B = x.shape[1], E = x.shape[2]
-    _f32("h0", h0, (B, None))
-    cdef int H = h0.shape[1]
-    if c0 is not None:
-        _f32("c0", c0, (B, H))
-    _f32("w_ih", w_ih, (G * H, E))
-    _f32("w_hh", w_hh, (G * H, H))
-    _f32("b_ih", b_ih, (G * H,))
-    _f32("b_hh", b_hh, (G * H,))
-    if w_peep is not None:
-        _f32("w_peep", w_peep, (3, H))
+    cdef int T, B, E, H
+    B, E, H = _check_cell(3, x, "h0", h0, "c0", c0, w_ih, w_hh, b_ih, b_hh, w_peep, G)
+    T = x.shape[0]
     if T == 0:
         raise ValueError("x must have at least one time step")
     cache = _reuse(cache, kind)
     cdef Layer L
     memset(&L, 0, sizeof(Layer))
     L.kind, L.T, L.B, L.E, L.H, L.G = (LSTM if G == 4 else RNN), T, B, E, H, G
-    L.nat, L.fg = native, bool(forget_gate)
+    L.packed, L.fg = use_packed, bool(forget_gate)
     hs = _buf(cache, "hs", (T + 1, B, H))              # h_0 .. h_T
     hs[0] = h0
     L.hs = fptr(hs)
@@ -631,7 +585,7 @@ def _layer_backward(kind, cache, dh, dhT, dcT):
     cdef Layer L
     memset(&L, 0, sizeof(Layer))
     L.kind, L.T, L.B, L.E, L.H, L.G = (LSTM if G == 4 else RNN), T, B, E, H, G
-    L.nat, L.fg = native, cache.forget_gate
+    L.packed, L.fg = use_packed, cache.forget_gate
     x, w_ih, w_hh, w_peep = cache.x, cache.w_ih, cache.w_hh, cache.w_peep
     L.x, L.w_ih, L.w_hh = fptr(x), fptr(w_ih), fptr(w_hh)
     L.peep = fptr(w_peep) if w_peep is not None else NULL
@@ -674,8 +628,6 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=Tru
     or None; all float32 and C-contiguous. h [T, B, H] is a view into the cache. `cache`, from
     an earlier call with the same shapes, is reused (no allocation; its arrays are overwritten).
     """
-    if c0 is None:
-        raise ValueError("c0 must be a numpy array, got NoneType")
     cache = _layer_forward("lstm", cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate)
     hs, cs = cache.hs, cache.cs
     T = x.shape[0]
@@ -713,7 +665,7 @@ def rnn_backward(dh, dhT, cache):
 # ---------------------------------------------------------------------------------------------
 # Single steps (generation, scoring): no allocation with workspaces
 # ---------------------------------------------------------------------------------------------
-# A step streams the weights once and is bound by memory bandwidth. On the native backend it
+# A step streams the weights once and is bound by memory bandwidth. On the packed backend it
 # runs on our gemv (one stream: W_ih and W_hh in one pass, biases added) or dot-product kernel
 # (a few streams), both reading the weights unpacked, split over threads by hidden units like
 # the windows (one barrier: every thread has read h before any writes it); else on BLAS.
@@ -722,7 +674,7 @@ def rnn_backward(dh, dhT, cache):
 # output is computed the same way in either order.
 ctypedef struct Step:
     int kind, B, E, H, G
-    bint nat, fg, flip
+    bint packed, fg, flip
     const float* x                     # [B, E]
     const float* w_ih                  # [G*H, E]
     const float* w_hh                  # [G*H, H]
@@ -742,13 +694,13 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
     rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
     j0 = min(u0 * RK_NH, H)
     j1 = min(u1 * RK_NH, H)
-    if S.nat:
+    if S.packed:
         for gi in range(S.G if j1 > j0 else 0):
             g = S.G - 1 - gi if S.flip else gi
             r = g * H + j0
             if B == 1:   # one stream: both weights streamed once, biases added, one pass
-                rk_gemv2_512(j1 - j0, E, S.w_ih + <size_t>r * E, S.x, H, S.w_hh + <size_t>r * H,
-                             S.h, S.b_ih + r, S.b_hh + r, S.gates + r)
+                rk_gemv512(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x, H, S.w_hh + <size_t>r * H,
+                           H, S.h, S.b_ih + r, S.b_hh + r, S.gates + r, 0)
             else:
                 rk_dot_gemm512(B, j1 - j0, E, S.x, E, S.w_ih + <size_t>r * E, E, S.gates + r,
                                GH, 0)
@@ -760,8 +712,8 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
                         gb[j] += S.b_ih[j] + S.b_hh[j]
     else:
         fill_rows(B, GH, S.gates, S.b_ih, S.b_hh)
-        matmul_wt(B, GH, E, S.x, S.w_ih, 1.0, S.gates)
-        matmul_wt(B, GH, H, S.h, S.w_hh, 1.0, S.gates)
+        mm_rows(False, 0, B, GH, E, S.x, E, False, S.w_ih, E, True, 1.0, S.gates, GH, NULL)
+        mm_rows(False, 0, B, GH, H, S.h, H, False, S.w_hh, H, True, 1.0, S.gates, GH, NULL)
     rk_barrier(nt)
     if j1 <= j0:
         return
@@ -778,7 +730,7 @@ cdef int step_threads(Step* S) noexcept nogil:
     # a hand-off to a waiting worker costs about a microsecond: threads for steps that stream
     # more than 512 KB of weights (an LSTM step with H = 200, one stream: 12 -> 7 us; H = 650:
     # 150 -> 75 us); below, one core streams them from its own cache faster
-    if not S.nat or <double>S.G * S.H * (S.E + S.H) * S.B < 131072:
+    if not S.packed or <double>S.G * S.H * (S.E + S.H) * S.B < 131072:
         return 1
     return nthreads
 
@@ -804,22 +756,51 @@ cdef inline Py_ssize_t dim_or(object a, int ndim, int i):
     return -1
 
 
-def _check_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, gates, int G, gates_name):
-    """The full checks of a step's inputs (with their error messages)."""
-    _f32("x", x, (None, None))
-    cdef int B = x.shape[0], E = x.shape[1]
-    _f32("h", h, (B, None))
+def _check_cell(int xdim, x, hname, h, cname, c, w_ih, w_hh, b_ih, b_hh, w_peep, int G):
+    """The full checks (with their messages) of the inputs of a window (x [T, B, E]) or a step
+    (x [B, E]) of a cell with G gates (LSTM 4, c required; RNN 1, c None): (B, E, H)."""
+    _f32("x", x, (None,) * xdim)
+    cdef int B = x.shape[xdim - 2], E = x.shape[xdim - 1]
+    _f32(hname, h, (B, None))
     cdef int H = h.shape[1]
-    if c is not None:
-        _f32("c", c, (B, H))
+    if G == 4:
+        _f32(cname, c, (B, H))
     _f32("w_ih", w_ih, (G * H, E))
     _f32("w_hh", w_hh, (G * H, H))
     _f32("b_ih", b_ih, (G * H,))
     _f32("b_hh", b_hh, (G * H,))
     if w_peep is not None:
         _f32("w_peep", w_peep, (3, H))
-    if gates is not None:
-        _f32(gates_name, gates, (B, G * H))
+    return B, E, H
+
+
+cdef object run_step(int kind, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bint fg, gates,
+                     gates_name):
+    """lstm_step and rnn_step: checks (fast, then the full ones when they fail), one step."""
+    cdef int G = 4 if kind == LSTM else 1
+    cdef Py_ssize_t B = dim_or(x, 2, 0), E = dim_or(x, 2, 1), H = dim_or(h, 2, 1)
+    if not (B >= 0 and H >= 0 and is_f32(x, B, E) and is_f32(h, B, H)
+            and (kind != LSTM or is_f32(c, B, H))
+            and is_f32(w_ih, G * H, E) and is_f32(w_hh, G * H, H) and is_f32(b_ih, G * H, -1)
+            and is_f32(b_hh, G * H, -1) and (w_peep is None or is_f32(w_peep, 3, H))
+            and (gates is None or is_f32(gates, B, G * H))):
+        B, E, H = _check_cell(2, x, "h", h, "c", c, w_ih, w_hh, b_ih, b_hh, w_peep, G)
+        if gates is not None:
+            _f32(gates_name, gates, (B, G * H))
+    if gates is None:
+        gates = np.empty((B, G * H), np.float32)
+    cdef Step S
+    memset(&S, 0, sizeof(Step))
+    S.kind, S.B, S.E, S.H, S.G = kind, B, E, H, G
+    S.packed, S.fg = use_packed, fg
+    global step_flip
+    step_flip = S.flip = not step_flip
+    S.x, S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
+    S.peep = fptr(w_peep) if w_peep is not None else NULL
+    S.gates, S.h = fptr(gates), fptr(h)
+    S.c = fptr(c) if kind == LSTM else NULL
+    with nogil:
+        rk_pool_run(step_threads(&S), step_job, &S)
 
 
 def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None):
@@ -827,24 +808,7 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, ga
 
     x [B, E]. gates, a [B, 4H] float32 workspace, makes the call allocation-free.
     """
-    cdef Py_ssize_t B = dim_or(x, 2, 0), E = dim_or(x, 2, 1), H = dim_or(h, 2, 1)
-    if not (B >= 0 and H >= 0 and is_f32(x, B, E) and is_f32(h, B, H) and is_f32(c, B, H)
-            and is_f32(w_ih, 4 * H, E) and is_f32(w_hh, 4 * H, H) and is_f32(b_ih, 4 * H, -1)
-            and is_f32(b_hh, 4 * H, -1) and (w_peep is None or is_f32(w_peep, 3, H))
-            and (gates is None or is_f32(gates, B, 4 * H))):
-        _check_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, gates, 4, "gates")
-    if gates is None:
-        gates = np.empty((B, 4 * H), np.float32)
-    cdef Step S
-    S.kind, S.B, S.E, S.H, S.G = LSTM, B, E, H, 4
-    S.nat, S.fg = native, bool(forget_gate)
-    global step_flip
-    step_flip = S.flip = not step_flip
-    S.x, S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
-    S.peep = fptr(w_peep) if w_peep is not None else NULL
-    S.gates, S.h, S.c = fptr(gates), fptr(h), fptr(c)
-    with nogil:
-        rk_pool_run(step_threads(&S), step_job, &S)
+    run_step(LSTM, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bool(forget_gate), gates, "gates")
     return h, c
 
 
@@ -853,23 +817,7 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
 
     x [B, E]; work, a [B, H] float32 workspace, makes the call allocation-free.
     """
-    cdef Py_ssize_t B = dim_or(x, 2, 0), E = dim_or(x, 2, 1), H = dim_or(h, 2, 1)
-    if not (B >= 0 and H >= 0 and is_f32(x, B, E) and is_f32(h, B, H)
-            and is_f32(w_ih, H, E) and is_f32(w_hh, H, H) and is_f32(b_ih, H, -1)
-            and is_f32(b_hh, H, -1) and (work is None or is_f32(work, B, H))):
-        _check_step(x, h, None, w_ih, w_hh, b_ih, b_hh, None, work, 1, "work")
-    if work is None:
-        work = np.empty((B, H), np.float32)
-    cdef Step S
-    memset(&S, 0, sizeof(Step))
-    S.kind, S.B, S.E, S.H, S.G = RNN, B, E, H, 1
-    S.nat = native
-    global step_flip
-    step_flip = S.flip = not step_flip
-    S.x, S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
-    S.gates, S.h = fptr(work), fptr(h)
-    with nogil:
-        rk_pool_run(step_threads(&S), step_job, &S)
+    run_step(RNN, x, h, None, w_ih, w_hh, b_ih, b_hh, None, True, work, "work")
     return h
 
 
@@ -878,7 +826,7 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
 # ---------------------------------------------------------------------------------------------
 ctypedef struct Softmax:
     int N, H, V
-    bint nat, log_probs                # log_probs: write log-probabilities (log_softmax)
+    bint packed, log_probs                # log_probs: write log-probabilities (log_softmax)
     const float* h                     # [N, H]
     const float* w                     # [V, H]
     const float* b                     # [V]
@@ -900,20 +848,20 @@ cdef void softmax_forward_job(int tid, int nt, void* arg) noexcept nogil:
     cdef float m, zt
     cdef double s
     cdef float* zr
-    if S.nat:
+    if S.packed:
         pack_part(tid, nt, H, V, S.w, H, True, S.pack_w)
         rk_barrier(nt)
     rk_split(N, tid, nt, &r0, &r1)
-    mm_rows(S.nat, r0, r1, V, H, S.h, H, False, S.w, H, True, 0.0, S.z, V, S.pack_w, S.b)
+    mm_rows(S.packed, r0, r1, V, H, S.h, H, False, S.w, H, True, 0.0, S.z, V, S.pack_w, S.b)
     for n in range(r0, r1):
         zr = S.z + <size_t>n * V
         m = rk_row_max(V, zr)                          # row-wise max: no overflow in exp
         if S.log_probs:
-            s = rk_sum_exp_shift(V, zr, m)
+            s = rk_exp_sum(V, zr, m, False)
             rk_add_scalar(V, zr, <float>(-m - log(s)))
         else:
             zt = zr[S.targets[n]] - m
-            s = rk_exp_shift_sum(V, zr, m)             # one pass: exp and its sum
+            s = rk_exp_sum(V, zr, m, True)             # one pass: exp and its sum
             S.inv[n] = <float>(1.0 / s)
             S.row_loss[n] = log(s) - zt
 
@@ -927,13 +875,13 @@ cdef void softmax_backward_job(int tid, int nt, void* arg) noexcept nogil:
         # d loss / d logits = softmax - onehot, in place
         rk_scale(V, S.z + <size_t>n * V, S.inv[n] * d)
         S.z[<size_t>n * V + S.targets[n]] -= d
-    if S.nat:
+    if S.packed:
         pack_part(tid, nt, V, H, S.w, H, False, S.pack_w)
         pack_part(tid, nt, N, H, S.h, H, False, S.pack_h)
     rk_barrier(nt)
-    mm_rows(S.nat, r0, r1, H, V, S.z, V, False, S.w, H, False, 0.0, S.dh, H, S.pack_w)
+    mm_rows(S.packed, r0, r1, H, V, S.z, V, False, S.w, H, False, 0.0, S.dh, H, S.pack_w)
     rk_split(V, tid, nt, &r0, &r1)
-    mm_rows(S.nat, r0, r1, H, N, S.z, V, True, S.h, H, False, 0.0, S.dw, H, S.pack_h)
+    mm_rows(S.packed, r0, r1, H, N, S.z, V, True, S.h, H, False, 0.0, S.dw, H, S.pack_h)
     col_sums(N, V, r0, r1, S.z, S.db)
 
 
@@ -959,7 +907,7 @@ def softmax_xent_forward(h, w, b, targets, cache=None):
     cache = _reuse(cache, "softmax_xent")
     cdef Softmax S
     memset(&S, 0, sizeof(Softmax))
-    S.N, S.H, S.V, S.nat, S.log_probs = N, H, V, native, False
+    S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, use_packed, False
     S.h, S.w, S.b = fptr(h), fptr(w), fptr(b)
     S.targets = <const int64_t*>cnp.PyArray_DATA(tg)
     S.z = fptr(_buf(cache, "z", (N, V)))                 # logits, then exp(z - max)
@@ -968,7 +916,7 @@ def softmax_xent_forward(h, w, b, targets, cache=None):
     S.row_loss = <double*>cnp.PyArray_DATA(row_loss)
     S.pack_w = fptr(_packbuf(cache, "pack_w", max(pack_size(H, V), pack_size(V, H))))
     with nogil:
-        rk_pool_run(threads_for(S.nat), softmax_forward_job, &S)
+        rk_pool_run(threads_for(S.packed), softmax_forward_job, &S)
     cache.h, cache.w, cache.targets, cache.consumed = h, w, tg, False
     return float(row_loss.sum()), cache                 # summed in a fixed order
 
@@ -985,7 +933,7 @@ def softmax_xent_backward(dloss, cache):
     cdef int N = z.shape[0], V = z.shape[1], H = cache.h.shape[1]
     cdef Softmax S
     memset(&S, 0, sizeof(Softmax))
-    S.N, S.H, S.V, S.nat, S.dloss = N, H, V, native, dloss
+    S.N, S.H, S.V, S.packed, S.dloss = N, H, V, use_packed, dloss
     S.h, S.w, S.z, S.inv = fptr(cache.h), fptr(cache.w), fptr(z), fptr(cache.inv)
     S.targets = <const int64_t*>cnp.PyArray_DATA(cache.targets)
     dh = _buf(cache, "dh", (N, H))
@@ -995,7 +943,7 @@ def softmax_xent_backward(dloss, cache):
     S.pack_w = fptr(_packbuf(cache, "pack_w", max(pack_size(H, V), pack_size(V, H))))
     S.pack_h = fptr(_packbuf(cache, "pack_h", pack_size(N, H)))
     with nogil:
-        rk_pool_run(threads_for(S.nat), softmax_backward_job, &S)
+        rk_pool_run(threads_for(S.packed), softmax_backward_job, &S)
     return dh, dw, db
 
 
@@ -1014,76 +962,12 @@ def log_softmax(h, w, b, out=None):
     cdef Softmax S
     memset(&S, 0, sizeof(Softmax))
     # packing w costs about one pass over it: worth it from a few rows on
-    S.N, S.H, S.V, S.nat, S.log_probs = N, H, V, native and N >= 8, True
+    S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, use_packed and N >= 8, True
     S.h, S.w, S.b, S.z = fptr(h), fptr(w), fptr(b), fptr(out)
-    pack = np.empty(rk_packed_size(H, V), np.float32) if S.nat else None
-    S.pack_w = fptr(pack) if S.nat else NULL
+    pack = np.empty(rk_packed_size(H, V), np.float32) if S.packed else None
+    S.pack_w = fptr(pack) if S.packed else NULL
     with nogil:
-        rk_pool_run(threads_for(S.nat), softmax_forward_job, &S)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Sampling
-# ---------------------------------------------------------------------------------------------
-cdef enum:
-    SAMPLE_CHUNK = 256
-
-
-cdef int64_t sample_row(int V, const float* lp, double u, double* chunk_sums) noexcept nogil:
-    """The smallest id i with sum_{j<=i} exp(lp_j) > u · sum_j exp(lp_j) (inverse CDF).
-
-    One vectorised pass sums exp over chunks of 256 ids; only the chunk where the cumulative sum
-    crosses the threshold is walked id by id.
-    """
-    cdef int nchunks = cdiv(V, SAMPLE_CHUNK), ch, v, v0, v1
-    cdef double total = 0.0, target, acc
-    for ch in range(nchunks):
-        v0 = ch * SAMPLE_CHUNK
-        v1 = min(V, v0 + SAMPLE_CHUNK)
-        chunk_sums[ch] = rk_sum_exp_shift(v1 - v0, lp + v0, 0.0)
-        total += chunk_sums[ch]
-    target = u * total
-    acc = 0.0
-    for ch in range(nchunks):
-        if acc + chunk_sums[ch] > target or ch == nchunks - 1:
-            v0 = ch * SAMPLE_CHUNK
-            v1 = min(V, v0 + SAMPLE_CHUNK)
-            for v in range(v0, v1):
-                acc += exp(lp[v])
-                if acc > target:
-                    return v
-            return v1 - 1      # rounding left the threshold past the last id
-        acc += chunk_sums[ch]
-    return V - 1
-
-
-def sample(log_probs, uniforms):
-    """One id per row of log_probs [N, V] (natural log, e.g. from log_softmax; need not be
-    normalised) by inverting the cumulative distribution at uniforms [N] (floats in [0, 1)).
-
-    Returns int64 ids [N]. The same uniforms give the same ids: seed the generator for
-    reproducible samples.
-    """
-    _f32("log_probs", log_probs, (None, None))
-    cdef int N = log_probs.shape[0], V = log_probs.shape[1]
-    if V == 0:
-        raise ValueError("log_probs must have at least one column")
-    u = np.ascontiguousarray(uniforms, dtype=np.float64)
-    if u.shape != (N,):
-        raise ValueError(f"uniforms must have shape [{N}], got {list(np.shape(uniforms))}")
-    if N and (u.min() < 0.0 or u.max() >= 1.0):
-        raise ValueError("uniforms must be in [0, 1)")
-    out = np.empty(N, np.int64)
-    sums = np.empty(cdiv(V, SAMPLE_CHUNK), np.float64)
-    cdef const float* lp = fptr(log_probs)
-    cdef const double* up = <const double*>cnp.PyArray_DATA(u)
-    cdef int64_t* op = <int64_t*>cnp.PyArray_DATA(out)
-    cdef double* sp = <double*>cnp.PyArray_DATA(sums)
-    cdef int n
-    with nogil:
-        for n in range(N):
-            op[n] = sample_row(V, lp + <size_t>n * V, up[n], sp)
+        rk_pool_run(threads_for(S.packed), softmax_forward_job, &S)
     return out
 
 

@@ -21,7 +21,6 @@ static size_t rk_packed_size(int K, int N) { return (size_t)((N + RK_NR - 1) / R
 #define RK_NH 16
 #ifdef RK_X86
 #include <immintrin.h>
-#define RK_HAVE_AVX512_KERNEL 1
 /* a 16 x 16 block transposed in registers: r[i] holds row i on entry, column i on exit */
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline))
 void rk_transpose16(__m512* r) {
@@ -175,11 +174,10 @@ static void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t c
         }
     }
 }
-/* y[N] = W[N, K] · x[K] (+ y when accumulate), W row-major with row stride ldw: the single
-   step's product for one stream, streaming W once, unpacked. R = 4 rows at a time (1 for
-   the last rows), each with two accumulators (chunks of 16 alternate between them), then one
-   horizontal sum: every row is computed by the same sequence of operations wherever it
-   falls, so splitting the rows between threads changes no result. */
+/* gemv: W row-major, unpacked, streamed once. R = 4 rows at a time (1 for the last rows),
+   each with two accumulators (chunks of 16 alternate between them), then one horizontal sum:
+   every row is computed by the same sequence of operations wherever it falls, so splitting
+   the rows between threads changes no result. */
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline))
 void rk_gemv_acc(const int R, int K, const float* w, int ldw, const float* x, __m512* a,
                  __m512* b) {
@@ -208,52 +206,38 @@ void rk_gemv_acc(const int R, int K, const float* w, int ldw, const float* x, __
             b[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + (size_t)r * ldw + k), xa, b[r]);
     }
 }
+/* rows r < R of y = W1 · x1 + W2 · x2 (K2 = 0: no second term), then + (b1 + b2) when b1
+   (both biases given), else + y when accumulate, else stored */
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline))
-void rk_gemv_rows(const int R, int K, const float* w, int ldw, const float* x, float* y,
-                  int accumulate) {
+void rk_gemv_rows(const int R, int K1, const float* w1, int ldw1, const float* x1, int K2,
+                  const float* w2, int ldw2, const float* x2, const float* b1, const float* b2,
+                  float* y, int accumulate) {
     __m512 a[4], b[4];
     #pragma GCC unroll 4
     for (int r = 0; r < R; r++) { a[r] = _mm512_setzero_ps(); b[r] = _mm512_setzero_ps(); }
-    rk_gemv_acc(R, K, w, ldw, x, a, b);
+    rk_gemv_acc(R, K1, w1, ldw1, x1, a, b);
+    if (K2 > 0) rk_gemv_acc(R, K2, w2, ldw2, x2, a, b);
     #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         float v = _mm512_reduce_add_ps(_mm512_add_ps(a[r], b[r]));
-        y[r] = accumulate ? y[r] + v : v;
+        y[r] = b1 ? v + (b1[r] + b2[r]) : accumulate ? y[r] + v : v;
     }
 }
+/* y[N] = W1[N, K1] · x1[K1] + W2[N, K2] · x2[K2] + (b1 + b2) [N], weights row-major with row
+   strides ldw1, ldw2. K2 = 0 drops the second product; b1 = b2 = NULL drops the biases, and
+   then accumulate adds y. The single step for one stream: y = W · x (+ y), or a recurrent
+   step's pre-activations in one pass over both weights (one horizontal sum per row, not two). */
 __attribute__((target("avx512f")))
-static void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
-                       int accumulate) {
-    int n = 0;
-    for (; n + 4 <= N; n += 4) rk_gemv_rows(4, K, w + (size_t)n * ldw, ldw, x, y + n, accumulate);
-    for (; n < N; n++) rk_gemv_rows(1, K, w + (size_t)n * ldw, ldw, x, y + n, accumulate);
-}
-/* y[N] = W1[N, K1] · x1 + W2[N, K2] · x2 + (b1 + b2): a recurrent step's pre-activations
-   for one stream in one pass over both weights (one horizontal sum per row, not two) */
-__attribute__((target("avx512f"))) static inline __attribute__((always_inline))
-void rk_gemv2_rows(const int R, int K1, const float* w1, const float* x1, int K2,
-                   const float* w2, const float* x2, const float* b1, const float* b2,
-                   float* y) {
-    __m512 a[4], b[4];
-    #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) { a[r] = _mm512_setzero_ps(); b[r] = _mm512_setzero_ps(); }
-    rk_gemv_acc(R, K1, w1, K1, x1, a, b);
-    rk_gemv_acc(R, K2, w2, K2, x2, a, b);
-    #pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r], b[r])) + (b1[r] + b2[r]);
-}
-__attribute__((target("avx512f")))
-static void rk_gemv2_512(int N, int K1, const float* w1, const float* x1, int K2,
-                         const float* w2, const float* x2, const float* b1,
-                         const float* b2, float* y) {
+static void rk_gemv512(int N, int K1, const float* w1, int ldw1, const float* x1, int K2,
+                       const float* w2, int ldw2, const float* x2, const float* b1,
+                       const float* b2, float* y, int accumulate) {
     int n = 0;
     for (; n + 4 <= N; n += 4)
-        rk_gemv2_rows(4, K1, w1 + (size_t)n * K1, x1, K2, w2 + (size_t)n * K2, x2, b1 + n,
-                      b2 + n, y + n);
+        rk_gemv_rows(4, K1, w1 + (size_t)n * ldw1, ldw1, x1, K2, w2 + (size_t)n * ldw2, ldw2, x2,
+                     b1 ? b1 + n : NULL, b2 ? b2 + n : NULL, y + n, accumulate);
     for (; n < N; n++)
-        rk_gemv2_rows(1, K1, w1 + (size_t)n * K1, x1, K2, w2 + (size_t)n * K2, x2, b1 + n,
-                      b2 + n, y + n);
+        rk_gemv_rows(1, K1, w1 + (size_t)n * ldw1, ldw1, x1, K2, w2 + (size_t)n * ldw2, ldw2, x2,
+                     b1 ? b1 + n : NULL, b2 ? b2 + n : NULL, y + n, accumulate);
 }
 /* Y[B, N] = X[B, K] · W[N, K]ᵀ (+ Y when accumulate), all row-major, W unpacked: the
    single step's product for a few streams, where packing W would cost more than the
@@ -324,19 +308,12 @@ static void rk_dot_gemm512(int B, int N, int K, const float* x, int ldx, const f
     }
 }
 #else
-#define RK_HAVE_AVX512_KERNEL 0
-static void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int q0,
-                      int q1) {}
-static void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa,
-                       const float* pb, float beta, float* c, int ldc, int q0, int q1,
-                       const float* bias) {}
-static void rk_gemv512(int N, int K, const float* w, int ldw, const float* x, float* y,
-                       int accumulate) {}
-static void rk_gemv2_512(int N, int K1, const float* w1, const float* x1, int K2,
-                         const float* w2, const float* x2, const float* b1,
-                         const float* b2, float* y) {}
-static void rk_dot_gemm512(int B, int N, int K, const float* x, int ldx, const float* w,
-                           int ldw, float* y, int ldy, int accumulate) {}
+/* no AVX-512 kernel on this platform: rk_cpu_has_avx512() is 0, so the module never calls
+   these; they exist only so that it compiles */
+#define rk_pack_b(...) ((void)0)
+#define rk_gemm512(...) ((void)0)
+#define rk_gemv512(...) ((void)0)
+#define rk_dot_gemm512(...) ((void)0)
 #endif
 
 #endif /* RK_GEMM_H */

@@ -7,20 +7,33 @@
 #include <string.h>
 #include "rk_cpu.h"
 
-/* exp: Cephes' expf (range reduction by ln 2, degree-6 polynomial), rel. error < 1e-7. */
+/* exp: Cephes' expf (range reduction by ln 2, degree-6 polynomial), rel. error < 1e-7.
+   The constants, shared by the scalar rk_exp and the 16-lane rk_exp512: */
+#define RK_EXP_LO (-87.3f)
+#define RK_EXP_HI 88.3f
+#define RK_LOG2E 1.44269504088896341f
+#define RK_ROUND 12582912.0f       /* 1.5 * 2^23: x + it - it rounds x to an integer */
+#define RK_LN2_HI 0.693359375f     /* ln 2 = RK_LN2_HI - RK_LN2_LO, the first exact in float */
+#define RK_LN2_LO 2.12194440e-4f
+#define RK_EXP_P0 1.9875691500e-4f
+#define RK_EXP_P1 1.3981999507e-3f
+#define RK_EXP_P2 8.3334519073e-3f
+#define RK_EXP_P3 4.1665795894e-2f
+#define RK_EXP_P4 1.6666665459e-1f
+#define RK_EXP_P5 5.0000001201e-1f
 RK_INLINE float rk_exp(float x) {
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.3f ? 88.3f : x;
+    x = x < RK_EXP_LO ? RK_EXP_LO : x;
+    x = x > RK_EXP_HI ? RK_EXP_HI : x;
     /* n = round(x / ln 2) by the 1.5 * 2^23 trick: branch-free, so the loop vectorises */
-    float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float fn = (x * RK_LOG2E + RK_ROUND) - RK_ROUND;
     int n = (int)fn;
-    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
+    float r = x - fn * RK_LN2_HI + fn * RK_LN2_LO;
+    float y = RK_EXP_P0;
+    y = y * r + RK_EXP_P1;
+    y = y * r + RK_EXP_P2;
+    y = y * r + RK_EXP_P3;
+    y = y * r + RK_EXP_P4;
+    y = y * r + RK_EXP_P5;
     y = y * r * r + r + 1.0f;
     int32_t bits = (int32_t)(n + 127) << 23;           /* 2^n */
     float p;
@@ -55,17 +68,17 @@ RK_INLINE float rk_tanh(float x) {
 /* rk_exp on 16 lanes, the same steps */
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline))
 __m512 rk_exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    __m512 big = _mm512_set1_ps(12582912.0f);
-    __m512 fn = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), big), big);
-    __m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(fn, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(RK_EXP_LO)), _mm512_set1_ps(RK_EXP_HI));
+    __m512 big = _mm512_set1_ps(RK_ROUND);
+    __m512 fn = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(RK_LOG2E), big), big);
+    __m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(RK_LN2_HI), x);
+    r = _mm512_fmadd_ps(fn, _mm512_set1_ps(RK_LN2_LO), r);
+    __m512 y = _mm512_set1_ps(RK_EXP_P0);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(RK_EXP_P1));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(RK_EXP_P2));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(RK_EXP_P3));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(RK_EXP_P4));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(RK_EXP_P5));
     y = _mm512_add_ps(_mm512_fmadd_ps(y, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
     __m512i n = _mm512_cvtps_epi32(fn);
     __m512 p = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23));

@@ -58,35 +58,33 @@ static float rk_row_max(int V, const float* z) {
     for (int v = 1; v < V; v++) m = z[v] > m ? z[v] : m;
     return m;
 }
-/* z <- exp(z - m); returns the sum (accumulated in 8 float lanes, then in double) */
-RK_CLONES
-static double rk_exp_shift_sum(int V, float* z, float m) {
-    #ifdef RK_X86
-    if (rk_use512()) return rk_exp_sum512(V, z, m, 1);
-    #endif
+/* The sum of exp(z[v] - m) over a row z [V], accumulated in 8 float lanes, then in double;
+   z overwritten with the exps when store (the softmax), left as it is otherwise (log-softmax).
+   The flag is a constant in each copy of the loop, so both stay vectorised. */
+RK_INLINE double rk_exp_sum_lanes(int V, float* z, float m, const int store) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int v = 0;
     for (; v + 8 <= V; v += 8)
-        for (int k = 0; k < 8; k++) { float e = rk_exp(z[v + k] - m); z[v + k] = e; acc[k] += e; }
+        for (int k = 0; k < 8; k++) {
+            float e = rk_exp(z[v + k] - m);
+            if (store) z[v + k] = e;
+            acc[k] += e;
+        }
     double s = 0.0;
-    for (; v < V; v++) { float e = rk_exp(z[v] - m); z[v] = e; s += e; }
+    for (; v < V; v++) {
+        float e = rk_exp(z[v] - m);
+        if (store) z[v] = e;
+        s += e;
+    }
     for (int k = 0; k < 8; k++) s += acc[k];
     return s;
 }
-/* out = z - m - log(sum exp(z - m)) without writing z */
 RK_CLONES
-static double rk_sum_exp_shift(int V, const float* z, float m) {
+static double rk_exp_sum(int V, float* z, float m, int store) {
     #ifdef RK_X86
-    if (rk_use512()) return rk_exp_sum512(V, (float*)z, m, 0);
+    if (rk_use512()) return rk_exp_sum512(V, z, m, store);
     #endif
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int v = 0;
-    for (; v + 8 <= V; v += 8)
-        for (int k = 0; k < 8; k++) acc[k] += rk_exp(z[v + k] - m);
-    double s = 0.0;
-    for (; v < V; v++) s += rk_exp(z[v] - m);
-    for (int k = 0; k < 8; k++) s += acc[k];
-    return s;
+    return store ? rk_exp_sum_lanes(V, z, m, 1) : rk_exp_sum_lanes(V, z, m, 0);
 }
 RK_CLONES
 static void rk_add_scalar(int n, float* z, float s) {
