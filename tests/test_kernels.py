@@ -570,6 +570,10 @@ def test_bad_step_inputs_raise_clear_errors():
         K.lstm_step(x, h, c, w[0][:, :3].copy(), *w[1:])
     with pytest.raises(ValueError, match="x must be a numpy array"):
         K.lstm_step([[0.0] * 4] * 2, h, c, *w)
+    with pytest.raises(ValueError, match="c must be a numpy array, got NoneType"):
+        K.lstm_step(x, h, None, *w)
+    with pytest.raises(ValueError, match=r"x must have shape \[\*, \*, \*\]"):
+        K.lstm_forward(x, h, c, *w)  # a window's x is [T, B, E]
     rw = [a[:5].copy() for a in w]
     with pytest.raises(ValueError, match=r"work must have shape \[2, 5\]"):
         K.rnn_step(x, h, *rw, work=np.empty((2, 6), np.float32))

@@ -8,9 +8,11 @@ All buffers are float32 and row-major (C order), inputs time-major, weights in P
 
 Structure (as in gensim's word2vec_inner): each `def` checks and unpacks its inputs and raises
 ValueError, then calls, inside `with nogil:`, `cdef ... noexcept nogil` code on raw pointers.
-The element-wise passes (gate nonlinearities, cell update, softmax) are C functions below, compiled
-once per instruction set (AVX-512, AVX2+FMA, baseline x86-64) and chosen at load time, so the wheel
-stays portable. Matrix products go through BLAS.
+The C is in csrc/*.h, one header per concept (docs/kernels.md): the element-wise passes (gate
+nonlinearities, cell update, softmax) are compiled once per instruction set (AVX-512, AVX2+FMA,
+baseline x86-64) and chosen at load time, so the wheel stays portable; matrix products run on
+the packed AVX-512 GEMM where the CPU has it, else on BLAS (the table at the top of rk_gemm.h
+says which entry point serves which case).
 """
 import numpy as np
 

@@ -1,4 +1,28 @@
-/* rnnkit kernels: the packed AVX-512 GEMM, gemv and dot-gemm. */
+/* rnnkit kernels: the packed AVX-512 GEMM, gemv and dot-gemm.
+
+   Which product entry point to use (the same table is in docs/kernels.md):
+
+   entry point      where        computes                                 use it for
+   sgemm            .pyx def     C = a op(A) op(B) + b C on BLAS          tests of the BLAS helper
+   sgemm_rm         .pyx cdef    the same, row-major over column-major    BLAS backend, M > 1 rows
+   sgemv_rm         .pyx cdef    y = a op(A) x + b y on BLAS              BLAS backend, one row
+   matmul           .pyx def     C = op(A) op(B) + b C, current backend,  tests, bench_gemm.py
+                                 threaded like the layers
+   mm_rows          .pyx cdef    rows m0..m1-1 of op(A) op(B) + bias +    every product of a window
+                                 b C: packed kernel (op(B) packed          and of the output layer
+                                 before) or BLAS/gemv                      (input projection, the
+                                                                           backward products, logits)
+   rk_gemm512       this file    columns 16 q0..16 q1-1 of A B + bias +   the recurrent product in
+                                 b C, B packed by rk_pack_b                the time loop: W_hh packed
+                                                                           once per window, threads
+                                                                           split the columns
+   rk_gemv512       this file    y = W1 x1 (+ W2 x2) + (b1 + b2) or + y,  a single step with one
+                                 W unpacked                                stream (B = 1)
+   rk_dot_gemm512   this file    Y = X Wᵀ (+ Y), W unpacked                a single step with a few
+                                                                           streams (B > 1)
+
+   The last three need AVX-512 (the module checks rk_cpu_has_avx512 once); every result is
+   computed by the same instructions in the same order whatever the thread split. */
 #ifndef RK_GEMM_H
 #define RK_GEMM_H
 
