@@ -4,6 +4,7 @@ Environment switches:
   RNNKIT_NATIVE=1  compile with -march=native (local builds only: the result is not portable)
   RNNKIT_DEBUG=1   turn Cython's bounds, wraparound and initialisation checks back on
 """
+import glob
 import os
 
 import numpy
@@ -20,7 +21,9 @@ extensions = [
     Extension(
         "rnnkit.nn._kernels",
         ["src/rnnkit/nn/_kernels.pyx"],
-        include_dirs=[numpy.get_include()],
+        # the C kernels: headers in src/rnnkit/nn/csrc, included as "csrc/rk_*.h"
+        include_dirs=[numpy.get_include(), "src/rnnkit/nn"],
+        depends=sorted(glob.glob("src/rnnkit/nn/csrc/*.h")),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # BLAS comes from scipy (cython_blas), so nothing to link; -pthread for the kernels'
         # own thread pool. Vector code is chosen at run time (target_clones), not by -march.

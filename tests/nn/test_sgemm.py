@@ -59,7 +59,7 @@ def test_missing_extension_says_how_to_build_it(monkeypatch):
         rnnkit.nn.backend.kernels()
 
 
-BACKENDS = ["blas"] + (["native"] if K.gemm_backend() == "native" else [])
+BACKENDS = ["blas"] + (["packed"] if K.gemm_backend() == "packed" else [])
 
 
 @pytest.fixture(params=BACKENDS)
@@ -93,5 +93,5 @@ def test_layer_product_matches_numpy_on_every_backend(backend, trans_a, trans_b,
 
 
 def test_backend_names_are_checked():
-    with pytest.raises(ValueError, match="backend must be 'native' or 'blas'"):
+    with pytest.raises(ValueError, match="backend must be 'packed' or 'blas'"):
         K.gemm_backend("mkl")

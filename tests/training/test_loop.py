@@ -162,3 +162,17 @@ def test_loop_imports_nothing_of_a_model_or_its_data():
     assert sorted(ours) == ["checkpoint", "errors", "nn.backend", "nn.optim"]
     assert not [a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for a in node.names if a.name.startswith("rnnkit")]
+
+
+def test_thread_limit_holds_blas_to_one_thread_under_the_packed_kernels():
+    """The kernels' own pool threads the layers; BLAS's spinning threads would take its cores."""
+    from threadpoolctl import threadpool_info
+
+    from rnnkit.nn.backend import kernels
+    from rnnkit.training.loop import thread_limit
+
+    K = kernels()
+    with thread_limit(2):
+        assert K.get_num_threads() == 2
+        blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and set(blas) == ({1} if K.gemm_backend() == "packed" else {2})

@@ -24,7 +24,7 @@ __all__ = [
     "lstm_forward", "lstm_backward", "lstm_step",
     "rnn_forward", "rnn_backward", "rnn_step",
     "softmax_xent_forward", "softmax_xent_backward", "log_softmax",
-    "embedding_forward", "embedding_backward", "sample",
+    "embedding_forward", "embedding_backward",
 ]
 
 
@@ -259,15 +259,3 @@ def embedding_backward(dx, ids, V):
     np.add.at(dw, ids.reshape(-1), dx.reshape(-1, dx.shape[-1]))
     return dw
 
-
-# --------------------------------------------------------------------------------------------
-# sampling
-# --------------------------------------------------------------------------------------------
-def sample(log_probs, uniforms):
-    """One id per row of log_probs [N, V] by inverting the cumulative distribution at
-    uniforms [N] in [0, 1): the smallest i with sum_{j<=i} p_j > u · sum_j p_j."""
-    p = np.exp(np.asarray(log_probs, np.float64))
-    cdf = np.cumsum(p, axis=1)
-    u = np.asarray(uniforms, np.float64)
-    ids = [np.searchsorted(c, ui * c[-1], side="right") for c, ui in zip(cdf, u)]
-    return np.minimum(np.array(ids, np.int64), p.shape[1] - 1)

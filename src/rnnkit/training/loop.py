@@ -220,14 +220,14 @@ class Task(ABC):
 def thread_limit(threads: int | None):
     """Threads of the kernels and of BLAS for the block: results are deterministic per count.
 
-    With the native backend the kernels' own pool does the threading, and BLAS is held to one
+    With the packed backend the kernels' own pool does the threading, and BLAS is held to one
     thread: OpenBLAS's threads spin after each call and took the cores from the pool's (PTB
     small config, 2 threads: 6,500 tokens/s with both pools at 2 threads, 14,200 with BLAS at 1).
     """
     K = kernels()
     old = K.get_num_threads()
     n = old if threads is None else threads
-    blas = 1 if K.gemm_backend() == "native" else n
+    blas = 1 if K.gemm_backend() == "packed" else n
     try:
         K.set_num_threads(n)
         with threadpool_limits(limits=blas):
