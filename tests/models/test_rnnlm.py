@@ -6,7 +6,6 @@ import json
 import math
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -35,28 +34,6 @@ def cli(capsys, *args):
     code = main([str(a) for a in args])
     o = capsys.readouterr()
     return code, o.out, o.err
-
-
-def reference_backend():
-    """The numpy reference with the `out=` arguments the kernels have."""
-    def embedding_backward(dx, ids, V, out=None):
-        r = ref.embedding_backward(dx, ids, V)
-        if out is None:
-            return r
-        out[...] = r
-        return out
-
-    def log_softmax(h, w, b, out=None):
-        r = ref.log_softmax(h, w, b)
-        if out is None:
-            return r
-        out[...] = r
-        return out
-
-    ns = types.SimpleNamespace(**{n: getattr(ref, n) for n in ref.__all__})
-    ns.embedding_backward = embedding_backward
-    ns.log_softmax = log_softmax
-    return ns
 
 
 def make_model(model_type="lstm", tie=False, dropout=0.0, E=4, H=4, L=2, dtype=np.float32,
@@ -105,7 +82,7 @@ def test_tied_weights_share_one_tensor():
 def test_whole_model_gradient_matches_finite_differences(model_type, tie, dropout):
     """Embedding -> 2 layers -> dropout -> decoder, float64 reference kernels, every parameter."""
     m = make_model(model_type, tie, dropout, E=4, H=4, dtype=np.float64,
-                   backend=reference_backend())
+                   backend=ref)
     rng = np.random.default_rng(1)
     x, y = window(rng)
     h0 = rng.standard_normal((2, 2, 4)) * 0.5
@@ -139,7 +116,7 @@ def test_whole_model_gradient_matches_finite_differences(model_type, tie, dropou
 def test_kernels_give_the_reference_loss_gradients_and_state(model_type, tie, dropout):
     mk = make_model(model_type, tie, dropout, E=6, H=5 if not tie else 6, seed=3)
     mr = make_model(model_type, tie, dropout, E=6, H=5 if not tie else 6, seed=3,
-                    backend=reference_backend())
+                    backend=ref)
     rng = np.random.default_rng(2)
     x, y = window(rng, T=7, B=3)
     outs = []
@@ -499,7 +476,7 @@ def test_diagnose_gradient_matches_finite_differences():
     """dL_t/dh_{t-k} of the diagnosis against a float64 finite difference through the reference."""
     from rnnkit.report.diagnose import gradient_by_distance
 
-    m = make_model("lstm", E=4, H=4, L=1, dtype=np.float64, backend=reference_backend(), scale=1.0)
+    m = make_model("lstm", E=4, H=4, L=1, dtype=np.float64, backend=ref, scale=1.0)
     ids = np.random.default_rng(3).integers(3, len(VOCAB), 60).astype(np.uint32)
     res = gradient_by_distance(m, ids, max_distance=3, streams=1, positions=1, warmup=2)
     t = res["positions"][0]

@@ -431,6 +431,9 @@ def test_rnn_matches_torch():
 
 
 def test_thread_count_changes_no_result():
+    if K.gemm_backend() != "packed":
+        pytest.skip("the kernels thread only their packed products; on this CPU every thread "
+                    "count runs one thread, so the comparison would be of a run with itself")
     # every number is computed by the same instructions whatever the split: bitwise equal
     rng = np.random.default_rng(24)
     # big enough for threads (B·H² >= 2^20 for the RNN), H = 200 = 12.5 half panels: uneven shares

@@ -214,14 +214,14 @@ def _check_ids(ids, V, name):
     return ids.astype(np.int64)
 
 
-def log_softmax(h, w, b):
+def log_softmax(h, w, b, out=None):
     """Natural-log probabilities [N, V] of the decoder: log softmax(h w^T + b) per row.
 
-    h [N, H], w [V, H] (decoder.weight), b [V].
+    h [N, H], w [V, H] (decoder.weight), b [V]; written into `out` [N, V] when given.
     """
     z = h @ w.T + b                             # [N, V] logits
     z = z - z.max(axis=1, keepdims=True)        # row-wise max: no overflow in exp
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return _into(out, z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
 
 
 def softmax_xent_forward(h, w, b, targets, cache=None):
@@ -247,15 +247,24 @@ def softmax_xent_backward(dloss, cache):
 # --------------------------------------------------------------------------------------------
 # embedding
 # --------------------------------------------------------------------------------------------
-def embedding_forward(ids, weight):
-    """Rows of weight [V, E] for ids [T, B]: x [T, B, E]."""
-    return weight[_check_ids(ids, weight.shape[0], "ids")]
+def embedding_forward(ids, weight, out=None):
+    """Rows of weight [V, E] for ids [T, B]: x [T, B, E] (into `out` when given)."""
+    return _into(out, weight[_check_ids(ids, weight.shape[0], "ids")])
 
 
-def embedding_backward(dx, ids, V):
-    """dweight [V, E]: the rows of dx [T, B, E] added up per id (scatter-add)."""
+def embedding_backward(dx, ids, V, out=None):
+    """dweight [V, E]: the rows of dx [T, B, E] added up per id (scatter-add); into `out`
+    (overwritten) when given."""
     ids = _check_ids(ids, V, "ids")
     dw = np.zeros((V, dx.shape[-1]), dx.dtype)
     np.add.at(dw, ids.reshape(-1), dx.reshape(-1, dx.shape[-1]))
-    return dw
+    return _into(out, dw)
+
+
+def _into(out, value):
+    """`value`, or written into `out` (the kernels' optional output buffers) and `out`."""
+    if out is None:
+        return value
+    out[...] = value
+    return out
 
