@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import blas
 
 from ..errors import RnnkitError
 
@@ -21,6 +20,10 @@ DEFAULT_LR = {"sgd": 1.0, "adam": 1e-3}
 
 def _axpy(x: np.ndarray):
     """BLAS y += a*x for the dtype of x (y updated in place when it is contiguous)."""
+    # imported here: scipy.linalg takes ~0.15 s to import, which every command would pay at
+    # start-up (the CLI lists the optimizers); only training steps use it
+    from scipy.linalg import blas
+
     return blas.get_blas_funcs("axpy", (x,))
 
 
