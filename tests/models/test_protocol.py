@@ -51,3 +51,16 @@ def test_fast_path_equals_step_by_step_protocol(corpus, kind):
     # and the KenLM-style API is built on the fast path
     for sentence, f in zip(SENTENCES, fast):
         assert model.score(sentence) == pytest.approx(float(np.sum(f)), abs=1e-4)
+
+
+def test_word_level_text_takes_the_compiled_encoder(corpus):
+    """encode_lines must use the compiled vocabulary hash for word-level models (a silent fall
+    back to the line-by-line path once halved the scoring speed) and give the same ids."""
+    tri = train_ngram(corpus, 2)
+    lines = ["the cat sat", "", "unknownword the\u00a0dog", "a  b"]
+    ids, offsets, oov = tri.encode_lines(lines)
+    assert tri._vocab_hash is not None
+    for i, line in enumerate(lines):
+        want, want_oov = tri.encode(line)
+        np.testing.assert_array_equal(ids[offsets[i]:offsets[i + 1]], want)
+        np.testing.assert_array_equal(oov[offsets[i]:offsets[i + 1]], want_oov)

@@ -32,10 +32,6 @@ from ..decoding.sampling import sample
 from ..decoding.state import select_state  # noqa: F401  (part of the protocol's API)
 from ..text.vocab import BOS, EOS, UNK, Tokenizer, Vocab
 
-try:  # compiled; without the build, encode_lines goes line by line (load() says how to build it)
-    from .ngram._ngram import VocabHash
-except ImportError:
-    VocabHash = None
 
 # str.split() whitespace outside ASCII (the ASCII ones are split by the compiled encoder)
 _UNICODE_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
@@ -106,8 +102,11 @@ class LanguageModel:
         """
         tok = self.tokenizer
         if type(self).encode is LanguageModel.encode and tok.level == "word" and \
-                VocabHash is not None and not any("\n" in s for s in lines):
+                not any("\n" in s for s in lines):
             if self._vocab_hash is None:
+                # imported on first use: the compiled module's package (models/ngram) imports
+                # this module, so a top-level import here would be circular
+                from .ngram._ngram import VocabHash
                 self._vocab_hash = VocabHash(self.vocab.tokens)
             text = tok.clean("\n".join(lines))
             if not text.isascii():
