@@ -18,11 +18,14 @@ from .models.ngram.estimate import MODEL_TYPE as NGRAM
 from .models.ngram.estimate import NgramModel
 from .models.protocol import LanguageModel
 from .models.rnnlm import MODEL_TYPES as RECURRENT
-from .models.rnnlm import from_file_parts
+from .models.rnnlm import from_file_parts as recurrent_from_file
+from .models.seq2seq import MODEL_TYPE as SEQ2SEQ
+from .models.seq2seq import Seq2Seq
+from .models.seq2seq import from_file_parts as seq2seq_from_file
 from .models.torch_import import from_torch_state
 
 
-def load(path: str | os.PathLike, **options) -> LanguageModel:
+def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq:
     """Any model rnnkit can read: its own model files, or ARPA (plain or gzip).
 
     `load(state, vocab="vocab.txt")` reads a PyTorch state dict (see models/torch_import.py);
@@ -47,7 +50,9 @@ def load(path: str | os.PathLike, **options) -> LanguageModel:
     if model_type == NGRAM:
         return NgramModel.from_tensors(tensors, meta, p)
     if model_type in RECURRENT:
-        return from_file_parts(p, tensors, meta)
+        return recurrent_from_file(p, tensors, meta)
+    if model_type == SEQ2SEQ:
+        return seq2seq_from_file(p, tensors, meta)
     raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")
 
 

@@ -30,6 +30,8 @@ from ..models.mixture import COMBINES
 from ..models.ngram.estimate import MODEL_TYPE as NGRAM
 from ..models.ngram.estimate import SMOOTHINGS
 from ..models.rnnlm import MODEL_TYPES as RECURRENT_TYPES
+from ..models.seq2seq import ATTENTIONS
+from ..models.seq2seq import MODEL_TYPE as SEQ2SEQ
 from ..nn.optim import OPTIMIZERS
 from ..rescoring.nbest import FORMATS as NBEST_FORMATS
 from ..rescoring.rescore import METHODS, UNITS
@@ -95,7 +97,8 @@ Level = _choices("Level", LEVELS)
 Normalize = _choices("Normalize", NORMALIZATIONS)
 Utf8Errors = _choices("Utf8Errors", ERRORS)
 Smoothing = _choices("Smoothing", SMOOTHINGS)
-ModelType = _choices("ModelType", (NGRAM, *RECURRENT_TYPES))
+ModelType = _choices("ModelType", (NGRAM, *RECURRENT_TYPES, SEQ2SEQ))
+Attention = _choices("Attention", ATTENTIONS)
 RecurrentType = _choices("RecurrentType", RECURRENT_TYPES)
 Optimizer = _choices("Optimizer", OPTIMIZERS)
 Combine = _choices("Combine", COMBINES)

@@ -15,7 +15,9 @@ from ..models.ngram.estimate import train as train_ngram
 from ..text.prepare import load_data
 from ..training import TrainingInterrupted, TrainOptions
 from ..training import train as run_train
+from ..training.seq2seq_task import Seq2SeqTrainOptions, train_seq2seq
 from ._common import (
+    Attention,
     ModelType,
     Optimizer,
     Smoothing,
@@ -31,21 +33,23 @@ app = typer.Typer()
 
 DATA = "Data"
 NGRAM = "N-gram (--type ngram)"
-RECURRENT = "Recurrent model (--type lstm, lstm-peephole, lstm-nofg, rnn)"
-OPTIMISATION = "Optimisation (recurrent models)"
+RECURRENT = "Recurrent model (--type lstm, lstm-peephole, lstm-nofg, rnn, seq2seq)"
+SEQ2SEQ = "Translation model (--type seq2seq, on `prepare --parallel` data)"
+OPTIMISATION = "Optimisation (recurrent and translation models)"
 OUTPUT = "Checkpoints/Output"
 
 
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
-             "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit")
+             "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
+             "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit")
 def train(
     data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare`, or a text "
                                         "file (prepared with the default options).",
                                         rich_help_panel=DATA)],
     model_type: Annotated[ModelType, choice(
-        ModelType, "--type", help="ngram, lstm, lstm-peephole, lstm-nofg (no forget gate) or rnn "
-        "(tanh).")] = ModelType.lstm,
+        ModelType, "--type", help="ngram, lstm, lstm-peephole, lstm-nofg (no forget gate), rnn "
+        "(tanh) or seq2seq (an LSTM encoder-decoder for translation).")] = ModelType.lstm,
     # n-gram options
     order: Annotated[int, typer.Option(help="Order N of the n-gram model (1-9).",
                                        rich_help_panel=NGRAM)] = 3,
@@ -74,21 +78,32 @@ def train(
                                               rich_help_panel=RECURRENT)] = 0.1,
     init_from: Annotated[Optional[Path], typer.Option(
         help="Start from this trained model (fine-tuning).", rich_help_panel=RECURRENT)] = None,
+    attention: Annotated[Attention, choice(
+        Attention, "--attention", help="none (the decoder starts from one feature vector, the "
+        "encoder's final state), dot, general (Luong) or additive (Bahdanau).",
+        rich_help_panel=SEQ2SEQ)] = Attention.general,
+    bidirectional: Annotated[bool, typer.Option(
+        "--bidirectional", help="Read the source both ways (the encoder's states are [forward; "
+        "backward]).", rich_help_panel=SEQ2SEQ)] = False,
     bptt: Annotated[int, typer.Option(help="Truncated-BPTT window, in steps.",
                                       rich_help_panel=OPTIMISATION)] = 35,
-    batch: Annotated[int, typer.Option(help="Parallel streams.", rich_help_panel=OPTIMISATION)] = 20,
+    batch: Annotated[Optional[int], typer.Option(
+        help="Parallel streams (language models) or sentence pairs per batch (seq2seq) "
+        "\\[default: 20 streams, 64 pairs].", rich_help_panel=OPTIMISATION)] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training data.",
                                         rich_help_panel=OPTIMISATION)] = 13,
-    optimizer: Annotated[Optimizer, choice(Optimizer, "--optimizer", help="sgd or adam.",
-                                           rich_help_panel=OPTIMISATION)] = Optimizer.sgd,
+    optimizer: Annotated[Optional[Optimizer], choice(
+        Optimizer, "--optimizer", help="sgd or adam \\[default: sgd; adam for seq2seq].",
+        rich_help_panel=OPTIMISATION)] = None,
     lr: Annotated[Optional[float], typer.Option(
         help="Learning rate \\[default: 1.0 for sgd, 0.001 for adam].",
         rich_help_panel=OPTIMISATION)] = None,
     lr_decay: Annotated[float, typer.Option(
         help="Factor applied to the learning rate each epoch after --decay-after.",
         rich_help_panel=OPTIMISATION)] = 0.5,
-    decay_after: Annotated[int, typer.Option(help="Epochs before the decay starts.",
-                                             rich_help_panel=OPTIMISATION)] = 4,
+    decay_after: Annotated[Optional[int], typer.Option(
+        help="Epochs before the decay starts \\[default: 4; seq2seq: none, the rate decays only "
+        "when validation stalls].", rich_help_panel=OPTIMISATION)] = None,
     clip: Annotated[float, typer.Option(help="Clip the gradient norm to this.",
                                         rich_help_panel=OPTIMISATION)] = 5.0,
     seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=OPTIMISATION)] = 0,
@@ -115,13 +130,26 @@ def train(
         summary = _train_ngram(data, out_path, order=order, smoothing=smoothing.value,
                                add_k=add_k, prune=prune, discount_fallback=discount_fallback,
                                quiet=as_json)
+    elif model_type.value == "seq2seq":
+        opts = Seq2SeqTrainOptions(
+            emb=emb, hidden=hidden, layers=layers, attention=attention.value,
+            bidirectional=bidirectional, dropout=dropout, tie_weights=tie_weights,
+            batch=batch or 64, init_scale=init_scale, epochs=epochs,
+            optimizer=(optimizer or Optimizer.adam).value, lr=lr, lr_decay=lr_decay,
+            decay_after=decay_after if decay_after is not None else 1_000_000, clip=clip,
+            seed=seed, threads=threads, patience=patience, checkpoint_every=checkpoint_every,
+            resume=resume)
+        summary = _run(train_seq2seq, data, out_path, opts, as_json, "translation model")
     else:
-        summary = _train_recurrent(
-            data, out_path, model_type=model_type.value, emb=emb, hidden=hidden, layers=layers,
-            dropout=dropout, tie_weights=tie_weights, bptt=bptt, batch=batch, epochs=epochs,
-            optimizer=optimizer.value, lr=lr, lr_decay=lr_decay, decay_after=decay_after,
+        opts = TrainOptions(
+            model_type=model_type.value, emb=emb, hidden=hidden, layers=layers,
+            dropout=dropout, tie_weights=tie_weights, bptt=bptt, batch=batch or 20,
+            epochs=epochs, optimizer=(optimizer or Optimizer.sgd).value, lr=lr,
+            lr_decay=lr_decay, decay_after=decay_after if decay_after is not None else 4,
             clip=clip, init_scale=init_scale, seed=seed, threads=threads, patience=patience,
-            init_from=init_from, checkpoint_every=checkpoint_every, resume=resume, quiet=as_json)
+            init_from=None if init_from is None else str(init_from),
+            checkpoint_every=checkpoint_every, resume=resume)
+        summary = _run(run_train, data, out_path, opts, as_json, "language model")
     if as_json:
         print_json(summary)
 
@@ -152,15 +180,12 @@ def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fal
     return summary
 
 
-def _train_recurrent(data, out_path, *, quiet, **options):
-    """Train, save, print a summary unless quiet; return the summary. Ctrl-C leaves the
-    checkpoint (see --resume) and exits with 130."""
-    if options.get("init_from") is not None:
-        options["init_from"] = str(options["init_from"])
-    opts = TrainOptions(**options)
+def _run(train_fn, data, out_path, opts, quiet: bool, what: str) -> dict:
+    """Train through the generic loop with a progress view, print a summary unless quiet;
+    return the summary. Ctrl-C leaves the checkpoint (see --resume) and exits with 130."""
     events = RichTrainEvents(err)
     try:
-        summary = run_train(data, out_path, opts, events)
+        summary = train_fn(data, out_path, opts, events)
     except TrainingInterrupted as e:
         events.close()
         err.print(f"interrupted: {e}", markup=False, soft_wrap=True)
@@ -168,7 +193,7 @@ def _train_recurrent(data, out_path, *, quiet, **options):
     finally:
         events.close()
     if not quiet:
-        out.print(f"{summary['model_type']} language model -> {summary['model']}", markup=False,
+        out.print(f"{summary['model_type']} {what} -> {summary['model']}", markup=False,
                   soft_wrap=True)
         out.print(train_summary_table(summary))
     return summary

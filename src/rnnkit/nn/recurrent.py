@@ -36,15 +36,17 @@ def gate_rows(cell: str, hidden: int) -> int:
     return hidden if cell == "rnn" else 4 * hidden
 
 
-def stack_shapes(cell: str, E: int, H: int, L: int, prefix: str = "rnn.", suffix: str = ""
-                 ) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of the stack's tensors, in buffer order."""
+def stack_shapes(cell: str, E: int, H: int, L: int, prefix: str = "rnn.", suffix: str = "",
+                 first_layer: int = 0) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of the stack's tensors, in buffer order. first_layer numbers the layers
+    from k0 (a bidirectional encoder is one single-layer stack per layer and direction, so its
+    names are nn.LSTM(bidirectional=True)'s: layer k's input is both directions of layer k-1)."""
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}: use one of {', '.join(CELLS)}")
     G = gate_rows(cell, H)
     shapes = []
-    for k in range(L):
-        shapes += [(f"{prefix}weight_ih_l{k}{suffix}", (G, E if k == 0 else H)),
+    for k in range(first_layer, first_layer + L):
+        shapes += [(f"{prefix}weight_ih_l{k}{suffix}", (G, E if k == first_layer else H)),
                    (f"{prefix}weight_hh_l{k}{suffix}", (G, H)),
                    (f"{prefix}bias_ih_l{k}{suffix}", (G,)),
                    (f"{prefix}bias_hh_l{k}{suffix}", (G,))]
@@ -57,12 +59,13 @@ class RecurrentStack:
     """L recurrent layers of one cell type; layer k's input is layer k-1's output h.
 
     `params` (and `grads`, for training) are the model's name -> view dicts; the stack picks its
-    own tensors by the names of stack_shapes(cell, E, H, L, prefix, suffix). `backend` is the
-    kernel module (rnnkit.nn._kernels, or rnnkit.nn.reference in tests).
+    own tensors by the names of stack_shapes(cell, E, H, L, prefix, suffix, first_layer).
+    `backend` is the kernel module (rnnkit.nn._kernels, or rnnkit.nn.reference in tests).
     """
 
     def __init__(self, cell: str, E: int, H: int, L: int, backend, params: dict,
-                 grads: dict | None = None, prefix: str = "rnn.", suffix: str = ""):
+                 grads: dict | None = None, prefix: str = "rnn.", suffix: str = "",
+                 first_layer: int = 0):
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}: use one of {', '.join(CELLS)}")
         self.cell, self.E, self.H, self.L = cell, E, H, L
@@ -71,7 +74,7 @@ class RecurrentStack:
         self.peephole = cell == "lstm-peephole"
         self.forget_gate = cell != "lstm-nofg"
         self.G = gate_rows(cell, H)
-        names = [f"{prefix}{{}}_l{k}{suffix}" for k in range(L)]
+        names = [f"{prefix}{{}}_l{k}{suffix}" for k in range(first_layer, first_layer + L)]
         # per layer: (w_ih, w_hh, b_ih, b_hh) and the peephole weights or None
         self._w = [tuple(params[n.format(t)] for t in ("weight_ih", "weight_hh", "bias_ih",
                                                        "bias_hh")) for n in names]

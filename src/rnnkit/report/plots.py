@@ -1,5 +1,5 @@
-"""Figures as PNG files: the learning curves of a training run and the gradient-by-distance
-curves of `rnnkit diagnose`.
+"""Figures as PNG files: the learning curves of a training run, the gradient-by-distance
+curves of `rnnkit diagnose`, and the attention of a translation.
 
 matplotlib is an optional extra (`pip install 'rnnkit[plot]'`): it is imported inside
 require_matplotlib only, so that importing this module, and every command that draws nothing,
@@ -75,3 +75,19 @@ def plot_gradients(results: dict[str, dict], out_path: str | os.PathLike) -> Non
     ax.set_ylabel("mean ‖dL_t / dh_(t−k)‖ (last layer)")
     ax.set_title("gradient of the loss at t with respect to the hidden state at t-k")
     save_figure(plt, fig, ax, out_path)
+
+
+def plot_attention(source: list[str], target: list[str], attention, out_path) -> None:
+    """The attention of a translation as a heatmap: one row per target token (attention
+    [len(target), len(source)], rows summing to 1), the source tokens across."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(source), 1.0 + 0.4 * len(target)))
+    ax.imshow(attention, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source)), source, rotation=60, ha="right")
+    ax.set_yticks(range(len(target)), target)
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    fig.tight_layout()
+    with atomic_write(out_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,672 @@
+"""Sequence-to-sequence translation: a recurrent encoder-decoder, with or without attention.
+
+Dimension letters: S source positions, T target positions, B batch (sentence pairs), E embedding
+size, H hidden size (per direction), D encoder output size (2H bidirectional, else H), A
+attention size (additive), L layers, Vs / Vt the source / target vocabularies, N the real (not
+padding) target positions of a batch.
+
+The two designs of the lecture (figures 8-21 and 8-22):
+  --attention none     the encoder's final state is the ONE feature vector the decoder starts
+                       from (Sutskever et al. 2014): h0 = tanh(W_b f + b_b) in every decoder
+                       layer, f = the last source position's top state (with a bidirectional
+                       encoder: [forward at the last position; backward at the first]).
+  --attention dot | general | additive
+                       the decoder starts the same way and at every step t also attends to all
+                       the encoder's states s_1 .. s_S (Luong et al. 2015, global attention):
+                       a_t = softmax_s(score(h_t, s_s)) over the real source positions,
+                       c_t = sum_s a_ts s_s,  h~_t = tanh(W_c [c_t; h_t] + b_c)  (Luong eq. 5),
+                       and the output layer reads h~_t instead of h_t. The scores: dot
+                       h_t . s_s (needs D = H); general h_t . W_k s_s (Luong eq. 8);
+                       additive v . tanh(W_q h_t + W_k s_s) (Bahdanau et al. 2015, eq. 6).
+A bidirectional encoder (--bidirectional) reads the source both ways; each direction runs the
+compiled window kernels, the backward one on every sentence reversed within its own length (so
+padding never comes first). Every source sentence ends with </s>; targets are read as x =
+(<s>, z1 .. zT) and predicted as y = (z1 .. zT, </s>), as the language models do.
+
+Tensors, nested PyTorch-style names (nn.LSTM's within each `rnn`):
+  encoder.embedding.weight            [Vs, E]
+  encoder.rnn.weight_ih_l{k}[_reverse] [G, E] for k = 0, [G, D] above; weight_hh, biases as nn.LSTM
+  decoder.embedding.weight            [Vt, E]
+  decoder.bridge.weight, .bias        [H, D], [H]
+  decoder.rnn.weight_ih_l{k} ...      [G, E] for k = 0, [G, H] above
+  decoder.attention.key_layer.weight  [H, D] general, [A, D] additive
+  decoder.attention.query_layer.weight [A, H]  additive
+  decoder.attention.energy_layer.weight [1, A] additive
+  decoder.att_vector.weight, .bias    [H, D + H], [H]  (with attention)
+  decoder.output.weight, .bias        [Vt, H], [Vt]  (tied: decoder.embedding.weight, E = H)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import modelfile
+from ..errors import ModelFileError, RnnkitError
+from ..nn.backend import kernels
+from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
+from ..nn.params import ParamLayout
+from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
+from ..text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
+
+MODEL_TYPE = "seq2seq"
+ATTENTIONS = ("none", "dot", "general", "additive")
+NEG = -1e30  # the score of a padding position: exp() makes it exactly 0
+
+
+@dataclass(frozen=True)
+class Seq2SeqArchitecture:
+    """What fixes the shapes of the tensors."""
+
+    src_vocab_size: int
+    trg_vocab_size: int
+    emb: int = 256
+    hidden: int = 256
+    enc_layers: int = 1
+    dec_layers: int = 1
+    cell: str = "lstm"
+    bidirectional: bool = True
+    attention: str = "general"
+    attention_size: int = 0     # A of the additive score (0: H)
+    tie_target: bool = False    # decoder.output.weight is decoder.embedding.weight (E = H)
+    dropout: float = 0.0        # on embeddings, between layers and below the output layer
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise RnnkitError(f"unknown --cell {self.cell!r}: use one of {', '.join(CELLS)}")
+        if self.attention not in ATTENTIONS:
+            raise RnnkitError(f"unknown --attention {self.attention!r}: use one of "
+                              f"{', '.join(ATTENTIONS)}")
+        for name in ("src_vocab_size", "trg_vocab_size", "emb", "hidden", "enc_layers",
+                     "dec_layers"):
+            if int(getattr(self, name)) < 1:
+                raise RnnkitError(f"--{name.replace('_', '-')} must be at least 1, got "
+                                  f"{getattr(self, name)}")
+        if min(self.src_vocab_size, self.trg_vocab_size) < len(SPECIALS):
+            raise RnnkitError(f"a vocabulary needs at least {len(SPECIALS)} tokens")
+        if self.attention == "dot" and self.enc_size != self.hidden:
+            raise RnnkitError("--attention dot compares decoder and encoder states directly, so "
+                              "it needs a unidirectional encoder (or use general or additive)")
+        if self.tie_target and self.emb != self.hidden:
+            raise RnnkitError(f"--tie-target needs --emb equal to --hidden (got {self.emb} and "
+                              f"{self.hidden})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RnnkitError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def enc_size(self) -> int:
+        """D: the encoder's output size."""
+        return 2 * self.hidden if self.bidirectional else self.hidden
+
+    @property
+    def att_size(self) -> int:
+        return self.attention_size or self.hidden
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        E, H, D, A = self.emb, self.hidden, self.enc_size, self.att_size
+        shapes = [("encoder.embedding.weight", (self.src_vocab_size, E))]
+        for k in range(self.enc_layers):
+            for suffix in self.directions:
+                shapes += stack_shapes(self.cell, E if k == 0 else D, H, 1, "encoder.rnn.",
+                                       suffix, first_layer=k)
+        shapes += [("decoder.embedding.weight", (self.trg_vocab_size, E)),
+                   ("decoder.bridge.weight", (H, D)), ("decoder.bridge.bias", (H,))]
+        shapes += stack_shapes(self.cell, E, H, self.dec_layers, "decoder.rnn.")
+        if self.attention == "general":
+            shapes.append(("decoder.attention.key_layer.weight", (H, D)))
+        elif self.attention == "additive":
+            shapes += [("decoder.attention.key_layer.weight", (A, D)),
+                       ("decoder.attention.query_layer.weight", (A, H)),
+                       ("decoder.attention.energy_layer.weight", (1, A))]
+        if self.attention != "none":
+            shapes += [("decoder.att_vector.weight", (H, D + H)), ("decoder.att_vector.bias", (H,))]
+        shapes += full_softmax_shapes(self.trg_vocab_size, H, "decoder.output.",
+                                      tied=self.tie_target)
+        return shapes
+
+    def layout(self) -> ParamLayout:
+        return ParamLayout(self.tensor_shapes(),
+                           aliases={"decoder.output.weight": "decoder.embedding.weight"}
+                           if self.tie_target else None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Seq2SeqArchitecture":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# ------------------------------------------------------------------------------------------------
+# batches
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class PairBatch:
+    """Sentence pairs padded into time-major arrays (padding: </s>, never read as a token: it
+    comes after each sentence's end, is masked in attention and is not a target)."""
+
+    src: np.ndarray        # [S, B] source ids, each sentence followed by </s>
+    src_len: np.ndarray    # [B] real source positions (</s> included)
+    trg_in: np.ndarray     # [T, B] <s> z1 .. zT
+    trg_out: np.ndarray    # [T, B] z1 .. zT </s>
+    valid: np.ndarray      # [T, B] real target positions
+
+    @property
+    def tokens(self) -> int:
+        return int(self.valid.sum())
+
+    @property
+    def size(self) -> int:
+        return self.src.shape[1]
+
+
+def make_batch(sources: list[np.ndarray], targets: list[np.ndarray] | None) -> PairBatch:
+    """Pad B sources (and targets, if given) without their </s> into a PairBatch."""
+    B = len(sources)
+    src_len = np.array([len(s) + 1 for s in sources], np.int64)
+    S = int(src_len.max())
+    src = np.full((S, B), EOS, np.int64)
+    for b, s in enumerate(sources):
+        src[:len(s), b] = s
+    if targets is None:
+        z = np.zeros((1, B), np.int64)
+        return PairBatch(src, src_len, z, z, np.zeros((1, B), bool))
+    trg_len = np.array([len(t) + 1 for t in targets], np.int64)
+    T = int(trg_len.max())
+    trg_in = np.full((T, B), EOS, np.int64)
+    trg_out = np.full((T, B), EOS, np.int64)
+    trg_in[0] = BOS
+    for b, t in enumerate(targets):
+        trg_in[1:len(t) + 1, b] = t
+        trg_out[:len(t), b] = t
+    valid = np.arange(T)[:, None] < trg_len[None, :]
+    return PairBatch(src, src_len, trg_in, trg_out, valid)
+
+
+def reverse_index(lengths: np.ndarray, S: int) -> np.ndarray:
+    """[S, B] positions that reverse each column within its length and keep the padding after
+    it: idx[t, b] = len_b - 1 - t for t < len_b, else t. Applying it twice is the identity."""
+    t = np.arange(S)[:, None]
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def _gather_time(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """x [S, B, ...] reordered in time per column: out[t, b] = x[idx[t, b], b]."""
+    return np.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=0)
+
+
+def _softmax_last(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# the decoding state
+# ------------------------------------------------------------------------------------------------
+class Seq2SeqState:
+    """B decoding streams: the encoded sources and the decoder's state (see Seq2Seq.start)."""
+
+    __slots__ = ("enc", "keys", "mask", "h", "c", "x", "work", "ids", "alpha", "lp")
+
+    def select(self, rows) -> "Seq2SeqState":
+        rows = np.asarray(rows)
+        new = object.__new__(Seq2SeqState)
+        new.enc = self.enc[:, rows]
+        new.keys = None if self.keys is None else self.keys[:, rows]
+        new.mask = self.mask[rows]
+        new.h = np.ascontiguousarray(self.h[:, rows])
+        new.c = None if self.c is None else np.ascontiguousarray(self.c[:, rows])
+        n = len(rows)
+        new.x = np.empty((n, self.x.shape[1]), self.x.dtype)
+        new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
+        new.ids = np.empty(n, np.intp)
+        new.alpha = None if self.alpha is None else self.alpha[rows]
+        new.lp = None
+        return new
+
+    @property
+    def batch(self) -> int:
+        return self.h.shape[1]
+
+
+# ------------------------------------------------------------------------------------------------
+# the model
+# ------------------------------------------------------------------------------------------------
+class Seq2Seq:
+    """An encoder-decoder translation model over ONE flat parameter buffer (nn/params.py).
+
+    Training: forward_backward(batch, scale, rng). Decoding through the protocol of the language
+    models, conditioned on sources: start(batch, context=sources) -> state, advance(state, ids),
+    log_probs(state) -> [B, Vt] log10, select_state via state.select(rows); decoding/beam.py
+    searches with them. `backend` as RNNLM's (the reference in float64 for finite differences).
+    """
+
+    model_type = MODEL_TYPE
+
+    def __init__(self, arch: Seq2SeqArchitecture, src_vocab: Vocab, trg_vocab: Vocab,
+                 src_tokenizer: Tokenizer | None = None, trg_tokenizer: Tokenizer | None = None,
+                 flat: np.ndarray | None = None, meta: dict | None = None, backend=None,
+                 dtype=np.float32):
+        if len(src_vocab) != arch.src_vocab_size or len(trg_vocab) != arch.trg_vocab_size:
+            raise RnnkitError(f"the vocabularies have {len(src_vocab)} and {len(trg_vocab)} "
+                              f"tokens but the architecture says {arch.src_vocab_size} and "
+                              f"{arch.trg_vocab_size}")
+        self.arch = arch
+        self.src_vocab, self.trg_vocab = src_vocab, trg_vocab
+        self.src_tokenizer = src_tokenizer or Tokenizer()
+        self.trg_tokenizer = trg_tokenizer or Tokenizer()
+        self.meta = dict(meta or {})
+        self.layout = arch.layout()
+        self.dtype = np.dtype(dtype)
+        if flat is None:
+            flat = np.zeros(self.layout.size, self.dtype)
+        if flat.shape != (self.layout.size,) or flat.dtype != self.dtype:
+            raise RnnkitError(f"the flat parameter buffer must be a contiguous "
+                              f"[{self.layout.size}] {self.dtype} array")
+        self.flat = flat                        # [P]
+        self.p = self.layout.views(flat)
+        self._grad = None                       # [P]
+        self.g = None
+        self.backend = kernels() if backend is None else backend
+        self._build()
+
+    # the target side is what the decoder's protocol speaks
+    @property
+    def vocab(self) -> Vocab:
+        return self.trg_vocab
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.trg_tokenizer
+
+    def _build(self) -> None:
+        a, K, p, g = self.arch, self.backend, self.p, self.g
+        D = a.enc_size
+        # one single-layer stack per encoder layer and direction
+        self.enc_stacks = [[RecurrentStack(a.cell, a.emb if k == 0 else D, a.hidden, 1, K, p, g,
+                                           "encoder.rnn.", suffix, first_layer=k)
+                            for suffix in a.directions] for k in range(a.enc_layers)]
+        self.dec_stack = RecurrentStack(a.cell, a.emb, a.hidden, a.dec_layers, K, p, g,
+                                        "decoder.rnn.")
+        self.output = FullSoftmax(a.trg_vocab_size, a.hidden, K, p, g, "decoder.output.",
+                                  tied=a.tie_target)
+
+    @property
+    def num_parameters(self) -> int:
+        return self.layout.num_parameters
+
+    @property
+    def grad(self) -> np.ndarray:
+        if self._grad is None:
+            self._grad = np.zeros_like(self.flat)
+            self.g = self.layout.views(self._grad)
+            self._build()
+        return self._grad
+
+    def init_uniform(self, rng: np.random.Generator, scale: float) -> None:
+        self.flat[:] = rng.uniform(-scale, scale, self.flat.shape[0])
+        self.flat[self.layout.padding_mask()] = 0
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: np.array(v) for name, v in self.p.items()}
+
+    # --- the encoder ---------------------------------------------------------------------------
+    def _mask(self, rng, shape):
+        keep = (rng.random(shape, dtype=np.float32) >= self.arch.dropout).astype(self.dtype)
+        return keep * (1.0 / (1.0 - self.arch.dropout))
+
+    def encode(self, src: np.ndarray, src_len: np.ndarray, rng=None, cache: dict | None = None):
+        """(enc [S, B, D], final [B, D]) of padded sources src [S, B] with lengths [B]; with
+        `cache` (a dict) keeps what backward needs, with rng applies dropout."""
+        a, K = self.arch, self.backend
+        S, B = src.shape
+        drop = rng is not None and a.dropout > 0
+        idx = reverse_index(src_len, S)                                  # [S, B]
+        x = K.embedding_forward(src, self.p["encoder.embedding.weight"])  # [S, B, E]
+        masks = []
+        zero = np.zeros((1, B, a.hidden), self.dtype)
+        for k, stacks in enumerate(self.enc_stacks):
+            if drop:
+                masks.append(self._mask(rng, x.shape))
+                x = x * masks[-1]
+            outs = []
+            for stack, suffix in zip(stacks, a.directions):
+                inp = x if suffix == "" else np.ascontiguousarray(_gather_time(x, idx))
+                top, _, _ = stack.forward(inp, zero, zero if stack.lstm else None,
+                                          caches=None if cache is not None else [None])
+                outs.append(top if suffix == "" else _gather_time(top, idx))
+            x = np.concatenate(outs, axis=2) if len(outs) == 2 else outs[0]   # [S, B, D]
+        last = src_len - 1
+        cols = np.arange(B)
+        final = x[last, cols]                                            # [B, D]
+        if a.bidirectional:
+            final = np.concatenate([x[last, cols, :a.hidden], x[0, :, a.hidden:]], axis=1)
+        if cache is not None:
+            cache.update(idx=idx, enc_masks=masks, src=src, src_len=src_len)
+        return np.ascontiguousarray(x), np.ascontiguousarray(final)
+
+    def _encoder_backward(self, denc: np.ndarray, dfinal: np.ndarray, cache: dict) -> None:
+        """Back through the encoder from d enc [S, B, D] and d final [B, D]."""
+        a, K = self.arch, self.backend
+        idx, src_len = cache["idx"], cache["src_len"]
+        B = denc.shape[1]
+        cols = np.arange(B)
+        denc = denc.copy()
+        denc[src_len - 1, cols, :a.hidden] += dfinal[:, :a.hidden]
+        if a.bidirectional:
+            denc[0, :, a.hidden:] += dfinal[:, a.hidden:]
+        d = denc
+        for k in reversed(range(a.enc_layers)):
+            dx = None
+            for j, (stack, suffix) in enumerate(zip(self.enc_stacks[k], a.directions)):
+                part = d[..., j * a.hidden:(j + 1) * a.hidden]
+                if suffix == "":
+                    dxi, _, _ = stack.backward(np.ascontiguousarray(part))
+                else:
+                    dxi, _, _ = stack.backward(np.ascontiguousarray(_gather_time(part, idx)))
+                    dxi = _gather_time(dxi, idx)
+                dx = dxi if dx is None else dx + dxi
+            if cache["enc_masks"]:
+                dx = dx * cache["enc_masks"][k]
+            d = dx
+        K.embedding_backward(np.ascontiguousarray(d), cache["src"], a.src_vocab_size,
+                             out=self.g["encoder.embedding.weight"])
+
+    def _init_state(self, final: np.ndarray):
+        """The decoder's (h0, c0) [L, B, H] from the encoder's final feature vector [B, D]."""
+        a = self.arch
+        h0 = np.tanh(final @ self.p["decoder.bridge.weight"].T + self.p["decoder.bridge.bias"])
+        h = np.ascontiguousarray(np.broadcast_to(h0, (a.dec_layers,) + h0.shape)).astype(
+            self.dtype, copy=False)
+        c = np.zeros_like(h) if self.dec_stack.lstm else None
+        return h0, h, c
+
+    def _keys(self, enc: np.ndarray):
+        """What the score compares decoder states with: [S, B, H or A], or None (none)."""
+        att = self.arch.attention
+        if att == "dot":
+            return enc
+        if att in ("general", "additive"):
+            return enc @ self.p["decoder.attention.key_layer.weight"].T
+        return None
+
+    def _attend(self, top: np.ndarray, enc: np.ndarray, keys: np.ndarray, mask: np.ndarray):
+        """Attention for decoder states top [T, B, H] over enc [S, B, D] (mask [B, S] real
+        positions): (h~ [T, B, H], alpha [B, T, S], and what backward needs)."""
+        a, p = self.arch, self.p
+        if a.attention == "additive":
+            q = top @ p["decoder.attention.query_layer.weight"].T                 # [T, B, A]
+            e = np.tanh(q[:, None] + keys[None])                                 # [T, S, B, A]
+            scores = (e @ p["decoder.attention.energy_layer.weight"][0]).transpose(2, 0, 1)
+        else:
+            e = None
+            scores = np.einsum("tbh,sbh->bts", top, keys)                        # [B, T, S]
+        scores = np.where(mask[:, None, :], scores, NEG)
+        alpha = _softmax_last(scores).astype(self.dtype, copy=False)              # [B, T, S]
+        ctx = np.einsum("bts,sbd->tbd", alpha, enc)                              # [T, B, D]
+        cat = np.concatenate([ctx, top], axis=2)                                 # [T, B, D + H]
+        att = np.tanh(cat @ p["decoder.att_vector.weight"].T + p["decoder.att_vector.bias"])
+        return att.astype(self.dtype, copy=False), alpha, (e, cat, att)
+
+    # --- training --------------------------------------------------------------------------------
+    def forward_backward(self, batch: PairBatch, scale: float,
+                         rng: np.random.Generator | None = None) -> float:
+        """Cross-entropy (natural log) summed over the batch's real target tokens; self.grad
+        receives the gradient of scale * that sum. With rng, dropout (training)."""
+        loss, back = self._forward(batch, rng, grad=True)
+        back(scale)
+        return loss
+
+    def forward_loss(self, batch: PairBatch) -> float:
+        """The summed cross-entropy of the batch's targets, no dropout, no gradients."""
+        loss, _ = self._forward(batch, None, grad=False)
+        return loss
+
+    def _forward(self, batch: PairBatch, rng, grad: bool):
+        a, K, p = self.arch, self.backend, self.p
+        if grad:
+            self.grad  # binds the layers to the gradient buffer on first use
+        drop = rng is not None and a.dropout > 0
+        cache: dict | None = {} if grad else None
+        enc, final = self.encode(batch.src, batch.src_len, rng if drop else None, cache)
+        S, B = batch.src.shape
+        T = batch.trg_in.shape[0]
+        mask = np.arange(S)[None, :] < batch.src_len[:, None]                   # [B, S]
+        h0, h, c = self._init_state(final)
+        x = K.embedding_forward(batch.trg_in, p["decoder.embedding.weight"])     # [T, B, E]
+        dmasks = None
+        if drop:
+            dmasks = [self._mask(rng, (T, B, a.emb if k == 0 else a.hidden))
+                      for k in range(a.dec_layers)]
+        top, _, _ = self.dec_stack.forward(x, h, c, masks=dmasks,
+                                           caches=None if grad else [None] * a.dec_layers)
+        keys = None
+        if a.attention != "none":
+            keys = self._keys(enc)
+            out_in, alpha, saved = self._attend(top, enc, keys, mask)
+        else:
+            out_in = top
+        out_mask = self._mask(rng, out_in.shape) if drop else None
+        if drop:
+            out_in = out_in * out_mask
+        valid = batch.valid
+        rows = np.ascontiguousarray(out_in[valid])                               # [N, H]
+        loss = float(self.output.loss_forward(rows, np.ascontiguousarray(batch.trg_out[valid])))
+        if not grad:
+            return loss, None
+
+        def backward(scale: float) -> None:
+            g = self.g
+            drows, dtied = self.output.loss_backward(scale)                      # [N, H]
+            dout = np.zeros(out_in.shape, self.dtype)
+            dout[valid] = drows
+            if drop:
+                dout *= out_mask
+            if a.attention != "none":
+                dtop, denc = self._attend_backward(dout, top, enc, keys, alpha, saved)
+            else:
+                dtop, denc = dout, np.zeros_like(enc)
+            dx, dh0, _ = self.dec_stack.backward(np.ascontiguousarray(dtop), masks=dmasks)
+            K.embedding_backward(dx, batch.trg_in, a.trg_vocab_size,
+                                 out=g["decoder.embedding.weight"])
+            if dtied is not None:
+                g["decoder.embedding.weight"] += dtied
+            # the bridge: h0 = tanh(W_b final + b_b) in every layer (c0 = 0 is a constant)
+            dpre = dh0.sum(axis=0) * (1.0 - h0 * h0)                             # [B, H]
+            g["decoder.bridge.weight"][...] = dpre.T @ final
+            g["decoder.bridge.bias"][...] = dpre.sum(axis=0)
+            dfinal = dpre @ p["decoder.bridge.weight"]                           # [B, D]
+            self._encoder_backward(denc, dfinal, cache)
+
+        return loss, backward
+
+    def _attend_backward(self, datt, top, enc, keys, alpha, saved):
+        """Gradients through the attention: (d top [T, B, H], d enc [S, B, D]); writes the
+        attention's weight gradients."""
+        a, p, g = self.arch, self.p, self.g
+        e, cat, att = saved
+        D, H = a.enc_size, a.hidden
+        dpre = datt * (1.0 - att * att)                                          # [T, B, H]
+        g["decoder.att_vector.weight"][...] = dpre.reshape(-1, H).T @ cat.reshape(-1, D + H)
+        g["decoder.att_vector.bias"][...] = dpre.sum(axis=(0, 1))
+        dcat = dpre @ p["decoder.att_vector.weight"]                             # [T, B, D + H]
+        dctx, dtop = dcat[..., :D], dcat[..., D:].copy()
+        dalpha = np.einsum("tbd,sbd->bts", dctx, enc)                            # [B, T, S]
+        denc = np.einsum("bts,tbd->sbd", alpha, dctx)                            # [S, B, D]
+        dscores = alpha * (dalpha - (dalpha * alpha).sum(axis=-1, keepdims=True))
+        if a.attention == "additive":
+            v = p["decoder.attention.energy_layer.weight"][0]                    # [A]
+            ds = dscores.transpose(1, 2, 0)                                      # [T, S, B]
+            g["decoder.attention.energy_layer.weight"][0] = np.einsum("tsb,tsba->a", ds, e)
+            de = ds[..., None] * v * (1.0 - e * e)                               # [T, S, B, A]
+            dq, dkeys = de.sum(axis=1), de.sum(axis=0)                           # [T,B,A], [S,B,A]
+            Wq = p["decoder.attention.query_layer.weight"]
+            g["decoder.attention.query_layer.weight"][...] = (
+                dq.reshape(-1, dq.shape[-1]).T @ top.reshape(-1, H))
+            dtop += dq @ Wq
+        else:
+            dtop += np.einsum("bts,sbh->tbh", dscores, keys)
+            dkeys = np.einsum("bts,tbh->sbh", dscores, top)
+        if a.attention == "dot":
+            denc += dkeys
+        else:
+            Wk = p["decoder.attention.key_layer.weight"]
+            g["decoder.attention.key_layer.weight"][...] = (
+                dkeys.reshape(-1, dkeys.shape[-1]).T @ enc.reshape(-1, D))
+            denc += dkeys @ Wk
+        return dtop, denc
+
+    # --- scoring ---------------------------------------------------------------------------------
+    def pair_log_probs(self, sources: list[np.ndarray], targets: list[np.ndarray],
+                       max_batch: int = 64) -> list[np.ndarray]:
+        """log10 p of z1 .. zT and </s> of each target given its source (teacher forcing)."""
+        out: list[np.ndarray | None] = [None] * len(sources)
+        order = np.argsort([-len(t) for t in targets], kind="stable")
+        for a in range(0, len(order), max_batch):
+            idx = order[a:a + max_batch].tolist()
+            batch = make_batch([np.asarray(sources[i]) for i in idx],
+                               [np.asarray(targets[i]) for i in idx])
+            for s, t in zip([sources[i] for i in idx], [targets[i] for i in idx]):
+                self._check_ids(s, t)
+            top = self._decoder_outputs(batch)                                   # [T, B, H]
+            rows = np.ascontiguousarray(top.transpose(1, 0, 2)[batch.valid.T])  # by sentence
+            lp = self.output.target_log_probs(rows, batch.trg_out.T[batch.valid.T]) * LOG10E
+            ends = np.cumsum([len(targets[i]) + 1 for i in idx])
+            for b, i in enumerate(idx):
+                out[i] = lp[ends[b] - len(targets[i]) - 1:ends[b]]
+        return out
+
+    def _check_ids(self, src, trg=()) -> None:
+        a = self.arch
+        for ids, V, side in ((src, a.src_vocab_size, "source"), (trg, a.trg_vocab_size, "target")):
+            ids = np.asarray(ids)
+            if ids.size and (ids.min() < 0 or ids.max() >= V):
+                raise RnnkitError(f"{side} token ids must be in [0, {V})")
+
+    def _decoder_outputs(self, batch: PairBatch) -> np.ndarray:
+        """What the output layer reads at every target position [T, B, H], no dropout."""
+        a, K = self.arch, self.backend
+        enc, final = self.encode(batch.src, batch.src_len)
+        S = batch.src.shape[0]
+        mask = np.arange(S)[None, :] < batch.src_len[:, None]
+        _, h, c = self._init_state(final)
+        x = K.embedding_forward(batch.trg_in, self.p["decoder.embedding.weight"])
+        top, _, _ = self.dec_stack.forward(x, h, c, caches=[None] * a.dec_layers)
+        if a.attention == "none":
+            return top
+        return self._attend(top, enc, self._keys(enc), mask)[0]
+
+    # --- decoding protocol (log10), conditioned on the sources -----------------------------------
+    def encode_sources(self, sources: list[np.ndarray]) -> PairBatch:
+        for s in sources:
+            self._check_ids(s)
+        return make_batch([np.asarray(s) for s in sources], None)
+
+    def start(self, batch: int | None = None, context: list[np.ndarray] | None = None
+              ) -> Seq2SeqState:
+        """The state of one stream per source sentence (`context`: id arrays without </s>)
+        after <s>."""
+        if context is None:
+            raise RnnkitError("a translation model needs the source sentences (context=...)")
+        if batch is not None and batch != len(context):
+            raise RnnkitError(f"start: {batch} streams for {len(context)} sources")
+        pb = self.encode_sources(context)
+        enc, final = self.encode(pb.src, pb.src_len)
+        a = self.arch
+        st = object.__new__(Seq2SeqState)
+        B = pb.size
+        st.enc = enc
+        st.keys = self._keys(enc)
+        st.mask = np.arange(pb.src.shape[0])[None, :] < pb.src_len[:, None]
+        _, st.h, st.c = self._init_state(final)
+        st.x = np.empty((B, a.emb), self.dtype)
+        st.work = np.empty((B, gate_rows(a.cell, a.hidden)), self.dtype)
+        st.ids = np.full(B, BOS, np.intp)
+        st.alpha, st.lp = None, None
+        return self._step(st)
+
+    def advance(self, state: Seq2SeqState, ids: np.ndarray) -> Seq2SeqState:
+        """Feed one target token per stream; the state is updated IN PLACE and returned."""
+        ids = np.asarray(ids)
+        if ids.shape != (state.batch,):
+            raise RnnkitError(f"advance: expected {state.batch} token ids, got shape {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.arch.trg_vocab_size):
+            raise RnnkitError(f"advance: token ids must be in [0, {self.arch.trg_vocab_size})")
+        state.ids[:] = ids
+        return self._step(state)
+
+    def _step(self, state: Seq2SeqState) -> Seq2SeqState:
+        np.take(self.p["decoder.embedding.weight"], state.ids, axis=0, out=state.x)
+        self.dec_stack.step(state.x, state.h, state.c, state.work)
+        state.alpha = None
+        return state
+
+    def log_probs(self, state: Seq2SeqState) -> np.ndarray:
+        """log10 P(next target token) [B, Vt]; state.alpha [B, S] holds the attention used."""
+        top = state.h[-1]                                                        # [B, H]
+        if self.arch.attention != "none":
+            att, alpha, _ = self._attend(top[None], state.enc, state.keys, state.mask)
+            state.alpha = alpha[:, 0]                                            # [B, S]
+            top = np.ascontiguousarray(att[0])
+        if state.lp is None or state.lp.shape[0] != state.batch:
+            state.lp = np.empty((state.batch, self.arch.trg_vocab_size), self.dtype)
+        self.output.log_probs(top, out=state.lp)
+        state.lp *= LOG10E
+        return state.lp
+
+    # --- files -----------------------------------------------------------------------------------
+    def metadata(self) -> dict:
+        meta = dict(self.meta)
+        meta.update({
+            "model_type": MODEL_TYPE,
+            "architecture": self.arch.to_dict(),
+            "source": {"vocab": self.src_vocab.tokens, "counts": self.src_vocab.counts.tolist(),
+                       "tokenizer": self.src_tokenizer.to_dict()},
+            "target": {"vocab": self.trg_vocab.tokens, "counts": self.trg_vocab.counts.tolist(),
+                       "tokenizer": self.trg_tokenizer.to_dict()},
+            "tensors": "PyTorch-style names: encoder.embedding, encoder.rnn (nn.LSTM, "
+                       "bidirectional: _reverse), decoder.embedding, decoder.bridge, decoder.rnn, "
+                       "decoder.attention.{key,query,energy}_layer, decoder.att_vector, "
+                       "decoder.output",
+        })
+        return meta
+
+    def save(self, path: str | os.PathLike, **extra_meta) -> None:
+        meta = self.metadata()
+        meta.update(extra_meta)
+        self.meta.update(extra_meta)
+        modelfile.save(path, {n: np.asarray(v, np.float32) for n, v in self.p.items()}, meta)
+
+
+def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=None) -> Seq2Seq:
+    """A Seq2Seq model from the tensors and metadata of an rnnkit model file."""
+    try:
+        arch = Seq2SeqArchitecture.from_dict(meta["architecture"])
+        src, trg = meta["source"], meta["target"]
+        src_vocab, trg_vocab = Vocab(src["vocab"], src.get("counts")), Vocab(trg["vocab"],
+                                                                             trg.get("counts"))
+        src_tok = Tokenizer.from_dict(src.get("tokenizer", {}))
+        trg_tok = Tokenizer.from_dict(trg.get("tokenizer", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: incomplete translation-model metadata ({e})") from None
+    except RnnkitError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    model = Seq2Seq(arch, src_vocab, trg_vocab, src_tok, trg_tok, meta=meta, backend=backend)
+    for name, shape in arch.tensor_shapes():
+        if name not in tensors:
+            raise ModelFileError(f"{path}: tensor {name} is missing (damaged file)")
+        t = tensors[name]
+        if tuple(t.shape) != tuple(shape):
+            raise ModelFileError(f"{path}: tensor {name} has shape {list(t.shape)}, the "
+                                 f"architecture needs {list(shape)}")
+        if not np.all(np.isfinite(t)):
+            raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
+        model.p[name][...] = t
+    return model

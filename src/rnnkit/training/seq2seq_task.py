@@ -1,0 +1,194 @@
+"""Training a translation model (models/seq2seq.py) on sentence pairs: the Task of the generic
+loop (training/loop.py) for `rnnkit train DIR --type seq2seq`.
+
+Dimension letters: B sentence pairs per batch.
+
+Batches are buckets of pairs of similar length (sorted by target, then source length, and cut
+into groups of --batch pairs), so little of a batch is padding; each epoch visits them in an
+order drawn from (--seed, epoch), the same after a resume. The loss of a batch is the
+cross-entropy summed over its target tokens and averaged over its pairs. Nothing is carried from
+batch to batch.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..models.seq2seq import ATTENTIONS, PairBatch, Seq2Seq, Seq2SeqArchitecture, make_batch
+from ..nn.recurrent import CELLS
+from .loop import LoopOptions, Task, Trainer, TrainEvents
+
+EVAL_BATCH = 64  # pairs per batch when measuring perplexity (any value gives the same result)
+
+
+@dataclass
+class Seq2SeqOptions:
+    """The translation model's own options of `rnnkit train --type seq2seq`."""
+
+    cell: str = "lstm"
+    emb: int = 256
+    hidden: int = 256
+    layers: int = 1
+    attention: str = "general"
+    bidirectional: bool = False
+    dropout: float = 0.0
+    tie_weights: bool = False  # the decoder's output layer reuses its input embedding
+    batch: int = 32
+    init_scale: float = 0.1
+
+    def check(self) -> None:
+        if self.cell not in CELLS:
+            raise InputError(f"unknown cell {self.cell!r}: use one of {', '.join(CELLS)}")
+        if self.attention not in ATTENTIONS:
+            raise InputError(f"unknown --attention {self.attention!r}: use one of "
+                             f"{', '.join(ATTENTIONS)}")
+        for name in ("emb", "hidden", "layers", "batch"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not (self.init_scale >= 0 and math.isfinite(self.init_scale)):
+            raise InputError(f"--init-scale must be a finite number >= 0, got {self.init_scale}")
+
+
+def _pairs(corpus, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    try:
+        return list(corpus.pairs(split))
+    except KeyError:
+        return []
+
+
+class Seq2SeqTask(Task):
+    """A Seq2Seq model trained on a parallel corpus (text/parallel.py: .src and .trg corpora,
+    .pairs(split) -> [(source ids, target ids)] without </s>)."""
+
+    def __init__(self, corpus):
+        self.corpus = corpus
+        self.train_pairs = _pairs(corpus, "train")
+        if not self.train_pairs:
+            raise InputError("the data has no training pairs")
+        self.model: Seq2Seq | None = None
+
+    def _bucket(self, opts: Seq2SeqOptions) -> None:
+        self.opts = opts
+        lengths = np.array([(len(t), len(s)) for s, t in self.train_pairs], np.int64)
+        order = np.lexsort((lengths[:, 1], lengths[:, 0]))          # by target, then source
+        self.buckets = [order[i:i + opts.batch] for i in range(0, len(order), opts.batch)]
+        self.num_batches = len(self.buckets)
+        self.epoch_tokens = int(lengths[:, 0].sum() + len(lengths))
+
+    def fingerprint(self) -> dict:
+        c = self.corpus
+        return {"src_vocab_sha256": c.src.vocab.sha256(), "trg_vocab_sha256": c.trg.vocab.sha256(),
+                "train_pairs": len(self.train_pairs)}
+
+    def build(self, opts, rng: np.random.Generator) -> None:
+        self._bucket(opts)
+        c = self.corpus
+        arch = Seq2SeqArchitecture(len(c.src.vocab), len(c.trg.vocab), opts.emb, opts.hidden,
+                                   opts.layers, opts.layers, opts.cell, opts.bidirectional,
+                                   opts.attention, tie_target=opts.tie_weights,
+                                   dropout=opts.dropout)
+        self.model = Seq2Seq(arch, c.src.vocab, c.trg.vocab, c.src.tokenizer, c.trg.tokenizer)
+        self.model.init_uniform(rng, opts.init_scale)
+
+    def restore(self, opts, meta: dict, path: Path) -> None:
+        if meta["data"] != self.fingerprint():
+            raise InputError(f"{path}: the checkpoint was made on other data (vocabularies or "
+                             f"training pairs differ); resume with the same data")
+        self._bucket(opts)
+        c = self.corpus
+        self.model = Seq2Seq(Seq2SeqArchitecture.from_dict(meta["architecture"]), c.src.vocab,
+                             c.trg.vocab, c.src.tokenizer, c.trg.tokenizer)
+
+    @property
+    def flat(self) -> np.ndarray:
+        return self.model.flat
+
+    @property
+    def grad(self) -> np.ndarray:
+        return self.model.grad
+
+    def describe(self) -> dict:
+        a = self.model.arch
+        return {"model_type": "seq2seq", "parameters": self.model.num_parameters,
+                "vocab_size": a.trg_vocab_size, "src_vocab_size": a.src_vocab_size,
+                "attention": a.attention, "bidirectional": a.bidirectional,
+                "train_pairs": len(self.train_pairs)}
+
+    def _batch(self, idx) -> PairBatch:
+        return make_batch([self.train_pairs[i][0] for i in idx],
+                          [self.train_pairs[i][1] for i in idx])
+
+    def batches(self, epoch: int, start: int) -> Iterator[tuple[PairBatch, int]]:
+        order = np.random.default_rng([self.opts.seed, 2, epoch]).permutation(self.num_batches)
+        for i in order[start:]:
+            batch = self._batch(self.buckets[i])
+            yield batch, batch.tokens
+
+    def loss_and_grad(self, batch: PairBatch, rng: np.random.Generator) -> float:
+        return self.model.forward_backward(batch, 1.0 / batch.size, rng)
+
+    def perplexity(self, split: str) -> float | None:
+        pairs = _pairs(self.corpus, split)
+        if not pairs:
+            return None
+        return pair_perplexity(self.model, pairs)
+
+    def checkpoint_meta(self) -> dict:
+        return {"architecture": self.model.arch.to_dict(), "data": self.fingerprint()}
+
+    def save_model(self, path: Path, training: dict) -> None:
+        manifest = getattr(self.corpus, "manifest", None)
+        self.model.save(path, training={**training, "data": {**self.fingerprint(),
+                                                              "manifest": manifest}})
+
+
+def pair_perplexity(model: Seq2Seq, pairs, batch: int = EVAL_BATCH) -> float:
+    """exp(cross-entropy per target token, </s> included) of the targets given their sources."""
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
+    nats, tokens = 0.0, 0
+    for a in range(0, len(order), batch):
+        idx = order[a:a + batch]
+        b = make_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
+        nats += model.forward_loss(b)
+        tokens += b.tokens
+    return math.exp(nats / tokens)
+
+
+@dataclass
+class Seq2SeqTrainOptions(LoopOptions, Seq2SeqOptions):
+    """The options of `rnnkit train --type seq2seq`: the loop's and the model's."""
+
+    optimizer: str = "adam"
+    lr: float | None = None
+    decay_after: int = 1_000_000  # with Adam the rate decays only when validation stalls
+    patience: int | None = None
+
+    def check(self) -> None:
+        Seq2SeqOptions.check(self)
+        LoopOptions.check(self)
+
+
+def train_seq2seq(data, out_path: str | os.PathLike, options: Seq2SeqTrainOptions | None = None,
+                  events: TrainEvents | None = None, **kw) -> dict:
+    """Train a translation model on a parallel corpus (a directory made by `rnnkit prepare
+    --parallel`, or a ParallelCorpus) and write the best model to out_path; returns the
+    summary. Options as Seq2SeqTrainOptions (or keyword arguments)."""
+    opts = options or Seq2SeqTrainOptions(**kw)
+    opts.check()
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise InputError(f"{out_path}: is a directory; --out needs a file name")
+    if not out_path.parent.is_dir() and str(out_path.parent):
+        raise InputError(f"{out_path}: directory {out_path.parent} does not exist")
+    if isinstance(data, (str, os.PathLike)):
+        from ..text.parallel import ParallelCorpus
+        data = ParallelCorpus.load(data)
+    return Trainer(Seq2SeqTask(data), out_path, opts, events or TrainEvents()).run()

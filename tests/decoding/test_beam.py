@@ -1,0 +1,103 @@
+"""Beam search through the protocol: a hand-built model where the best sequence is known (beam
+finds it, greedy misses it), beam 1 = greedy = step-by-step argmax, the length limit, n-best."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rnnkit.decoding.beam import beam_search, greedy_search, length_penalty
+from rnnkit.text.vocab import BOS, EOS
+
+A, B_, C, D = 3, 4, 5, 6  # token ids after the three specials
+V = 7
+
+
+class Prev:
+    """The state: the previous token of each row."""
+
+    def __init__(self, ids):
+        self.ids = np.asarray(ids, np.int64)
+
+    def select(self, rows):
+        return Prev(self.ids[np.asarray(rows)])
+
+
+class HandModel:
+    """P(next | previous) from a table; the context is ignored (a conditional model's shape)."""
+
+    def __init__(self):
+        t = np.full((V, V), 1e-9)
+        t[BOS, [A, B_]] = [0.55, 0.45]
+        t[A, [C, D, EOS]] = [0.34, 0.33, 0.33]
+        t[B_, [EOS, C]] = [0.9, 0.1]
+        t[C, EOS] = 1.0
+        t[D, EOS] = 1.0
+        self.table = t / t.sum(axis=1, keepdims=True)
+        self.calls = 0
+
+    def start(self, batch, context=None):
+        return Prev(np.full(batch, BOS))
+
+    def advance(self, state, ids):
+        state.ids = np.asarray(ids, np.int64).copy()
+        return state
+
+    def log_probs(self, state):
+        self.calls += 1
+        with np.errstate(divide="ignore"):
+            return np.log10(self.table[state.ids])
+
+
+def test_beam_finds_what_greedy_misses():
+    m = HandModel()
+    (g,) = greedy_search(m, [None], max_len=10)
+    assert g.tokens == [A, C] and g.score == pytest.approx(math.log10(0.55 * 0.34), abs=1e-6)
+    (best, second), = beam_search(m, [None], beam=2, n_best=2, alpha=0.0, max_len=10)
+    assert best.tokens == [B_] and best.score == pytest.approx(math.log10(0.45 * 0.9), abs=1e-6)
+    assert second.score < best.score and best.complete
+
+
+def test_beam_one_is_greedy_and_greedy_is_the_argmax():
+    rng = np.random.default_rng(0)
+    m = HandModel()
+    m.table = rng.dirichlet(np.ones(V) * 0.5, size=V)
+    ctx = [None] * 4
+    greedy = greedy_search(m, ctx, max_len=8)
+    beam1 = [h[0] for h in beam_search(m, ctx, beam=1, max_len=8, alpha=1.0)]
+    for g, b in zip(greedy, beam1):
+        assert g.tokens == b.tokens and g.score == pytest.approx(b.score)
+    # by hand: follow the argmax until </s> or 8 tokens
+    prev, toks, score = BOS, [], 0.0
+    for _ in range(8):
+        w = int(np.argmax(m.table[prev]))
+        score += math.log10(m.table[prev, w])
+        if w == EOS:
+            break
+        toks.append(w)
+        prev = w
+    assert greedy[0].tokens == toks and greedy[0].score == pytest.approx(score)
+
+
+def test_length_limit_ends_hypotheses_incomplete():
+    m = HandModel()
+    m.table[C] = 0
+    m.table[C, C] = 1.0  # c repeats forever
+    m.table[A] = 0
+    m.table[A, C] = 1.0
+    m.table[BOS] = 0
+    m.table[BOS, A] = 1.0
+    (h,), = beam_search(m, [None], beam=2, max_len=4)
+    assert h.tokens == [A, C, C, C] and not h.complete
+
+
+def test_n_best_is_sorted_by_normalized_score_and_checks_arguments():
+    m = HandModel()
+    hyps, = beam_search(m, [None], beam=3, n_best=3, alpha=1.0, max_len=10)
+    norm = [h.normalized for h in hyps]
+    assert norm == sorted(norm, reverse=True)
+    for h in hyps:
+        assert h.normalized == pytest.approx(h.score / length_penalty(len(h.tokens) + 1, 1.0))
+    with pytest.raises(ValueError):
+        beam_search(m, [None], beam=2, n_best=3)
