@@ -16,6 +16,7 @@ from ..errors import RnnkitError
 from ..loader import is_model_file, load, load_models
 from ..models.ngram.arpa import write_arpa
 from ..models.ngram.estimate import NgramModel
+from ..models.seq2seq import GivenSources, Seq2Seq
 from ..models.torch_import import from_torch_state
 from ..text.textio import read_lines
 from ..text.vocab import Tokenizer
@@ -42,7 +43,8 @@ app = typer.Typer()
              "rnnkit score tri.rnnkit test.txt\n\n"
              "echo 'the cat sat' | rnnkit score ptb.o5.arpa.gz - --per-token\n\n"
              "rnnkit score lstm.rnnkit test.txt --json > scores.jsonl\n\n"
-             "rnnkit score tri.rnnkit lstm.rnnkit test.txt --weights 0.3,0.7")
+             "rnnkit score tri.rnnkit lstm.rnnkit test.txt --weights 0.3,0.7\n\n"
+             "rnnkit score de-en.rnnkit test.hyp.en --source test.de   (log10 p(target | source))")
 def score(
     paths: Annotated[list[str], typer.Argument(
         metavar="MODEL [MODEL2 ...] [FILE|-]",
@@ -57,10 +59,16 @@ def score(
     per_token: Annotated[bool, typer.Option("--per-token", help="Show each token's log10 "
                                             "probability and the n-gram length used, coloured by "
                                             "surprisal in a terminal.")] = False,
+    source: Annotated[Optional[str], typer.Option(
+        help="With a translation model: the source sentences, line by line with the targets; "
+        "the scores are log10 p(target | source).")] = None,
 ):
     """Score sentences: log10 probability, tokens, OOVs and perplexity per sentence, and the
     corpus perplexity as KenLM's query defines it: 10^(-sum log10 p / (words + sentences))."""
     model_paths, input_path = _score_inputs(paths)
+    if source is not None:
+        _score_given_sources(model_paths, source, input_path, as_json, per_token)
+        return
     if len(model_paths) == 1 and weights is None:
         _score(load(model_paths[0]), model_paths[0], input_path, as_json, per_token)
         return
@@ -68,6 +76,22 @@ def score(
     name = (f"{combine.value} mixture of " + ", ".join(
         f"{p} ({w:g})" for p, w in zip(model_paths, mix.weights.tolist())))
     _score(mix, name, input_path, as_json, per_token)
+
+
+def _score_given_sources(model_paths, source, input_path, as_json, per_token) -> None:
+    if len(model_paths) != 1:
+        raise RnnkitError("--source scores with one translation model")
+    model = load(model_paths[0])
+    if not isinstance(model, Seq2Seq):
+        raise RnnkitError(f"{model_paths[0]}: --source needs a translation model (train --type "
+                          f"seq2seq), not a {model.model_type} model")
+    if source == input_path == "-":
+        raise RnnkitError("the source and the targets cannot both be stdin")
+    given = GivenSources(model, [text for _, text in read_lines(source)])
+    _score(given, f"{model_paths[0]} given {source}", input_path, as_json, per_token)
+    if given.used != len(given._sources):
+        raise RnnkitError(f"{source} has {len(given._sources)} lines but {input_path} has "
+                          f"{given.used}: the files must have the same number of lines")
 
 
 def _score_inputs(paths: list[str]) -> tuple[list[str], str]:

@@ -43,12 +43,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import modelfile
+from ..decoding.translate import TranslateOptions, translate_lines
 from ..errors import ModelFileError, RnnkitError
 from ..nn.backend import kernels
 from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
 from ..nn.params import ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
+from .protocol import LanguageModel
 
 MODEL_TYPE = "seq2seq"
 ATTENTIONS = ("none", "dot", "general", "additive")
@@ -621,6 +623,26 @@ class Seq2Seq:
         state.lp *= LOG10E
         return state.lp
 
+    # --- the Python API ------------------------------------------------------------------------
+    def translate(self, sentences: list[str], beam: int = 5, **options) -> list[str]:
+        """Translations of plain-text sentences (options as decoding.translate.TranslateOptions:
+        alpha, max_ratio, max_extra, batch, replace_unk)."""
+        return [r.best.text for r in translate_lines(self, list(sentences),
+                                                     TranslateOptions(beam=beam, **options))]
+
+    def score(self, source: str, target: str) -> float:
+        """log10 p(target </s> | source)."""
+        return float(sum(lp for lp, _, _ in self.full_scores(source, target)))
+
+    def full_scores(self, source: str, target: str):
+        """Per target token (its words, then </s>): (log10 p, 0, is OOV)."""
+        src = self.src_vocab.encode(self.src_tokenizer.split(source))
+        ids = self.trg_vocab.encode(self.trg_tokenizer.split(target))
+        lp = self.pair_log_probs([src], [ids])[0]
+        oov = (ids == 0).tolist() + [False]
+        for t in range(len(lp)):
+            yield float(lp[t]), 0, bool(oov[t])
+
     # --- files -----------------------------------------------------------------------------------
     def metadata(self) -> dict:
         meta = dict(self.meta)
@@ -670,3 +692,34 @@ def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=No
             raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
         model.p[name][...] = t
     return model
+
+
+# ------------------------------------------------------------------------------------------------
+# the target side as a language model given its sources (scoring through decoding/scoring.py)
+# ------------------------------------------------------------------------------------------------
+class GivenSources(LanguageModel):
+    """p(target | source) as a language model over the target text, for `rnnkit score --source`
+    and rescoring: each call of token_log_probs takes the next sources, in order, for the
+    sentences it is given (decoding.scoring.score_lines scores lines in their order)."""
+
+    def __init__(self, model: Seq2Seq, sources: list[str]):
+        self.model = model
+        self.model_type = model.model_type
+        self.vocab, self.tokenizer = model.trg_vocab, model.trg_tokenizer
+        self._sources = [np.asarray(model.src_vocab.encode(model.src_tokenizer.split(s)),
+                                    np.int64) for s in sources]
+        self.used = 0
+
+    def token_log_probs(self, sentences: list[np.ndarray]) -> list[np.ndarray]:
+        n = len(sentences)
+        if self.used + n > len(self._sources):
+            raise RnnkitError(f"more target sentences than the {len(self._sources)} sources: "
+                              f"the files must have the same number of lines")
+        src = self._sources[self.used:self.used + n]
+        self.used += n
+        return self.model.pair_log_probs(src, [np.asarray(s, np.int64) for s in sentences])
+
+    def start(self, batch: int):
+        raise RnnkitError("a translation model's scores need sources: use token_log_probs")
+
+    advance = log_probs = start

@@ -1,0 +1,89 @@
+"""`rnnkit translate` and `rnnkit score --source` on a small trained translation model, through
+the command line (in process, and once as a real subprocess)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.cli import main
+from rnnkit.text.vocab import SPECIALS, Tokenizer, Vocab
+from rnnkit.training.seq2seq_task import train_seq2seq
+
+WORDS = "a b c d e f".split()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    vocab = Vocab(list(SPECIALS) + WORDS)
+    pairs = []
+    for _ in range(400):
+        s = rng.integers(3, len(vocab), rng.integers(2, 6)).astype(np.uint32)
+        pairs.append((s, s[::-1].copy()))
+    side = SimpleNamespace(vocab=vocab, tokenizer=Tokenizer())
+    corpus = SimpleNamespace(src=side, trg=side, pairs=lambda split: pairs if split == "train"
+                             else pairs[:20], manifest=None)
+    path = tmp_path_factory.mktemp("tr") / "rev.rnnkit"
+    train_seq2seq(corpus, path, emb=24, hidden=32, attention="general", bidirectional=True,
+                  batch=16, epochs=10, lr=0.01, threads=1)
+    return path
+
+
+def run(capsys, *args):
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    o = capsys.readouterr()
+    return code, o.out, o.err
+
+
+def test_translate_greedy_beam_json_nbest(model_path, tmp_path, capsys):
+    src = tmp_path / "src.txt"
+    src.write_text("a b c\nd e f a\nb e\n")
+    code, out, _ = run(capsys, "translate", model_path, src, "--beam", "1")
+    assert code == 0 and out.splitlines() == ["c b a", "a f e d", "e b"]
+    code, out4, _ = run(capsys, "translate", model_path, src, "--beam", "4")
+    assert code == 0 and out4 == out
+    code, out, _ = run(capsys, "translate", model_path, src, "--json")
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert [r["line"] for r in recs] == [1, 2, 3] and recs[0]["translation"] == "c b a"
+    assert all(r["log10_prob"] < 0 for r in recs)
+    code, out, _ = run(capsys, "translate", model_path, src, "--beam", "3", "--n-best", "3")
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert len(rows) == 9 and [r[0] for r in rows[:3]] == ["1", "1", "1"]
+    assert rows[0][1] == "c b a"
+
+
+def test_python_api_and_score_given_sources(model_path, tmp_path, capsys):
+    model = rnnkit.load(model_path)
+    assert model.translate(["a b c", "f c"], beam=2) == ["c b a", "c f"]
+    good, bad = model.score("a b c", "c b a"), model.score("a b c", "a b c")
+    assert good > bad
+    src, trg = tmp_path / "s.txt", tmp_path / "t.txt"
+    src.write_text("a b c\na b c\n")
+    trg.write_text("c b a\na b c\n")
+    code, out, _ = run(capsys, "score", model_path, trg, "--source", src, "--json")
+    assert code == 0
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert recs[0]["log10_prob"] == pytest.approx(good, abs=1e-4)
+    assert recs[1]["log10_prob"] == pytest.approx(bad, abs=1e-4)
+    trg.write_text("c b a\n")
+    code, _, err = run(capsys, "score", model_path, trg, "--source", src)
+    assert code == 2 and "same number of lines" in err
+
+
+def test_errors_are_one_line_exit_2(model_path, tmp_path, capsys):
+    lm = tmp_path / "lm.txt"
+    lm.write_text("a b\n")
+    code, _, err = run(capsys, "translate", tmp_path / "missing.rnnkit", lm)
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "translate", model_path, lm, "--beam", "2", "--n-best", "3")
+    assert code == 2 and "--n-best" in err
+    r = subprocess.run([sys.executable, "-m", "rnnkit", "translate", str(model_path), "-",
+                        "--beam", "2"], input="e d\n", capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "d e\n"
