@@ -119,3 +119,43 @@ def test_reverse_direction_has_its_own_tensors():
     x = np.random.default_rng(5).standard_normal((2, 1, 3))
     h0, c0 = fwd.zero_state(1, np.float64)
     np.testing.assert_array_equal(fwd.forward(x, h0, c0)[0], rev.forward(x, h0, c0)[0])
+
+
+def test_label_smoothing_gradient_matches_finite_differences():
+    from rnnkit.nn.output import FullSoftmax
+    rng = np.random.default_rng(9)
+    N, H, V, eps = 5, 3, 7, 0.2
+    lay = ParamLayout([("out.weight", (V, H)), ("out.bias", (V,))])
+    flat = rng.standard_normal(lay.size)
+    grad = np.zeros_like(flat)
+    h = rng.standard_normal((N, H))
+    t = rng.integers(0, V, N)
+    out = FullSoftmax(V, H, ref, lay.views(flat), lay.views(grad), prefix="out.")
+
+    def smoothed():
+        logp = ref.log_softmax(h, out.weight, out.bias)
+        return ((1 - eps) * -logp[np.arange(N), t] + eps * -logp.mean(axis=1)).sum()
+
+    ce = out.loss_forward(h, t)
+    assert ce == pytest.approx(-ref.log_softmax(h, out.weight, out.bias)[np.arange(N), t].sum())
+    dh, _ = out.loss_backward(0.5, smoothing=eps)
+    num_flat = np.zeros_like(flat)
+    for i in range(len(flat)):
+        old = flat[i]
+        flat[i] = old + 1e-6
+        fp = smoothed()
+        flat[i] = old - 1e-6
+        fm = smoothed()
+        flat[i] = old
+        num_flat[i] = 0.5 * (fp - fm) / 2e-6
+    np.testing.assert_allclose(grad, num_flat, rtol=1e-6, atol=1e-9)
+    num_h = np.zeros_like(h)
+    for i in np.ndindex(h.shape):
+        old = h[i]
+        h[i] = old + 1e-6
+        fp = smoothed()
+        h[i] = old - 1e-6
+        fm = smoothed()
+        h[i] = old
+        num_h[i] = 0.5 * (fp - fm) / 2e-6
+    np.testing.assert_allclose(dh, num_h, rtol=1e-6, atol=1e-9)

@@ -62,12 +62,15 @@ def test_attention_learns_the_reordering_and_beats_one_feature_vector(trained):
     assert att_summary["test_perplexity"] < 1.3
     assert accuracy(att_model, test) >= 0.9
     assert att_summary["test_perplexity"] < one_summary["test_perplexity"]
+    # each epoch's record has the greedy BLEU of the validation pairs; the last is near perfect
+    records = [r for r in att_model.meta["training"]["records"] if r["kind"] == "epoch"]
+    assert all("valid_bleu" in r for r in records) and records[-1]["valid_bleu"] > 90
 
 
 def test_resume_is_bit_identical(tmp_path):
     c = corpus(120, seed=1)
     kw = dict(emb=8, hidden=8, attention="additive", bidirectional=True, batch=8, epochs=2,
-              dropout=0.2, threads=1)
+              dropout=0.2, label_smoothing=0.1, early_stopping="bleu", threads=1)
     train_seq2seq(c, tmp_path / "full.rnnkit", **kw)
 
     class StopAfter(TrainEvents):

@@ -85,6 +85,13 @@ def train(
     bidirectional: Annotated[bool, typer.Option(
         "--bidirectional", help="Read the source both ways (the encoder's states are [forward; "
         "backward]).", rich_help_panel=SEQ2SEQ)] = False,
+    label_smoothing: Annotated[float, typer.Option(
+        help="Label smoothing eps of the training loss (the reported loss and perplexity stay "
+        "the plain cross-entropy).", rich_help_panel=SEQ2SEQ)] = 0.0,
+    early_stopping: Annotated[str, typer.Option(
+        help="What picks the best model and drives --patience: ppl (validation perplexity) or "
+        "bleu (greedy BLEU of the validation pairs, computed each epoch either way).",
+        rich_help_panel=SEQ2SEQ)] = "ppl",
     bptt: Annotated[int, typer.Option(help="Truncated-BPTT window, in steps.",
                                       rich_help_panel=OPTIMISATION)] = 35,
     batch: Annotated[Optional[int], typer.Option(
@@ -134,6 +141,7 @@ def train(
         opts = Seq2SeqTrainOptions(
             emb=emb, hidden=hidden, layers=layers, attention=attention.value,
             bidirectional=bidirectional, dropout=dropout, tie_weights=tie_weights,
+            label_smoothing=label_smoothing, early_stopping=early_stopping,
             batch=batch or 64, init_scale=init_scale, epochs=epochs,
             optimizer=(optimizer or Optimizer.adam).value, lr=lr, lr_decay=lr_decay,
             decay_after=decay_after if decay_after is not None else 1_000_000, clip=clip,

@@ -419,11 +419,13 @@ class Seq2Seq:
 
     # --- training --------------------------------------------------------------------------------
     def forward_backward(self, batch: PairBatch, scale: float,
-                         rng: np.random.Generator | None = None) -> float:
+                         rng: np.random.Generator | None = None,
+                         label_smoothing: float = 0.0) -> float:
         """Cross-entropy (natural log) summed over the batch's real target tokens; self.grad
-        receives the gradient of scale * that sum. With rng, dropout (training)."""
+        receives the gradient of scale * that sum (label-smoothed by `label_smoothing`, see
+        FullSoftmax.loss_backward). With rng, dropout (training)."""
         loss, back = self._forward(batch, rng, grad=True)
-        back(scale)
+        back(scale, label_smoothing)
         return loss
 
     def forward_loss(self, batch: PairBatch) -> float:
@@ -464,9 +466,9 @@ class Seq2Seq:
         if not grad:
             return loss, None
 
-        def backward(scale: float) -> None:
+        def backward(scale: float, smoothing: float = 0.0) -> None:
             g = self.g
-            drows, dtied = self.output.loss_backward(scale)                      # [N, H]
+            drows, dtied = self.output.loss_backward(scale, smoothing)           # [N, H]
             dout = np.zeros(out_in.shape, self.dtype)
             dout[valid] = drows
             if drop:

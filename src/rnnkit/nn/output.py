@@ -46,12 +46,27 @@ class FullSoftmax:
         """Summed cross-entropy (natural log) of the targets [N] given h [N, H]."""
         loss, self._cache = self.backend.softmax_xent_forward(h, self.weight, self.bias, targets,
                                                              cache=self._cache)
+        self._h, self._targets = h, targets  # for label smoothing's gradient
         return loss
 
-    def loss_backward(self, scale: float):
+    def loss_backward(self, scale: float, smoothing: float = 0.0):
         """Gradients of scale * the last loss_forward's loss: (dh [N, H], dW [V, H] when tied
-        (for the model to add to its embedding gradient), else None)."""
+        (for the model to add to its embedding gradient), else None).
+
+        smoothing = eps > 0: the gradient of the label-smoothed loss (Szegedy et al. 2016,
+        section 7): (1 - eps) (-log p_target) + eps * mean over the V words of (-log p_w) per
+        row. Its logit gradient is the cross-entropy's, p - e_target, plus eps (e_target - 1/V),
+        so the extra terms need no second pass over the [N, V] logits. (loss_forward still
+        returns the plain cross-entropy: the perplexity stays comparable.)
+        """
         dh, dweight, dbias = self.backend.softmax_xent_backward(scale, self._cache)
+        if smoothing:
+            e = smoothing * scale
+            h, t, W = self._h, self._targets, self.weight
+            dh += e * (W[t] - W.mean(axis=0))                       # [N, H]
+            np.add.at(dweight, t, e * h)                            # dW[t_n] += e h_n
+            dweight -= (e / self.V) * h.sum(axis=0)                 # every row: - e/V sum_n h_n
+            dbias += e * (np.bincount(t, minlength=self.V) - len(t) / self.V)
         self._dbias[...] = dbias
         if self.tied:
             return dh, dweight

@@ -197,6 +197,17 @@ class Task(ABC):
     def reset_state(self) -> None:
         """Forget whatever is carried from batch to batch (at the start of each epoch)."""
 
+    def epoch_metrics(self) -> dict:
+        """More measures of the model after an epoch (e.g. a translation's BLEU), added to the
+        epoch's record in metrics.jsonl; the default is none."""
+        return {}
+
+    def criterion(self, record: dict) -> float | None:
+        """What selects the best model and drives --patience, lower is better: by default the
+        validation perplexity (None: no validation data, every epoch counts as an improvement).
+        A task may choose another measure of `record` (e.g. minus the validation BLEU)."""
+        return record["valid_ppl"]
+
     # --- files -----------------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, np.ndarray]:
         """The state carried between batches, for the checkpoint (names other than the loop's
@@ -433,10 +444,14 @@ class Trainer:
         opts, task = self.opts, self.task
         train_loss = self.epoch_nats / max(self.epoch_tokens, 1)
         valid_ppl = task.perplexity("valid")
-        improved = valid_ppl is None or valid_ppl < self.best_valid
+        record = {"kind": "epoch", "epoch": self.epoch, "lr": self.lr, "train_loss": train_loss,
+                  "train_ppl": math.exp(train_loss), "valid_ppl": valid_ppl,
+                  **task.epoch_metrics()}
+        score = task.criterion(record)
+        improved = score is None or score < self.best_valid
         if improved:
-            if valid_ppl is not None:
-                self.best_valid = valid_ppl
+            if score is not None:
+                self.best_valid = score
             self.best_epoch = self.epoch
             self.bad_epochs = 0
             if self.best_flat is None:
@@ -444,11 +459,10 @@ class Trainer:
             self.best_flat[...] = task.flat
         else:
             self.bad_epochs += 1
-        record = {"kind": "epoch", "epoch": self.epoch, "lr": self.lr, "train_loss": train_loss,
-                  "train_ppl": math.exp(train_loss), "valid_ppl": valid_ppl,
-                  "best": improved and valid_ppl is not None, "tokens": self.epoch_tokens,
-                  "seconds": round(self.epoch_seconds, 3),
-                  "tokens_per_s": round(self.epoch_tokens / max(self.epoch_seconds, 1e-9), 1)}
+        record.update({"best": improved and score is not None, "tokens": self.epoch_tokens,
+                       "seconds": round(self.epoch_seconds, 3),
+                       "tokens_per_s": round(self.epoch_tokens / max(self.epoch_seconds, 1e-9),
+                                             1)})
         self._record(record)
         self.events.epoch_end(record)
         if improved:
@@ -473,13 +487,18 @@ class Trainer:
         training = {"options": {k: v for k, v in self.opts.to_dict().items()
                                 if k not in ("resume", "checkpoint_every")},
                     "best_epoch": self.best_epoch,
-                    "valid_perplexity": None if math.isinf(self.best_valid) else self.best_valid,
+                    "valid_perplexity": self.best_valid_perplexity(),
                     "epochs_run": self.epoch if not final else self.epoch - 1,
                     "complete": final, "records": self.records}
         training.update(extra or {})
         self.task.save_model(self.out_path, training)
         if keep is not None:
             flat[...] = keep
+
+    def best_valid_perplexity(self) -> float | None:
+        """The validation perplexity of the best epoch (which the task's criterion chose)."""
+        best = [r for r in self.records if r["kind"] == "epoch" and r["epoch"] == self.best_epoch]
+        return best[-1]["valid_ppl"] if best else None
 
     def threads_used(self) -> int:
         return self.opts.threads if self.opts.threads is not None else kernels().get_num_threads()
@@ -503,7 +522,7 @@ class Trainer:
             "model": str(self.out_path), **task.describe(),
             "epochs_run": len(epochs), "best_epoch": self.best_epoch,
             "train_perplexity": last.get("train_ppl"),
-            "valid_perplexity": None if math.isinf(self.best_valid) else self.best_valid,
+            "valid_perplexity": self.best_valid_perplexity(),
             "test_perplexity": test_ppl,
             "stopped_early": len(epochs) < self.opts.epochs,
             "tokens_per_s": round(tokens / seconds, 1) if seconds else None,

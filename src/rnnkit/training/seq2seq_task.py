@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sacrebleu
 
+from ..decoding.beam import greedy_search
 from ..errors import InputError
 from ..models.seq2seq import ATTENTIONS, PairBatch, Seq2Seq, Seq2SeqArchitecture, make_batch
 from ..nn.recurrent import CELLS
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 EVAL_BATCH = 64  # pairs per batch when measuring perplexity (any value gives the same result)
+BLEU_PAIRS = 500  # validation pairs translated (greedy) for the BLEU of each epoch
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Seq2SeqOptions:
     tie_weights: bool = False  # the decoder's output layer reuses its input embedding
     batch: int = 32
     init_scale: float = 0.1
+    label_smoothing: float = 0.0
+    early_stopping: str = "ppl"  # what picks the best model and drives --patience: ppl or bleu
 
     def check(self) -> None:
         if self.cell not in CELLS:
@@ -53,6 +58,10 @@ class Seq2SeqOptions:
                 raise InputError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise InputError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.label_smoothing < 1:
+            raise InputError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.early_stopping not in ("ppl", "bleu"):
+            raise InputError(f"unknown --early-stopping {self.early_stopping!r}: use ppl or bleu")
         if not (self.init_scale >= 0 and math.isfinite(self.init_scale)):
             raise InputError(f"--init-scale must be a finite number >= 0, got {self.init_scale}")
 
@@ -133,7 +142,20 @@ class Seq2SeqTask(Task):
             yield batch, batch.tokens
 
     def loss_and_grad(self, batch: PairBatch, rng: np.random.Generator) -> float:
-        return self.model.forward_backward(batch, 1.0 / batch.size, rng)
+        return self.model.forward_backward(batch, 1.0 / batch.size, rng,
+                                           self.opts.label_smoothing)
+
+    def epoch_metrics(self) -> dict:
+        """BLEU of greedy translations of (up to BLEU_PAIRS of) the validation pairs."""
+        pairs = _pairs(self.corpus, "valid")[:BLEU_PAIRS]
+        if not pairs:
+            return {}
+        return {"valid_bleu": round(greedy_bleu(self.model, pairs), 2)}
+
+    def criterion(self, record: dict) -> float | None:
+        if self.opts.early_stopping == "bleu" and "valid_bleu" in record:
+            return -record["valid_bleu"]
+        return record["valid_ppl"]
 
     def perplexity(self, split: str) -> float | None:
         pairs = _pairs(self.corpus, split)
@@ -148,6 +170,16 @@ class Seq2SeqTask(Task):
         manifest = getattr(self.corpus, "manifest", None)
         self.model.save(path, training={**training, "data": {**self.fingerprint(),
                                                               "manifest": manifest}})
+
+
+def greedy_bleu(model: Seq2Seq, pairs) -> float:
+    """Corpus BLEU (sacreBLEU, detokenized) of greedy translations of the pairs' sources against
+    their targets as the corpus holds them (an OOV reads <unk> on both sides)."""
+    hyps = greedy_search(model, [s for s, _ in pairs],
+                         [2 * len(s) + 10 for s, _ in pairs])
+    join, words = model.trg_tokenizer.join, model.trg_vocab.decode
+    return sacrebleu.corpus_bleu([join(words(h.tokens)) for h in hyps],
+                                 [[join(words(t.tolist())) for _, t in pairs]]).score
 
 
 def pair_perplexity(model: Seq2Seq, pairs, batch: int = EVAL_BATCH) -> float:
