@@ -87,3 +87,29 @@ def test_errors_are_one_line_exit_2(model_path, tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "rnnkit", "translate", str(model_path), "-",
                         "--beam", "2"], input="e d\n", capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "d e\n"
+
+
+def test_attention_plot(model_path, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the attention plot needs the plot extra")
+    src = tmp_path / "src.txt"
+    src.write_text("a b c d\n")
+    png = tmp_path / "att.png"
+    code, out, _ = run(capsys, "translate", model_path, src, "--plot-attention", png)
+    assert code == 0 and out == "d c b a\n"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_init_from_continues_from_the_model(model_path, tmp_path):
+    rng = np.random.default_rng(3)
+    vocab = Vocab(list(SPECIALS) + WORDS)
+    pairs = [(s, s[::-1].copy()) for s in
+             (rng.integers(3, len(vocab), 4).astype(np.uint32) for _ in range(40))]
+    side = SimpleNamespace(vocab=vocab, tokenizer=Tokenizer())
+    corpus = SimpleNamespace(src=side, trg=side, pairs=lambda split: pairs, manifest=None)
+    out = tmp_path / "ft.rnnkit"
+    train_seq2seq(corpus, out, emb=24, hidden=32, attention="general", bidirectional=True,
+                  batch=16, epochs=0, init_from=str(model_path), threads=1)
+    np.testing.assert_array_equal(rnnkit.load(out).flat, rnnkit.load(model_path).flat)
+    with pytest.raises(rnnkit.errors.RnnkitError, match="architecture differs"):
+        train_seq2seq(corpus, out, emb=16, hidden=32, attention="general", bidirectional=True,
+                      epochs=0, init_from=str(model_path), threads=1)

@@ -142,6 +142,7 @@ def train(
             emb=emb, hidden=hidden, layers=layers, attention=attention.value,
             bidirectional=bidirectional, dropout=dropout, tie_weights=tie_weights,
             label_smoothing=label_smoothing, early_stopping=early_stopping,
+            init_from=None if init_from is None else str(init_from),
             batch=batch or 64, init_scale=init_scale, epochs=epochs,
             optimizer=(optimizer or Optimizer.adam).value, lr=lr, lr_decay=lr_decay,
             decay_after=decay_after if decay_after is not None else 1_000_000, clip=clip,

@@ -22,6 +22,7 @@ import sacrebleu
 
 from ..decoding.beam import greedy_search
 from ..errors import InputError
+from ..loader import load
 from ..models.seq2seq import ATTENTIONS, PairBatch, Seq2Seq, Seq2SeqArchitecture, make_batch
 from ..nn.recurrent import CELLS
 from .loop import LoopOptions, Task, Trainer, TrainEvents
@@ -46,6 +47,7 @@ class Seq2SeqOptions:
     init_scale: float = 0.1
     label_smoothing: float = 0.0
     early_stopping: str = "ppl"  # what picks the best model and drives --patience: ppl or bleu
+    init_from: str | None = None  # a trained translation model to continue from (fine-tuning)
 
     def check(self) -> None:
         if self.cell not in CELLS:
@@ -106,6 +108,26 @@ class Seq2SeqTask(Task):
                                    dropout=opts.dropout)
         self.model = Seq2Seq(arch, c.src.vocab, c.trg.vocab, c.src.tokenizer, c.trg.tokenizer)
         self.model.init_uniform(rng, opts.init_scale)
+        if opts.init_from:
+            self._init_from(opts.init_from)
+
+    def _init_from(self, path: str) -> None:
+        """Start from a trained model of the same architecture and vocabularies (its options
+        that change shapes must match: --emb, --hidden, --layers, --attention, ...)."""
+        old = load(path)
+        if not isinstance(old, Seq2Seq):
+            raise InputError(f"{path}: --init-from needs a translation model, not a "
+                             f"{old.model_type} model")
+        mine = self.model
+        fixed = {k: v for k, v in old.arch.to_dict().items() if k != "dropout"}
+        if fixed != {k: v for k, v in mine.arch.to_dict().items() if k != "dropout"}:
+            raise InputError(f"{path}: its architecture differs from the options given "
+                             f"({old.arch}); give the same sizes, attention and encoder")
+        if old.src_vocab.tokens != mine.src_vocab.tokens or \
+                old.trg_vocab.tokens != mine.trg_vocab.tokens:
+            raise InputError(f"{path}: its vocabularies differ from the data's; prepare the data "
+                             f"with the model's vocabularies")
+        mine.flat[...] = old.flat
 
     def restore(self, opts, meta: dict, path: Path) -> None:
         if meta["data"] != self.fingerprint():
