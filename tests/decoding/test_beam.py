@@ -101,3 +101,15 @@ def test_n_best_is_sorted_by_normalized_score_and_checks_arguments():
         assert h.normalized == pytest.approx(h.score / length_penalty(len(h.tokens) + 1, 1.0))
     with pytest.raises(ValueError):
         beam_search(m, [None], beam=2, n_best=3)
+
+
+def test_a_language_model_decodes_with_the_same_search():
+    """An n-gram LM (array state, no context): the most probable sentence from <s>."""
+    from rnnkit.models.ngram.estimate import train
+    from rnnkit.text.prepare import build_corpus
+    lm = train(build_corpus(None, sample="en", split="1,0,0"), 3)
+    (g,) = greedy_search(lm, [None], max_len=30)
+    (b,), = beam_search(lm, [None], beam=4, alpha=0.0, max_len=30)
+    assert g.score == pytest.approx(lm.score(lm.tokenizer.join(lm.vocab.decode(g.tokens))),
+                                    abs=1e-4)
+    assert b.score >= g.score - 1e-9 and b.complete

@@ -2,9 +2,10 @@
 
 Dimension letters: B sentences decoded together, K the beam, V vocabulary, S source positions.
 
-Written once against the protocol -- `start(batch, context=...)`, `advance(state, ids)`,
-`log_probs(state)` (log10, [rows, V]) and `state.select(rows)` -- so a translation model, a
-caption generator and (with no context) a language model all decode with it. `advance` updates
+Written once against the protocol -- `start(batch, context=...)` (or `start(batch)` for a
+language model, whose context is None), `advance(state, ids)`, `log_probs(state)` (log10,
+[rows, V]) and select_state -- so a translation model, a caption generator and a language
+model all decode with it. `advance` updates
 its state in place and `log_probs` may return a reused buffer, so rows are selected before the
 search branches and the top candidates are taken before the next call.
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..text.vocab import EOS
+from .state import select_state
 
 
 @dataclass
@@ -46,9 +48,11 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         raise ValueError(f"need 1 <= n_best <= beam, got n_best={n_best}, beam={beam}")
     B, K = len(context), beam
     limits = np.broadcast_to(np.asarray(max_len, np.int64), (B,))
-    state = model.start(B, context=context)
+    # a conditional model (translation, captions) starts from its inputs; a language model from
+    # <s> alone (context = [None] * B)
+    state = model.start(B) if all(c is None for c in context) else model.start(B, context=context)
     rows = np.repeat(np.arange(B), K)                        # [B*K] the input of each row
-    state = state.select(rows)
+    state = select_state(state, rows)
     scores = np.full((B, K), -np.inf)                        # [B, K] log10 of the alive hyps
     scores[:, 0] = 0.0                                       # one hypothesis to start from
     history = np.zeros((B * K, 0), np.int64)                 # [B*K, t] tokens so far
@@ -113,7 +117,7 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
             att_hist = step_att if att_hist is None else np.concatenate(
                 [att_hist[flat_rows], step_att], axis=1)
         scores = new_scores
-        state = model.advance(state.select(flat_rows), new_tokens.reshape(-1))
+        state = model.advance(select_state(state, flat_rows), new_tokens.reshape(-1))
         t += 1
     out = []
     for b in range(B):
