@@ -75,6 +75,21 @@ def byte_progress(label: str, files):
 
 
 @contextlib.contextmanager
+def count_progress(label: str, total: int, unit: str = "sentences"):
+    """A Rich progress bar on stderr over `total` items; yields the advance callback (a no-op
+    when stderr is not a terminal, as byte_progress)."""
+    if not err.is_terminal:
+        yield lambda n: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed:,}/{task.total:,} " + unit),
+                  TimeRemainingColumn(), console=err, transient=True,
+                  redirect_stdout=False, redirect_stderr=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
 def stream_progress(label: str, path: str):
     """Progress on stderr over the bytes of `path` while results stream to stdout; yields the
     advance callback, or None for stdin, a directory or a terminal stdout (where the live bar

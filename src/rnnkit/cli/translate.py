@@ -14,7 +14,7 @@ from ..loader import load
 from ..models.seq2seq import Seq2Seq
 from ..report.plots import plot_attention as plot_attention_png
 from ..text.textio import read_lines
-from ._common import err, print_json
+from ._common import count_progress, err, print_json
 
 app = typer.Typer()
 
@@ -58,7 +58,8 @@ def translate(
                             replace_unk=replace_unk,
                             keep_attention=replace_unk or plot_attention is not None)
     lines = [text for _, text in read_lines(input_path)]
-    results = translate_lines(model, lines, opts)
+    with count_progress("translating", len(lines)) as advance:
+        results = translate_lines(model, lines, opts, progress=advance)
     for i, r in enumerate(results):
         if as_json:
             print_json({"line": i + 1, "source": r.source, "translation": r.best.text,

@@ -58,9 +58,10 @@ class Result:
         return self.hypotheses[0]
 
 
-def translate_lines(model, lines: list[str], opts: TranslateOptions | None = None
-                    ) -> list[Result]:
-    """The translations of `lines` (plain text), in their order."""
+def translate_lines(model, lines: list[str], opts: TranslateOptions | None = None,
+                    progress=None) -> list[Result]:
+    """The translations of `lines` (plain text), in their order; progress(n) is called after
+    each batch with the number of sentences it translated."""
     opts = opts or TranslateOptions()
     opts.check()
     if opts.replace_unk and getattr(model.arch, "attention", "none") == "none":
@@ -78,6 +79,8 @@ def translate_lines(model, lines: list[str], opts: TranslateOptions | None = Non
         for i, hyps in zip(idx, found):
             results[i] = Result(lines[i], tokens[i],
                                 [_detokenize(model, h, tokens[i], opts) for h in hyps])
+        if progress is not None:
+            progress(len(idx))
     return results
 
 
