@@ -34,6 +34,7 @@ def make(cell="lstm", layers=1, tie=False, dropout=0.0, E=4, H=4, dtype=np.float
     arch = CaptionArchitecture(D, len(VOCAB), E, H, layers, cell, tie, dropout)
     m = CaptionModel(arch, VOCAB, backend=backend, dtype=dtype)
     m.init_uniform(np.random.default_rng(seed), scale)
+    m.set_feature_stats(np.random.default_rng(9).normal(size=(10, D)) * 3 + 1)
     return m
 
 
@@ -153,6 +154,8 @@ def test_file_round_trip(tmp_path):
     back = from_file_parts(tmp_path / "c.rnnkit", tensors, meta)
     np.testing.assert_array_equal(back.flat, m.flat)
     assert back.arch == m.arch and back.vocab.tokens == VOCAB.tokens
+    np.testing.assert_array_equal(back.feature_std, m.feature_std)
+    assert m.feature_std.min() > 1 and abs(m.feature_mean).max() > 0.1
     import rnnkit
     loaded = rnnkit.load(tmp_path / "c.rnnkit")
     assert isinstance(loaded, CaptionModel)

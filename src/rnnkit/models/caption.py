@@ -5,8 +5,12 @@ Dimension letters: B images, D image-feature size, T caption positions, E embedd
 H hidden size, L layers, V vocabulary, N the real (not padding) target positions of a batch.
 
 The image's feature vector f [D] (from a frozen CNN: rnnkit's demo extractor or any ONNX model)
-is put into the word-embedding space by the one learned linear map of transfer learning,
-  z~_-1 = W_p f + b_p                  (eq. 8.50: the CNN's last layer, trained; the CNN frozen)
+is standardised per dimension with the training images' mean and standard deviation (fixed
+buffers, as a BatchNorm's running statistics: a frozen CNN's units differ in scale by orders of
+magnitude, and without this the demo extractor's captions ignored the image: held-out BLEU-4 17
+instead of 45) and put into the word-embedding space by the one learned linear map of transfer
+learning,
+  z~_-1 = W_p (f - mu) / sigma + b_p   (eq. 8.50: the CNN's last layer, trained; the CNN frozen)
 and read by the decoder LSTM as its first input; the caption follows as z~_t = E z_t with
 z_0 = <s>: x = (z~_-1, E <s>, E z_1 .. E z_T), and the outputs after <s> .. z_T predict
 y = (z_1 .. z_T, </s>). The output at the image position predicts nothing (as in Show and Tell).
@@ -15,6 +19,7 @@ The decoder starts from zero state: the image reaches it only through its first 
 
 Tensors, nested PyTorch-style names (nn.Linear, nn.Embedding, nn.LSTM):
   encoder.projection.weight, .bias  [E, D], [E]
+  encoder.normalize.mean, .std      [D], [D]  buffers, not trained (set by set_feature_stats)
   decoder.embedding.weight          [V, E]
   decoder.rnn.weight_ih_l{k} ...    [G, E] for k = 0, [G, H] above; weight_hh, biases as nn.LSTM
   decoder.output.weight, .bias      [V, H], [V]  (tied: decoder.embedding.weight, E = H)
@@ -169,7 +174,16 @@ class CaptionModel:
         self._grad = None                       # [P]
         self.g = None
         self.backend = kernels() if backend is None else backend
+        self.feature_mean = np.zeros(arch.feature_size, self.dtype)   # [D] mu
+        self.feature_std = np.ones(arch.feature_size, self.dtype)     # [D] sigma
         self._build()
+
+    def set_feature_stats(self, features: np.ndarray) -> None:
+        """mu and sigma from training features [N, D] (a constant dimension keeps sigma 1)."""
+        f = np.asarray(features, np.float64)
+        sd = f.std(axis=0)
+        self.feature_mean[...] = f.mean(axis=0)
+        self.feature_std[...] = np.where(sd > 1e-6, sd, 1.0)
 
     def _build(self) -> None:
         a, K = self.arch, self.backend
@@ -212,9 +226,14 @@ class CaptionModel:
             raise InputError("image features hold NaN or infinite values")
         return np.ascontiguousarray(f, self.dtype)
 
+    def normalize(self, features: np.ndarray) -> np.ndarray:
+        """(f - mu) / sigma [B, D]."""
+        return ((features - self.feature_mean) / self.feature_std).astype(self.dtype, copy=False)
+
     def project(self, features: np.ndarray) -> np.ndarray:
-        """z~_-1 = W_p f + b_p [B, E] (eq. 8.50)."""
-        return features @ self.p["encoder.projection.weight"].T + self.p["encoder.projection.bias"]
+        """z~_-1 = W_p (f - mu) / sigma + b_p [B, E] (eq. 8.50)."""
+        return (self.normalize(features) @ self.p["encoder.projection.weight"].T
+                + self.p["encoder.projection.bias"])
 
     def _mask(self, rng, shape):
         keep = (rng.random(shape, dtype=np.float32) >= self.arch.dropout).astype(self.dtype)
@@ -262,7 +281,7 @@ class CaptionModel:
         loss = float(self.output.loss_forward(rows, np.ascontiguousarray(batch.trg_out[valid])))
         if not grad:
             return loss, None
-        features = np.asarray(batch.features, self.dtype)
+        features = self.normalize(self.check_features(batch.features))          # [B, D]
 
         def backward(scale: float) -> None:
             g = self.g
@@ -382,7 +401,10 @@ class CaptionModel:
         meta = self.metadata()
         meta.update(extra_meta)
         self.meta.update(extra_meta)
-        modelfile.save(path, {n: np.asarray(v, np.float32) for n, v in self.p.items()}, meta)
+        tensors = {n: np.asarray(v, np.float32) for n, v in self.p.items()}
+        tensors.update({"encoder.normalize.mean": np.asarray(self.feature_mean, np.float32),
+                        "encoder.normalize.std": np.asarray(self.feature_std, np.float32)})
+        modelfile.save(path, tensors, meta)
 
 
 def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=None
@@ -407,4 +429,14 @@ def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=No
         if not np.all(np.isfinite(t)):
             raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
         model.p[name][...] = t
+    D = arch.feature_size
+    for name, target in (("encoder.normalize.mean", model.feature_mean),
+                         ("encoder.normalize.std", model.feature_std)):
+        t = tensors.get(name)
+        if t is not None:
+            if t.shape != (D,) or not np.all(np.isfinite(t)):
+                raise ModelFileError(f"{path}: tensor {name} must be [{D}] finite values")
+            target[...] = t
+    if np.any(model.feature_std <= 0):
+        raise ModelFileError(f"{path}: encoder.normalize.std must be positive")
     return model
