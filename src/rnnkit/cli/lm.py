@@ -34,6 +34,7 @@ from ._common import (
     stdout_is_data,
 )
 from ._render import per_token_text, score_summary_table
+from .caption import score_captions
 
 app = typer.Typer()
 
@@ -57,10 +58,18 @@ def score(
     per_token: Annotated[bool, typer.Option("--per-token", help="Show each token's log10 "
                                             "probability and the n-gram length used, coloured by "
                                             "surprisal in a terminal.")] = False,
+    features: Annotated[Optional[Path], typer.Option(
+        help="With a caption model: the images' features; FILE is then image_id<TAB>caption "
+        "lines, scored as log10 p(caption | image).")] = None,
 ):
     """Score sentences: log10 probability, tokens, OOVs and perplexity per sentence, and the
     corpus perplexity as KenLM's query defines it: 10^(-sum log10 p / (words + sentences))."""
     model_paths, input_path = _score_inputs(paths)
+    if features is not None:
+        if len(model_paths) != 1:
+            raise RnnkitError("--features scores captions with one caption model")
+        score_captions(model_paths[0], input_path, features, as_json)
+        return
     if len(model_paths) == 1 and weights is None:
         _score(load(model_paths[0]), model_paths[0], input_path, as_json, per_token)
         return
