@@ -149,11 +149,11 @@ def write_scenes(out_dir: str | os.PathLike, n: int, seed: int = 0, start: int =
 # ------------------------------------------------------------------------------------------------
 # the demo feature extractor
 # ------------------------------------------------------------------------------------------------
-DEMO_SIZE = 32      # images are resized to DEMO_SIZE x DEMO_SIZE
+DEMO_SIZE = 64      # images are resized to DEMO_SIZE x DEMO_SIZE
 DEMO_FILTERS = 16   # F fixed random 5x5 filters
-DEMO_GRID = 4       # G: the filter responses are max-pooled over a G x G grid
+DEMO_GRID = 4       # G: the filter responses are max- and mean-pooled over a G x G grid
 DEMO_THUMB = 8      # and the image itself is kept as a DEMO_THUMB x DEMO_THUMB colour thumbnail
-DEMO_DIM = DEMO_FILTERS * DEMO_GRID * DEMO_GRID + DEMO_THUMB * DEMO_THUMB * 3   # D = 448
+DEMO_DIM = 2 * DEMO_FILTERS * DEMO_GRID * DEMO_GRID + DEMO_THUMB * DEMO_THUMB * 3  # D = 704
 
 
 def _demo_filters() -> np.ndarray:
@@ -164,10 +164,11 @@ def _demo_filters() -> np.ndarray:
 
 
 def demo_features(pixels: np.ndarray) -> np.ndarray:
-    """The demo extractor: pixels [N, S, S, 3] uint8 (S = DEMO_SIZE) -> features [N, D].
+    """The demo extractor: pixels [N, S, S, 3] uint8 (S = DEMO_SIZE) -> features [N, D = 704].
 
     Not a trained network: one layer of F fixed random 5x5 convolutions (seed 0) with ReLU,
-    max-pooled over a 4 x 4 grid (where edges and corners are), concatenated with an 8 x 8
+    max- and mean-pooled over a 4 x 4 grid (where edges and corners are, and how much of
+    each), concatenated with an 8 x 8
     colour thumbnail (what colour is where). It is frozen, as the CNN of transfer learning is;
     only the caption model's projection learns to read it."""
     x = pixels.astype(np.float32) / 255.0                                     # [N, S, S, 3]
@@ -177,7 +178,9 @@ def demo_features(pixels: np.ndarray) -> np.ndarray:
     patches = np.lib.stride_tricks.sliding_window_view(pad, (5, 5), axis=(1, 2))  # [N,S,S,3,5,5]
     resp = np.maximum(np.einsum("nijcuv,fcuv->nijf", patches, w, optimize=True), 0)  # [N,S,S,F]
     c = S // DEMO_GRID
-    pooled = resp.reshape(N, DEMO_GRID, c, DEMO_GRID, c, DEMO_FILTERS).max(axis=(2, 4))
+    cells = resp.reshape(N, DEMO_GRID, c, DEMO_GRID, c, DEMO_FILTERS)
+    pooled = np.concatenate([cells.max(axis=(2, 4)), cells.mean(axis=(2, 4))], axis=-1)
     t = S // DEMO_THUMB
     thumb = x.reshape(N, DEMO_THUMB, t, DEMO_THUMB, t, 3).mean(axis=(2, 4))
-    return np.concatenate([pooled.reshape(N, -1), thumb.reshape(N, -1)], axis=1).astype(np.float32)
+    return np.concatenate([pooled.reshape(N, -1), thumb.reshape(N, -1)], axis=1).astype(
+        np.float32)
