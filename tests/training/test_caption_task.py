@@ -78,3 +78,32 @@ def test_mismatched_features_and_captions_are_clear_errors(scenes, tmp_path):
         load_caption_data(d / "train", tmp_path / "five.safetensors")
     with pytest.raises(InputError, match="--features"):
         train_caption(d / "train", tmp_path / "m.rnnkit", CaptionTrainOptions(**OPTS))
+
+
+def test_resume_is_bit_identical(scenes, tmp_path):
+    from rnnkit.training import TrainingInterrupted
+    from rnnkit.training.loop import TrainEvents
+
+    d = scenes
+    kw = dict(emb=8, hidden=8, layers=1, batch=64, epochs=2, dropout=0.2, threads=1)
+    train_caption(d / "train", tmp_path / "full.rnnkit", CaptionTrainOptions(**kw),
+                  features=d / "train.safetensors")
+
+    class StopAfter(TrainEvents):
+        def __init__(self, n):
+            self.n = n
+
+        def window(self, done, windows, tokens, loss):
+            self.n -= 1
+
+        def should_stop(self):
+            return self.n <= 0
+
+    with pytest.raises(TrainingInterrupted):
+        train_caption(d / "train", tmp_path / "cut.rnnkit", CaptionTrainOptions(**kw),
+                      StopAfter(50), features=d / "train.safetensors")
+    train_caption(d / "train", tmp_path / "cut.rnnkit", CaptionTrainOptions(**kw, resume=True),
+                  features=d / "train.safetensors")
+    a, b = rnnkit.load(tmp_path / "full.rnnkit"), rnnkit.load(tmp_path / "cut.rnnkit")
+    np.testing.assert_array_equal(a.flat, b.flat)
+    np.testing.assert_array_equal(a.feature_std, b.feature_std)
