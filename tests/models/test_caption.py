@@ -20,26 +20,32 @@ from rnnkit.text.vocab import SPECIALS, Vocab
 
 VOCAB = Vocab(list(SPECIALS) + "a red blue circle square above".split())
 D = 5
-VARIANTS = [  # cell, layers, tie, dropout
-    ("lstm", 1, False, 0.0),
-    ("lstm", 2, False, 0.3),
-    ("rnn", 2, False, 0.0),
-    ("lstm-peephole", 1, True, 0.0),
-    ("lstm-nofg", 1, False, 0.2),
+R = 3  # grid cells of the attention variants
+VARIANTS = [  # cell, layers, tie, dropout, attention
+    ("lstm", 1, False, 0.0, "none"),
+    ("lstm", 2, False, 0.3, "none"),
+    ("rnn", 2, False, 0.0, "none"),
+    ("lstm-peephole", 1, True, 0.0, "none"),
+    ("lstm-nofg", 1, False, 0.2, "none"),
+    ("lstm", 1, False, 0.0, "general"),
+    ("lstm", 2, False, 0.3, "additive"),
+    ("lstm", 1, False, 0.0, "dot"),
 ]
 
 
-def make(cell="lstm", layers=1, tie=False, dropout=0.0, E=4, H=4, dtype=np.float64, backend=ref,
-         seed=0, scale=0.4):
-    arch = CaptionArchitecture(D, len(VOCAB), E, H, layers, cell, tie, dropout)
+def make(cell="lstm", layers=1, tie=False, dropout=0.0, attention="none", E=4, H=4,
+         dtype=np.float64, backend=ref, seed=0, scale=0.4):
+    if attention == "dot":
+        H = E = D
+    arch = CaptionArchitecture(D, len(VOCAB), E, H, layers, cell, tie, dropout, attention)
     m = CaptionModel(arch, VOCAB, backend=backend, dtype=dtype)
     m.init_uniform(np.random.default_rng(seed), scale)
     m.set_feature_stats(np.random.default_rng(9).normal(size=(10, D)) * 3 + 1)
     return m
 
 
-def data(rng, n=3):
-    feats = rng.normal(size=(n, D))
+def data(rng, n=3, attention="none"):
+    feats = rng.normal(size=(n, R, D) if attention != "none" else (n, D))
     caps = [rng.integers(3, len(VOCAB), rng.integers(0, 4)) for _ in range(n)]
     return feats, caps
 
@@ -53,11 +59,11 @@ def test_tensor_names_and_shapes():
     assert "decoder.output.weight" not in dict(make(tie=True).arch.tensor_shapes())
 
 
-@pytest.mark.parametrize("cell,layers,tie,dropout", VARIANTS)
-def test_gradient_matches_finite_differences(cell, layers, tie, dropout):
+@pytest.mark.parametrize("cell,layers,tie,dropout,attention", VARIANTS)
+def test_gradient_matches_finite_differences(cell, layers, tie, dropout, attention):
     """Every parameter, the projection W_p, b_p included: the gradient reaches the image side."""
-    m = make(cell, layers, tie, dropout)
-    b = make_caption_batch(*data(np.random.default_rng(1)))
+    m = make(cell, layers, tie, dropout, attention)
+    b = make_caption_batch(*data(np.random.default_rng(1), attention=attention))
     scale = 0.7
 
     def loss():
@@ -93,9 +99,10 @@ def test_padding_changes_neither_loss_nor_gradient():
     np.testing.assert_allclose(g_batch, g_sum, rtol=1e-9, atol=1e-12)
 
 
-def test_scoring_equals_the_step_by_step_protocol_and_the_loss():
-    m = make("lstm", 2, dtype=np.float32, backend=None, seed=3, scale=0.5)
-    feats, caps = data(np.random.default_rng(4), 5)
+@pytest.mark.parametrize("attention", ["none", "general", "additive"])
+def test_scoring_equals_the_step_by_step_protocol_and_the_loss(attention):
+    m = make("lstm", 2, attention=attention, dtype=np.float32, backend=None, seed=3, scale=0.5)
+    feats, caps = data(np.random.default_rng(4), 5, attention)
     fast = m.caption_log_probs(feats, caps)
     for f, c, lp in zip(feats, caps, fast):
         state = m.start(1, context=f[None])
@@ -116,9 +123,10 @@ def test_the_image_changes_the_distribution():
     assert np.abs(lp[0] - lp[1]).max() > 1e-3
 
 
-def test_beam_one_is_greedy_and_greedy_is_the_argmax():
-    m = make("lstm", 2, dtype=np.float32, backend=None, seed=7, scale=1.0)
-    feats = np.random.default_rng(8).normal(size=(4, D))
+@pytest.mark.parametrize("attention", ["none", "general"])
+def test_beam_one_is_greedy_and_greedy_is_the_argmax(attention):
+    m = make("lstm", 2, attention=attention, dtype=np.float32, backend=None, seed=7, scale=1.0)
+    feats = np.random.default_rng(8).normal(size=(4, R, D) if attention != "none" else (4, D))
     greedy = greedy_search(m, feats, max_len=6)
     beam1 = [h[0] for h in beam_search(m, feats, beam=1, max_len=6, alpha=1.0)]
     for i, (g, b) in enumerate(zip(greedy, beam1)):
@@ -175,3 +183,13 @@ def test_bad_features_are_clear_errors():
         m.caption_log_probs(np.zeros((2, D)), [np.array([3])])
     with pytest.raises(RnnkitError, match="needs the images"):
         m.start(1)
+
+
+def test_attention_state_selects_and_reports_its_weights():
+    m = make(attention="general", dtype=np.float32, backend=None)
+    st = m.start(2, context=np.random.default_rng(3).normal(size=(2, R, D)))
+    lp = m.log_probs(st).copy()
+    assert st.alpha.shape == (2, R) and np.allclose(st.alpha.sum(axis=1), 1)
+    np.testing.assert_allclose(m.log_probs(st.select(np.array([1, 0]))), lp[[1, 0]], atol=1e-6)
+    with pytest.raises(InputError, match=r"\[images, R, 5\] grids"):
+        m.start(1, context=np.zeros((2, D, 1, 1)))

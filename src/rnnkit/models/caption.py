@@ -17,11 +17,21 @@ y = (z_1 .. z_T, </s>). The output at the image position predicts nothing (as in
 Training minimises J = -sum_t log y~_t(z_t) (eq. 8.51), summed over the caption's tokens.
 The decoder starts from zero state: the image reaches it only through its first input.
 
+With a spatial grid of features f_1 .. f_R [R, D] (a CNN's last convolutional layer) and
+--attention general | dot | additive: "Show, Attend and Tell" (Xu et al. 2015) in the form of the
+translation model's Luong attention, reused as it is (models/seq2seq.py's _keys, _attend and
+_attend_backward): the first input is the projection of the grid's mean, and at every step the
+decoder state h_t attends over the R cells, a_t = softmax_r(score(h_t, f_r)),
+c_t = sum_r a_tr f_r, h~_t = tanh(W_c [c_t; h_t] + b_c), and the output layer reads h~_t.
+
 Tensors, nested PyTorch-style names (nn.Linear, nn.Embedding, nn.LSTM):
   encoder.projection.weight, .bias  [E, D], [E]
   encoder.normalize.mean, .std      [D], [D]  buffers, not trained (set by set_feature_stats)
   decoder.embedding.weight          [V, E]
   decoder.rnn.weight_ih_l{k} ...    [G, E] for k = 0, [G, H] above; weight_hh, biases as nn.LSTM
+  decoder.attention.key_layer.weight [H, D] general, [A, D] additive (A = H)
+  decoder.attention.query_layer.weight, energy_layer.weight  [A, H], [1, A]  additive
+  decoder.att_vector.weight, .bias  [H, D + H], [H]  (with attention)
   decoder.output.weight, .bias      [V, H], [V]  (tied: decoder.embedding.weight, E = H)
 """
 from __future__ import annotations
@@ -38,7 +48,7 @@ from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
 from ..nn.params import ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, SPECIALS, Tokenizer, Vocab
-from .seq2seq import make_batch
+from .seq2seq import ATTENTIONS, Seq2Seq, make_batch
 
 MODEL_TYPE = "caption"
 _NO_SOURCE = np.zeros(0, np.int64)
@@ -56,6 +66,7 @@ class CaptionArchitecture:
     cell: str = "lstm"
     tie_weights: bool = False   # decoder.output.weight is decoder.embedding.weight (E = H)
     dropout: float = 0.0        # on every layer's input and below the output layer
+    attention: str = "none"     # over a spatial grid of features: dot, general or additive
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -71,12 +82,37 @@ class CaptionArchitecture:
                               f"{self.hidden})")
         if not 0.0 <= self.dropout < 1.0:
             raise RnnkitError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.attention not in ATTENTIONS:
+            raise RnnkitError(f"unknown --attention {self.attention!r}: use one of "
+                              f"{', '.join(ATTENTIONS)}")
+        if self.attention == "dot" and self.feature_size != self.hidden:
+            raise RnnkitError(f"--attention dot compares decoder states with the features "
+                              f"directly, so it needs --hidden {self.feature_size} (or use "
+                              f"general or additive)")
+
+    # what the translation model's attention reads from its architecture
+    @property
+    def enc_size(self) -> int:
+        return self.feature_size
+
+    @property
+    def att_size(self) -> int:
+        return self.hidden
 
     def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         E, D = self.emb, self.feature_size
         shapes = [("encoder.projection.weight", (E, D)), ("encoder.projection.bias", (E,)),
                   ("decoder.embedding.weight", (self.vocab_size, E))]
         shapes += stack_shapes(self.cell, E, self.hidden, self.layers, "decoder.rnn.")
+        H, A = self.hidden, self.att_size
+        if self.attention == "general":
+            shapes.append(("decoder.attention.key_layer.weight", (H, D)))
+        elif self.attention == "additive":
+            shapes += [("decoder.attention.key_layer.weight", (A, D)),
+                       ("decoder.attention.query_layer.weight", (A, H)),
+                       ("decoder.attention.energy_layer.weight", (1, A))]
+        if self.attention != "none":
+            shapes += [("decoder.att_vector.weight", (H, D + H)), ("decoder.att_vector.bias", (H,))]
         shapes += full_softmax_shapes(self.vocab_size, self.hidden, "decoder.output.",
                                       tied=self.tie_weights)
         return shapes
@@ -99,7 +135,7 @@ class CaptionArchitecture:
 class CaptionBatch:
     """Images and their captions, padded time-major (padding: </s>, never a target)."""
 
-    features: np.ndarray   # [B, D]
+    features: np.ndarray   # [B, D], or a grid [B, R, D] (attention)
     trg_in: np.ndarray     # [T, B] <s> z1 .. zT
     trg_out: np.ndarray    # [T, B] z1 .. zT </s>
     valid: np.ndarray      # [T, B] real target positions
@@ -123,7 +159,7 @@ def make_caption_batch(features: np.ndarray, captions: list[np.ndarray]) -> Capt
 class CaptionState:
     """B decoding streams: the decoder's state after the image and the tokens fed so far."""
 
-    __slots__ = ("h", "c", "x", "work", "ids", "lp")
+    __slots__ = ("h", "c", "x", "work", "ids", "lp", "enc", "keys", "mask", "alpha")
 
     def select(self, rows) -> "CaptionState":
         rows = np.asarray(rows)
@@ -135,6 +171,10 @@ class CaptionState:
         new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
         new.ids = np.empty(n, np.intp)
         new.lp = None
+        new.enc = None if self.enc is None else self.enc[:, rows]
+        new.keys = None if self.keys is None else self.keys[:, rows]
+        new.mask = None if self.mask is None else self.mask[rows]
+        new.alpha = None
         return new
 
     @property
@@ -179,8 +219,9 @@ class CaptionModel:
         self._build()
 
     def set_feature_stats(self, features: np.ndarray) -> None:
-        """mu and sigma from training features [N, D] (a constant dimension keeps sigma 1)."""
-        f = np.asarray(features, np.float64)
+        """mu and sigma from training features [N, D] or [N, R, D] (a constant dimension keeps
+        sigma 1)."""
+        f = np.asarray(features, np.float64).reshape(-1, self.arch.feature_size)
         sd = f.std(axis=0)
         self.feature_mean[...] = f.mean(axis=0)
         self.feature_std[...] = np.where(sd > 1e-6, sd, 1.0)
@@ -213,15 +254,16 @@ class CaptionModel:
 
     # --- the image ---------------------------------------------------------------------------------
     def check_features(self, features) -> np.ndarray:
-        """features as a [B, D] array of the model's dtype; InputError on a wrong size or NaN."""
+        """features as a [B, D] (attention: [B, R, D]) array of the model's dtype; InputError on
+        a wrong size or NaN."""
         f = np.asarray(features)
-        if f.ndim == 1:
+        D, grid = self.arch.feature_size, self.arch.attention != "none"
+        if f.ndim == (2 if grid else 1):
             f = f[None]
-        D = self.arch.feature_size
-        if f.ndim != 2 or f.shape[1] != D:
+        if f.ndim != (3 if grid else 2) or f.shape[-1] != D:
+            want = f"[images, R, {D}] grids" if grid else f"[images, {D}] vectors"
             raise InputError(f"image features of shape {list(f.shape)}: this model reads "
-                             f"[images, {D}] vectors (features from the same extractor as its "
-                             f"training data)")
+                             f"{want} (features from the same extractor as its training data)")
         if not np.all(np.isfinite(f)):
             raise InputError("image features hold NaN or infinite values")
         return np.ascontiguousarray(f, self.dtype)
@@ -231,9 +273,21 @@ class CaptionModel:
         return ((features - self.feature_mean) / self.feature_std).astype(self.dtype, copy=False)
 
     def project(self, features: np.ndarray) -> np.ndarray:
-        """z~_-1 = W_p (f - mu) / sigma + b_p [B, E] (eq. 8.50)."""
-        return (self.normalize(features) @ self.p["encoder.projection.weight"].T
+        """z~_-1 = W_p (f - mu) / sigma + b_p [B, E] (eq. 8.50); a grid's mean cell."""
+        return (self._vector(self.normalize(features)) @ self.p["encoder.projection.weight"].T
                 + self.p["encoder.projection.bias"])
+
+    def _vector(self, normed: np.ndarray) -> np.ndarray:
+        """The one vector [B, D] the projection reads: the grid's mean over its R cells."""
+        return normed.mean(axis=1) if normed.ndim == 3 else normed
+
+    def _grid(self, features: np.ndarray):
+        """(enc [R, B, D] the normalised grid, time-major as the translation model's encoder
+        states; keys; mask [B, R], every cell real), or Nones without attention."""
+        if self.arch.attention == "none":
+            return None, None, None
+        enc = np.ascontiguousarray(self.normalize(features).transpose(1, 0, 2))
+        return enc, Seq2Seq._keys(self, enc), np.ones(enc.shape[1::-1], bool)
 
     def _mask(self, rng, shape):
         keep = (rng.random(shape, dtype=np.float32) >= self.arch.dropout).astype(self.dtype)
@@ -273,6 +327,10 @@ class CaptionModel:
         top, _, _ = self.stack.forward(x, h0, c0, masks=masks,
                                        caches=None if grad else [None] * a.layers)
         out_in = top[1:]                                     # [T, B, H] the outputs after <s> ..
+        enc, keys, mask = self._grid(self.check_features(batch.features))
+        if enc is not None:
+            out_in, alpha, saved = Seq2Seq._attend(self, np.ascontiguousarray(out_in), enc, keys,
+                                                   mask)
         out_mask = self._mask(rng, out_in.shape) if drop else None
         if drop:
             out_in = out_in * out_mask
@@ -286,17 +344,22 @@ class CaptionModel:
         def backward(scale: float) -> None:
             g = self.g
             drows, dtied = self.output.loss_backward(scale)                      # [N, H]
-            dtop = np.zeros(top.shape, self.dtype)                               # [T+1, B, H]
-            dtop[1:][valid] = drows
+            dout = np.zeros(out_in.shape, self.dtype)                            # [T, B, H]
+            dout[valid] = drows
             if drop:
-                dtop[1:] *= out_mask
+                dout *= out_mask
+            if enc is not None:  # the frozen grid takes no gradient; the attention's weights do
+                dout, _ = Seq2Seq._attend_backward(self, dout, np.ascontiguousarray(top[1:]),
+                                                   enc, keys, alpha, saved)
+            dtop = np.zeros(top.shape, self.dtype)                               # [T+1, B, H]
+            dtop[1:] = dout
             dx, _, _ = self.stack.backward(dtop, masks=masks)                    # [T+1, B, E]
             K.embedding_backward(np.ascontiguousarray(dx[1:]), batch.trg_in, a.vocab_size,
                                  out=g["decoder.embedding.weight"])
             if dtied is not None:
                 g["decoder.embedding.weight"] += dtied
             # the projection, the one trained layer of the image side (transfer learning)
-            g["encoder.projection.weight"][...] = dx[0].T @ features
+            g["encoder.projection.weight"][...] = dx[0].T @ self._vector(features)
             g["encoder.projection.bias"][...] = dx[0].sum(axis=0)
 
         return loss, backward
@@ -319,8 +382,12 @@ class CaptionModel:
             batch = make_caption_batch(f[idx], caps)
             top, _, _ = self.stack.forward(self._inputs(batch), *self.stack.zero_state(
                 len(idx), self.dtype), caches=[None] * self.arch.layers)
+            out_in = top[1:]
+            enc, keys, mask = self._grid(f[idx])
+            if enc is not None:
+                out_in = Seq2Seq._attend(self, np.ascontiguousarray(out_in), enc, keys, mask)[0]
             valid = batch.valid.T
-            rows = np.ascontiguousarray(top[1:].transpose(1, 0, 2)[valid])      # by caption
+            rows = np.ascontiguousarray(out_in.transpose(1, 0, 2)[valid])       # by caption
             lp = self.output.target_log_probs(rows, batch.trg_out.T[valid]) * LOG10E
             ends = np.cumsum([len(c) + 1 for c in caps])
             for b, i in enumerate(idx):
@@ -349,7 +416,8 @@ class CaptionModel:
         st.work = np.empty((B, gate_rows(a.cell, a.hidden)), self.dtype)
         self.stack.step(st.x, st.h, st.c, st.work)                               # z~_-1
         st.ids = np.full(B, BOS, np.intp)
-        st.lp = None
+        st.lp, st.alpha = None, None
+        st.enc, st.keys, st.mask = self._grid(f)
         return self._step(st)
 
     def advance(self, state: CaptionState, ids: np.ndarray) -> CaptionState:
@@ -370,7 +438,12 @@ class CaptionModel:
         """log10 P(next token | image, tokens so far) [B, V]."""
         if state.lp is None or state.lp.shape[0] != state.batch:
             state.lp = np.empty((state.batch, self.arch.vocab_size), self.dtype)
-        self.output.log_probs(np.ascontiguousarray(state.h[-1]), out=state.lp)
+        top = np.ascontiguousarray(state.h[-1])                                  # [B, H]
+        if state.enc is not None:
+            att, alpha, _ = Seq2Seq._attend(self, top[None], state.enc, state.keys, state.mask)
+            state.alpha = alpha[:, 0]                                            # [B, R]
+            top = np.ascontiguousarray(att[0])
+        self.output.log_probs(top, out=state.lp)
         state.lp *= LOG10E
         return state.lp
 
