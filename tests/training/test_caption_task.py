@@ -107,3 +107,29 @@ def test_resume_is_bit_identical(scenes, tmp_path):
     a, b = rnnkit.load(tmp_path / "full.rnnkit"), rnnkit.load(tmp_path / "cut.rnnkit")
     np.testing.assert_array_equal(a.flat, b.flat)
     np.testing.assert_array_equal(a.feature_std, b.feature_std)
+
+
+def test_a_grid_of_features_trains_the_attention_model_or_is_pooled(scenes, tmp_path):
+    from rnnkit.text.captions import Features
+    d = scenes
+    caps = read_captions(d / "train" / "captions.tsv")
+    ids = sorted(caps)[:40]
+    grid = np.random.default_rng(0).normal(size=(40, 6, 8)).astype(np.float32)
+    write_features(tmp_path / "grid.safetensors", Features(ids, grid))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "captions.tsv").write_text(
+        "".join(f"{i}\t{c}\n" for i in ids for c in caps[i]))
+    kw = dict(emb=8, hidden=8, layers=1, batch=16, epochs=1)
+    s = train_caption(tmp_path / "c", tmp_path / "att.rnnkit",
+                      CaptionTrainOptions(**kw, attention="additive"),
+                      features=tmp_path / "grid.safetensors")
+    m = rnnkit.load(tmp_path / "att.rnnkit")
+    assert s["attention"] == "additive" and m.arch.attention == "additive"
+    assert "decoder.attention.energy_layer.weight" in m.p
+    assert len(m.caption(grid[:3], beam=2)) == 3
+    train_caption(tmp_path / "c", tmp_path / "pooled.rnnkit",
+                  CaptionTrainOptions(**kw, attention="none"),
+                  features=tmp_path / "grid.safetensors")
+    p = rnnkit.load(tmp_path / "pooled.rnnkit")
+    assert p.arch.attention == "none" and p.arch.feature_size == 8
+    assert p.caption(grid[:2]) == p.caption(grid[:2].mean(axis=1))

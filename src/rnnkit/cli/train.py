@@ -84,7 +84,8 @@ def train(
         help="Start from this trained model (fine-tuning).", rich_help_panel=RECURRENT)] = None,
     attention: Annotated[Attention, choice(
         Attention, "--attention", help="none (the decoder starts from one feature vector, the "
-        "encoder's final state), dot, general (Luong) or additive (Bahdanau).",
+        "encoder's final state), dot, general (Luong) or additive (Bahdanau); for captions, "
+        "over a grid of features [N, R, D] (none: pool it).",
         rich_help_panel=SEQ2SEQ)] = Attention.general,
     bidirectional: Annotated[bool, typer.Option(
         "--bidirectional", help="Read the source both ways (the encoder's states are [forward; "
@@ -153,7 +154,8 @@ def train(
     elif model_type.value == "caption":
         opts = CaptionTrainOptions(
             emb=emb, hidden=hidden, layers=layers, dropout=dropout, tie_weights=tie_weights,
-            batch=batch or 64, init_scale=init_scale, min_count=min_count, epochs=epochs,
+            batch=batch or 64, init_scale=init_scale, min_count=min_count,
+            attention=attention.value, epochs=epochs,
             optimizer=(optimizer or Optimizer.adam).value, lr=lr, lr_decay=lr_decay,
             decay_after=decay_after if decay_after is not None else 1_000_000, clip=clip,
             seed=seed, threads=threads, patience=patience, checkpoint_every=checkpoint_every,

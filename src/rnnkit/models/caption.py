@@ -260,6 +260,8 @@ class CaptionModel:
         D, grid = self.arch.feature_size, self.arch.attention != "none"
         if f.ndim == (2 if grid else 1):
             f = f[None]
+        if f.ndim == 3 and not grid and f.shape[-1] == D:
+            f = f.mean(axis=1)   # a grid for a model without attention: pooled, as in training
         if f.ndim != (3 if grid else 2) or f.shape[-1] != D:
             want = f"[images, R, {D}] grids" if grid else f"[images, {D}] vectors"
             raise InputError(f"image features of shape {list(f.shape)}: this model reads "

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.caption import CaptionArchitecture, CaptionBatch, CaptionModel, make_caption_batch
+from ..models.seq2seq import ATTENTIONS
 from ..nn.recurrent import CELLS
 from ..text.captions import Features, check_aligned, read_captions, read_features
 from ..text.vocab import SPECIALS, Tokenizer, Vocab
@@ -75,9 +76,6 @@ def load_caption_data(captions_path, features_path, tokenizer: Tokenizer | None 
                       ) -> CaptionData:
     """Captions and features of the same images (clear errors when they do not match)."""
     feats = read_features(features_path)
-    if feats.array.ndim != 2:
-        raise InputError(f"{features_path}: a spatial grid of features {list(feats.array.shape)};"
-                         f" this caption model reads one vector per image (pooled features)")
     caps = read_captions(captions_path)
     check_aligned(feats, caps, str(captions_path))
     return CaptionData(feats, caps, tokenizer or Tokenizer(lowercase=True), str(captions_path))
@@ -96,6 +94,7 @@ class CaptionOptions:
     batch: int = 64
     init_scale: float = 0.1
     min_count: int = 1
+    attention: str = "general"  # with a grid of features [N, R, D]; "none" pools the grid
 
     def check(self) -> None:
         if self.cell not in CELLS:
@@ -106,6 +105,9 @@ class CaptionOptions:
                                  f"{getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise InputError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.attention not in ATTENTIONS:
+            raise InputError(f"unknown --attention {self.attention!r}: use one of "
+                             f"{', '.join(ATTENTIONS)}")
         if not (self.init_scale >= 0 and math.isfinite(self.init_scale)):
             raise InputError(f"--init-scale must be a finite number >= 0, got {self.init_scale}")
 
@@ -121,6 +123,10 @@ class CaptionTask(Task):
 
     def _prepare(self, opts, vocab: Vocab) -> None:
         self.opts, self.vocab = opts, vocab
+        f = self.data.features
+        if f.array.ndim == 3 and opts.attention == "none":
+            f.array = np.ascontiguousarray(f.array.mean(axis=1))   # one vector: the mean cell
+        self.attention = opts.attention if f.array.ndim == 3 else "none"
         self.rows, self.caps = self.data.examples("train", vocab)
         lengths = np.array([len(c) for c in self.caps], np.int64)
         order = np.argsort(lengths, kind="stable")
@@ -130,13 +136,13 @@ class CaptionTask(Task):
 
     def fingerprint(self) -> dict:
         return {"vocab_sha256": self.vocab.sha256(), "train_captions": len(self.caps),
-                "feature_size": int(self.data.features.size)}
+                "feature_size": int(self.data.features.size), "attention": self.attention}
 
     def build(self, opts, rng: np.random.Generator) -> None:
         self._prepare(opts, self.data.vocab(opts.min_count))
         arch = CaptionArchitecture(self.data.features.size, len(self.vocab), opts.emb,
                                    opts.hidden, opts.layers, opts.cell, opts.tie_weights,
-                                   opts.dropout)
+                                   opts.dropout, self.attention)
         self.model = CaptionModel(arch, self.vocab, self.data.tokenizer)
         self.model.init_uniform(rng, opts.init_scale)
         self.model.set_feature_stats(self._train_features())
@@ -166,6 +172,7 @@ class CaptionTask(Task):
         a = self.model.arch
         return {"model_type": "caption", "parameters": self.model.num_parameters,
                 "vocab_size": a.vocab_size, "feature_size": a.feature_size,
+                "attention": a.attention,
                 "train_images": len(self.data.split_ids("train")),
                 "train_captions": len(self.caps)}
 
