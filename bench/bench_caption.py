@@ -17,6 +17,8 @@ every gradient of one batch; they must agree (relative 1e-4) before anything is 
 
 Usage:
   python bench/bench_caption.py --quick        # small sizes: checks the script (~1-2 min)
+  python bench/bench_caption.py --quick --onnx efficientnet-lite0.onnx --scenes 800
+                     # the demo extractor against ImageNet features (scripts/export_efficientnet_lite0.py)
 """
 from __future__ import annotations
 
@@ -43,23 +45,30 @@ from rnnkit.text.scenes import write_scenes
 from rnnkit.training.caption_task import CaptionTrainOptions, load_caption_data, train_caption
 
 
-def quality(work: Path, n_train: int, n_test: int, epochs: int, threads: int) -> dict:
-    write_scenes(work / "train", n_train, seed=0)
-    write_scenes(work / "test", n_test, seed=1)
-    write_features(work / "train.safetensors", extract_features(work / "train" / "images"))
-    test = extract_features(work / "test" / "images")
+def quality(work: Path, n_train: int, n_test: int, epochs: int, threads: int, onnx=None,
+            name: str = "") -> dict:
+    """Scenes, features (the demo extractor, or an ONNX CNN), captioner and blind model."""
+    if not (work / "train").exists():
+        write_scenes(work / "train", n_train, seed=0)
+        write_scenes(work / "test", n_test, seed=1)
+    t0 = time.perf_counter()
+    write_features(work / f"train{name}.safetensors",
+                   extract_features(work / "train" / "images", onnx, threads=threads))
+    test = extract_features(work / "test" / "images", onnx, threads=threads)
+    extract_seconds = time.perf_counter() - t0
     refs = read_captions(work / "test" / "captions.tsv")
     R = [refs[i] for i in test.ids]
     opts = dict(emb=64, hidden=96, layers=1, epochs=epochs, batch=32, lr=0.005, threads=threads)
     t0 = time.perf_counter()
-    s = train_caption(work / "train", work / "cap.rnnkit", CaptionTrainOptions(**opts),
-                      features=work / "train.safetensors")
+    s = train_caption(work / "train", work / f"cap{name}.rnnkit", CaptionTrainOptions(**opts),
+                      features=work / f"train{name}.safetensors")
     seconds = time.perf_counter() - t0
-    blind = load_caption_data(work / "train", work / "train.safetensors")
+    blind = load_caption_data(work / "train", work / f"train{name}.safetensors")
     blind.features.array[:] = 0
     train_caption(blind, work / "blind.rnnkit", CaptionTrainOptions(**opts))
-    m, b = rnnkit.load(work / "cap.rnnkit"), rnnkit.load(work / "blind.rnnkit")
-    out = {"train_seconds": seconds, "valid_ppl": s["valid_perplexity"]}
+    m, b = rnnkit.load(work / f"cap{name}.rnnkit"), rnnkit.load(work / "blind.rnnkit")
+    out = {"train_seconds": seconds, "valid_ppl": s["valid_perplexity"],
+           "extract_seconds": extract_seconds, "dim": int(test.array.shape[-1])}
     for name, model, X, beam in (("greedy", m, test.array, 1), ("beam 3", m, test.array, 3),
                                  ("blind greedy", b, np.zeros_like(test.array), 1)):
         hyp = [h[0][0] for h in model.caption(X, beam=beam)]
@@ -132,11 +141,11 @@ class TorchCaption:
             return (torch.log_softmax(self.out(st.h[-1]), -1) / np.log(10)).numpy()
 
 
-def speed(work: Path, threads: int, quick: bool) -> list[tuple]:
+def speed(work: Path, name: str, threads: int, quick: bool) -> list[tuple]:
     import torch
     torch.set_num_threads(threads)
-    m = rnnkit.load(work / "cap.rnnkit")
-    data = load_caption_data(work / "train", work / "train.safetensors")
+    m = rnnkit.load(work / f"cap{name}.rnnkit")
+    data = load_caption_data(work / "train", work / f"train{name}.safetensors")
     rows, caps = data.examples("train", m.vocab)
     order = np.random.default_rng(0).permutation(len(caps))
     bs = 64
@@ -241,6 +250,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--onnx", help="also caption the scenes from this ONNX CNN's pooled features "
+                    "(e.g. scripts/export_efficientnet_lite0.py's), to compare with the demo "
+                    "extractor")
+    ap.add_argument("--scenes", type=int, default=400, help="training scenes")
     args = ap.parse_args()
     if not args.quick:
         raise SystemExit("only --quick is implemented for now (the full run is not calibrated)")
@@ -248,20 +261,25 @@ def main():
           f"UTC  CPU: {cpu_name()}  threads: {args.threads}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        q = quality(work, 400, 60, 8, args.threads)
-        print(f"\nsynthetic scenes: 400 training, 60 held-out, 8 epochs; training "
-              f"{q['train_seconds']:.1f} s, valid ppl {q['valid_ppl']:.2f}")
-        print(f"{'captions':<14}" + "".join(f"{k:>9}" for k in ("BLEU-1", "BLEU-2", "BLEU-3",
-                                                               "BLEU-4", "CIDEr")))
-        for name in ("greedy", "beam 3", "blind greedy"):
-            s = q[name]
-            cider = f"{s['cider']:9.3f}" if "cider" in s else f"{'-':>9}"
-            print(f"{name:<14}" + "".join(f"{s[f'bleu{n}']:9.2f}" for n in range(1, 5)) + cider)
+        runs = [("demo extractor", None)] + ([(Path(args.onnx).name, args.onnx)] if args.onnx
+                                             else [])
+        for k, (label, onnx) in enumerate(runs):
+            q = quality(work, args.scenes, 60, 8, args.threads, onnx, str(k))
+            print(f"\n{label} (D = {q['dim']}, extraction {q['extract_seconds']:.1f} s): synthetic "
+                  f"scenes, {args.scenes} training, 60 held-out, 8 epochs; training "
+                  f"{q['train_seconds']:.1f} s, valid ppl {q['valid_ppl']:.2f}")
+            print(f"{'captions':<14}" + "".join(f"{c:>9}" for c in ("BLEU-1", "BLEU-2", "BLEU-3",
+                                                                   "BLEU-4", "CIDEr")))
+            for name in ("greedy", "beam 3", "blind greedy"):
+                s = q[name]
+                cider = f"{s['cider']:9.3f}" if "cider" in s else f"{'-':>9}"
+                print(f"{name:<14}" + "".join(f"{s[f'bleu{n}']:9.2f}" for n in range(1, 5))
+                      + cider)
         print(f"(BLEU: {q['greedy']['bleu_implementation']}; CIDEr: "
               f"{q['greedy'].get('cider_implementation', 'pycocoevalcap not installed')})")
         try:
             import torch  # noqa: F401
-            rows = speed(work, args.threads, True)
+            rows = speed(work, "0", args.threads, True)
             print(f"\n{'speed':<42}{'rnnkit':>12}{'PyTorch':>12}{'ratio':>8}{'target':>8}")
             for name, r, t, target in rows:
                 print(f"{name:<42}{r:12,.0f}{t:12,.0f}{r / t:8.2f}{target:>7.0f}x")
