@@ -254,6 +254,8 @@ def main():
                     "(e.g. scripts/export_efficientnet_lite0.py's), to compare with the demo "
                     "extractor")
     ap.add_argument("--scenes", type=int, default=400, help="training scenes")
+    ap.add_argument("--neuraltalk", help="a directory with neuraltalk's vgg_feats.mat (and "
+                    "tasks.txt or dataset.json): time reading its features")
     args = ap.parse_args()
     if not args.quick:
         raise SystemExit("only --quick is implemented for now (the full run is not calibrated)")
@@ -285,6 +287,12 @@ def main():
                 print(f"{name:<42}{r:12,.0f}{t:12,.0f}{r / t:8.2f}{target:>7.0f}x")
         except ImportError:
             print("\nPyTorch is not installed: no speed anchor (pip install torch)")
+        if args.neuraltalk:
+            from rnnkit.text.captions import read_features
+            t0 = time.perf_counter()
+            f = read_features(Path(args.neuraltalk) / "vgg_feats.mat")
+            print(f"\nneuraltalk vgg_feats.mat: {len(f.ids)} images x {f.size} features "
+                  f"(ids {f.ids[0]}, ...) read in {time.perf_counter() - t0:.2f} s")
         print()
         for name, v in extraction(work, True):
             print(f"{name:<52}{v:10,.1f}")
