@@ -40,8 +40,8 @@ def _floats(text: str, flag: str) -> tuple[float, float, float]:
 def features(
     inputs: Annotated[list[Path], typer.Argument(help="Image files or directories.",
                                                  metavar="IMAGES_OR_DIR...", show_default=False)],
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="The features file to write "
-                                                     "(.safetensors: [N, D] with the ids).")] = None,
+    out_path: Annotated[Optional[Path], typer.Option(
+        "--out", help="The features file to write (.safetensors: [N, D] with the ids).")] = None,
     onnx: Annotated[Optional[Path], typer.Option(
         help="A CNN as an ONNX model (run by ONNX Runtime); without it, rnnkit's demo extractor "
         "(see the README).")] = None,

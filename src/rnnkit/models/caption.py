@@ -252,7 +252,7 @@ class CaptionModel:
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: np.array(v) for name, v in self.p.items()}
 
-    # --- the image ---------------------------------------------------------------------------------
+    # --- the image --------------------------------------------------------------------------------
     def check_features(self, features) -> np.ndarray:
         """features as a [B, D] (attention: [B, R, D]) array of the model's dtype; InputError on
         a wrong size or NaN."""
@@ -295,7 +295,7 @@ class CaptionModel:
         keep = (rng.random(shape, dtype=np.float32) >= self.arch.dropout).astype(self.dtype)
         return keep * (1.0 / (1.0 - self.arch.dropout))
 
-    # --- training ----------------------------------------------------------------------------------
+    # --- training ---------------------------------------------------------------------------------
     def forward_backward(self, batch: CaptionBatch, scale: float,
                          rng: np.random.Generator | None = None) -> float:
         """Cross-entropy (natural log, eq. 8.51) summed over the batch's real target tokens;
@@ -366,7 +366,7 @@ class CaptionModel:
 
         return loss, backward
 
-    # --- scoring -----------------------------------------------------------------------------------
+    # --- scoring ----------------------------------------------------------------------------------
     def caption_log_probs(self, features, captions: list[np.ndarray], max_batch: int = 64
                           ) -> list[np.ndarray]:
         """log10 p of z1 .. zT and </s> of each caption (id arrays without </s>) given its
@@ -402,7 +402,7 @@ class CaptionModel:
         if ids.size and (ids.min() < 0 or ids.max() >= V):
             raise RnnkitError(f"token ids must be in [0, {V})")
 
-    # --- decoding protocol (log10), conditioned on images ------------------------------------------
+    # --- decoding protocol (log10), conditioned on images -----------------------------------------
     def start(self, batch: int | None = None, context=None) -> CaptionState:
         """One stream per image (`context`: features [B, D]), after the image and <s>."""
         if context is None:
@@ -459,7 +459,7 @@ class CaptionModel:
         return [[(self.tokenizer.join(self.vocab.decode(h.tokens)), h.score) for h in hs]
                 for hs in hyps]
 
-    # --- files -------------------------------------------------------------------------------------
+    # --- files ------------------------------------------------------------------------------------
     def metadata(self) -> dict:
         meta = dict(self.meta)
         meta.update({

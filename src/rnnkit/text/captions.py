@@ -48,7 +48,8 @@ class Features:
                              f"R, D]), got shape {list(self.array.shape)}")
         bad = ~np.isfinite(self.array.reshape(len(self.array), -1)).all(axis=1)
         if bad.any():
-            raise InputError(f"{self.source}: the features of image {self.ids[int(np.argmax(bad))]!r}"
+            first = self.ids[int(np.argmax(bad))]
+            raise InputError(f"{self.source}: the features of image {first!r}"
                              f" hold NaN or infinite values ({int(bad.sum())} images in all); "
                              f"re-extract them")
         self.index = {i: n for n, i in enumerate(self.ids)}
@@ -182,7 +183,8 @@ def read_captions(path: str | os.PathLike) -> "OrderedDict[str, list[str]]":
             raise FormatError(f"{p}:{number}: expected image_id<TAB>caption, found no tab in "
                               f"{line[:60]!r}")
         if not text.strip() or not image_id.strip():
-            raise FormatError(f"{p}:{number}: an empty {'caption' if image_id.strip() else 'image id'}")
+            what = "caption" if image_id.strip() else "image id"
+            raise FormatError(f"{p}:{number}: an empty {what}")
         caps.setdefault(image_id.strip(), []).append(text.strip())
     if not caps:
         raise InputError(f"{p}: no captions")

@@ -34,7 +34,8 @@ def list_images(inputs) -> list[Path]:
         else:
             raise InputError(f"{p}: no such image file or directory")
     if not files:
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in "
+                         f"{', '.join(map(str, inputs))}")
     return files
 
 

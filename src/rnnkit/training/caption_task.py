@@ -200,9 +200,9 @@ class CaptionTask(Task):
                 "data": self.fingerprint()}
 
     def save_model(self, path: Path, training: dict) -> None:
-        self.model.save(path, training={**training, "data": {**self.fingerprint(),
-                                                              "captions": self.data.source,
-                                                              "features": self.data.features.source}})
+        data = {**self.fingerprint(), "captions": self.data.source,
+                "features": self.data.features.source}
+        self.model.save(path, training={**training, "data": data})
 
 
 def caption_perplexity(model: CaptionModel, features: np.ndarray, captions: list[np.ndarray],
