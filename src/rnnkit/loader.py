@@ -16,6 +16,9 @@ from .models.mixture import COMBINES, Mixture, parse_weights
 from .models.ngram.arpa import looks_like_arpa, read_arpa
 from .models.ngram.estimate import MODEL_TYPE as NGRAM
 from .models.ngram.estimate import NgramModel
+from .models.caption import MODEL_TYPE as CAPTION
+from .models.caption import CaptionModel
+from .models.caption import from_file_parts as caption_from_file
 from .models.protocol import LanguageModel
 from .models.rnnlm import MODEL_TYPES as RECURRENT
 from .models.rnnlm import from_file_parts as recurrent_from_file
@@ -25,7 +28,7 @@ from .models.seq2seq import from_file_parts as seq2seq_from_file
 from .models.torch_import import from_torch_state
 
 
-def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq:
+def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq | CaptionModel:
     """Any model rnnkit can read: its own model files, or ARPA (plain or gzip).
 
     `load(state, vocab="vocab.txt")` reads a PyTorch state dict (see models/torch_import.py);
@@ -53,6 +56,8 @@ def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq:
         return recurrent_from_file(p, tensors, meta)
     if model_type == SEQ2SEQ:
         return seq2seq_from_file(p, tensors, meta)
+    if model_type == CAPTION:
+        return caption_from_file(p, tensors, meta)
     raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")
 
 

@@ -15,7 +15,7 @@ import typer
 
 from .._version import __version__
 from ..errors import RnnkitError
-from . import corpus, lm, report, rescore, train, translate
+from . import caption, corpus, lm, report, rescore, train, translate
 from ._common import err
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for group in (corpus, train, translate, lm, rescore, report):
+for group in (corpus, train, translate, caption, lm, rescore, report):
     app.add_typer(group.app)  # no name: the group's commands join the top level
 
 

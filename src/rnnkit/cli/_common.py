@@ -26,6 +26,7 @@ from rich.progress import (
 )
 
 from ..errors import RnnkitError
+from ..models.caption import MODEL_TYPE as CAPTION
 from ..models.mixture import COMBINES
 from ..models.ngram.estimate import MODEL_TYPE as NGRAM
 from ..models.ngram.estimate import SMOOTHINGS
@@ -112,7 +113,7 @@ Level = _choices("Level", LEVELS)
 Normalize = _choices("Normalize", NORMALIZATIONS)
 Utf8Errors = _choices("Utf8Errors", ERRORS)
 Smoothing = _choices("Smoothing", SMOOTHINGS)
-ModelType = _choices("ModelType", (NGRAM, *RECURRENT_TYPES, SEQ2SEQ))
+ModelType = _choices("ModelType", (NGRAM, *RECURRENT_TYPES, SEQ2SEQ, CAPTION))
 Attention = _choices("Attention", ATTENTIONS)
 RecurrentType = _choices("RecurrentType", RECURRENT_TYPES)
 Optimizer = _choices("Optimizer", OPTIMIZERS)

@@ -9,6 +9,7 @@ import typer
 from ..errors import RnnkitError
 from ..text.prepare import prepare as run_prepare
 from ..text.synth import SynthSpec, parse_filler
+from ..text.scenes import write_scenes
 from ..text.synth import write as write_synth
 from ._common import (
     JsonSummary,
@@ -79,7 +80,8 @@ def prepare(
 
 @app.command(epilog="Examples:\n\n"
              "rnnkit synth --out synth.txt --sentences 20000 --filler 5,40 --vocab 10\n\n"
-             "rnnkit synth --out - --sentences 3 --filler 2,4 --seed 7")
+             "rnnkit synth --out - --sentences 3 --filler 2,4 --seed 7\n\n"
+             "rnnkit synth --scenes 2000 --out scenes/")
 def synth(
     out_path: Annotated[Optional[str], typer.Option("--out", help="The text file to write; `-` "
                                                     "for stdout.")] = None,
@@ -90,12 +92,25 @@ def synth(
     keys: Annotated[int, typer.Option("--vocab", help="K: number of key/answer word pairs.")] = 10,
     filler_vocab: Annotated[int, typer.Option(help="Number of distinct filler words.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same corpus).")] = 0,
+    scenes: Annotated[Optional[int], typer.Option(
+        help="Instead: write N images of simple scenes to --out DIR (DIR/images/*.png and "
+        "DIR/captions.tsv with several captions each; needs Pillow).")] = None,
     as_json: JsonSummary = False,
 ):
     """Write a synthetic corpus with one long-range dependency: each sentence is a key word
     k_i, a filler of MIN..MAX random filler words, then the key's answer word a_i. The last word
     is a function of the first and the filler says nothing about it, so a recurrent model can
     learn to carry the key to the end and an n-gram model cannot."""
+    if scenes is not None:
+        if out_path is None or out_path == "-":
+            raise RnnkitError("--scenes needs --out DIR: the directory to write")
+        summary = write_scenes(out_path, scenes, seed)
+        if as_json:
+            print_json(summary)
+        else:
+            out.print(f"{out_path}: {summary['images']:,} scenes, {summary['captions']:,} "
+                      f"captions (images/*.png, captions.tsv)", markup=False)
+        return
     if out_path is None:
         raise RnnkitError("--out FILE is required: the text file to write (`-` for stdout)")
     if as_json and out_path == "-":

@@ -35,6 +35,7 @@ from ._common import (
     stdout_is_data,
 )
 from ._render import per_token_text, score_summary_table
+from .caption import score_captions
 
 app = typer.Typer()
 
@@ -62,12 +63,20 @@ def score(
     source: Annotated[Optional[str], typer.Option(
         help="With a translation model: the source sentences, line by line with the targets; "
         "the scores are log10 p(target | source).")] = None,
+    features: Annotated[Optional[Path], typer.Option(
+        help="With a caption model: the images' features; FILE is then image_id<TAB>caption "
+        "lines, scored as log10 p(caption | image).")] = None,
 ):
     """Score sentences: log10 probability, tokens, OOVs and perplexity per sentence, and the
     corpus perplexity as KenLM's query defines it: 10^(-sum log10 p / (words + sentences))."""
     model_paths, input_path = _score_inputs(paths)
     if source is not None:
         _score_given_sources(model_paths, source, input_path, as_json, per_token)
+        return
+    if features is not None:
+        if len(model_paths) != 1:
+            raise RnnkitError("--features scores captions with one caption model")
+        score_captions(model_paths[0], input_path, features, as_json)
         return
     if len(model_paths) == 1 and weights is None:
         _score(load(model_paths[0]), model_paths[0], input_path, as_json, per_token)

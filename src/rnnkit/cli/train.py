@@ -15,6 +15,7 @@ from ..models.ngram.estimate import train as train_ngram
 from ..text.prepare import load_data
 from ..training import TrainingInterrupted, TrainOptions
 from ..training import train as run_train
+from ..training.caption_task import CaptionTrainOptions, train_caption
 from ..training.seq2seq_task import Seq2SeqTrainOptions, train_seq2seq
 from ._common import (
     Attention,
@@ -35,21 +36,24 @@ DATA = "Data"
 NGRAM = "N-gram (--type ngram)"
 RECURRENT = "Recurrent model (--type lstm, lstm-peephole, lstm-nofg, rnn, seq2seq)"
 SEQ2SEQ = "Translation model (--type seq2seq, on `prepare --parallel` data)"
-OPTIMISATION = "Optimisation (recurrent and translation models)"
+CAPTION = "Caption model (--type caption)"
+OPTIMISATION = "Optimisation (recurrent, translation and caption models)"
 OUTPUT = "Checkpoints/Output"
 
 
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
-             "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit")
+             "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit\n\n"
+             "rnnkit train scenes/ --type caption --features feats.safetensors --out scenes.rnnkit")
 def train(
     data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare`, or a text "
                                         "file (prepared with the default options).",
                                         rich_help_panel=DATA)],
     model_type: Annotated[ModelType, choice(
         ModelType, "--type", help="ngram, lstm, lstm-peephole, lstm-nofg (no forget gate), rnn "
-        "(tanh) or seq2seq (an LSTM encoder-decoder for translation).")] = ModelType.lstm,
+        "(tanh), seq2seq (an LSTM encoder-decoder for translation) or caption (an LSTM "
+        "conditioned on image features).")] = ModelType.lstm,
     # n-gram options
     order: Annotated[int, typer.Option(help="Order N of the n-gram model (1-9).",
                                        rich_help_panel=NGRAM)] = 3,
@@ -80,7 +84,8 @@ def train(
         help="Start from this trained model (fine-tuning).", rich_help_panel=RECURRENT)] = None,
     attention: Annotated[Attention, choice(
         Attention, "--attention", help="none (the decoder starts from one feature vector, the "
-        "encoder's final state), dot, general (Luong) or additive (Bahdanau).",
+        "encoder's final state), dot, general (Luong) or additive (Bahdanau); for captions, "
+        "over a grid of features [N, R, D] (none: pool it).",
         rich_help_panel=SEQ2SEQ)] = Attention.general,
     bidirectional: Annotated[bool, typer.Option(
         "--bidirectional", help="Read the source both ways (the encoder's states are [forward; "
@@ -92,6 +97,12 @@ def train(
         help="What picks the best model and drives --patience: ppl (validation perplexity) or "
         "bleu (greedy BLEU of the validation pairs, computed each epoch either way).",
         rich_help_panel=SEQ2SEQ)] = "ppl",
+    features: Annotated[Optional[Path], typer.Option(
+        help="The images' features (`rnnkit features`, .npy or neuraltalk .mat); DATA is then "
+        "captions (image_id<TAB>caption lines, or a directory with captions.tsv).",
+        rich_help_panel=CAPTION)] = None,
+    min_count: Annotated[int, typer.Option(
+        help="Caption words seen fewer times become <unk>.", rich_help_panel=CAPTION)] = 1,
     bptt: Annotated[int, typer.Option(help="Truncated-BPTT window, in steps.",
                                       rich_help_panel=OPTIMISATION)] = 35,
     batch: Annotated[Optional[int], typer.Option(
@@ -149,6 +160,17 @@ def train(
             seed=seed, threads=threads, patience=patience, checkpoint_every=checkpoint_every,
             resume=resume)
         summary = _run(train_seq2seq, data, out_path, opts, as_json, "translation model")
+    elif model_type.value == "caption":
+        opts = CaptionTrainOptions(
+            emb=emb, hidden=hidden, layers=layers, dropout=dropout, tie_weights=tie_weights,
+            batch=batch or 64, init_scale=init_scale, min_count=min_count,
+            attention=attention.value, epochs=epochs,
+            optimizer=(optimizer or Optimizer.adam).value, lr=lr, lr_decay=lr_decay,
+            decay_after=decay_after if decay_after is not None else 1_000_000, clip=clip,
+            seed=seed, threads=threads, patience=patience, checkpoint_every=checkpoint_every,
+            resume=resume)
+        summary = _run(lambda d, o, op, ev: train_caption(d, o, op, ev, features=features),
+                       data, out_path, opts, as_json, "model")
     else:
         opts = TrainOptions(
             model_type=model_type.value, emb=emb, hidden=hidden, layers=layers,
