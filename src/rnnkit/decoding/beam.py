@@ -57,16 +57,21 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     done = np.zeros(B, bool)
     t = 0
     while not done.all():
-        lp = model.log_probs(state).astype(np.float64)      # [B*K, V] log10
+        lp = model.log_probs(state)                          # [B*K, V] log10
         V = lp.shape[1]
         alpha_t = getattr(state, "alpha", None) if keep_attention else None
-        total = (scores.reshape(-1, 1) + lp).reshape(B, K * V)        # [B, K*V]
-        # the 2K best continuations: at least K of them do not end the hypothesis
+        # the 2K best continuations of a sentence are among its rows' own 2K best tokens, so
+        # each row is cut to those first (one pass over [B*K, V], no float64 copy of it)
         m = min(2 * K, K * V)
-        top = np.argpartition(-total, m - 1, axis=1)[:, :m]
-        order = np.argsort(-np.take_along_axis(total, top, 1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, 1)                       # [B, m] best first
-        parents, tokens = top // V, top % V
+        r = min(m, V)
+        cand = np.argpartition(lp, V - r, axis=1)[:, V - r:] if r < V else np.broadcast_to(
+            np.arange(V), lp.shape)                                    # [B*K, r] token ids
+        total = (scores.reshape(-1, 1) + np.take_along_axis(lp, cand, 1).astype(np.float64)
+                 ).reshape(B, K * r)                                   # [B, K*r]
+        order = np.argsort(-total, axis=1, kind="stable")[:, :m]       # [B, m] best first
+        best = np.take_along_axis(total, order, 1).tolist()
+        parents = (order // r).tolist()
+        tokens = np.take_along_axis(cand.reshape(B, K * r), order, 1).tolist()
         new_rows = np.repeat(np.arange(B)[:, None] * K, K, axis=1)  # [B, K] (done: their own)
         new_tokens = np.full((B, K), EOS, np.int64)
         new_scores = np.full((B, K), -np.inf)
@@ -76,11 +81,11 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
             last_step = t + 1 >= limits[b]
             kept = 0
             for j in range(m):
-                s = total[b, top[b, j]]
-                if not np.isfinite(s):
+                s = best[b][j]
+                if s == -np.inf or s != s:
                     break
-                row = b * K + parents[b, j]
-                tok = int(tokens[b, j])
+                row = b * K + parents[b][j]
+                tok = tokens[b][j]
                 if tok == EOS or last_step:
                     # an ending enters the n-best only if it ranks among the top K candidates
                     if j < K and len(finished[b]) < K:
