@@ -197,8 +197,11 @@ def reverse_index(lengths: np.ndarray, S: int) -> np.ndarray:
 
 
 def _gather_time(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """x [S, B, ...] reordered in time per column: out[t, b] = x[idx[t, b], b]."""
-    return np.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=0)
+    """x [S, B, ...] reordered in time per column: out[t, b] = x[idx[t, b], b] (contiguous).
+    One row gather over [S*B, ...] (take_along_axis built a full-size index, ~3x slower)."""
+    S, B = idx.shape
+    flat = (idx * B + np.arange(B)).reshape(-1)                          # [S*B]
+    return np.take(x.reshape((S * B,) + x.shape[2:]), flat, axis=0).reshape(x.shape)
 
 
 def _softmax_last(z: np.ndarray) -> np.ndarray:
@@ -350,7 +353,7 @@ class Seq2Seq:
                 x = x * masks[-1]
             outs = []
             for stack, suffix in zip(stacks, a.directions):
-                inp = x if suffix == "" else np.ascontiguousarray(_gather_time(x, idx))
+                inp = x if suffix == "" else _gather_time(x, idx)
                 top, _, _ = stack.forward(inp, zero, zero if stack.lstm else None,
                                           caches=None if cache is not None else [None])
                 outs.append(top if suffix == "" else _gather_time(top, idx))
@@ -382,7 +385,7 @@ class Seq2Seq:
                 if suffix == "":
                     dxi, _, _ = stack.backward(np.ascontiguousarray(part))
                 else:
-                    dxi, _, _ = stack.backward(np.ascontiguousarray(_gather_time(part, idx)))
+                    dxi, _, _ = stack.backward(_gather_time(part, idx))
                     dxi = _gather_time(dxi, idx)
                 dx = dxi if dx is None else dx + dxi
             if cache["enc_masks"]:
