@@ -237,14 +237,17 @@ class Seq2SeqState:
         new.lp = None
         return new
 
-    def groups(self) -> int:
-        """K when the streams are K consecutive ones per source sentence in order (as beam
-        search keeps them), else 0."""
-        n, B = len(self.src), self.enc.shape[1]
-        if n == 0 or n % B:
-            return 0
-        K = n // B
-        return K if np.array_equal(self.src, np.arange(n) // K) else 0
+    def groups(self) -> tuple[int, np.ndarray | None]:
+        """(K, sentences [n / K]) when the streams come in runs of K consecutive ones per source
+        sentence (beam search's layout), else (0, None)."""
+        src, n = self.src, len(self.src)
+        if n == 0:
+            return 0, None
+        K = int(np.argmax(src != src[0])) or n
+        if n % K:
+            return 0, None
+        runs = src.reshape(-1, K)
+        return (K, runs[:, 0].copy()) if (runs == runs[:, :1]).all() else (0, None)
 
     @property
     def batch(self) -> int:
@@ -638,13 +641,16 @@ class Seq2Seq:
         """log10 P(next target token) [B, Vt]; state.alpha [B, S] holds the attention used."""
         top = state.h[-1]                                                        # [B, H]
         if self.arch.attention != "none":
-            K = state.groups()
-            if K:
+            K, sent = state.groups()
+            if K > 1 or (K == 1 and len(sent) == state.enc.shape[1]):
                 # K streams per sentence: the K decoder states of a sentence are its "T"
                 # positions of the training-time attention, over the shared encoder outputs
                 n, H = top.shape
+                enc, keys, mask = state.enc, state.keys, state.mask
+                if not np.array_equal(sent, np.arange(enc.shape[1])):  # some have finished
+                    enc, keys, mask = enc[:, sent], keys[:, sent], mask[sent]
                 att, alpha, _ = self._attend(top.reshape(n // K, K, H).transpose(1, 0, 2),
-                                             state.enc, state.keys, state.mask)
+                                             enc, keys, mask)
                 state.alpha = alpha.reshape(n, -1)                               # [B, S]
                 top = np.ascontiguousarray(att.transpose(1, 0, 2).reshape(n, H))
             else:
