@@ -27,6 +27,7 @@ Usage:
   python bench/bench_seq2seq.py                          # speed: 100 training steps, decoding
   python bench/bench_seq2seq.py --full --minutes 60      # + Multi30k de->en BLEU, one model
   python bench/bench_seq2seq.py --full --table --minutes 60   # + none / uni / en->de (5 runs)
+  python bench/bench_seq2seq.py --quick --full --no-speed     # the BLEU path on 1,000 pairs
 """
 from __future__ import annotations
 
@@ -156,13 +157,14 @@ def torch_worker(args, cfg) -> dict:
 def time_training(forward_backward, update, batches) -> dict:
     forward_backward(batches[0])  # warm-up (allocations, caches)
     update()
-    tokens, t0 = 0, time.perf_counter()
+    tokens, t0, c0 = 0, time.perf_counter(), time.process_time()
     for b in batches[1:]:
         forward_backward(b)
         update()
         tokens += b.tokens
-    dt = time.perf_counter() - t0
-    return {"train_tokens": tokens, "train_seconds": dt, "train_tok_s": tokens / dt}
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    return {"train_tokens": tokens, "train_seconds": dt, "train_tok_s": tokens / dt,
+            "train_tok_cpu_s": tokens / dc}
 
 
 def time_decoding(decode, sources, args) -> dict:
@@ -171,17 +173,18 @@ def time_decoding(decode, sources, args) -> dict:
     groups = [[sources[i] for i in rng.choice(len(sources), B, replace=False)]
               for _ in range(args.decode_batches)]
     decode(groups[0][:8], 5)  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for g in groups:
         decode(g, 5)
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     ones = [sources[i] for i in rng.choice(len(sources), args.latency_sentences, replace=False)]
     lat = []
     for s in ones:
         t = time.perf_counter()
         decode([s], 5)
         lat.append(time.perf_counter() - t)
-    return {"decode_sent_s": B * len(groups) / dt, "latency_ms": 1000 * float(np.median(lat))}
+    return {"decode_sent_s": B * len(groups) / dt, "decode_sent_cpu_s": B * len(groups) / dc,
+            "latency_ms": 1000 * float(np.median(lat))}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -246,7 +249,9 @@ def speed(args) -> None:
         print("# check: " + check_gradients(tmp, r, t))
         print(f"# PyTorch {t['torch']}, {t['threads']} threads")
     rows = [("training tokens/s", "train_tok_s", True, TRAIN_TARGET),
+            ("  per CPU second (all threads)", "train_tok_cpu_s", True, None),
             ("decoding sentences/s (batch 64, beam 5)", "decode_sent_s", True, DECODE_TARGET),
+            ("  per CPU second (all threads)", "decode_sent_cpu_s", True, None),
             ("latency ms (batch 1, beam 5)", "latency_ms", False, None),
             ("peak memory MB (process RSS)", "peak_mb", False, None)]
     print(f"| {'measure':<42} | {'rnnkit':>10} | {'PyTorch':>10} | {'ratio':>6} | target |")
@@ -257,7 +262,8 @@ def speed(args) -> None:
         tgt = f">= {target:g}x" if target else ""
         print(f"| {label:<42} | {r[key]:>10.1f} | {tv:>10.1f} | {ratio:>5.2f}x | {tgt:<6} |")
     print("# ratio: rnnkit / PyTorch for speeds, PyTorch / rnnkit for latency and memory "
-          "(> 1: rnnkit better)")
+          "(> 1: rnnkit better); per CPU second: the work done per second of the process's CPU "
+          "time, steadier than wall time on a shared machine (with 1 thread)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -317,9 +323,10 @@ class Multi30k:
     """The corpus object rnnkit's trainer reads (.src/.trg with .vocab and .tokenizer,
     .pairs(split), .manifest), until `rnnkit prepare --parallel` exists."""
 
-    def __init__(self, data: Path, src: str, trg: str, vocab_size: int, work: Path):
-        self.lines = {split: (read_lines(data / f"{name}.{src}.gz"),
-                              read_lines(data / f"{name}.{trg}.gz"))
+    def __init__(self, data: Path, src: str, trg: str, vocab_size: int, work: Path,
+                 limit: int | None = None):
+        self.lines = {split: (read_lines(data / f"{name}.{src}.gz")[:limit],
+                              read_lines(data / f"{name}.{trg}.gz")[:limit])
                       for split, name in (("train", "train"), ("valid", "val"),
                                           ("test", "test_2016_flickr"))}
         self.src = _Side(self.lines["train"][0], vocab_size, work, src)
@@ -359,7 +366,9 @@ def full_run(args, src: str, trg: str, attention: str, bidirectional: bool, work
     from rnnkit.decoding.beam import beam_search
     from rnnkit.training.seq2seq_task import Seq2SeqTrainOptions, train_seq2seq
 
-    corpus = Multi30k(args.data, src, trg, args.vocab_size, work / f"{src}-{trg}")
+    (work / f"{src}-{trg}").mkdir(parents=True, exist_ok=True)
+    corpus = Multi30k(args.data, src, trg, args.vocab_size, work / f"{src}-{trg}",
+                      args.max_pairs)
     opts = Seq2SeqTrainOptions(emb=256, hidden=256, layers=1, attention=attention,
                                bidirectional=bidirectional, dropout=0.3, batch=64,
                                epochs=args.epochs, optimizer="adam", lr=1e-3, clip=5.0,
@@ -401,14 +410,15 @@ def full(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-s2s-full-"))
     print(f"# Multi30k test_2016_flickr, beam 5, {args.minutes} min training budget per model, "
           f"{args.threads} threads, {cpu_name()}, {datetime.date.today()}")
-    print("| pair | attention | encoder | units | epochs | train min | BLEU | BLEU lc |")
-    print("|---|---|---|---|---:|---:|---:|---:|")
+    print("| pair | attention | encoder | units | epochs | train min | valid ppl | BLEU | BLEU lc |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
     sig = ""
     for src, trg, att, bi in runs:
         r = full_run(args, src, trg, att, bi, work)
         sig = r["signature"]
         print(f"| {r['pair']} | {r['attention']} | {r['encoder']} | {r['level']} | "
-              f"{r['epochs']} | {r['train_min']:.1f} | {r['bleu']:.1f} | {r['bleu_lc']:.1f} |",
+              f"{r['epochs']} | {r['train_min']:.1f} | {r['valid_ppl'] or float('nan'):.2f} | "
+              f"{r['bleu']:.1f} | {r['bleu_lc']:.1f} |",
               flush=True)
     print(f"# sacreBLEU {sig} (detokenized; lc: lowercase=True)")
     print("# anchors: BiGRU + Bahdanau tutorial 28.3 lc greedy; no attention 13.8; target >= 30")
@@ -423,6 +433,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0, help="training budget per model")
     ap.add_argument("--epochs", type=int, default=30, help="most epochs per model (--full)")
     ap.add_argument("--vocab-size", type=int, default=8000, help="per side (--full)")
+    ap.add_argument("--max-pairs", type=int, help="use only the first N pairs of each split")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=100, help="timed training steps")
@@ -433,6 +444,7 @@ def main() -> None:
     ap.add_argument("--attention", default=CONFIG["attention"])
     ap.add_argument("--uni", action="store_true", help="unidirectional encoder")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-speed", action="store_true", help="with --full: BLEU only")
     ap.add_argument("--busy", action="store_true", help="label the timings 'busy machine'")
     ap.add_argument("--worker", choices=("rnnkit", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--init", help=argparse.SUPPRESS)
@@ -450,7 +462,9 @@ def main() -> None:
         args.max_len = min(args.max_len, 12)
         if args.full:
             args.minutes, args.epochs = min(args.minutes, 1.0), 1
-    speed(args)
+            args.max_pairs = args.max_pairs or 1000
+    if not args.no_speed:
+        speed(args)
     if args.full:
         full(args)
 
