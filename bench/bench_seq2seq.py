@@ -392,13 +392,13 @@ def full_run(args, src: str, trg: str, attention: str, bidirectional: bool, work
         for i, h in zip(idx, found):
             hyps[i] = corpus.trg.decode(h[0].tokens)
     decode_s = time.monotonic() - t1
-    cased = sacrebleu.corpus_bleu(hyps, [refs])
-    lower = sacrebleu.corpus_bleu(hyps, [refs], lowercase=True)
+    metric, metric_lc = sacrebleu.BLEU(), sacrebleu.BLEU(lowercase=True)
+    cased, lower = metric.corpus_score(hyps, [refs]), metric_lc.corpus_score(hyps, [refs])
     return {"pair": f"{src}-{trg}", "attention": attention,
             "encoder": "bi" if bidirectional else "uni", "level": corpus.src.level,
             "epochs": len(budget.records), "train_min": minutes, "bleu": cased.score,
             "bleu_lc": lower.score, "decode_s": decode_s,
-            "signature": str(sacrebleu.BLEU().get_signature()),
+            "signature": str(metric.get_signature()), "example": (sources[0], hyps[0], refs[0]),
             "valid_ppl": budget.records[-1].get("valid_ppl") if budget.records else None}
 
 
@@ -416,6 +416,8 @@ def full(args) -> None:
     for src, trg, att, bi in runs:
         r = full_run(args, src, trg, att, bi, work)
         sig = r["signature"]
+        print(f"#   {r['pair']} e.g. {r['example'][0]!r} -> {r['example'][1]!r} (ref "
+              f"{r['example'][2]!r})", file=sys.stderr)
         print(f"| {r['pair']} | {r['attention']} | {r['encoder']} | {r['level']} | "
               f"{r['epochs']} | {r['train_min']:.1f} | {r['valid_ppl'] or float('nan'):.2f} | "
               f"{r['bleu']:.1f} | {r['bleu_lc']:.1f} |",
