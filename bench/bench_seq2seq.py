@@ -292,7 +292,7 @@ class _Side:
             spm.SentencePieceTrainer.train(input=str(src), model_prefix=str(work / lang),
                                            vocab_size=vocab_size, model_type="unigram",
                                            character_coverage=1.0, bos_id=-1, eos_id=-1,
-                                           unk_id=0, minloglevel=2)
+                                           unk_id=0, minloglevel=2, hard_vocab_limit=False)
             self.sp = spm.SentencePieceProcessor(model_file=str(work / f"{lang}.model"))
             pieces = [self.sp.id_to_piece(i) for i in range(1, self.sp.get_piece_size())]
         else:
@@ -433,7 +433,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also train on Multi30k and report BLEU")
     ap.add_argument("--table", action="store_true", help="with --full: every row of the table")
     ap.add_argument("--minutes", type=float, default=60.0, help="training budget per model")
-    ap.add_argument("--epochs", type=int, default=30, help="most epochs per model (--full)")
+    ap.add_argument("--epochs", type=int, default=40, help="most epochs per model (--full)")
     ap.add_argument("--vocab-size", type=int, default=8000, help="per side (--full)")
     ap.add_argument("--max-pairs", type=int, help="use only the first N pairs of each split")
     ap.add_argument("--data", type=Path, default=DATA)
