@@ -113,3 +113,22 @@ def test_a_language_model_decodes_with_the_same_search():
     assert g.score == pytest.approx(lm.score(lm.tokenizer.join(lm.vocab.decode(g.tokens))),
                                     abs=1e-4)
     assert b.score >= g.score - 1e-9 and b.complete
+
+
+def test_inputs_that_finish_leave_the_batch_and_the_rest_is_unchanged():
+    """Each input's result is the one it gets alone, while the model sees fewer rows once inputs
+    have finished (a length limit of 1 ends the first input after one step)."""
+    rows_seen = []
+
+    class Counting(HandModel):
+        def log_probs(self, state):
+            rows_seen.append(len(state.ids))
+            return super().log_probs(state)
+
+    m = Counting()
+    together = beam_search(m, [None] * 3, 3, [1, 5, 5], n_best=3)
+    assert rows_seen[0] == 9 and rows_seen[1] == 6          # 3 inputs x beam 3, then 2 inputs
+    for b, limit in enumerate([1, 5, 5]):
+        alone = beam_search(HandModel(), [None], 3, limit, n_best=3)[0]
+        assert [(h.tokens, h.score, h.complete) for h in together[b]] == \
+            [(h.tokens, h.score, h.complete) for h in alone]

@@ -147,3 +147,24 @@ def test_file_round_trip(tmp_path):
     import rnnkit
     assert isinstance(rnnkit.load(tmp_path / "t.rnnkit"), Seq2Seq)
     assert not isinstance(back, LanguageModel)
+
+
+@pytest.mark.parametrize("attention", ["dot", "general", "additive"])
+def test_beam_layout_attends_like_any_other_selection(attention):
+    """K streams per sentence in order (beam search's layout) take the grouped attention path
+    over the shared encoder outputs; any other selection gathers them: the same numbers."""
+    m = make(attention, attention != "dot", dtype=np.float32, backend=None, seed=8, scale=0.6)
+    ps = pairs(np.random.default_rng(9), 3)
+    st = m.start(3, context=[s for s, _ in ps])
+    m.advance(st, np.array([4, 5, 3]))
+    lp = m.log_probs(st).copy()
+    grouped = st.select(np.repeat(np.arange(3), 2))
+    assert grouped.groups()[0] == 2 and st.select(np.array([1, 0])).groups()[0] == 1
+    assert st.select(np.array([2, 2, 0, 1, 1])).groups()[0] == 0
+    np.testing.assert_allclose(m.log_probs(grouped), lp[[0, 0, 1, 1, 2, 2]], atol=1e-6)
+    m.advance(grouped, np.array([3, 6, 4, 4, 8, 3]))
+    full = m.log_probs(grouped).copy()
+    for rows in ([5, 0, 3, 2], [4, 5, 0, 1]):  # any order; a subset in runs (inputs finished)
+        sub = grouped.select(np.array(rows))
+        np.testing.assert_allclose(m.log_probs(sub), full[rows], atol=1e-6)
+        np.testing.assert_allclose(sub.alpha, grouped.alpha[rows], atol=1e-7)

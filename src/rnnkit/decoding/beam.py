@@ -2,10 +2,9 @@
 
 Dimension letters: B sentences decoded together, K the beam, V vocabulary, S source positions.
 
-Written once against the protocol -- `start(batch, context=...)` (or `start(batch)` for a
-language model, whose context is None), `advance(state, ids)`, `log_probs(state)` (log10,
-[rows, V]) and select_state -- so a translation model, a caption generator and a language
-model all decode with it. `advance` updates
+Written once against the protocol -- `start(batch, context=...)`, `advance(state, ids)`,
+`log_probs(state)` (log10, [rows, V]) and `select_state(state, rows)` -- so a translation model, a
+caption generator and (with no context) a language model all decode with it. `advance` updates
 its state in place and `log_probs` may return a reused buffer, so rows are selected before the
 search branches and the top candidates are taken before the next call.
 
@@ -47,44 +46,48 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     if beam < 1 or n_best < 1 or n_best > beam:
         raise ValueError(f"need 1 <= n_best <= beam, got n_best={n_best}, beam={beam}")
     B, K = len(context), beam
-    limits = np.broadcast_to(np.asarray(max_len, np.int64), (B,))
+    limits = np.broadcast_to(np.asarray(max_len, np.int64), (B,)).tolist()
     # a conditional model (translation, captions) starts from its inputs; a language model from
     # <s> alone (context = [None] * B)
     state = model.start(B) if all(c is None for c in context) else model.start(B, context=context)
-    rows = np.repeat(np.arange(B), K)                        # [B*K] the input of each row
-    state = select_state(state, rows)
-    scores = np.full((B, K), -np.inf)                        # [B, K] log10 of the alive hyps
+    state = select_state(state, np.repeat(np.arange(B), K))         # [A*K] rows: K per active input
+    active = np.arange(B)                                    # [A] the inputs still searched
+    scores = np.full((B, K), -np.inf)                        # [A, K] log10 of the alive hyps
     scores[:, 0] = 0.0                                       # one hypothesis to start from
-    history = np.zeros((B * K, 0), np.int64)                 # [B*K, t] tokens so far
-    att_hist = None                                          # [B*K, t, S]
+    history = np.zeros((B * K, 0), np.int64)                 # [A*K, t] tokens so far
+    att_hist = None                                          # [A*K, t, S]
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    done = np.zeros(B, bool)
     t = 0
-    while not done.all():
-        lp = model.log_probs(state).astype(np.float64)      # [B*K, V] log10
+    while len(active):
+        A = len(active)
+        lp = model.log_probs(state)                          # [A*K, V] log10
         V = lp.shape[1]
         alpha_t = getattr(state, "alpha", None) if keep_attention else None
-        total = (scores.reshape(-1, 1) + lp).reshape(B, K * V)        # [B, K*V]
-        # the 2K best continuations: at least K of them do not end the hypothesis
+        # the 2K best continuations of an input are among its rows' own 2K best tokens, so
+        # each row is cut to those first (one pass over [A*K, V], no float64 copy of it)
         m = min(2 * K, K * V)
-        top = np.argpartition(-total, m - 1, axis=1)[:, :m]
-        order = np.argsort(-np.take_along_axis(total, top, 1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, 1)                       # [B, m] best first
-        parents, tokens = top // V, top % V
-        new_rows = np.repeat(np.arange(B)[:, None] * K, K, axis=1)  # [B, K] (done: their own)
-        new_tokens = np.full((B, K), EOS, np.int64)
-        new_scores = np.full((B, K), -np.inf)
-        for b in range(B):
-            if done[b]:
-                continue
+        r = min(m, V)
+        cand = np.argpartition(lp, V - r, axis=1)[:, V - r:] if r < V else np.broadcast_to(
+            np.arange(V), lp.shape)                                    # [A*K, r] token ids
+        total = (scores.reshape(-1, 1) + np.take_along_axis(lp, cand, 1).astype(np.float64)
+                 ).reshape(A, K * r)                                   # [A, K*r]
+        order = np.argsort(-total, axis=1, kind="stable")[:, :m]       # [A, m] best first
+        best = np.take_along_axis(total, order, 1).tolist()
+        parents = (order // r).tolist()
+        tokens = np.take_along_axis(cand.reshape(A, K * r), order, 1).tolist()
+        new_rows = np.repeat(np.arange(A)[:, None] * K, K, axis=1)  # [A, K]
+        new_tokens = np.full((A, K), EOS, np.int64)
+        new_scores = np.full((A, K), -np.inf)
+        going = []                                           # active positions that go on
+        for i, b in enumerate(active.tolist()):
             last_step = t + 1 >= limits[b]
             kept = 0
             for j in range(m):
-                s = total[b, top[b, j]]
-                if not np.isfinite(s):
+                s = best[i][j]
+                if s == -np.inf or s != s:
                     break
-                row = b * K + parents[b, j]
-                tok = int(tokens[b, j])
+                row = i * K + parents[i][j]
+                tok = tokens[i][j]
                 if tok == EOS or last_step:
                     # an ending enters the n-best only if it ranks among the top K candidates
                     if j < K and len(finished[b]) < K:
@@ -100,24 +103,27 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
                                                       att, complete=tok == EOS))
                     continue
                 if kept < K:
-                    new_rows[b, kept] = row
-                    new_tokens[b, kept] = tok
-                    new_scores[b, kept] = s
+                    new_rows[i, kept] = row
+                    new_tokens[i, kept] = tok
+                    new_scores[i, kept] = s
                     kept += 1
                 if kept == K and len(finished[b]) >= K:
                     break
-            if len(finished[b]) >= K or last_step or kept == 0:
-                done[b] = True
-        if done.all():
+            if not (len(finished[b]) >= K or last_step or kept == 0):
+                going.append(i)
+        if not going:
             break
-        flat_rows = new_rows.reshape(-1)
-        history = np.concatenate([history[flat_rows], new_tokens.reshape(-1, 1)], axis=1)
+        # finished inputs leave the batch: later steps compute only the rows still searched
+        active = active[going]
+        flat_rows = new_rows[going].reshape(-1)
+        step_tokens = new_tokens[going].reshape(-1)
+        history = np.concatenate([history[flat_rows], step_tokens[:, None]], axis=1)
         if keep_attention and alpha_t is not None:
             step_att = alpha_t[flat_rows][:, None]
             att_hist = step_att if att_hist is None else np.concatenate(
                 [att_hist[flat_rows], step_att], axis=1)
-        scores = new_scores
-        state = model.advance(select_state(state, flat_rows), new_tokens.reshape(-1))
+        scores = new_scores[going]
+        state = model.advance(select_state(state, flat_rows), step_tokens)
         t += 1
     out = []
     for b in range(B):
