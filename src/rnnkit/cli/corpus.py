@@ -14,6 +14,7 @@ from ._common import (
     JsonSummary,
     Level,
     Normalize,
+    SubwordModel,
     Utf8Errors,
     byte_progress,
     choice,
@@ -29,7 +30,8 @@ app = typer.Typer()
 @app.command(epilog="Examples:\n\n"
              "rnnkit prepare corpus.txt --out data/ --min-count 2\n\n"
              "rnnkit prepare train.txt.gz --valid valid.txt --test test.txt --out data/\n\n"
-             "rnnkit prepare --sample ko --level char --out demo/ko")
+             "rnnkit prepare --sample ko --level char --out demo/ko\n\n"
+             "rnnkit prepare ko.txt --level subword --vocab-size 8000 --out data/")
 def prepare(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="UTF-8 text files, one sentence per line (gzip allowed); `-` reads stdin.",
@@ -37,8 +39,14 @@ def prepare(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory.")] = None,
     sample: Annotated[Optional[str], typer.Option(
         help="Use the sample corpus shipped with rnnkit instead of INPUT: `en` or `ko`.")] = None,
-    level: Annotated[Level, choice(Level, "--level", help="Tokens: `word` (split on whitespace) "
-                                   "or `char`.")] = Level.word,
+    level: Annotated[Level, choice(Level, "--level", help="Tokens: `word` (split on whitespace), "
+                                   "`char` or `subword` (SentencePiece, with --vocab-size).")
+                     ] = Level.word,
+    vocab_size: Annotated[Optional[int], typer.Option(
+        help="With --level subword: the number of subword units to learn.")] = None,
+    subword_model: Annotated[SubwordModel, choice(
+        SubwordModel, "--subword-model", help="With --level subword: `unigram` or `bpe`.")
+    ] = SubwordModel.unigram,
     lowercase: Annotated[bool, typer.Option("--lowercase", help="Lowercase the text.")] = False,
     min_count: Annotated[int, typer.Option(help="Map tokens seen fewer times to <unk>.")] = 1,
     max_vocab: Annotated[Optional[int], typer.Option(
@@ -69,7 +77,8 @@ def prepare(
         manifest = run_prepare(
             inputs or [], out_dir, sample=sample, level=level.value, lowercase=lowercase,
             min_count=min_count, max_vocab=max_vocab, vocab=vocab, valid=valid, test=test,
-            split=split, seed=seed, normalize=normalize.value, errors=errors.value, force=force,
+            split=split, seed=seed, normalize=normalize.value, errors=errors.value,
+            vocab_size=vocab_size, subword_model=subword_model.value, force=force,
             progress=advance)
     if as_json:
         print_json(manifest)

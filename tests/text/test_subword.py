@@ -1,0 +1,146 @@
+"""Subword units: SentencePiece training (deterministic, on the training split only), the
+subword Tokenizer (pieces, detokenisation, carried in to_dict/from_dict as base64), prepare
+--level subword, a language model over subwords that scores and generates plain text, and the
+errors."""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rnnkit.cli import app
+from rnnkit.errors import FormatError, InputError
+from rnnkit.text.corpus import Corpus
+from rnnkit.text.prepare import build_corpus, sample_path
+from rnnkit.text.prepare import prepare as prepare_fn
+from rnnkit.text.subword import train_sentencepiece
+from rnnkit.text.vocab import SPACE, UNK, Tokenizer
+
+runner = CliRunner()
+KO = sample_path("ko")
+
+
+def ko_lines(n=300):
+    return KO.read_text("utf-8").splitlines()[:n]
+
+
+@pytest.fixture(scope="module")
+def ko_model() -> bytes:
+    return train_sentencepiece(ko_lines(), 300)
+
+
+def test_training_is_deterministic_and_the_model_type_matters(ko_model):
+    assert train_sentencepiece(ko_lines(), 300) == ko_model
+    bpe = train_sentencepiece(ko_lines(), 300, "bpe")
+    assert bpe == train_sentencepiece(ko_lines(), 300, "bpe")
+    assert bpe != ko_model
+
+
+def test_pieces_and_detokenisation(ko_model):
+    tok = Tokenizer(level="subword", subword_model=ko_model)
+    for line in ko_lines(50):
+        pieces = tok.split(line)
+        assert pieces and pieces[0].startswith(SPACE)  # a word's first piece carries ▁
+        assert tok.join(pieces) == " ".join(line.split())
+    # fewer pieces than character-level tokens (spaces as ▁): frequent sequences became units
+    text = " ".join(ko_lines(50))
+    assert len(tok.split(text)) < len(Tokenizer(level="char").split(text))
+    # whitespace of any kind is one space, and a blank line has no pieces
+    assert tok.split("자세히\t보아야  예쁘다\r") == tok.split("자세히 보아야 예쁘다")
+    assert tok.split("   ") == []
+    lines = ["자세히 보아야 예쁘다", "", "오래 보아야"]
+    assert list(tok.split_lines("\n".join(lines))) == [tok.split(x) for x in lines]
+
+
+def test_the_model_travels_in_to_dict(ko_model):
+    tok = Tokenizer(level="subword", lowercase=True, subword_model=ko_model)
+    d = tok.to_dict()
+    assert base64.b64decode(d["subword_model"]) == ko_model
+    back = Tokenizer.from_dict(json.loads(json.dumps(d)))
+    assert back == tok and back.split("자세히 보아야 예쁘다") == tok.split("자세히 보아야 예쁘다")
+    assert "subword_model" not in Tokenizer().to_dict()  # word/char manifests are unchanged
+
+
+def test_tokenizer_errors(ko_model):
+    with pytest.raises(InputError, match="needs its SentencePiece model"):
+        Tokenizer(level="subword")
+    with pytest.raises(InputError, match="needs its SentencePiece model"):
+        Tokenizer(level="word", subword_model=ko_model)
+    with pytest.raises(FormatError, match="not valid base64"):
+        Tokenizer.from_dict({"level": "subword", "subword_model": "@@not base64@@"})
+    with pytest.raises(InputError, match="cannot be read"):
+        Tokenizer(level="subword", subword_model=b"not a model")
+
+
+def test_prepare_subword_learns_from_the_training_text_only(tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_text("\n".join(ko_lines(200)) + "\n", encoding="utf-8")
+    valid = tmp_path / "valid.txt"
+    valid.write_text("자세히 보아야 예쁘다 Q\n", encoding="utf-8")  # Q never occurs in training
+    m = prepare_fn([str(train)], tmp_path / "d", level="subword", vocab_size=400, valid=valid)
+    c = Corpus.load(tmp_path / "d")
+    assert c.tokenizer.level == "subword" and m["options"]["vocab_size"] == 400
+    pieces = c.tokenizer.split("자세히 보아야 예쁘다 Q")
+    assert "Q" not in c.vocab and m["splits"]["valid"]["oov"] >= 1
+    assert c.vocab.encode(pieces)[-1] == UNK
+    assert len(c.vocab) <= 400
+    assert next(c.text("train")) == " ".join(ko_lines(1)[0].split())
+    # the same input and options give the same files
+    m2 = prepare_fn([str(train)], tmp_path / "d2", level="subword", vocab_size=400, valid=valid)
+    assert m2["tokenizer"] == m["tokenizer"]
+    assert m2["splits"]["train"]["sha256"] == m["splits"]["train"]["sha256"]
+
+
+def test_the_random_split_keeps_held_out_sentences_out_of_training(tmp_path):
+    # a character that occurs only in held-out sentences is <unk>: the model never saw it
+    lines = ko_lines(100)
+    c = build_corpus([str(KO)], level="subword", vocab_size=300, split="0.8,0.1,0.1", seed=3)
+    assert c.tokenizer.level == "subword"
+    train_text = " ".join(c.text("train"))
+    held = " ".join(c.text("valid")) + " ".join(c.text("test"))
+    only_held = set(held) - set(train_text) - {"<", "u", "n", "k", ">"}
+    for ch in only_held:
+        assert ch not in "".join(c.vocab.tokens)
+    assert lines  # the sample is there
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(level="subword"), "needs --vocab-size"),
+    (dict(level="subword", vocab_size=100), "--vocab-size 100: SentencePiece cannot train .*"
+                                            "try a larger --vocab-size"),
+    (dict(level="subword", vocab_size=4), "at least 8"),
+    (dict(level="word", vocab_size=100), "needs --level subword"),
+    (dict(level="subword", vocab_size=100, subword_model="wordpiece"), "unknown --subword-model"),
+])
+def test_prepare_subword_errors(kw, match):
+    with pytest.raises(InputError, match=match):
+        build_corpus([str(KO)], **kw)
+
+
+def test_subword_from_stdin_is_refused():
+    with pytest.raises(InputError, match="give a file, not `-`"):
+        build_corpus(["-"], level="subword", vocab_size=100)
+
+
+def test_a_language_model_over_subwords_reads_and_writes_plain_text(tmp_path):
+    d, model = tmp_path / "d", tmp_path / "lm.rnnkit"
+    r = runner.invoke(app, ["prepare", str(KO), "--level", "subword", "--vocab-size", "300",
+                            "--out", str(d)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["train", str(d), "--type", "lstm", "--out", str(model), "--epochs",
+                            "1", "--hidden", "32", "--emb", "16"])
+    assert r.exit_code == 0, r.output
+    tok = Corpus.load(d).tokenizer
+    r = runner.invoke(app, ["score", str(model), "-", "--json"], input="자세히 보아야 예쁘다\n")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout.splitlines()[0])
+    assert rec["text"] == "자세히 보아야 예쁘다"
+    assert rec["tokens"] == len(tok.split("자세히 보아야 예쁘다")) + 1  # the pieces and </s>
+    r = runner.invoke(app, ["generate", str(model), "--num", "3", "--seed", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    for line in r.stdout.splitlines():
+        text = json.loads(line)["text"]
+        assert SPACE not in text and text == text.strip()
