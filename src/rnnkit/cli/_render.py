@@ -246,3 +246,24 @@ def gradient_table(r: dict) -> Table:
     for k, row in zip(r["distance"], r["grad_norm"]):
         t.add_row(str(k), *[f"{v:.3e}" for v in row], f"{row[-1] / first:.3e}")
     return t
+
+
+# ------------------------------------------------------------------------------------------------
+# prepare --parallel, evaluate
+# ------------------------------------------------------------------------------------------------
+def parallel_table(m: dict) -> Table:
+    """Pairs per split and each side's vocabulary; what the training filters dropped."""
+    src, trg = m["src"], m["trg"]
+    joint = " (joint)" if m["options"].get("joint_vocab") else ""
+    t = Table(title=f"parallel corpus: vocabulary {src['vocab_size']:,} source, "
+                    f"{trg['vocab_size']:,} target{joint} ({src['level']} level)")
+    for col in ("split", "pairs", "source tokens", "target tokens", "source OOV", "target OOV"):
+        t.add_column(col, justify="left" if col == "split" else "right")
+    for name, n in m["pairs"].items():
+        s, g = m["splits"]["src"][name], m["splits"]["trg"][name]
+        t.add_row(name, f"{n:,}", f"{s['tokens']:,}", f"{g['tokens']:,}",
+                  f"{100 * s['oov_rate']:.2f}%", f"{100 * g['oov_rate']:.2f}%")
+    d = m["dropped"]
+    t.caption = (f"dropped from train: {d['max_length']:,} by --max-length, "
+                 f"{d['max_ratio']:,} by --max-ratio; {d['blank_lines']:,} blank lines skipped")
+    return t
