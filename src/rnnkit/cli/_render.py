@@ -267,3 +267,24 @@ def parallel_table(m: dict) -> Table:
     t.caption = (f"dropped from train: {d['max_length']:,} by --max-length, "
                  f"{d['max_ratio']:,} by --max-ratio; {d['blank_lines']:,} blank lines skipped")
     return t
+
+
+def evaluate_table(r: dict) -> Table:
+    """BLEU / chrF with their details; sacreBLEU's signatures in the caption (kept whole: they
+    are meant to be copied into a paper)."""
+    t = Table(title=f"{r['sentences']:,} sentences, {r['references']} reference set"
+                    f"{'s' if r['references'] > 1 else ''}")
+    for col in ("metric", "score", "details"):
+        t.add_column(col, justify="right" if col == "score" else "left")
+    signatures = []
+    if "bleu" in r:
+        b = r["bleu"]
+        details = (f"{'/'.join(f'{p:.1f}' for p in b['precisions'])} (BP {b['bp']:.3f}, ratio "
+                   f"{b['ratio']:.3f}, hyp {b['hyp_len']:,}, ref {b['ref_len']:,})")
+        t.add_row("BLEU", f"{b['score']:.2f}", details)
+        signatures.append(f"BLEU {b['signature']}")
+    if "chrf" in r:
+        t.add_row("chrF", f"{r['chrf']['score']:.2f}", "character 6-grams, beta 2")
+        signatures.append(f"chrF {r['chrf']['signature']}")
+    t.caption = "\n".join(signatures)
+    return t
