@@ -581,7 +581,8 @@ def ko_sentence(r: random.Random) -> str:
 # Korean is SOV with particles chosen by the final consonant (이/가, 은/는, 을/를) and the verb
 # last; English is SVO with subject-verb agreement, a/an by the next word's sound and the time
 # expression at the end: the word order differs in every template, so attention has to learn
-# where each word goes. Held-out pairs are new combinations of the same words.
+# where each word goes. Held-out pairs are new combinations of the same words. No final
+# punctuation: the English side is detokenized text, as translate writes and evaluate reads.
 # subjects: Korean noun -> (English singular, English plural or None for a name)
 P_PEOPLE = {"학생": ("the student", "the students"), "선생님": ("the teacher", "the teachers"),
             "의사": ("the doctor", "the doctors"), "요리사": ("the cook", "the cooks"),
@@ -589,6 +590,8 @@ P_PEOPLE = {"학생": ("the student", "the students"), "선생님": ("the teache
             "언니": ("my sister", None), "동생": ("my brother", None),
             "할머니": ("my grandmother", None), "농부": ("the farmer", "the farmers"),
             "민수": ("minsu", None), "지연": ("jiyeon", None), "고양이": ("the cat", "the cats"),
+            "간호사": ("the nurse", "the nurses"), "작가": ("the writer", "the writers"),
+            "할아버지": ("my grandfather", None),
             "강아지": ("the puppy", "the puppies")}
 ANIMALS = {"고양이", "강아지"}
 # objects: Korean -> (English, countable, classes)
@@ -600,7 +603,11 @@ P_OBJECTS = {"사과": ("apple", True, {"food"}), "빵": ("bread", False, {"food
              "신문": ("newspaper", True, {"read"}), "편지": ("letter", True, {"read", "write"}),
              "그림": ("picture", True, {"draw", "see"}), "꽃": ("flower", True, {"draw", "see"}),
              "영화": ("movie", True, {"see"}), "컵": ("cup", True, {"wash"}),
-             "그릇": ("bowl", True, {"wash"}), "옷": ("clothes", False, {"wash"})}
+             "그릇": ("bowl", True, {"wash"}), "옷": ("clothes", False, {"wash"}),
+             "오렌지": ("orange", True, {"food"}), "국수": ("noodles", False, {"food", "make"}),
+             "주스": ("juice", False, {"drink"}), "잡지": ("magazine", True, {"read"}),
+             "시": ("poem", True, {"read", "write"}), "접시": ("plate", True, {"wash"}),
+             "사진": ("photo", True, {"see"})}
 P_OBJ_ADJ = {"빨간": "red", "큰": "big", "작은": "small", "새": "new", "오래된": "old",
              "맛있는": "delicious", "따뜻한": "warm", "차가운": "cold", "예쁜": "pretty"}
 OBJ_ADJ_FIT = {"food": {"큰", "작은", "맛있는", "따뜻한", "차가운", "빨간"},
@@ -620,7 +627,8 @@ P_VERBS = {"먹": (("먹는다", "먹었다", "먹을"), ("eat", "eats", "ate"),
            "사": (("산다", "샀다", "살"), ("buy", "buys", "bought"), "food"),
            "좋아하": (("좋아한다", "좋아했다", "좋아할"), ("like", "likes", "liked"), "food")}
 P_PLACES = {"공원": "in the park", "집": "at home", "학교": "at school", "부엌": "in the kitchen",
-            "카페": "at the cafe", "도서관": "in the library", "시장": "at the market"}
+            "카페": "at the cafe", "도서관": "in the library", "시장": "at the market",
+            "식당": "at the restaurant", "교실": "in the classroom", "바닷가": "at the beach"}
 P_TIMES = {"present": {"매일": "every day", "아침마다": "every morning", "주말마다": "on weekends"},
            "past": {"어제": "yesterday", "지난주에": "last week", "어젯밤에": "last night"},
            "future": {"내일": "tomorrow", "다음 주에": "next week", "이따가": "later"}}
@@ -628,14 +636,17 @@ P_TIMES = {"present": {"매일": "every day", "아침마다": "every morning", "
 P_STATES = {("피곤하다", "피곤했다"): "tired", ("행복하다", "행복했다"): "happy",
             ("바쁘다", "바빴다"): "busy", ("배고프다", "배고팠다"): "hungry",
             ("졸리다", "졸렸다"): "sleepy", ("귀엽다", "귀여웠다"): "cute"}
-# the lecture's pattern: 자세히 보아야 예쁘다 -> it is beautiful to see closely
-P_AYA_ADV = {"자세히": "closely", "오래": "for a long time", "천천히": "slowly",
-             "가까이서": "up close", "멀리서": "from afar"}
+# the lecture's pattern: 자세히 보아야 예쁘다 -> it is beautiful to see closely;
+# adverb -> (English, English after 더 "more" or None)
+P_AYA_ADV = {"자세히": ("closely", "more closely"), "오래": ("for a long time", "for longer"),
+             "천천히": ("slowly", "more slowly"), "가까이서": ("up close", "closer"),
+             "조용히": ("quietly", "more quietly"), "멀리서": ("from afar", None),
+             "다시": ("again", None), "함께": ("together", None)}
 P_AYA_ADJ = {"예쁘다": "beautiful", "사랑스럽다": "lovely", "아름답다": "pretty",
-             "귀엽다": "cute", "재미있다": "fun"}
+             "귀엽다": "cute", "재미있다": "fun", "멋있다": "wonderful", "좋다": "good"}
 P_AYA_NOUNS = {"꽃": ("the flower", "the flowers"), "그림": ("the picture", "the pictures"),
                "바다": ("the sea", None), "하늘": ("the sky", None), "별": ("the star", "the stars")}
-LECTURE_PAIR = ("자세히 보아야 예쁘다 .", "it is beautiful to see closely .")
+LECTURE_PAIR = ("자세히 보아야 예쁘다", "it is beautiful to see closely")
 
 
 def _a(phrase: str) -> str:
@@ -682,8 +693,8 @@ def pair_transitive(r: random.Random):
     ko_subj = topic(ko_s) if r.random() < 0.5 else subj(ko_s)
     # time first or after the subject: both are Korean, both give the same English
     ko = [ko_t, ko_subj] if r.random() < 0.5 else [ko_subj, ko_t]
-    ko += [ko_place, obj(ko_o), ko_v, "."]
-    en = [en_s, en_v, en_o, en_place, en_t, "."]
+    ko += [ko_place, obj(ko_o), ko_v]
+    en = [en_s, en_v, en_o, en_place, en_t]
     return " ".join(w for w in ko if w), " ".join(w for w in en if w)
 
 
@@ -694,22 +705,24 @@ def pair_state(r: random.Random):
     very = r.random() < 0.3
     be = ("were" if plural else "was") if past else ("are" if plural else "is")
     ko = [topic(ko_s) if r.random() < 0.6 else subj(ko_s), "아주" if very else "",
-          ko_past if past else ko_pres, "."]
-    en = [en_s, be, "very" if very else "", en_adj, "."]
+          ko_past if past else ko_pres]
+    en = [en_s, be, "very" if very else "", en_adj]
     return " ".join(w for w in ko if w), " ".join(w for w in en if w)
 
 
 def pair_aya(r: random.Random):
-    ko_adv, en_adv = r.choice(list(P_AYA_ADV.items()))
+    ko_adv, (en_adv, en_more) = r.choice(list(P_AYA_ADV.items()))
+    if en_more is not None and r.random() < 0.3:
+        ko_adv, en_adv = f"더 {ko_adv}", en_more
     ko_adj, en_adj = r.choice(list(P_AYA_ADJ.items()))
-    if r.random() < 0.4:
-        return f"{ko_adv} 보아야 {ko_adj} .", f"it is {en_adj} to see {en_adv} ."
+    if r.random() < 0.5:
+        return f"{ko_adv} 보아야 {ko_adj}", f"it is {en_adj} to see {en_adv}"
     ko_n = r.choice(list(P_AYA_NOUNS))
     sg, pl = P_AYA_NOUNS[ko_n]
     plural = pl is not None and r.random() < 0.3
     ko_n = ko_n + "들" if plural else ko_n
-    return (f"{topic(ko_n)} {ko_adv} 보아야 {ko_adj} .",
-            f"{pl if plural else sg} {'are' if plural else 'is'} {en_adj} to see {en_adv} .")
+    return (f"{topic(ko_n)} {ko_adv} 보아야 {ko_adj}",
+            f"{pl if plural else sg} {'are' if plural else 'is'} {en_adj} to see {en_adv}")
 
 
 def pair_sentence(r: random.Random) -> str:

@@ -228,3 +228,47 @@ def test_cli_misaligned_files_in_a_real_process(tmp_path):
     assert r.returncode == 2 and r.stdout == b""
     assert r.stderr.decode().startswith(f"error: {t}: ends at line 2, but {s} has a line 3")
     assert not (tmp_path / "o").exists()
+
+
+# -- the bundled Korean-English sample ----------------------------------------------------------
+def test_the_sample_is_what_make_samples_writes(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_samples.py"
+    if not script.exists():
+        pytest.skip("scripts/ is not shipped with the installed package")
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True,
+                   capture_output=True, timeout=120)
+    for path in parallel_sample_paths("ko-en"):
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+
+
+def test_the_sample_pairs(tmp_path, capsys):
+    ko, en = (p.read_text("utf-8").splitlines() for p in parallel_sample_paths("ko-en"))
+    assert len(ko) == len(en) == 3000 and len(set(ko)) == 3000
+    assert (ko[0], en[0]) == ("자세히 보아야 예쁘다", "it is beautiful to see closely")
+    pairs = dict(zip(ko, en))
+    assert pairs["오래 보아야 사랑스럽다"] == "it is lovely to see for a long time"
+    # particles follow the final consonant: 학생 (final ㅇ) 이/은/을, 요리사 (open) 가/는/를
+    words = {w for line in ko for w in line.split()}
+    assert {"학생이", "학생은", "요리사가", "요리사는", "사과를", "빵을"} <= words
+    assert not {"학생가", "학생는", "요리사이", "요리사은", "사과을", "빵를"} & words
+    # English agreement: singular subjects take -s in the present, plural ones do not
+    singular = {"eats", "drinks", "makes", "is", "does", "was"}
+    plural = {"eat", "drink", "make", "are", "do", "were"}
+    sg = {e.split()[2] for e in en if e.startswith("the student ")}
+    pl = {e.split()[2] for e in en if e.startswith("the students ")}
+    assert sg & singular and not sg & plural and pl & plural and not pl & singular
+    # SOV -> SVO: the Korean verb comes last, the English verb second
+    ate = [pairs[k].split() for k in ko if k.endswith(" 먹었다") and " 안 " not in k]
+    assert len(ate) > 10 and all(e.index("ate") <= 2 and len(e) - e.index("ate") >= 3
+                                 for e in ate)
+    # a few hundred words per side at most, and held-out sentences are new to training
+    assert 120 < len(words) < 400 and 120 < len({w for e in en for w in e.split()}) < 400
+    code = main(["prepare", "--sample", "ko-en", "--parallel", "--out", str(tmp_path / "ke"),
+                 "--json"])
+    m = json.loads(capsys.readouterr().out)
+    assert code == 0 and m["pairs"] == {"train": 2700, "valid": 150, "test": 150}
+    assert m["options"]["sample"] == "ko-en" and m["options"]["split"] == [0.9, 0.05, 0.05]
+    p = ParallelCorpus.load(tmp_path / "ke")
+    train = {s for s, _ in p.text("train")}
+    assert not train & {s for s, _ in p.text("test")}
+    assert all(pairs[s] == t for split in ("train", "valid", "test") for s, t in p.text(split))
