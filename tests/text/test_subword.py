@@ -144,3 +144,23 @@ def test_a_language_model_over_subwords_reads_and_writes_plain_text(tmp_path):
     for line in r.stdout.splitlines():
         text = json.loads(line)["text"]
         assert SPACE not in text and text == text.strip()
+
+
+def test_a_translation_model_carries_both_subword_models(tmp_path):
+    import rnnkit
+    from rnnkit.text.parallel import ParallelCorpus
+
+    d, model = tmp_path / "ke", tmp_path / "ke.rnnkit"
+    r = runner.invoke(app, ["prepare", "--sample", "ko-en", "--parallel", "--level", "subword",
+                            "--vocab-size", "300", "--out", str(d)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["train", str(d), "--type", "seq2seq", "--out", str(model),
+                            "--epochs", "1", "--emb", "16", "--hidden", "16", "--layers", "1"])
+    assert r.exit_code == 0, r.output
+    corpus, m = ParallelCorpus.load(d), rnnkit.load(model)
+    assert m.src_tokenizer == corpus.src.tokenizer and m.trg_tokenizer == corpus.trg.tokenizer
+    assert m.src_tokenizer != m.trg_tokenizer  # separate models by default
+    r = runner.invoke(app, ["translate", str(model), "-"], input="자세히 보아야 예쁘다\n오래 보아야\n")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.split("\n")
+    assert len(lines) == 3 and lines[2] == "" and SPACE not in r.stdout
