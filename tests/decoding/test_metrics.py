@@ -126,3 +126,15 @@ def test_cli_in_a_real_process(files):
                        input=("\n".join(HYP) + "\n").encode(), capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["bleu"]["score"] == pytest.approx(HAND)
+
+
+def test_force_silences_the_tokenized_text_warning(caplog):
+    lines = [f"this is sentence number {i} ." for i in range(120)]  # 100+ lines ending in a tokenized period
+    with caplog.at_level("WARNING"):
+        evaluate(lines, lines, metrics=["bleu"])
+    assert "detokenize" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        evaluate(lines, lines, metrics=["bleu"], force=True)
+        assert corpus_bleu(lines, lines) == pytest.approx(100.0)
+    assert "detokenize" not in caplog.text

@@ -29,6 +29,8 @@ def evaluate(
                                          "for BLEU: 13a (the default of WMT), intl, zh, char, "
                                          "none.")] = Tokenize["13a"],
     metrics: Annotated[str, typer.Option(help="Comma-separated: bleu, chrf.")] = "bleu,chrf",
+    force: Annotated[bool, typer.Option("--force", help="Score text that looks tokenized "
+                                        "without sacreBLEU's warning about it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores, details and "
                                           "signatures as JSON.")] = False,
 ):
@@ -40,7 +42,7 @@ def evaluate(
         raise RnnkitError(f"--metrics {metrics!r}: use bleu, chrf or both (bleu,chrf)")
     hypotheses, references = read_parallel_text(hyp, refs)
     result = run_evaluate(hypotheses, references, lowercase=lowercase, tokenize=tokenize.value,
-                          metrics=names)
+                          metrics=names, force=force)
     if as_json:
         print_json(result)
     else:

@@ -42,15 +42,17 @@ def corpus_bleu(hypotheses: list[str], references, lowercase: bool = False,
     references = _check(hypotheses, references, tokenize)
     from sacrebleu.metrics import BLEU
 
-    return float(BLEU(lowercase=lowercase, tokenize=tokenize)
+    # force: a per-epoch score of tokenized references is expected, not worth a warning
+    return float(BLEU(lowercase=lowercase, tokenize=tokenize, force=True)
                  .corpus_score(list(hypotheses), references).score)
 
 
 def evaluate(hypotheses: list[str], references, lowercase: bool = False, tokenize: str = "13a",
-             metrics=METRICS) -> dict:
+             metrics=METRICS, force: bool = False) -> dict:
     """BLEU and/or chrF of the hypotheses with their details and sacreBLEU signatures.
 
     chrF works on characters: `tokenize` does not apply to it (its signature says so).
+    force: score text that looks tokenized already without sacreBLEU's warning (logged).
     """
     hypotheses = list(hypotheses)
     references = _check(hypotheses, references, tokenize)
@@ -63,7 +65,7 @@ def evaluate(hypotheses: list[str], references, lowercase: bool = False, tokeniz
 
     out: dict = {"sentences": len(hypotheses), "references": len(references)}
     if "bleu" in metrics:
-        bleu = BLEU(lowercase=lowercase, tokenize=tokenize)
+        bleu = BLEU(lowercase=lowercase, tokenize=tokenize, force=force)
         s = bleu.corpus_score(hypotheses, references)
         out["bleu"] = {"score": s.score, "precisions": list(s.precisions), "bp": s.bp,
                        "ratio": s.sys_len / s.ref_len if s.ref_len else 0.0,
