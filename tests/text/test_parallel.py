@@ -272,3 +272,14 @@ def test_the_sample_pairs(tmp_path, capsys):
     train = {s for s, _ in p.text("train")}
     assert not train & {s for s, _ in p.text("test")}
     assert all(pairs[s] == t for split in ("train", "valid", "test") for s, t in p.text(split))
+
+
+def test_a_language_model_on_a_parallel_directory_says_what_to_do(tmp_path, files, capsys):
+    prepare_parallel(*files, tmp_path / "pd", split="1,0,0")
+    with pytest.raises(InputError, match="it is a parallel corpus .* --type seq2seq, or use its "
+                                         "src/ or trg/"):
+        Corpus.load(tmp_path / "pd")
+    code = main(["train", str(tmp_path / "pd"), "--type", "lstm", "--out",
+                 str(tmp_path / "m.rnnkit")])
+    assert code == 2 and "--type seq2seq" in capsys.readouterr().err
+    assert Corpus.load(tmp_path / "pd" / "trg").vocab.tokens[3] == "x"
