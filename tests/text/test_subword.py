@@ -114,6 +114,8 @@ def test_the_random_split_keeps_held_out_sentences_out_of_training(tmp_path):
     (dict(level="subword", vocab_size=4), "at least 8"),
     (dict(level="word", vocab_size=100), "needs --level subword"),
     (dict(level="subword", vocab_size=100, subword_model="wordpiece"), "unknown --subword-model"),
+    (dict(level="subword", vocab_size=300, vocab=KO), "--vocab cannot be combined with --level "
+                                                      "subword"),
 ])
 def test_prepare_subword_errors(kw, match):
     with pytest.raises(InputError, match=match):

@@ -277,6 +277,10 @@ def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
     fractions = None if (valid or test) else _parse_split(split)
     _check_inputs(inputs + [p for p in (valid, test) if p])
     if level == "subword":
+        if vocab is not None:
+            raise InputError("--vocab cannot be combined with --level subword: the subword units "
+                             "are learned anew from the text, so an old vocabulary would not "
+                             "match them")
         if "-" in inputs:
             raise InputError("--level subword reads the training text twice (to learn the "
                              "subword units, then to split it); give a file, not `-`")
