@@ -95,16 +95,19 @@ def test_prepare_subword_learns_from_the_training_text_only(tmp_path):
 
 
 def test_the_random_split_keeps_held_out_sentences_out_of_training(tmp_path):
-    # a character that occurs only in held-out sentences is <unk>: the model never saw it
-    lines = ko_lines(100)
-    c = build_corpus([str(KO)], level="subword", vocab_size=300, split="0.8,0.1,0.1", seed=3)
-    assert c.tokenizer.level == "subword"
-    train_text = " ".join(c.text("train"))
-    held = " ".join(c.text("valid")) + " ".join(c.text("test"))
-    only_held = set(held) - set(train_text) - {"<", "u", "n", "k", ">"}
-    for ch in only_held:
-        assert ch not in "".join(c.vocab.tokens)
-    assert lines  # the sample is there
+    # 20 lines each with a character of its own: the subword model knows exactly the characters
+    # of the lines the split keeps for training (character coverage 1)
+    own = [chr(0x4E00 + k) for k in range(20)]
+    lines = [f"common words here {i % 3}" for i in range(60)] + [f"word {c}{c} end" for c in own]
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    c = build_corpus([str(path)], level="subword", vocab_size=60, split="0.6,0.2,0.2", seed=3)
+    train = " ".join(c.text("train"))
+    pieces = "".join(c.tokenizer._sp.id_to_piece(i) for i in range(c.tokenizer._sp.get_piece_size()))
+    in_train = {ch for ch in own if ch in train}
+    assert 0 < len(in_train) < len(own)
+    for ch in own:
+        assert (ch in pieces) == (ch in in_train)
 
 
 @pytest.mark.parametrize("kw, match", [
