@@ -66,7 +66,7 @@ COMMANDS = sorted(typer.main.get_command(app).commands)
 
 def test_every_command_is_registered():
     assert COMMANDS == sorted([
-        "prepare", "synth", "train", "translate", "features", "caption", "score", "generate", "export", "import-torch", "rescore",
+        "prepare", "synth", "train", "translate", "evaluate", "features", "caption", "score", "generate", "export", "import-torch", "rescore",
         "tune-interp", "tune-rescore", "tune-weights", "plot", "diagnose"])
 
 

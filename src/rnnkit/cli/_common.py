@@ -36,6 +36,7 @@ from ..models.seq2seq import MODEL_TYPE as SEQ2SEQ
 from ..nn.optim import OPTIMIZERS
 from ..rescoring.nbest import FORMATS as NBEST_FORMATS
 from ..rescoring.rescore import METHODS, UNITS
+from ..text.subword import SUBWORD_MODELS
 from ..text.textio import ERRORS
 from ..text.vocab import LEVELS, NORMALIZATIONS
 
@@ -111,6 +112,7 @@ def _choices(name: str, values) -> type[Enum]:
 
 Level = _choices("Level", LEVELS)
 Normalize = _choices("Normalize", NORMALIZATIONS)
+SubwordModel = _choices("SubwordModel", SUBWORD_MODELS)
 Utf8Errors = _choices("Utf8Errors", ERRORS)
 Smoothing = _choices("Smoothing", SMOOTHINGS)
 ModelType = _choices("ModelType", (NGRAM, *RECURRENT_TYPES, SEQ2SEQ, CAPTION))

@@ -246,3 +246,45 @@ def gradient_table(r: dict) -> Table:
     for k, row in zip(r["distance"], r["grad_norm"]):
         t.add_row(str(k), *[f"{v:.3e}" for v in row], f"{row[-1] / first:.3e}")
     return t
+
+
+# ------------------------------------------------------------------------------------------------
+# prepare --parallel, evaluate
+# ------------------------------------------------------------------------------------------------
+def parallel_table(m: dict) -> Table:
+    """Pairs per split and each side's vocabulary; what the training filters dropped."""
+    src, trg = m["src"], m["trg"]
+    joint = " (joint)" if m["options"].get("joint_vocab") else ""
+    t = Table(title=f"parallel corpus: vocabulary {src['vocab_size']:,} source, "
+                    f"{trg['vocab_size']:,} target{joint} ({src['level']} level)")
+    for col in ("split", "pairs", "source tokens", "target tokens", "source OOV", "target OOV"):
+        t.add_column(col, justify="left" if col == "split" else "right")
+    for name, n in m["pairs"].items():
+        s, g = m["splits"]["src"][name], m["splits"]["trg"][name]
+        t.add_row(name, f"{n:,}", f"{s['tokens']:,}", f"{g['tokens']:,}",
+                  f"{100 * s['oov_rate']:.2f}%", f"{100 * g['oov_rate']:.2f}%")
+    d = m["dropped"]
+    t.caption = (f"dropped from train: {d['max_length']:,} by --max-length, "
+                 f"{d['max_ratio']:,} by --max-ratio; {d['blank_lines']:,} blank lines skipped")
+    return t
+
+
+def evaluate_table(r: dict) -> Table:
+    """BLEU / chrF with their details; sacreBLEU's signatures in the caption (kept whole: they
+    are meant to be copied into a paper)."""
+    t = Table(title=f"{r['sentences']:,} sentences, {r['references']} reference set"
+                    f"{'s' if r['references'] > 1 else ''}")
+    for col in ("metric", "score", "details"):
+        t.add_column(col, justify="right" if col == "score" else "left")
+    signatures = []
+    if "bleu" in r:
+        b = r["bleu"]
+        details = (f"{'/'.join(f'{p:.1f}' for p in b['precisions'])} (BP {b['bp']:.3f}, ratio "
+                   f"{b['ratio']:.3f}, hyp {b['hyp_len']:,}, ref {b['ref_len']:,})")
+        t.add_row("BLEU", f"{b['score']:.2f}", details)
+        signatures.append(f"BLEU {b['signature']}")
+    if "chrf" in r:
+        t.add_row("chrF", f"{r['chrf']['score']:.2f}", "character 6-grams, beta 2")
+        signatures.append(f"chrF {r['chrf']['signature']}")
+    t.caption = "\n".join(signatures)
+    return t

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import RnnkitError
+from ..text.parallel import prepare_parallel
 from ..text.prepare import prepare as run_prepare
 from ..text.synth import SynthSpec, parse_filler
 from ..text.scenes import write_scenes
@@ -15,6 +16,7 @@ from ._common import (
     JsonSummary,
     Level,
     Normalize,
+    SubwordModel,
     Utf8Errors,
     byte_progress,
     choice,
@@ -22,32 +24,89 @@ from ._common import (
     out,
     print_json,
 )
-from ._render import corpus_table
+from ._render import corpus_table, parallel_table
 
 app = typer.Typer()
 
 
-@app.command(epilog="Examples:\n\n"
+class _PairedOptions(typer.core.TyperCommand):
+    """With --parallel, `--valid SRC TRG` and `--test SRC TRG` take two files: Click options take
+    a fixed number of values, so the second file is passed on as --valid-trg / --test-trg."""
+
+    def parse_args(self, ctx, args):
+        if "--parallel" in args:
+            out, i = [], 0
+            while i < len(args):
+                a = args[i]
+                out.append(a)
+                if (a in ("--valid", "--test") and i + 2 < len(args)
+                        and not args[i + 1].startswith("--")
+                        and not args[i + 2].startswith("--")):
+                    out += [args[i + 1], f"{a}-trg", args[i + 2]]
+                    i += 3
+                    continue
+                i += 1
+            args = out
+        return super().parse_args(ctx, args)
+
+
+def _parallel_files(name: str, src: str | None, trg: str | None):
+    if src is None and trg is None:
+        return None
+    if src is None or trg is None:
+        raise RnnkitError(f"--{name} with --parallel needs two files: --{name} SRC TRG")
+    return (src, trg)
+
+
+@app.command(cls=_PairedOptions, epilog="Examples:\n\n"
              "rnnkit prepare corpus.txt --out data/ --min-count 2\n\n"
              "rnnkit prepare train.txt.gz --valid valid.txt --test test.txt --out data/\n\n"
-             "rnnkit prepare --sample ko --level char --out demo/ko")
+             "rnnkit prepare --sample ko --level char --out demo/ko\n\n"
+             "rnnkit prepare ko.txt --level subword --vocab-size 8000 --out data/\n\n"
+             "rnnkit prepare train.de.gz train.en.gz --parallel --valid val.de val.en "
+             "--test test.de test.en --level subword --vocab-size 8000 --joint-vocab --max-length "
+             "80 --out de-en/\n\n"
+             "rnnkit prepare --sample ko-en --parallel --out ko-en/")
 def prepare(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="UTF-8 text files, one sentence per line (gzip allowed); `-` reads stdin.",
         show_default=False)] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory.")] = None,
     sample: Annotated[Optional[str], typer.Option(
-        help="Use the sample corpus shipped with rnnkit instead of INPUT: `en` or `ko`.")] = None,
-    level: Annotated[Level, choice(Level, "--level", help="Tokens: `word` (split on whitespace) "
-                                   "or `char`.")] = Level.word,
+        help="Use the sample corpus shipped with rnnkit instead of INPUT: `en` or `ko`; with "
+        "--parallel `ko-en` (Korean-English pairs).")] = None,
+    parallel: Annotated[bool, typer.Option(
+        "--parallel", help="INPUT is two files aligned line by line, SRC TRG (a translation "
+        "corpus); --valid and --test then take two files each.")] = False,
+    joint_vocab: Annotated[bool, typer.Option(
+        "--joint-vocab", help="With --parallel: one vocabulary (and subword model) for both "
+        "sides.")] = False,
+    max_length: Annotated[Optional[int], typer.Option(
+        help="With --parallel: drop training pairs with a side longer than this many tokens.")
+    ] = None,
+    max_ratio: Annotated[Optional[float], typer.Option(
+        help="With --parallel: drop training pairs whose longer side has more than this many "
+        "times the tokens of the shorter.")] = None,
+    level: Annotated[Level, choice(Level, "--level", help="Tokens: `word` (split on whitespace), "
+                                   "`char` or `subword` (SentencePiece, with --vocab-size).")
+                     ] = Level.word,
+    vocab_size: Annotated[Optional[int], typer.Option(
+        help="With --level subword: the number of subword units to learn.")] = None,
+    subword_model: Annotated[SubwordModel, choice(
+        SubwordModel, "--subword-model", help="With --level subword: `unigram` or `bpe`.")
+    ] = SubwordModel.unigram,
     lowercase: Annotated[bool, typer.Option("--lowercase", help="Lowercase the text.")] = False,
     min_count: Annotated[int, typer.Option(help="Map tokens seen fewer times to <unk>.")] = 1,
     max_vocab: Annotated[Optional[int], typer.Option(
         help="Keep at most this many tokens (specials included); the rest become <unk>.")] = None,
     vocab: Annotated[Optional[Path], typer.Option(
         help="Reuse this vocab.txt instead of building one (e.g. to fine-tune).")] = None,
-    valid: Annotated[Optional[str], typer.Option(help="Validation text file.")] = None,
-    test: Annotated[Optional[str], typer.Option(help="Test text file.")] = None,
+    valid: Annotated[Optional[str], typer.Option(
+        help="Validation text file (with --parallel: two, SRC TRG).")] = None,
+    test: Annotated[Optional[str], typer.Option(
+        help="Test text file (with --parallel: two, SRC TRG).")] = None,
+    valid_trg: Annotated[Optional[str], typer.Option(hidden=True)] = None,
+    test_trg: Annotated[Optional[str], typer.Option(hidden=True)] = None,
     split: Annotated[Optional[str], typer.Option(
         help="Train,valid,test fractions of the input's sentences when --valid/--test are not "
         "given [default: 0.9,0.05,0.05].")] = None,
@@ -64,18 +123,56 @@ def prepare(
     """Turn UTF-8 text into a vocabulary and token-id arrays (train / valid / test): DIR gets
     vocab.txt (token TAB count; <unk>, <s>, </s> are ids 0, 1, 2, then tokens by count), one
     uint32 .npy per split (each sentence followed by </s>) and manifest.json, all at once, so an
-    interrupted run leaves no directory that looks complete."""
+    interrupted run leaves no directory that looks complete. With --parallel, SRC TRG are
+    translations aligned line by line and DIR gets two such corpora, src/ and trg/, and a
+    manifest with the pair counts and what --max-length / --max-ratio dropped."""
+    if parallel:
+        _prepare_parallel(inputs or [], out_dir, sample, level.value, lowercase, min_count,
+                          max_vocab, vocab, _parallel_files("valid", valid, valid_trg),
+                          _parallel_files("test", test, test_trg), split, seed, normalize.value,
+                          errors.value, vocab_size, subword_model.value, joint_vocab,
+                          max_length, max_ratio, force, as_json)
+        return
+    for flag, value in (("--joint-vocab", joint_vocab), ("--max-length", max_length),
+                        ("--max-ratio", max_ratio), ("--valid", valid_trg),
+                        ("--test", test_trg)):
+        if value:
+            raise RnnkitError(f"{flag} {'with two files ' if flag[2] in 'vt' else ''}is for "
+                              f"parallel corpora: add --parallel and give SRC TRG")
+    if sample == "ko-en":
+        raise RnnkitError("--sample ko-en is a parallel corpus: add --parallel")
     files = [p for p in (inputs or []) + [valid, test] if p and p != "-"]
     with byte_progress("reading", files) as advance:
         manifest = run_prepare(
             inputs or [], out_dir, sample=sample, level=level.value, lowercase=lowercase,
             min_count=min_count, max_vocab=max_vocab, vocab=vocab, valid=valid, test=test,
-            split=split, seed=seed, normalize=normalize.value, errors=errors.value, force=force,
+            split=split, seed=seed, normalize=normalize.value, errors=errors.value,
+            vocab_size=vocab_size, subword_model=subword_model.value, force=force,
             progress=advance)
     if as_json:
         print_json(manifest)
     else:
         out.print(corpus_table(manifest))
+
+
+def _prepare_parallel(inputs, out_dir, sample, level, lowercase, min_count, max_vocab, vocab,
+                      valid, test, split, seed, normalize, errors, vocab_size, subword_model,
+                      joint_vocab, max_length, max_ratio, force, as_json):
+    if vocab is not None:
+        raise RnnkitError("--vocab is not supported with --parallel yet; prepare without it")
+    if sample is None and len(inputs) != 2:
+        raise RnnkitError(f"--parallel needs two files, SRC TRG, aligned line by line; got "
+                          f"{len(inputs)}")
+    src, trg = inputs if inputs else (None, None)
+    manifest = prepare_parallel(
+        src, trg, out_dir, sample=sample, level=level, lowercase=lowercase, min_count=min_count,
+        max_vocab=max_vocab, valid=valid, test=test, split=split, seed=seed, normalize=normalize,
+        errors=errors, vocab_size=vocab_size, subword_model=subword_model,
+        joint_vocab=joint_vocab, max_length=max_length, max_ratio=max_ratio, force=force)
+    if as_json:
+        print_json(manifest)
+    else:
+        out.print(parallel_table(manifest))
 
 
 @app.command(epilog="Examples:\n\n"

@@ -5,6 +5,7 @@ and manifest.json (format, tokenizer, options, sizes and checksums).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -150,8 +151,14 @@ class Corpus:
         """Read a corpus directory; with verify, check every array against its sha256."""
         path = Path(path)
         if not is_corpus_dir(path):
+            hint = ""
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                if json.loads((path / MANIFEST).read_text("utf-8")).get("format") == \
+                        "rnnkit-parallel":
+                    hint = ("; it is a parallel corpus (prepare --parallel): train a translation "
+                            "model on it with --type seq2seq, or use its src/ or trg/ directory")
             raise InputError(f"{path}: not a corpus directory made by `rnnkit prepare` "
-                             f"(no valid {MANIFEST})")
+                             f"(no valid {MANIFEST}){hint}")
         manifest = json.loads((path / MANIFEST).read_text("utf-8"))
         if manifest.get("format_version") != CORPUS_VERSION:
             raise InputError(f"{path}: corpus format version {manifest.get('format_version')} is "

@@ -98,29 +98,54 @@ def _parse_split(split) -> tuple[float, float, float]:
     return parts
 
 
-def _split_sentences(ids: np.ndarray, fractions, seed: int) -> dict[str, np.ndarray]:
-    """Assign whole sentences to splits at random (seeded); sentences keep their order.
+def split_assignment(s: int, fractions, seed: int) -> np.ndarray | None:
+    """The split of each of `s` sentences (0 train, 1 valid, 2 test), None if all are training.
 
     The valid and test splits get round(S * fraction) sentences (at least one when their
     fraction is positive and there are three sentences or more), the training split the rest.
     """
-    ends = np.flatnonzero(ids == EOS)  # [S] index of each sentence's </s>
-    s = len(ends)
     sizes = [int(round(s * f)) for f in fractions[1:]]
     sizes = [max(n, 1) if f > 0 and s >= 3 else n for n, f in zip(sizes, fractions[1:])]
     if sum(sizes) >= s:
         raise InputError(f"--split {','.join(f'{f:g}' for f in fractions)} leaves no sentence of "
                          f"the {s} for training; use more input or smaller valid/test fractions")
-    out = {"train": ids}
     if sum(sizes) == 0:
-        out.update({name: np.zeros(0, np.uint32)
-                    for name, f in zip(SPLITS[1:], fractions[1:]) if f > 0})
-        return out
+        return None
     order = np.random.default_rng(seed).permutation(s)  # [S]
     which = np.zeros(s, np.uint8)  # [S] 0 train, 1 valid, 2 test
     which[order[:sizes[0]]] = 1
     which[order[sizes[0]:sizes[0] + sizes[1]]] = 2
-    del order
+    return which
+
+
+def _subword_tokenizer(inputs, fractions, seed, errors, normalize, lowercase, vocab_size,
+                       subword_model) -> Tokenizer:
+    """Train the SentencePiece model on the training sentences only (those the random split
+    keeps for training, or all of `inputs` when --valid/--test are given)."""
+    from .subword import train_sentencepiece
+
+    plain = Tokenizer(level="word", normalize=normalize, lowercase=lowercase)
+    lines = [" ".join(plain.clean(line).split()) for path in inputs
+             for _, text in read_blocks(path, errors) for line in text.split("\n")]
+    lines = [line for line in lines if line]
+    which = split_assignment(len(lines), fractions, seed) if fractions is not None else None
+    if which is not None:
+        lines = [line for line, k in zip(lines, which.tolist()) if k == 0]
+    model = train_sentencepiece(lines, vocab_size, subword_model)
+    return Tokenizer(level="subword", normalize=normalize, lowercase=lowercase,
+                     subword_model=model)
+
+
+def _split_sentences(ids: np.ndarray, fractions, seed: int) -> dict[str, np.ndarray]:
+    """Assign whole sentences to splits at random (seeded, `split_assignment`); sentences keep
+    their order."""
+    ends = np.flatnonzero(ids == EOS)  # [S] index of each sentence's </s>
+    which = split_assignment(len(ends), fractions, seed)
+    out = {"train": ids}
+    if which is None:
+        out.update({name: np.zeros(0, np.uint32)
+                    for name, f in zip(SPLITS[1:], fractions[1:]) if f > 0})
+        return out
     lengths = np.diff(ends, prepend=-1)  # [S] tokens per sentence with its </s>
     per_token = np.repeat(which, lengths)  # [N] split of each token
     del lengths, ends
@@ -226,6 +251,7 @@ def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
                  lowercase: bool = False, min_count: int = 1, max_vocab: int | None = None,
                  vocab: str | os.PathLike | None = None, valid=None, test=None, split=None,
                  seed: int = 0, normalize: str = "nfc", errors: str = "strict",
+                 vocab_size: int | None = None, subword_model: str = "unigram",
                  progress: Progress | None = None) -> "Corpus":
     """Read and tokenise the inputs into an in-memory Corpus (see `prepare` for the options)."""
     inputs = _as_list(inputs)
@@ -249,8 +275,22 @@ def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
         raise InputError("--split divides the input; it cannot be combined with --valid/--test")
     check_errors(errors)
     fractions = None if (valid or test) else _parse_split(split)
-    tokenizer = Tokenizer(level=level, normalize=normalize, lowercase=lowercase)
     _check_inputs(inputs + [p for p in (valid, test) if p])
+    if level == "subword":
+        if vocab is not None:
+            raise InputError("--vocab cannot be combined with --level subword: the subword units "
+                             "are learned anew from the text, so an old vocabulary would not "
+                             "match them")
+        if "-" in inputs:
+            raise InputError("--level subword reads the training text twice (to learn the "
+                             "subword units, then to split it); give a file, not `-`")
+        tokenizer = _subword_tokenizer(inputs, fractions, seed, errors, normalize, lowercase,
+                                       vocab_size, subword_model)
+    else:
+        if vocab_size is not None:
+            raise InputError("--vocab-size is the number of subword units; it needs --level "
+                             "subword (use --max-vocab to cap a word or character vocabulary)")
+        tokenizer = Tokenizer(level=level, normalize=normalize, lowercase=lowercase)
     given_vocab = Vocab.read(vocab) if vocab is not None else None
 
     table = _Table()
@@ -286,6 +326,8 @@ def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
                "valid": valid, "test": test,
                "split": list(fractions) if fractions is not None else None,
                "seed": seed, "errors": errors}
+    if level == "subword":
+        options.update(vocab_size=vocab_size, subword_model=subword_model)
     return Corpus(Vocab(tokens, counts), tokenizer, splits, options=options)
 
 
@@ -294,6 +336,7 @@ def prepare(inputs=None, out_dir: str | os.PathLike | None = None, *, sample: st
             max_vocab: int | None = None, vocab: str | os.PathLike | None = None,
             valid: str | os.PathLike | None = None, test: str | os.PathLike | None = None,
             split=None, seed: int = 0, normalize: str = "nfc", errors: str = "strict",
+            vocab_size: int | None = None, subword_model: str = "unigram",
             force: bool = False, progress: Progress | None = None) -> dict:
     """Prepare a corpus directory from UTF-8 text and return its manifest (a dict).
 
@@ -306,7 +349,9 @@ def prepare(inputs=None, out_dir: str | os.PathLike | None = None, *, sample: st
     directory only with force=True.
 
     sample: "en" or "ko", the sample corpus shipped with rnnkit instead of inputs.
-    level: "word" (split on Unicode whitespace) or "char" (every character, spaces as ▁).
+    level: "word" (split on Unicode whitespace), "char" (every character, spaces as ▁) or
+    "subword" (a SentencePiece model of vocab_size units, subword_model "unigram" or "bpe",
+    trained on the training sentences; it travels inside the manifest's tokenizer).
     normalize: "nfc" (default), "nfkc" or "none"; lowercase: lowercase after normalising.
     min_count, max_vocab: tokens seen fewer than min_count times in the training split, or
     ranked past max_vocab (the 3 specials included), become <unk>. vocab: reuse a vocab.txt.
@@ -322,7 +367,7 @@ def prepare(inputs=None, out_dir: str | os.PathLike | None = None, *, sample: st
     corpus = build_corpus(inputs, sample=sample, level=level, lowercase=lowercase,
                           min_count=min_count, max_vocab=max_vocab, vocab=vocab, valid=valid,
                           test=test, split=split, seed=seed, normalize=normalize, errors=errors,
-                          progress=progress)
+                          vocab_size=vocab_size, subword_model=subword_model, progress=progress)
     return corpus.write(out_dir)
 
 

@@ -6,11 +6,13 @@ The vocabulary has the specials <unk>, <s>, </s> at the fixed ids 0, 1, 2.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,18 +21,21 @@ from ..errors import FormatError, InputError
 UNK, BOS, EOS = 0, 1, 2
 SPECIALS = ("<unk>", "<s>", "</s>")
 SPACE = "\u2581"  # '▁', the explicit space token of character-level text
-LEVELS = ("word", "char")
+LEVELS = ("word", "char", "subword")
 NORMALIZATIONS = ("nfc", "nfkc", "none")
 
 
 @dataclass(frozen=True)
 class Tokenizer:
     """Splits a line of text into tokens. Word level splits on Unicode whitespace; character level
-    yields every Unicode character (a Korean syllable stays whole) with spaces as `▁`."""
+    yields every Unicode character (a Korean syllable stays whole) with spaces as `▁`; subword
+    level yields the pieces of a SentencePiece model (subword.py), a word's first piece starting
+    with `▁`. `subword_model` is that model, serialized (bytes), for level "subword" only."""
 
     level: str = "word"
     normalize: str = "nfc"
     lowercase: bool = False
+    subword_model: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.level not in LEVELS:
@@ -38,6 +43,15 @@ class Tokenizer:
         if self.normalize not in NORMALIZATIONS:
             raise InputError(
                 f"unknown normalisation {self.normalize!r}: use one of {', '.join(NORMALIZATIONS)}")
+        if (self.level == "subword") != (self.subword_model is not None):
+            raise InputError("a subword tokenizer needs its SentencePiece model (and only a "
+                             "subword tokenizer has one); prepare the data with --level subword "
+                             "--vocab-size N")
+        sp = None
+        if self.subword_model is not None:
+            from .subword import load_processor  # sentencepiece loads only when used
+            sp = load_processor(self.subword_model)
+        object.__setattr__(self, "_sp", sp)  # frozen dataclass: a cache, not a field
 
     def clean(self, line: str) -> str:
         """Normalise, then lowercase (that order, everywhere)."""
@@ -49,6 +63,9 @@ class Tokenizer:
         line = self.clean(line)
         if self.level == "word":
             return line.split()
+        if self.level == "subword":
+            line = " ".join(line.split())  # any Unicode whitespace is one space, as in training
+            return self._sp.encode(line, out_type=str) if line else []
         return list(SPACE.join(line.split()))
 
     def split_lines(self, text: str) -> Iterator[list[str]]:
@@ -63,21 +80,35 @@ class Tokenizer:
             lines = [clean(line) for line in text.split("\n")]
         if self.level == "word":
             return map(str.split, lines)
+        if self.level == "subword":
+            lines = [" ".join(line.split()) for line in lines]
+            return iter(self._sp.encode(lines, out_type=str))
         join = SPACE.join
         return (list(join(line.split())) for line in lines)
 
     def join(self, tokens) -> str:
         if self.level == "word":
             return " ".join(tokens)
+        if self.level == "subword":  # SentencePiece's detokenisation: ▁ marks a word's start
+            return "".join(tokens).replace(SPACE, " ").strip()
         return "".join(tokens).replace(SPACE, " ")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = {"level": self.level, "normalize": self.normalize, "lowercase": self.lowercase}
+        if self.subword_model is not None:
+            d["subword_model"] = base64.b64encode(self.subword_model).decode("ascii")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Tokenizer":
+        model = d.get("subword_model")
+        if model is not None:
+            try:
+                model = base64.b64decode(model, validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise FormatError("the tokenizer's subword_model is not valid base64") from None
         return cls(level=d.get("level", "word"), normalize=d.get("normalize", "nfc"),
-                   lowercase=bool(d.get("lowercase", False)))
+                   lowercase=bool(d.get("lowercase", False)), subword_model=model)
 
 
 class Vocab:

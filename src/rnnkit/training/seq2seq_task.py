@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import sacrebleu
 
 from ..decoding.beam import greedy_search
+from ..decoding.metrics import corpus_bleu
 from ..errors import InputError
 from ..loader import load
 from ..models.seq2seq import ATTENTIONS, PairBatch, Seq2Seq, Seq2SeqArchitecture, make_batch
 from ..nn.recurrent import CELLS
+from ..text.parallel import ParallelCorpus
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 EVAL_BATCH = 64  # pairs per batch when measuring perplexity (any value gives the same result)
@@ -200,8 +201,8 @@ def greedy_bleu(model: Seq2Seq, pairs) -> float:
     hyps = greedy_search(model, [s for s, _ in pairs],
                          [2 * len(s) + 10 for s, _ in pairs])
     join, words = model.trg_tokenizer.join, model.trg_vocab.decode
-    return sacrebleu.corpus_bleu([join(words(h.tokens)) for h in hyps],
-                                 [[join(words(t.tolist())) for _, t in pairs]]).score
+    return corpus_bleu([join(words(h.tokens)) for h in hyps],
+                       [join(words(t.tolist())) for _, t in pairs])
 
 
 def pair_perplexity(model: Seq2Seq, pairs, batch: int = EVAL_BATCH) -> float:
@@ -243,6 +244,5 @@ def train_seq2seq(data, out_path: str | os.PathLike, options: Seq2SeqTrainOption
     if not out_path.parent.is_dir() and str(out_path.parent):
         raise InputError(f"{out_path}: directory {out_path.parent} does not exist")
     if isinstance(data, (str, os.PathLike)):
-        from ..text.parallel import ParallelCorpus
         data = ParallelCorpus.load(data)
     return Trainer(Seq2SeqTask(data), out_path, opts, events or TrainEvents()).run()
