@@ -62,6 +62,7 @@ def train_summary_table(s: dict) -> Table:
         return "-" if v is None else f"{v:.2f}"
 
     rows = [("parameters", f"{s['parameters']:,}"), ("vocabulary", f"{s['vocab_size']:,}"),
+            *([("output layer", s["output"])] if s.get("output") else []),
             ("epochs run", f"{s['epochs_run']}" + (" (stopped early)" if s["stopped_early"] else "")),
             ("best epoch", str(s["best_epoch"])), ("train perplexity", ppl(s["train_perplexity"])),
             ("valid perplexity (best)", ppl(s["valid_perplexity"])),
@@ -100,8 +101,9 @@ class RichTrainEvents:
         if info.get("resumed_from"):
             r = info["resumed_from"]
             where = f", resuming at epoch {r['epoch']} window {r['window']}"
-        self.console.print(f"training {info['model_type']}: {info['parameters']:,} parameters, "
-                           f"{info['windows']:,} windows per epoch{where}", markup=False)
+        output = f", {info['output']} softmax" if info.get("output") else ""
+        self.console.print(f"training {info['model_type']}: {info['parameters']:,} parameters"
+                           f"{output}, {info['windows']:,} windows per epoch{where}", markup=False)
 
     def epoch_start(self, epoch, epochs, windows, done, tokens, lr):
         self.close()

@@ -20,6 +20,7 @@ from ._common import (
     Attention,
     ModelType,
     Optimizer,
+    Output,
     Smoothing,
     byte_progress,
     choice,
@@ -42,6 +43,7 @@ OUTPUT = "Checkpoints/Output"
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
+             "rnnkit train wikitext-2/ --type lstm --output adaptive --cutoffs 2000,10000 --out wt2.rnnkit\n\n"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit")
 def train(
     data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare`, or a text "
@@ -74,6 +76,17 @@ def train(
     tie_weights: Annotated[bool, typer.Option(
         "--tie-weights", help="Share the embedding and output weights (needs --emb = --hidden).",
         rich_help_panel=RECURRENT)] = False,
+    output: Annotated[Output, choice(
+        Output, "--output", help="Output layer of --type lstm/rnn models: full (softmax over "
+        "every word) or adaptive (Grave et al. 2017; needs --cutoffs).",
+        rich_help_panel=RECURRENT)] = Output.full,
+    cutoffs: Annotated[Optional[str], typer.Option(
+        help="Adaptive softmax: comma-separated word ids where the head ends and each tail "
+        "cluster starts (ids are sorted by frequency), e.g. 2000,10000.",
+        rich_help_panel=RECURRENT)] = None,
+    div_value: Annotated[float, typer.Option(
+        help="Adaptive softmax: tail cluster i projects to hidden / div^(i+1) units.",
+        rich_help_panel=RECURRENT)] = 4.0,
     init_scale: Annotated[float, typer.Option(help="Uniform init in [-s, s].",
                                               rich_help_panel=RECURRENT)] = 0.1,
     init_from: Annotated[Optional[Path], typer.Option(
@@ -148,10 +161,22 @@ def train(
             lr_decay=lr_decay, decay_after=decay_after if decay_after is not None else 4,
             clip=clip, init_scale=init_scale, seed=seed, threads=threads, patience=patience,
             init_from=None if init_from is None else str(init_from),
-            checkpoint_every=checkpoint_every, resume=resume)
+            checkpoint_every=checkpoint_every, resume=resume, output=output.value,
+            cutoffs=parse_cutoffs(cutoffs), div_value=div_value)
         summary = _run(run_train, data, out_path, opts, as_json, "language model")
     if as_json:
         print_json(summary)
+
+
+def parse_cutoffs(text: str | None) -> tuple[int, ...]:
+    """--cutoffs 2000,10000 -> (2000, 10000)."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise RnnkitError(f"--cutoffs {text!r}: expected comma-separated integers such as "
+                          f"2000,10000") from None
 
 
 def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fallback, quiet):

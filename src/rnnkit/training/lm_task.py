@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..models.rnnlm import MODEL_TYPES, RNNLM, Architecture
+from ..errors import InputError, RnnkitError
+from ..models.rnnlm import MODEL_TYPES, OUTPUTS, RNNLM, Architecture
 from ..models.rnnlm import load as load_rnnlm
 from ..text.prepare import Corpus, load_data
 from ..text.vocab import BOS, EOS
@@ -46,6 +46,9 @@ class LMOptions:
     init_scale: float = 0.1
     eval_batch: int = 1  # streams when measuring perplexity: 1 reads each split as one stream
     init_from: str | None = None  # a trained model to start from (see init_from_model)
+    output: str = "full"          # the output layer: full softmax or adaptive (nn/output.py)
+    cutoffs: tuple[int, ...] = ()  # the adaptive softmax's head size and cluster starts
+    div_value: float = 4.0        # the adaptive softmax's projection divisor
 
     def check(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -62,6 +65,22 @@ class LMOptions:
         if self.tie_weights and self.emb != self.hidden:
             raise InputError(f"--tie-weights needs --emb equal to --hidden (got {self.emb} and "
                              f"{self.hidden})")
+        if self.output not in OUTPUTS:
+            raise InputError(f"unknown --output {self.output!r}: use one of {', '.join(OUTPUTS)}")
+        if self.output == "adaptive" and not self.cutoffs:
+            raise InputError("--output adaptive needs --cutoffs (e.g. --cutoffs 2000,10000: a "
+                             "head of the 2000 most frequent ids, clusters from there on)")
+        if self.output == "full" and self.cutoffs:
+            raise InputError("--cutoffs applies to --output adaptive only")
+
+    def architecture(self, vocab_size: int) -> Architecture:
+        """The architecture these options give for a vocabulary of vocab_size tokens."""
+        try:
+            return Architecture(self.model_type, vocab_size, self.emb, self.hidden, self.layers,
+                                self.tie_weights, self.dropout, output=self.output,
+                                cutoffs=tuple(self.cutoffs), div_value=self.div_value)
+        except RnnkitError as e:
+            raise InputError(f"{e} (the vocabulary has {vocab_size} tokens)") from None
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -133,6 +152,9 @@ def init_from_model(opts: LMOptions, corpus: Corpus, rng: np.random.Generator) -
     """
     old = load_rnnlm(opts.init_from)
     a = old.arch
+    if a.output != "full":
+        raise InputError(f"{opts.init_from}: --init-from maps the rows of a full softmax; this "
+                         f"model has an {a.output} output layer")
     arch = Architecture(a.model_type, len(corpus.vocab), a.emb, a.hidden, a.layers,
                         a.tie_weights, opts.dropout)
     model = RNNLM(arch, corpus.vocab, corpus.tokenizer)
@@ -191,8 +213,7 @@ class LMTask(Task):
         if opts.init_from:
             self.model = init_from_model(opts, self.corpus, rng)
         else:
-            arch = Architecture(opts.model_type, len(vocab), opts.emb, opts.hidden, opts.layers,
-                                opts.tie_weights, opts.dropout)
+            arch = opts.architecture(len(vocab))
             self.model = RNNLM(arch, vocab, self.corpus.tokenizer)
             self.model.init_uniform(rng, opts.init_scale)
         self.h, self.c = self.model.zero_state(opts.batch)
@@ -222,8 +243,10 @@ class LMTask(Task):
         return self.model.grad
 
     def describe(self) -> dict:
+        a = self.model.arch
         return {"model_type": self.model.model_type, "parameters": self.model.num_parameters,
-                "vocab_size": len(self.model.vocab)}
+                "vocab_size": len(self.model.vocab),
+                "output": a.output + (f" {','.join(map(str, a.cutoffs))}" if a.cutoffs else "")}
 
     # --- training --------------------------------------------------------------------------------
     def batches(self, epoch: int, start: int
