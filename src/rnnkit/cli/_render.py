@@ -63,6 +63,8 @@ def train_summary_table(s: dict) -> Table:
 
     rows = [("parameters", f"{s['parameters']:,}"), ("vocabulary", f"{s['vocab_size']:,}"),
             *([("output layer", s["output"])] if s.get("output") else []),
+            *([("MPI ranks", f"{s['ranks']} (allreduce {s['allreduce_ms_per_step']:.2f} ms/step)")]
+              if s.get("ranks", 1) > 1 else []),
             ("epochs run", f"{s['epochs_run']}" + (" (stopped early)" if s["stopped_early"] else "")),
             ("best epoch", str(s["best_epoch"])), ("train perplexity", ppl(s["train_perplexity"])),
             ("valid perplexity (best)", ppl(s["valid_perplexity"])),
@@ -102,6 +104,8 @@ class RichTrainEvents:
             r = info["resumed_from"]
             where = f", resuming at epoch {r['epoch']} window {r['window']}"
         output = f", {info['output']} softmax" if info.get("output") else ""
+        if info.get("ranks", 1) > 1:
+            output += f", {info['ranks']} MPI ranks"
         self.console.print(f"training {info['model_type']}: {info['parameters']:,} parameters"
                            f"{output}, {info['windows']:,} windows per epoch{where}", markup=False)
 

@@ -13,8 +13,9 @@ from ..decoding.scoring import split_perplexity
 from ..errors import RnnkitError
 from ..models.ngram.estimate import train as train_ngram
 from ..text.prepare import load_data
-from ..training import TrainingInterrupted, TrainOptions
+from ..training import TrainEvents, TrainingInterrupted, TrainOptions
 from ..training import train as run_train
+from ..training.distributed import mpi_world
 from ..training.seq2seq_task import Seq2SeqTrainOptions, train_seq2seq
 from ._common import (
     Attention,
@@ -135,10 +136,17 @@ def train(
         rich_help_panel=OUTPUT)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.",
                                           rich_help_panel=OUTPUT)] = False,
+    distributed: Annotated[bool, typer.Option(
+        "--distributed", help="Data-parallel over the MPI ranks of `mpiexec -n N` (recurrent "
+        "language models; --batch is the total over the ranks; needs rnnkit[mpi]).",
+        rich_help_panel=OPTIMISATION)] = False,
 ):
     """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
+    if distributed and (model_type is ModelType.ngram or model_type.value == "seq2seq"):
+        raise RnnkitError(f"--distributed trains recurrent language models only, not "
+                          f"--type {model_type.value}")
     if model_type is ModelType.ngram:
         summary = _train_ngram(data, out_path, order=order, smoothing=smoothing.value,
                                add_k=add_k, prune=prune, discount_fallback=discount_fallback,
@@ -163,7 +171,10 @@ def train(
             init_from=None if init_from is None else str(init_from),
             checkpoint_every=checkpoint_every, resume=resume, output=output.value,
             cutoffs=parse_cutoffs(cutoffs), div_value=div_value)
-        summary = _run(run_train, data, out_path, opts, as_json, "language model")
+        world = mpi_world() if distributed else None
+        summary = _run(run_train, data, out_path, opts, as_json, "language model", world)
+        if world is not None and not world.root:
+            return   # rank 0 reports
     if as_json:
         print_json(summary)
 
@@ -205,19 +216,29 @@ def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fal
     return summary
 
 
-def _run(train_fn, data, out_path, opts, quiet: bool, what: str) -> dict:
+class _QuietEvents(TrainEvents):
+    """The events of ranks other than 0: nothing to show."""
+
+    def close(self) -> None: ...
+
+
+def _run(train_fn, data, out_path, opts, quiet: bool, what: str, world=None) -> dict:
     """Train through the generic loop with a progress view, print a summary unless quiet;
-    return the summary. Ctrl-C leaves the checkpoint (see --resume) and exits with 130."""
-    events = RichTrainEvents(err)
+    return the summary. Ctrl-C leaves the checkpoint (see --resume) and exits with 130.
+    Data-parallel (world): rank 0 shows the progress and the summary."""
+    root = world is None or world.root
+    events = RichTrainEvents(err) if root else _QuietEvents()
     try:
-        summary = train_fn(data, out_path, opts, events)
+        summary = (train_fn(data, out_path, opts, events) if world is None
+                   else train_fn(data, out_path, opts, events, world=world))
     except TrainingInterrupted as e:
         events.close()
-        err.print(f"interrupted: {e}", markup=False, soft_wrap=True)
+        if root:
+            err.print(f"interrupted: {e}", markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
         events.close()
-    if not quiet:
+    if not quiet and root:
         out.print(f"{summary['model_type']} {what} -> {summary['model']}", markup=False,
                   soft_wrap=True)
         out.print(train_summary_table(summary))
