@@ -75,6 +75,7 @@ def test_two_ranks_give_the_weights_of_one_process_with_the_whole_batch(data, tm
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)   # rank 0 alone prints the summary
     assert s["ranks"] == 2 and s["allreduce_ms_per_step"] > 0
+    assert r.stderr.count("2 MPI ranks") == 1   # and the progress view
     a, b = weights(one), weights(two)
     assert a.keys() == b.keys()
     for k in a:   # the same sums in another order: float32 rounding apart
@@ -198,3 +199,11 @@ def test_distributed_is_for_recurrent_language_models(data, tmp_path, capsys):
                  str(tmp_path / "m.rnnkit")])
     err = capsys.readouterr().err
     assert code == 2 and "--distributed trains recurrent language models only" in err
+
+
+def test_distributed_without_mpi4py_says_how_to_get_it(data, tmp_path, capsys, monkeypatch):
+    _, d = data
+    monkeypatch.setitem(sys.modules, "mpi4py", None)   # import mpi4py now raises ImportError
+    code = main(["train", str(d), *TINY, "--distributed", "--out", str(tmp_path / "m.rnnkit")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--distributed needs mpi4py" in err and "rnnkit[mpi]" in err
