@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _machine import cpu_name  # bench/_machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,7 +148,7 @@ def make_model(corpus, output, seed=0):
     m = RNNLM(arch, corpus.vocab, corpus.tokenizer)
     # the shared tensors (embedding, LSTM) get the same values in both models
     rng = np.random.default_rng(seed)
-    for name, v in m.p.items():
+    for v in m.p.values():
         v[...] = rng.uniform(-c["init_scale"], c["init_scale"], v.shape)
     return m
 

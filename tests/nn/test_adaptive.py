@@ -117,7 +117,7 @@ def test_compiled_kernels_equal_the_reference_backend(head_bias):
     rng = np.random.default_rng(2)
     V, H, cutoffs = 300, 32, [50, 120]
     a, pa, ga = layer(ref, np.float32, head_bias, rng, V, H, cutoffs, 4.0)
-    b, pb, gb = layer(K, np.float32, head_bias, np.random.default_rng(2), V, H, cutoffs, 4.0)
+    b, _, gb = layer(K, np.float32, head_bias, np.random.default_rng(2), V, H, cutoffs, 4.0)
     h = rng.standard_normal((40, H)).astype(np.float32)
     t = rng.integers(0, V, 40)
     for _ in range(2):  # twice: the kernels reuse their caches

@@ -18,8 +18,7 @@ import pytest
 from rnnkit import modelfile
 from rnnkit.cli import main
 from rnnkit.text.prepare import build_corpus
-from rnnkit.training import TrainOptions, train
-from rnnkit.training import TrainingInterrupted
+from rnnkit.training import TrainingInterrupted, TrainOptions, train
 from rnnkit.training.checkpoint import checkpoint_path, metrics_path, read_checkpoint
 from rnnkit.training.loop import TrainEvents
 
@@ -66,7 +65,7 @@ def weights(path):
                                                   "--div-value", "2"]])
 def test_two_ranks_give_the_weights_of_one_process_with_the_whole_batch(data, tmp_path, output):
     _need_mpi()
-    corpus, d = data
+    _, d = data
     one, two = tmp_path / "one.rnnkit", tmp_path / "two.rnnkit"
     code = main(["train", str(d), *TINY, "--epochs", "2", *output, "--out", str(one)])
     assert code == 0
@@ -91,7 +90,7 @@ def test_ctrl_c_and_resume_with_the_same_ranks(data, tmp_path):
     same window; rank 0 writes one checkpoint with both ranks' state; --resume on 2 ranks ends
     with the weights of an uninterrupted 2-rank run, and without mpiexec it is refused."""
     _need_mpi()
-    corpus, d = data
+    _, d = data
     opts = [*TINY, "--epochs", "20", "--seed", "3", "--bptt", "3"]
     whole = tmp_path / "whole.rnnkit"
     assert mpirun(2, "train", d, *opts, "--out", whole, "--distributed").returncode == 0
