@@ -20,8 +20,8 @@ def corpus():
     return build_corpus(None, sample="en", split="1,0,0")
 
 
-def recurrent(corpus, cell, tie=False):
-    arch = Architecture(cell, len(corpus.vocab), 6, 6, 2, tie_weights=tie)
+def recurrent(corpus, cell, tie=False, **output):
+    arch = Architecture(cell, len(corpus.vocab), 6, 6, 2, tie_weights=tie, **output)
     m = RNNLM(arch, corpus.vocab, corpus.tokenizer)
     m.init_uniform(np.random.default_rng(5), 0.4)
     return m
@@ -32,12 +32,15 @@ def models(corpus):
     yield "ngram", tri
     for cell in ("lstm", "lstm-peephole", "lstm-nofg", "rnn"):
         yield cell, recurrent(corpus, cell, tie=cell == "rnn")
+    # the adaptive softmax: head of 10 ids, clusters [10, 20) and [20, V) (projections 3 and 1)
+    yield "adaptive", recurrent(corpus, "lstm", output="adaptive", cutoffs=(10, 20),
+                                div_value=2.0, head_bias=True)
     yield "mixture", Mixture([tri, recurrent(corpus, "lstm")], [0.4, 0.6])
     yield "loglinear", Mixture([tri, recurrent(corpus, "rnn")], [0.5, 0.8], combine="loglinear")
 
 
 @pytest.mark.parametrize("kind", ["ngram", "lstm", "lstm-peephole", "lstm-nofg", "rnn",
-                                  "mixture", "loglinear"])
+                                  "adaptive", "mixture", "loglinear"])
 def test_fast_path_equals_step_by_step_protocol(corpus, kind):
     model = dict(models(corpus))[kind]
     ids = [model.encode(s)[0] for s in SENTENCES]
@@ -48,6 +51,9 @@ def test_fast_path_equals_step_by_step_protocol(corpus, kind):
         assert len(f) == len(x) + 1
         np.testing.assert_allclose(f, s, atol=2e-5)
         np.testing.assert_allclose(p, s, atol=2e-5)
+    if kind == "adaptive":   # every consumer sees a full distribution that sums to 1
+        state = model.start(3)
+        np.testing.assert_allclose((10.0 ** model.log_probs(state)).sum(1), 1.0, rtol=1e-5)
     # and the KenLM-style API is built on the fast path
     for sentence, f in zip(SENTENCES, fast):
         assert model.score(sentence) == pytest.approx(float(np.sum(f)), abs=1e-4)

@@ -26,6 +26,8 @@ WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat"]
 VOCAB = Vocab(list(SPECIALS) + WORDS)
 VARIANTS = [("lstm", False, 0.0), ("lstm-peephole", True, 0.3), ("lstm-nofg", False, 0.3),
             ("rnn", True, 0.0), ("lstm", True, 0.5)]
+# the adaptive softmax over the 10 ids: head 0-3 + 2 cluster tokens, clusters [4, 7), [7, 10)
+ADAPTIVE = dict(output="adaptive", cutoffs=(4, 7), div_value=2.0, head_bias=True)
 
 
 def cli(capsys, *args):
@@ -37,8 +39,9 @@ def cli(capsys, *args):
 
 
 def make_model(model_type="lstm", tie=False, dropout=0.0, E=4, H=4, L=2, dtype=np.float32,
-               backend=None, seed=0, scale=0.5):
-    arch = Architecture(model_type, len(VOCAB), E, H, L, tie_weights=tie, dropout=dropout)
+               backend=None, seed=0, scale=0.5, **output):
+    arch = Architecture(model_type, len(VOCAB), E, H, L, tie_weights=tie, dropout=dropout,
+                        **output)
     m = RNNLM(arch, VOCAB, backend=backend, dtype=dtype)
     m.init_uniform(np.random.default_rng(seed), scale)
     return m
@@ -78,11 +81,12 @@ def test_tied_weights_share_one_tensor():
 
 
 # --- gradients -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("model_type,tie,dropout", VARIANTS)
-def test_whole_model_gradient_matches_finite_differences(model_type, tie, dropout):
+@pytest.mark.parametrize("model_type,tie,dropout,output", [v + ({},) for v in VARIANTS]
+                         + [("lstm", False, 0.3, ADAPTIVE)])
+def test_whole_model_gradient_matches_finite_differences(model_type, tie, dropout, output):
     """Embedding -> 2 layers -> dropout -> decoder, float64 reference kernels, every parameter."""
     m = make_model(model_type, tie, dropout, E=4, H=4, dtype=np.float64,
-                   backend=ref)
+                   backend=ref, **output)
     rng = np.random.default_rng(1)
     x, y = window(rng)
     h0 = rng.standard_normal((2, 2, 4)) * 0.5
@@ -112,11 +116,12 @@ def test_whole_model_gradient_matches_finite_differences(model_type, tie, dropou
         assert not g["rnn.weight_ih_l0"][4:8].any() and not g["rnn.bias_hh_l1"][4:8].any()
 
 
-@pytest.mark.parametrize("model_type,tie,dropout", VARIANTS)
-def test_kernels_give_the_reference_loss_gradients_and_state(model_type, tie, dropout):
-    mk = make_model(model_type, tie, dropout, E=6, H=5 if not tie else 6, seed=3)
+@pytest.mark.parametrize("model_type,tie,dropout,output", [v + ({},) for v in VARIANTS]
+                         + [("lstm", False, 0.3, ADAPTIVE)])
+def test_kernels_give_the_reference_loss_gradients_and_state(model_type, tie, dropout, output):
+    mk = make_model(model_type, tie, dropout, E=6, H=5 if not tie else 6, seed=3, **output)
     mr = make_model(model_type, tie, dropout, E=6, H=5 if not tie else 6, seed=3,
-                    backend=ref)
+                    backend=ref, **output)
     rng = np.random.default_rng(2)
     x, y = window(rng, T=7, B=3)
     outs = []
@@ -231,6 +236,36 @@ def test_save_load_round_trip(tmp_path):
     assert meta["model_type"] == "lstm-peephole" and "rnn.weight_peep_l0" in tensors
     np.testing.assert_array_equal(tensors["decoder.weight"], tensors["encoder.weight"])
     assert "peephole" in meta["tensors"]
+
+
+def test_adaptive_model_round_trip_keeps_output_and_cutoffs(tmp_path):
+    m = make_model("lstm", scale=1.0, **ADAPTIVE)
+    path = tmp_path / "a.rnnkit"
+    m.save(path)
+    tensors, meta = modelfile.read(path)
+    assert meta["architecture"]["output"] == "adaptive"
+    assert meta["architecture"]["cutoffs"] == [4, 7] and meta["architecture"]["head_bias"]
+    assert {k for k in tensors if k.startswith("decoder.")} == {
+        "decoder.head.weight", "decoder.head.bias", "decoder.tail.0.0.weight",
+        "decoder.tail.0.1.weight", "decoder.tail.1.0.weight", "decoder.tail.1.1.weight"}
+    assert tensors["decoder.head.weight"].shape == (6, 4)
+    assert tensors["decoder.tail.1.1.weight"].shape == (3, 1)   # 3 words, 4 // 2^2 units
+    back = load(path)
+    assert back.arch == m.arch and back.arch.cutoffs == (4, 7)
+    assert back.score("the cat sat") == pytest.approx(m.score("the cat sat"), abs=1e-6)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(output="adaptive", cutoffs=(4, 7), tie_weights=True), "needs the full softmax"),
+    (dict(output="adaptive", cutoffs=(7, 4)), "strictly increasing"),
+    (dict(output="adaptive", cutoffs=(4, 10)), "strictly increasing"),
+    (dict(output="adaptive", cutoffs=()), "at least one cutoff"),
+    (dict(cutoffs=(4,)), "adaptive only"),
+    (dict(output="hierarchical"), "unknown output layer"),
+])
+def test_adaptive_architecture_errors(kw, msg):
+    with pytest.raises(RnnkitError, match=msg):
+        Architecture("lstm", 10, 4, 4, 1, **kw)
 
 
 def test_load_errors(tmp_path):

@@ -101,3 +101,11 @@ def test_against_pytorch_sgd_clipping_and_adam():
             clip_grad_norm(gg, 2.0)
             opt.step(p, gg, 0.3 if name == "sgd" else 0.03)
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_grad_norm_of_a_large_buffer_is_accurate():
+    """4M float32 gradients: the norm matches float64 to 1e-6 (a single float32 dot over them
+    was off by 1.1e-5, and by 2.6e-4 over the 33M of a WikiText-2 model)."""
+    g = (np.random.default_rng(0).standard_normal(4_000_000) * 0.01).astype(np.float32)
+    want = float(np.linalg.norm(g.astype(np.float64)))
+    assert abs(grad_norm(g) - want) / want < 1e-6

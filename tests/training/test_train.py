@@ -121,6 +121,38 @@ def test_small_lstm_on_the_english_sample_beats_a_unigram_model(tmp_path):
     assert model.perplexity(corpus.text("valid")) < 0.4 * unigram
 
 
+def test_adaptive_softmax_model_trains_through_the_cli(tmp_path, capsys):
+    """--output adaptive on the English sample (293 ids): it learns as the full softmax does,
+    --json names the output layer, and the file loads with its cutoffs."""
+    corpus = build_corpus(None, sample="en")
+    corpus.write(tmp_path / "en")
+    out = tmp_path / "ad.rnnkit"
+    code, stdout, err = cli(capsys, "train", tmp_path / "en", "--type", "lstm", "--output",
+                            "adaptive", "--cutoffs", "40,120", "--emb", 32, "--hidden", 32,
+                            "--layers", 1, "--epochs", 4, "--bptt", 20, "--batch", 8,
+                            "--decay-after", 3, "--threads", 1, "--out", out, "--json")
+    assert code == 0, err
+    s = json.loads(stdout)
+    assert s["output"] == "adaptive 40,120"
+    assert s["valid_perplexity"] < 0.3 * unigram_perplexity(corpus), s["valid_perplexity"]
+    model = load(out)
+    assert model.arch.output == "adaptive" and model.arch.cutoffs == (40, 120)
+    assert model.perplexity(corpus.text("valid")) < 0.4 * unigram_perplexity(corpus)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--output", "adaptive"], "--output adaptive needs --cutoffs"),
+    (["--output", "adaptive", "--cutoffs", "2000,10000"], "between 1 and the vocabulary size"),
+    (["--output", "adaptive", "--cutoffs", "4,x"], "expected comma-separated integers"),
+    (["--cutoffs", "4"], "--cutoffs applies to --output adaptive only"),
+    (["--output", "hsm", "--cutoffs", "4"], "unknown --output 'hsm'"),
+])
+def test_adaptive_options_errors(toy, tmp_path, capsys, args, msg):
+    _, d = toy
+    code, _, err = cli(capsys, "train", d / "data", *args, "--out", tmp_path / "m.rnnkit")
+    assert code == 2 and err.startswith("error:") and msg in err, err
+
+
 def final_word_accuracy(model: LanguageModel, sentences) -> float:
     """How often the most probable answer word, given the sentence up to it, is the right one
     (the argmax over the answer words a00 .. aK: which answer, not whether one comes now)."""

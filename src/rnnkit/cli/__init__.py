@@ -15,6 +15,7 @@ import typer
 
 from .._version import __version__
 from ..errors import RnnkitError
+from ..training.distributed import active_world
 from . import caption, corpus, evaluate, lm, report, rescore, train, translate
 from ._common import err
 
@@ -51,6 +52,17 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script and `python -m rnnkit`."""
+    code = _main(argv)
+    world = active_world()
+    if code in (1, 2) and world is not None and world.size > 1:
+        # the other ranks may wait for this one in a collective: end the whole job
+        err.print(f"error: rank {world.rank} of {world.size} failed; ending the MPI job",
+                  markup=False)
+        world.abort(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     # Typer vendors click in recent versions: take click's exception classes from Typer's own
     ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     args = sys.argv[1:] if argv is None else argv

@@ -31,6 +31,7 @@ from ..models.mixture import COMBINES
 from ..models.ngram.estimate import MODEL_TYPE as NGRAM
 from ..models.ngram.estimate import SMOOTHINGS
 from ..models.rnnlm import MODEL_TYPES as RECURRENT_TYPES
+from ..models.rnnlm import OUTPUTS
 from ..models.seq2seq import ATTENTIONS
 from ..models.seq2seq import MODEL_TYPE as SEQ2SEQ
 from ..nn.optim import OPTIMIZERS
@@ -118,6 +119,7 @@ Smoothing = _choices("Smoothing", SMOOTHINGS)
 ModelType = _choices("ModelType", (NGRAM, *RECURRENT_TYPES, SEQ2SEQ, CAPTION))
 Attention = _choices("Attention", ATTENTIONS)
 RecurrentType = _choices("RecurrentType", RECURRENT_TYPES)
+Output = _choices("Output", OUTPUTS)
 Optimizer = _choices("Optimizer", OPTIMIZERS)
 Combine = _choices("Combine", COMBINES)
 NBestFormat = _choices("NBestFormat", ("auto", *NBEST_FORMATS))

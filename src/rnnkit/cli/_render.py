@@ -62,6 +62,9 @@ def train_summary_table(s: dict) -> Table:
         return "-" if v is None else f"{v:.2f}"
 
     rows = [("parameters", f"{s['parameters']:,}"), ("vocabulary", f"{s['vocab_size']:,}"),
+            *([("output layer", s["output"])] if s.get("output") else []),
+            *([("MPI ranks", f"{s['ranks']} (allreduce {s['allreduce_ms_per_step']:.2f} ms/step)")]
+              if s.get("ranks", 1) > 1 else []),
             ("epochs run", f"{s['epochs_run']}" + (" (stopped early)" if s["stopped_early"] else "")),
             ("best epoch", str(s["best_epoch"])), ("train perplexity", ppl(s["train_perplexity"])),
             ("valid perplexity (best)", ppl(s["valid_perplexity"])),
@@ -100,8 +103,11 @@ class RichTrainEvents:
         if info.get("resumed_from"):
             r = info["resumed_from"]
             where = f", resuming at epoch {r['epoch']} window {r['window']}"
-        self.console.print(f"training {info['model_type']}: {info['parameters']:,} parameters, "
-                           f"{info['windows']:,} windows per epoch{where}", markup=False)
+        output = f", {info['output']} softmax" if info.get("output") else ""
+        if info.get("ranks", 1) > 1:
+            output += f", {info['ranks']} MPI ranks"
+        self.console.print(f"training {info['model_type']}: {info['parameters']:,} parameters"
+                           f"{output}, {info['windows']:,} windows per epoch{where}", markup=False)
 
     def epoch_start(self, epoch, epochs, windows, done, tokens, lr):
         self.close()

@@ -13,14 +13,16 @@ from ..decoding.scoring import split_perplexity
 from ..errors import RnnkitError
 from ..models.ngram.estimate import train as train_ngram
 from ..text.prepare import load_data
-from ..training import TrainingInterrupted, TrainOptions
+from ..training import TrainEvents, TrainingInterrupted, TrainOptions
 from ..training import train as run_train
 from ..training.caption_task import CaptionTrainOptions, train_caption
+from ..training.distributed import mpi_world
 from ..training.seq2seq_task import Seq2SeqTrainOptions, train_seq2seq
 from ._common import (
     Attention,
     ModelType,
     Optimizer,
+    Output,
     Smoothing,
     byte_progress,
     choice,
@@ -44,6 +46,7 @@ OUTPUT = "Checkpoints/Output"
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
+             "rnnkit train wikitext-2/ --type lstm --output adaptive --cutoffs 2000,10000 --out wt2.rnnkit\n\n"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit\n\n"
              "rnnkit train scenes/ --type caption --features feats.safetensors --out scenes.rnnkit")
 def train(
@@ -78,6 +81,17 @@ def train(
     tie_weights: Annotated[bool, typer.Option(
         "--tie-weights", help="Share the embedding and output weights (needs --emb = --hidden).",
         rich_help_panel=RECURRENT)] = False,
+    output: Annotated[Output, choice(
+        Output, "--output", help="Output layer of --type lstm/rnn models: full (softmax over "
+        "every word) or adaptive (Grave et al. 2017; needs --cutoffs).",
+        rich_help_panel=RECURRENT)] = Output.full,
+    cutoffs: Annotated[Optional[str], typer.Option(
+        help="Adaptive softmax: comma-separated word ids where the head ends and each tail "
+        "cluster starts (ids are sorted by frequency), e.g. 2000,10000.",
+        rich_help_panel=RECURRENT)] = None,
+    div_value: Annotated[float, typer.Option(
+        help="Adaptive softmax: tail cluster i projects to hidden / div^(i+1) units.",
+        rich_help_panel=RECURRENT)] = 4.0,
     init_scale: Annotated[float, typer.Option(help="Uniform init in [-s, s].",
                                               rich_help_panel=RECURRENT)] = 0.1,
     init_from: Annotated[Optional[Path], typer.Option(
@@ -140,10 +154,17 @@ def train(
         rich_help_panel=OUTPUT)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.",
                                           rich_help_panel=OUTPUT)] = False,
+    distributed: Annotated[bool, typer.Option(
+        "--distributed", help="Data-parallel over the MPI ranks of `mpiexec -n N` (recurrent "
+        "language models; --batch is the total over the ranks; needs rnnkit[mpi]).",
+        rich_help_panel=OPTIMISATION)] = False,
 ):
     """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
+    if distributed and (model_type is ModelType.ngram or model_type.value == "seq2seq"):
+        raise RnnkitError(f"--distributed trains recurrent language models only, not "
+                          f"--type {model_type.value}")
     if model_type is ModelType.ngram:
         summary = _train_ngram(data, out_path, order=order, smoothing=smoothing.value,
                                add_k=add_k, prune=prune, discount_fallback=discount_fallback,
@@ -179,10 +200,25 @@ def train(
             lr_decay=lr_decay, decay_after=decay_after if decay_after is not None else 4,
             clip=clip, init_scale=init_scale, seed=seed, threads=threads, patience=patience,
             init_from=None if init_from is None else str(init_from),
-            checkpoint_every=checkpoint_every, resume=resume)
-        summary = _run(run_train, data, out_path, opts, as_json, "language model")
+            checkpoint_every=checkpoint_every, resume=resume, output=output.value,
+            cutoffs=parse_cutoffs(cutoffs), div_value=div_value)
+        world = mpi_world() if distributed else None
+        summary = _run(run_train, data, out_path, opts, as_json, "language model", world)
+        if world is not None and not world.root:
+            return   # rank 0 reports
     if as_json:
         print_json(summary)
+
+
+def parse_cutoffs(text: str | None) -> tuple[int, ...]:
+    """--cutoffs 2000,10000 -> (2000, 10000)."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise RnnkitError(f"--cutoffs {text!r}: expected comma-separated integers such as "
+                          f"2000,10000") from None
 
 
 def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fallback, quiet):
@@ -211,19 +247,29 @@ def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fal
     return summary
 
 
-def _run(train_fn, data, out_path, opts, quiet: bool, what: str) -> dict:
+class _QuietEvents(TrainEvents):
+    """The events of ranks other than 0: nothing to show."""
+
+    def close(self) -> None: ...
+
+
+def _run(train_fn, data, out_path, opts, quiet: bool, what: str, world=None) -> dict:
     """Train through the generic loop with a progress view, print a summary unless quiet;
-    return the summary. Ctrl-C leaves the checkpoint (see --resume) and exits with 130."""
-    events = RichTrainEvents(err)
+    return the summary. Ctrl-C leaves the checkpoint (see --resume) and exits with 130.
+    Data-parallel (world): rank 0 shows the progress and the summary."""
+    root = world is None or world.root
+    events = RichTrainEvents(err) if root else _QuietEvents()
     try:
-        summary = train_fn(data, out_path, opts, events)
+        summary = (train_fn(data, out_path, opts, events) if world is None
+                   else train_fn(data, out_path, opts, events, world=world))
     except TrainingInterrupted as e:
         events.close()
-        err.print(f"interrupted: {e}", markup=False, soft_wrap=True)
+        if root:
+            err.print(f"interrupted: {e}", markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
         events.close()
-    if not quiet:
+    if not quiet and root:
         out.print(f"{summary['model_type']} {what} -> {summary['model']}", markup=False,
                   soft_wrap=True)
         out.print(train_summary_table(summary))

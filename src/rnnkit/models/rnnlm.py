@@ -20,6 +20,13 @@ one tensor. Tensor names and shapes are PyTorch's word-language-model ones (STYL
   decoder.weight        [V, H]  (with tied weights it is encoder.weight, saved under both names)
   decoder.bias          [V]
 
+or, with the adaptive softmax (output = "adaptive"; PyTorch's AdaptiveLogSoftmaxWithLoss names,
+C0 = cutoffs[0] head words, K clusters, D_i = H // div_value^(i+1), S_i words of cluster i):
+  decoder.head.weight        [C0 + K, H]
+  decoder.head.bias          [C0 + K]   only with head_bias
+  decoder.tail.{i}.0.weight  [D_i, H]
+  decoder.tail.{i}.1.weight  [S_i, D_i]
+
 so a model file loads into a PyTorch `nn.LSTM` / `nn.RNN` language model with `load_state_dict`.
 (These flat names are the word-LM's only; models with a real encoder and decoder nest theirs,
 e.g. `encoder.rnn.weight_ih_l0_reverse`.)
@@ -39,13 +46,21 @@ import numpy as np
 from .. import modelfile
 from ..errors import ModelFileError, RnnkitError
 from ..nn.backend import kernels
-from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
+from ..nn.output import (
+    LOG10E,
+    AdaptiveSoftmax,
+    FullSoftmax,
+    adaptive_softmax_shapes,
+    check_cutoffs,
+    full_softmax_shapes,
+)
 from ..nn.params import ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
 from .protocol import LanguageModel
 
 MODEL_TYPES = CELLS
+OUTPUTS = ("full", "adaptive")  # the output layers (nn/output.py)
 SCORE_POSITIONS = 1 << 15  # at most this many padded positions [T x B] per scoring batch
 SCORE_WINDOW = 256    # steps per window kernel call when scoring long sentences
 
@@ -61,8 +76,13 @@ class Architecture:
     layers: int
     tie_weights: bool = False
     dropout: float = 0.0  # on the non-recurrent connections, while training only
+    output: str = "full"             # "full" softmax or "adaptive" (files without it: full)
+    cutoffs: tuple[int, ...] = ()    # adaptive only: the head's size and the clusters' starts
+    div_value: float = 4.0           # adaptive only: D_i = H // div_value^(i+1)
+    head_bias: bool = False          # adaptive only: a bias on the head (PyTorch's default: no)
 
     def __post_init__(self):
+        object.__setattr__(self, "cutoffs", tuple(int(c) for c in self.cutoffs))
         if self.model_type not in MODEL_TYPES:
             raise RnnkitError(f"unknown recurrent model type {self.model_type!r}: use one of "
                               f"{', '.join(MODEL_TYPES)}")
@@ -77,6 +97,19 @@ class Architecture:
                               f"{self.hidden}): the decoder reuses the [V, E] embedding as [V, H]")
         if not 0.0 <= self.dropout < 1.0:
             raise RnnkitError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.output not in OUTPUTS:
+            raise RnnkitError(f"unknown output layer {self.output!r}: use one of "
+                              f"{', '.join(OUTPUTS)}")
+        if self.output == "adaptive":
+            if self.tie_weights:
+                raise RnnkitError("--tie-weights needs the full softmax (--output full): the "
+                                  "adaptive softmax has no [V, H] matrix to share")
+            try:
+                check_cutoffs(self.vocab_size, self.hidden, self.cutoffs, self.div_value)
+            except ValueError as e:
+                raise RnnkitError(f"--cutoffs: {e}") from None
+        elif self.cutoffs:
+            raise RnnkitError("--cutoffs applies to --output adaptive only")
 
     @property
     def lstm(self) -> bool:
@@ -99,7 +132,14 @@ class Architecture:
         V, E, H = self.vocab_size, self.emb, self.hidden
         return ([("encoder.weight", (V, E))]
                 + stack_shapes(self.model_type, E, H, self.layers, prefix="rnn.")
-                + full_softmax_shapes(V, H, prefix="decoder.", tied=self.tie_weights))
+                + self.output_shapes())
+
+    def output_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        V, H = self.vocab_size, self.hidden
+        if self.output == "adaptive":
+            return adaptive_softmax_shapes(V, H, self.cutoffs, self.div_value, self.head_bias,
+                                           prefix="decoder.")
+        return full_softmax_shapes(V, H, prefix="decoder.", tied=self.tie_weights)
 
     def layout(self) -> ParamLayout:
         """The flat buffer's layout: name -> (offset, shape), and its length P."""
@@ -108,14 +148,21 @@ class Architecture:
                            else None)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["cutoffs"] = list(self.cutoffs)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Architecture":
         return cls(model_type=d["model_type"], vocab_size=int(d["vocab_size"]), emb=int(d["emb"]),
                    hidden=int(d["hidden"]), layers=int(d["layers"]),
                    tie_weights=bool(d.get("tie_weights", False)),
-                   dropout=float(d.get("dropout", 0.0)))
+                   dropout=float(d.get("dropout", 0.0)),
+                   # files written before the adaptive softmax have no such fields: full softmax
+                   output=str(d.get("output", "full")),
+                   cutoffs=tuple(int(c) for c in d.get("cutoffs", ())),
+                   div_value=float(d.get("div_value", 4.0)),
+                   head_bias=bool(d.get("head_bias", False)))
 
 
 def views(flat: np.ndarray, arch: Architecture) -> dict[str, np.ndarray]:
@@ -205,8 +252,13 @@ class RNNLM(LanguageModel):
         a = self.arch
         self.stack = RecurrentStack(a.model_type, a.emb, a.hidden, a.layers, self.backend,
                                     self.p, self.g, prefix="rnn.")
-        self.output = FullSoftmax(a.vocab_size, a.hidden, self.backend, self.p, self.g,
-                                  prefix="decoder.", tied=a.tie_weights)
+        if a.output == "adaptive":
+            self.output = AdaptiveSoftmax(a.vocab_size, a.hidden, a.cutoffs, self.backend, self.p,
+                                          self.g, prefix="decoder.", div_value=a.div_value,
+                                          head_bias=a.head_bias)
+        else:
+            self.output = FullSoftmax(a.vocab_size, a.hidden, self.backend, self.p, self.g,
+                                      prefix="decoder.", tied=a.tie_weights)
 
     # --- parameters ----------------------------------------------------------------------------
     @property
@@ -415,6 +467,11 @@ class RNNLM(LanguageModel):
                          "rnn.weight_ih_l{k} [G, E|H], rnn.weight_hh_l{k} [G, H], "
                          "rnn.bias_ih_l{k} [G], rnn.bias_hh_l{k} [G], decoder.weight [V, H], "
                          "decoder.bias [V]; G = 4H for LSTMs (gate order i, f, g, o), H for rnn",
+                "adaptive": "with output adaptive, instead of decoder.weight and decoder.bias: "
+                            "decoder.head.weight [C0 + K, H] (decoder.head.bias [C0 + K] with "
+                            "head_bias), decoder.tail.{i}.0.weight [H // div_value^(i+1), H], "
+                            "decoder.tail.{i}.1.weight [cluster size, H // div_value^(i+1)] "
+                            "(PyTorch's AdaptiveLogSoftmaxWithLoss; C0 = cutoffs[0])",
                 "peephole": "rnn.weight_peep_l{k} [3, H]: diagonal peephole weights of the "
                             "input, forget and output gates (rows i, f, o; Gers et al. 2002)",
             },

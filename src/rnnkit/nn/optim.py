@@ -27,9 +27,16 @@ def _axpy(x: np.ndarray):
     return blas.get_blas_funcs("axpy", (x,))
 
 
+NORM_BLOCK = 1 << 16  # floats per BLAS dot in grad_norm; the blocks are summed in float64
+
+
 def grad_norm(grads: np.ndarray) -> float:
-    """The Euclidean norm of the flat gradient [P] (one BLAS dot)."""
-    return math.sqrt(float(np.dot(grads, grads)))
+    """The Euclidean norm of the flat gradient [P]: BLAS dots over blocks, summed in float64.
+    (One float32 dot over the whole buffer was off by 2.6e-4 at 33M parameters -- a WikiText-2
+    model -- enough to change the clipping factor against PyTorch's and make early training
+    drift apart.)"""
+    return math.sqrt(sum(float(np.dot(b, b)) for b in
+                         (grads[i:i + NORM_BLOCK] for i in range(0, grads.shape[0], NORM_BLOCK))))
 
 
 def clip_grad_norm(grads: np.ndarray, max_norm: float | None) -> float:

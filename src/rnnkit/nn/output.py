@@ -8,6 +8,9 @@ tensors itself and a class-factored or adaptive softmax plugs in without changin
   loss_backward(scale) -> (dh [N, H], dweight_tied or None)   weight gradients into the grads
   log_probs(h [B, H], out=None) -> [B, V] natural log of the full distribution (sums to 1)
   target_log_probs(h [N, H], targets [N]) -> [N] natural log p(target), in blocks of rows
+
+Two layers: FullSoftmax (every word's logit) and AdaptiveSoftmax (Grave et al. 2017: a head
+over the frequent words plus one token per tail cluster).
 """
 from __future__ import annotations
 
@@ -86,4 +89,169 @@ class FullSoftmax:
         for r in range(0, len(h), step):
             block = self.log_probs(h[r:r + step])                          # [r, V]
             lp[r:r + step] = block[np.arange(len(block)), targets[r:r + step]]
+        return lp
+
+
+# --- adaptive softmax (Grave et al. 2017) --------------------------------------------------------
+# More dimension letters: C0 words in the head (cutoffs[0]), K tail clusters, S_i words of cluster
+# i, D_i its projection size (H // div_value^(i+1), as PyTorch's AdaptiveLogSoftmaxWithLoss).
+
+def check_cutoffs(V: int, H: int, cutoffs, div_value: float = 4.0) -> list[int]:
+    """The cutoffs as a list of ints, or ValueError saying what is wrong with them: strictly
+    increasing, each in [1, V), and every cluster's projection H // div^(i+1) at least 1."""
+    cutoffs = [int(c) for c in cutoffs]
+    if not cutoffs:
+        raise ValueError("the adaptive softmax needs at least one cutoff (e.g. --cutoffs 2000,10000)")
+    if any(b <= a for a, b in zip(cutoffs, cutoffs[1:])) or cutoffs[0] < 1 or cutoffs[-1] >= V:
+        raise ValueError(f"cutoffs {','.join(map(str, cutoffs))} must be strictly increasing and "
+                         f"between 1 and the vocabulary size - 1 ({V - 1})")
+    if div_value < 1:
+        raise ValueError(f"div_value must be at least 1, got {div_value}")
+    for i in range(len(cutoffs)):
+        if int(H // (div_value ** (i + 1))) < 1:
+            raise ValueError(f"tail cluster {i} would have a projection of size 0 (hidden {H} // "
+                             f"{div_value:g}^{i + 1}); use fewer cutoffs or a smaller div_value")
+    return cutoffs
+
+
+def adaptive_softmax_shapes(V: int, H: int, cutoffs, div_value: float = 4.0,
+                            head_bias: bool = False, prefix: str = "decoder."
+                            ) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of an adaptive softmax's tensors, named as PyTorch's
+    AdaptiveLogSoftmaxWithLoss state dict: head.weight [C0 + K, H] (head.bias [C0 + K] when
+    head_bias), tail.{i}.0.weight [D_i, H], tail.{i}.1.weight [S_i, D_i]."""
+    cutoffs = check_cutoffs(V, H, cutoffs, div_value)
+    bounds = cutoffs + [V]
+    head = cutoffs[0] + len(cutoffs)
+    shapes = [(f"{prefix}head.weight", (head, H))]
+    if head_bias:
+        shapes.append((f"{prefix}head.bias", (head,)))
+    for i in range(len(cutoffs)):
+        D = int(H // (div_value ** (i + 1)))
+        shapes += [(f"{prefix}tail.{i}.0.weight", (D, H)),
+                   (f"{prefix}tail.{i}.1.weight", (bounds[i + 1] - bounds[i], D))]
+    return shapes
+
+
+class AdaptiveSoftmax:
+    """The adaptive softmax (Grave et al. 2017, PyTorch's AdaptiveLogSoftmaxWithLoss): a head
+    softmax over the C0 most frequent words and one token per tail cluster; a word w of cluster i
+    has p(w | h) = p_head(cluster i | h) * p_i(w | h), where cluster i's softmax sees h projected
+    to D_i = H / div^(i+1) units (Grave et al., section 4.2: rarer words, smaller capacity).
+    Word ids are sorted by frequency, so the head is ids [0, C0) and cluster i the contiguous
+    range [cutoffs[i], cutoffs[i+1]). The probabilities are exact (normalised): log_probs sums to 1.
+
+    Built on the softmax kernels (softmax_xent_forward/backward, log_softmax) and matmul of the
+    backend: the head runs on every row, each cluster only on the rows whose target it holds
+    (for training and scoring), which is where the speed comes from. The head has no bias unless
+    head_bias (PyTorch's default); the tail layers never have one.
+    """
+
+    def __init__(self, V: int, H: int, cutoffs, backend, params: dict, grads: dict | None = None,
+                 prefix: str = "decoder.", div_value: float = 4.0, head_bias: bool = False):
+        self.cutoffs = check_cutoffs(V, H, cutoffs, div_value)
+        self.V, self.H, self.backend, self.tied = V, H, backend, False
+        self.bounds = np.array(self.cutoffs + [V], np.int64)   # [K + 1] cluster i: [b_i, b_i+1)
+        self.C0, self.K = self.cutoffs[0], len(self.cutoffs)
+        self.head_w = params[f"{prefix}head.weight"]          # [C0 + K, H]
+        dtype = self.head_w.dtype
+        self.head_bias = head_bias
+        self.head_b = (params[f"{prefix}head.bias"] if head_bias    # [C0 + K]
+                       else np.zeros(self.C0 + self.K, dtype))
+        self.proj = [params[f"{prefix}tail.{i}.0.weight"] for i in range(self.K)]  # [D_i, H]
+        self.out = [params[f"{prefix}tail.{i}.1.weight"] for i in range(self.K)]   # [S_i, D_i]
+        self.zero_b = [np.zeros(len(w), dtype) for w in self.out]                   # [S_i]
+        self._g = None if grads is None else {
+            "head_w": grads[f"{prefix}head.weight"],
+            "head_b": grads[f"{prefix}head.bias"] if head_bias else None,
+            "proj": [grads[f"{prefix}tail.{i}.0.weight"] for i in range(self.K)],
+            "out": [grads[f"{prefix}tail.{i}.1.weight"] for i in range(self.K)]}
+        self._head_cache = None
+        self._tail_caches = [None] * self.K
+        self._rows = [None] * self.K   # per cluster: (rows [n_i], h rows [n_i, H]) of the forward
+
+    def _split(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cluster [N]: -1 for head words, else the tail cluster; head targets [N]: the word in
+        the head, or the cluster's token C0 + i)."""
+        t = np.asarray(targets, np.int64)
+        if t.size and (t.min() < 0 or t.max() >= self.V):
+            raise ValueError(f"targets must be in [0, {self.V})")
+        cluster = np.searchsorted(self.bounds, t, side="right") - 1
+        return cluster, np.where(cluster < 0, t, self.C0 + cluster)
+
+    def loss_forward(self, h: np.ndarray, targets: np.ndarray) -> float:
+        """Summed cross-entropy (natural log) of the targets [N] given h [N, H]:
+        -log p_head(head target) - log p_i(word) for tail words."""
+        K = self.backend
+        t = np.asarray(targets, np.int64)
+        cluster, head_t = self._split(t)
+        loss, self._head_cache = K.softmax_xent_forward(h, self.head_w, self.head_b, head_t,
+                                                        cache=self._head_cache)
+        for i in range(self.K):
+            rows = np.flatnonzero(cluster == i)
+            if len(rows) == 0:
+                self._rows[i] = None
+                continue
+            hi = np.ascontiguousarray(h[rows])                            # [n_i, H]
+            p = K.matmul(hi, self.proj[i], trans_b=True)                  # [n_i, D_i]
+            li, self._tail_caches[i] = K.softmax_xent_forward(
+                p, self.out[i], self.zero_b[i], t[rows] - self.bounds[i],
+                cache=self._tail_caches[i])
+            loss += li
+            self._rows[i] = (rows, hi)
+        return float(loss)
+
+    def loss_backward(self, scale: float):
+        """Gradients of scale * the last loss_forward's loss: (dh [N, H], None); the weight
+        gradients go into the gradient views."""
+        K, g = self.backend, self._g
+        dh, dw, db = K.softmax_xent_backward(scale, self._head_cache)    # dh [N, H]
+        g["head_w"][...] = dw
+        if self.head_bias:
+            g["head_b"][...] = db
+        for i in range(self.K):
+            if self._rows[i] is None:
+                g["proj"][i][...] = 0
+                g["out"][i][...] = 0
+                continue
+            rows, hi = self._rows[i]
+            dp, dwo, _ = K.softmax_xent_backward(scale, self._tail_caches[i])  # dp [n_i, D_i]
+            g["out"][i][...] = dwo
+            g["proj"][i][...] = K.matmul(dp, hi, trans_a=True)           # [D_i, H]
+            dh[rows] += K.matmul(dp, self.proj[i])                       # [n_i, H]
+        return dh, None
+
+    def log_probs(self, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Natural-log probabilities [B, V] of every word given h [B, H] (sums to 1 per row)."""
+        K = self.backend
+        if out is None:
+            out = np.empty((len(h), self.V), h.dtype)
+        head = K.log_softmax(h, self.head_w, self.head_b)                # [B, C0 + K]
+        out[:, :self.C0] = head[:, :self.C0]
+        for i in range(self.K):
+            p = K.matmul(np.ascontiguousarray(h), self.proj[i], trans_b=True)   # [B, D_i]
+            tail = K.log_softmax(p, self.out[i], self.zero_b[i])               # [B, S_i]
+            tail += head[:, self.C0 + i, None]
+            out[:, self.bounds[i]:self.bounds[i + 1]] = tail
+        return out
+
+    def target_log_probs(self, h: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Natural-log p(target) [N] of each row of h [N, H]: the head on every row, each
+        cluster only on the rows whose target it holds, in blocks of LOGIT_BLOCK logits."""
+        K = self.backend
+        cluster, head_t = self._split(targets)
+        t = np.asarray(targets, np.int64)
+        lp = np.empty(len(h))
+        step = max(1, LOGIT_BLOCK // (self.C0 + self.K))
+        for r in range(0, len(h), step):
+            block = K.log_softmax(np.ascontiguousarray(h[r:r + step]), self.head_w, self.head_b)
+            lp[r:r + step] = block[np.arange(len(block)), head_t[r:r + step]]
+        for i in range(self.K):
+            rows = np.flatnonzero(cluster == i)
+            step = max(1, LOGIT_BLOCK // len(self.out[i]))
+            for r in range(0, len(rows), step):
+                blk = rows[r:r + step]
+                p = K.matmul(np.ascontiguousarray(h[blk]), self.proj[i], trans_b=True)
+                tail = K.log_softmax(p, self.out[i], self.zero_b[i])        # [n, S_i]
+                lp[blk] += tail[np.arange(len(blk)), t[blk] - self.bounds[i]]
         return lp

@@ -24,7 +24,8 @@ __all__ = [
     "lstm_forward", "lstm_backward", "lstm_step",
     "rnn_forward", "rnn_backward", "rnn_step",
     "softmax_xent_forward", "softmax_xent_backward", "log_softmax",
-    "embedding_forward", "embedding_backward",
+    "embedding_forward", "embedding_backward", "matmul",
+    "adaptive_log_softmax",
 ]
 
 
@@ -242,6 +243,37 @@ def softmax_xent_backward(dloss, cache):
     dz[np.arange(len(cache.targets)), cache.targets] -= 1
     dz *= dloss
     return dz @ cache.w, dz.T @ cache.h, dz.sum(0)
+
+
+def matmul(a, b, c=None, *, trans_a=False, trans_b=False, beta=0.0):
+    """C = op(a) op(b) + beta c (into `c` when given), as the compiled matmul."""
+    r = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    if c is None:
+        return r
+    c[...] = r + beta * c
+    return c
+
+
+# --------------------------------------------------------------------------------------------
+# adaptive softmax (a layer composed of the kernels above: nn/output.py's AdaptiveSoftmax, which
+# runs on either backend; this is its specification, with no compiled twin)
+# --------------------------------------------------------------------------------------------
+def adaptive_log_softmax(h, head_w, head_b, tail, cutoffs):
+    """Natural-log probabilities [N, V] of the adaptive softmax (Grave et al. 2017, eq. of
+    section 4.1: p(w) = p_head(cluster(w)) p_cluster(w)) for h [N, H].
+
+    head_w [C0 + K, H], head_b [C0 + K] or None, tail: K pairs (proj [D_i, H], out [S_i, D_i]),
+    cutoffs: the K boundaries C0 < c1 < ... (cluster i holds ids [cutoffs[i], cutoffs[i+1]),
+    the last one ends at V = C0 + sum S_i).
+    """
+    head = h @ head_w.T + (0 if head_b is None else head_b)           # [N, C0 + K]
+    head_lp = head - np.logaddexp.reduce(head, axis=1, keepdims=True)
+    C0 = cutoffs[0]
+    parts = [head_lp[:, :C0]]
+    for i, (proj, out) in enumerate(tail):
+        z = (h @ proj.T) @ out.T                                        # [N, S_i]
+        parts.append(head_lp[:, C0 + i, None] + z - np.logaddexp.reduce(z, axis=1, keepdims=True))
+    return np.concatenate(parts, axis=1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..models.rnnlm import MODEL_TYPES, RNNLM, Architecture
+from ..errors import InputError, RnnkitError
+from ..models.rnnlm import MODEL_TYPES, OUTPUTS, RNNLM, Architecture
 from ..models.rnnlm import load as load_rnnlm
 from ..text.prepare import Corpus, load_data
 from ..text.vocab import BOS, EOS
+from .distributed import shard_slice
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 EVAL_WINDOW = 64     # steps per forward call when evaluating (any value gives the same result)
@@ -46,6 +47,9 @@ class LMOptions:
     init_scale: float = 0.1
     eval_batch: int = 1  # streams when measuring perplexity: 1 reads each split as one stream
     init_from: str | None = None  # a trained model to start from (see init_from_model)
+    output: str = "full"          # the output layer: full softmax or adaptive (nn/output.py)
+    cutoffs: tuple[int, ...] = ()  # the adaptive softmax's head size and cluster starts
+    div_value: float = 4.0        # the adaptive softmax's projection divisor
 
     def check(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -62,6 +66,22 @@ class LMOptions:
         if self.tie_weights and self.emb != self.hidden:
             raise InputError(f"--tie-weights needs --emb equal to --hidden (got {self.emb} and "
                              f"{self.hidden})")
+        if self.output not in OUTPUTS:
+            raise InputError(f"unknown --output {self.output!r}: use one of {', '.join(OUTPUTS)}")
+        if self.output == "adaptive" and not self.cutoffs:
+            raise InputError("--output adaptive needs --cutoffs (e.g. --cutoffs 2000,10000: a "
+                             "head of the 2000 most frequent ids, clusters from there on)")
+        if self.output == "full" and self.cutoffs:
+            raise InputError("--cutoffs applies to --output adaptive only")
+
+    def architecture(self, vocab_size: int) -> Architecture:
+        """The architecture these options give for a vocabulary of vocab_size tokens."""
+        try:
+            return Architecture(self.model_type, vocab_size, self.emb, self.hidden, self.layers,
+                                self.tie_weights, self.dropout, output=self.output,
+                                cutoffs=tuple(self.cutoffs), div_value=self.div_value)
+        except RnnkitError as e:
+            raise InputError(f"{e} (the vocabulary has {vocab_size} tokens)") from None
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -133,6 +153,9 @@ def init_from_model(opts: LMOptions, corpus: Corpus, rng: np.random.Generator) -
     """
     old = load_rnnlm(opts.init_from)
     a = old.arch
+    if a.output != "full":
+        raise InputError(f"{opts.init_from}: --init-from maps the rows of a full softmax; this "
+                         f"model has an {a.output} output layer")
     arch = Architecture(a.model_type, len(corpus.vocab), a.emb, a.hidden, a.layers,
                         a.tie_weights, opts.dropout)
     model = RNNLM(arch, corpus.vocab, corpus.tokenizer)
@@ -158,7 +181,24 @@ def init_from_model(opts: LMOptions, corpus: Corpus, rng: np.random.Generator) -
 
 # --- the task ------------------------------------------------------------------------------------
 class LMTask(Task):
-    """A recurrent language model (RNNLM) trained on a Corpus by truncated BPTT."""
+    """A recurrent language model (RNNLM) trained on a Corpus by truncated BPTT.
+
+    Data-parallel (shard): rank r of N trains on streams [r b, (r + 1) b) of the B = N b streams
+    a single process would read, with the loss still averaged over all B; its carried state is
+    its [L, b, H] part of the [L, B, H] one (state_batch_axis 1).
+    """
+
+    state_batch_axis = 1
+    _shard: tuple[int, int] | None = None   # (rank, ranks) when data-parallel
+
+    def shard(self, rank: int, size: int) -> None:
+        self._shard = (rank, size)
+
+    def _streams(self, batch: int) -> slice:
+        """This rank's streams of the global batch (all of them without sharding)."""
+        if self._shard is None:
+            return slice(0, batch)
+        return shard_slice(batch, *self._shard, "streams")
 
     def __init__(self, corpus: Corpus):
         if "train" not in corpus or len(corpus["train"]) == 0:
@@ -175,10 +215,13 @@ class LMTask(Task):
         if self.xb.shape[0] == 0:
             raise InputError(f"the training split has {len(y)} tokens, fewer than --batch "
                              f"{opts.batch}; use a smaller --batch or more data")
+        mine = self._streams(opts.batch)
+        self.xb = np.ascontiguousarray(self.xb[:, mine])   # [S, b] this rank's streams
+        self.yb = np.ascontiguousarray(self.yb[:, mine])
         self.starts = window_starts(self.xb.shape[0], opts.bptt)
         self.num_batches = len(self.starts)
-        self.epoch_tokens = self.xb.shape[0] * opts.batch
-        self.scale = 1.0 / opts.batch  # the loss is averaged over the B streams
+        self.epoch_tokens = self.xb.shape[0] * opts.batch   # of all ranks
+        self.scale = 1.0 / opts.batch  # the loss is averaged over the B streams (of all ranks)
 
     def fingerprint(self) -> dict:
         return {"vocab_sha256": self.corpus.vocab.sha256(), "vocab_size": len(self.corpus.vocab),
@@ -191,11 +234,10 @@ class LMTask(Task):
         if opts.init_from:
             self.model = init_from_model(opts, self.corpus, rng)
         else:
-            arch = Architecture(opts.model_type, len(vocab), opts.emb, opts.hidden, opts.layers,
-                                opts.tie_weights, opts.dropout)
+            arch = opts.architecture(len(vocab))
             self.model = RNNLM(arch, vocab, self.corpus.tokenizer)
             self.model.init_uniform(rng, opts.init_scale)
-        self.h, self.c = self.model.zero_state(opts.batch)
+        self.h, self.c = self.model.zero_state(self.xb.shape[1])
 
     def restore(self, opts: LMOptions, meta: dict, path: Path) -> None:
         data = meta["data"]
@@ -222,14 +264,16 @@ class LMTask(Task):
         return self.model.grad
 
     def describe(self) -> dict:
+        a = self.model.arch
         return {"model_type": self.model.model_type, "parameters": self.model.num_parameters,
-                "vocab_size": len(self.model.vocab)}
+                "vocab_size": len(self.model.vocab),
+                "output": a.output + (f" {','.join(map(str, a.cutoffs))}" if a.cutoffs else "")}
 
     # --- training --------------------------------------------------------------------------------
     def batches(self, epoch: int, start: int
                 ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], int]]:
         """Windows start .. end of the epoch, in order (every epoch reads the same streams):
-        ((x, y) [T, B] each, T * B tokens)."""
+        ((x, y) [T, b] each, T * B tokens: b = B streams of this rank, B of all)."""
         T, B = self.opts.bptt, self.opts.batch
         for s in self.starts[start:]:
             x, y = self.xb[s:s + T], self.yb[s:s + T]
@@ -259,8 +303,9 @@ class LMTask(Task):
         return tensors
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        self.h = np.array(tensors["state.h"])
-        self.c = np.array(tensors["state.c"]) if "state.c" in tensors else None
+        mine = self._streams(tensors["state.h"].shape[1])
+        self.h = np.array(tensors["state.h"][:, mine])
+        self.c = np.array(tensors["state.c"][:, mine]) if "state.c" in tensors else None
 
     def checkpoint_meta(self) -> dict:
         return {"architecture": self.model.arch.to_dict(), "data": self.fingerprint(),
@@ -283,10 +328,10 @@ class TrainOptions(LoopOptions, LMOptions):
 
 
 def train(data, out_path: str | os.PathLike, options: TrainOptions | None = None,
-          events: TrainEvents | None = None, **kw) -> dict:
+          events: TrainEvents | None = None, world=None, **kw) -> dict:
     """Train a recurrent language model on `data` (a Corpus, a corpus directory or a text file)
     and write the best model to `out_path`; returns a JSON-able summary. Options as TrainOptions
-    (or keyword arguments)."""
+    (or keyword arguments); world: a distributed.World for data-parallel training over MPI."""
     opts = options or TrainOptions(**kw)
     opts.check()
     if opts.resume and opts.init_from:
@@ -298,4 +343,4 @@ def train(data, out_path: str | os.PathLike, options: TrainOptions | None = None
         raise InputError(f"{out_path}: directory {out_path.parent} does not exist")
     corpus = data if isinstance(data, Corpus) else load_data(data)
     task = LMTask(corpus)
-    return Trainer(task, out_path, opts, events or TrainEvents()).run()
+    return Trainer(task, out_path, opts, events or TrainEvents(), world=world).run()

@@ -149,6 +149,14 @@ class Task(ABC):
 
     num_batches: int     # batches ("windows") per epoch, set by build() and restore()
     epoch_tokens: int    # target tokens per epoch (for progress), set by build() and restore()
+    state_batch_axis: int = 0  # the batch axis of state_tensors(): ranks' states join there
+
+    def shard(self, rank: int, size: int) -> None:
+        """Data-parallel training (training/distributed.py): from build() or restore() on, train
+        on part `rank` of `size` of every batch, with the loss scaled for the whole batch, and
+        report the whole batch's tokens; state_tensors() and load_state() then hold this
+        rank's part (load_state gets the whole checkpointed state and takes its part)."""
+        raise InputError(f"{type(self).__name__} does not support --distributed training")
 
     # --- set-up ----------------------------------------------------------------------------------
     @abstractmethod
@@ -275,8 +283,12 @@ class Trainer:
     """One training run; everything that a checkpoint must restore is an attribute here (or the
     task's carried state)."""
 
-    def __init__(self, task: Task, out_path: Path, opts: LoopOptions, events: TrainEvents):
+    def __init__(self, task: Task, out_path: Path, opts: LoopOptions, events: TrainEvents,
+                 world=None):
         self.task, self.out_path, self.opts, self.events = task, out_path, opts, events
+        # data-parallel: a distributed.World; only its rank 0 writes files
+        self.world = world if world is not None and world.size > 1 else None
+        self.root = self.world is None or self.world.root
         self.ckpt_path = checkpoint_path(out_path)
         self.metrics_path = metrics_path(out_path)
         # position and everything carried across windows and epochs
@@ -300,14 +312,27 @@ class Trainer:
 
     # --- setup ---------------------------------------------------------------------------------
     def build(self) -> None:
-        opts = self.opts
-        self.rng = np.random.default_rng([opts.seed, 1])  # training-time randomness (dropout)
+        opts, world = self.opts, self.world
+        # training-time randomness (dropout): one generator per rank
+        self.rng = np.random.default_rng([opts.seed, 1] + ([world.rank] if world else []))
+        if world:
+            self.task.shard(world.rank, world.size)
         self.task.build(opts, np.random.default_rng([opts.seed, 0]))  # initial values
+        if world:   # the same seed gives the same values; rank 0's make sure of it
+            world.bcast_array(self.task.flat)
         self.optimizer = make_optimizer(opts.optimizer, self.task.flat.shape[0])
 
     def save_checkpoint(self, reason: str) -> None:
-        task = self.task
-        tensors = {"params": task.flat, **task.state_tensors()}
+        task, world = self.task, self.world
+        state = task.state_tensors()
+        rng_ranks = None
+        if world:   # collective: every rank comes here at the same step
+            state = world.gather_tensors(state, axis=task.state_batch_axis)
+            rng_ranks = world.gather(self.rng.bit_generator.state)
+            if not world.root:
+                self.last_checkpoint = time.monotonic()
+                return
+        tensors = {"params": task.flat, **state}
         if self.best_flat is not None:
             tensors["best_params"] = self.best_flat
         tensors.update(self.optimizer.state_tensors())
@@ -321,7 +346,10 @@ class Trainer:
             "epoch_seconds": self.epoch_seconds,
             "rng": self.rng.bit_generator.state, "optimizer": self.optimizer.state_meta(),
             "records": self.records, "elapsed": self.elapsed,
+            "ranks": world.size if world else 1,
         }
+        if rng_ranks is not None:
+            meta["rng_ranks"] = rng_ranks
         write_checkpoint(self.ckpt_path, tensors, meta)
         self.last_checkpoint = time.monotonic()
         self.events.checkpoint(self.ckpt_path, reason)
@@ -345,7 +373,14 @@ class Trainer:
         saved.checkpoint_every = self.opts.checkpoint_every
         saved.resume = True
         self.opts = saved
-        task = self.task
+        task, world = self.task, self.world
+        ranks = meta.get("ranks", 1)
+        if ranks != (world.size if world else 1):
+            raise InputError(f"{self.ckpt_path}: the checkpoint was written by a run of {ranks} "
+                             f"rank(s); resume with the same number (mpiexec -n {ranks}"
+                             f"{' ... --distributed' if ranks > 1 else ', or without mpiexec'})")
+        if world:
+            task.shard(world.rank, world.size)
         task.restore(saved, meta, self.ckpt_path)
         if tensors["params"].shape != task.flat.shape:
             raise ModelFileError(f"{self.ckpt_path}: damaged checkpoint (parameter count)")
@@ -355,7 +390,7 @@ class Trainer:
         task.load_state(tensors)
         self.best_flat = np.array(tensors["best_params"]) if "best_params" in tensors else None
         self.rng = np.random.default_rng()
-        self.rng.bit_generator.state = meta["rng"]
+        self.rng.bit_generator.state = meta["rng_ranks"][world.rank] if world else meta["rng"]
         self.epoch, self.window = meta["position"]["epoch"], meta["position"]["window"]
         self.lr = meta["lr"]
         self.best_valid = meta["best_valid"] if meta["best_valid"] is not None else math.inf
@@ -364,18 +399,20 @@ class Trainer:
         self.epoch_seconds = meta.get("epoch_seconds", 0.0)
         self.records, self.elapsed = meta["records"], meta["elapsed"]
         self.resumed_from = {"epoch": self.epoch, "window": self.window}
-        write_metrics(self.metrics_path, self.records)
+        if self.root:
+            write_metrics(self.metrics_path, self.records)
 
     # --- the loop ------------------------------------------------------------------------------
     def _train(self) -> dict:
         opts = self.opts
         t_run = time.monotonic()
         self.last_checkpoint = t_run
-        if not opts.resume:
+        if not opts.resume and self.root:
             write_metrics(self.metrics_path, [])
         stop = self.events.should_stop
         with _StopOnSigint() as sigint:
-            self.events.start({**self.task.describe(), "windows": self.task.num_batches,
+            self.events.start({**self.task.describe(), "ranks": self.ranks,
+                               "windows": self.task.num_batches,
                                "epochs": opts.epochs, "resumed_from": self.resumed_from})
             while self.epoch <= opts.epochs:
                 if self._run_epoch(lambda: sigint.requested or stop(), t_run):
@@ -405,6 +442,11 @@ class Trainer:
         every = opts.checkpoint_every * 60.0 if opts.checkpoint_every else None
         for w, (batch, tokens) in enumerate(task.batches(self.epoch, self.window), self.window):
             nats = task.loss_and_grad(batch, self.rng)
+            due = bool(every and time.monotonic() - self.last_checkpoint >= every and w + 1 < n)
+            stopping = stop_requested()
+            if self.world:  # the one allreduce per step; the ranks agree on stopping too
+                nats, stopping, due = self.world.allreduce_grad(
+                    task.grad, nats, stopping, due and self.world.root)
             norm = clip_grad_norm(task.grad, opts.clip)
             if not (math.isfinite(nats) and math.isfinite(norm)):
                 self._diverged(nats, norm, w)
@@ -419,9 +461,9 @@ class Trainer:
                 self._record({"kind": "train", "epoch": self.epoch, "window": w + 1,
                               "progress": round(self.epoch - 1 + (w + 1) / n, 6),
                               "loss": loss, "ppl": math.exp(loss), "lr": self.lr})
-            if stop_requested():
+            if stopping:
                 self._interrupt(t_run)
-            if every and time.monotonic() - self.last_checkpoint >= every and w + 1 < n:
+            if due:
                 self.save_checkpoint("periodic")
         return self._end_epoch()
 
@@ -438,7 +480,8 @@ class Trainer:
 
     def _record(self, rec: dict) -> None:
         self.records.append(rec)
-        append_metric(self.metrics_path, rec)
+        if self.root:
+            append_metric(self.metrics_path, rec)
 
     def _end_epoch(self) -> bool:
         opts, task = self.opts, self.task
@@ -491,7 +534,8 @@ class Trainer:
                     "epochs_run": self.epoch if not final else self.epoch - 1,
                     "complete": final, "records": self.records}
         training.update(extra or {})
-        self.task.save_model(self.out_path, training)
+        if self.root:
+            self.task.save_model(self.out_path, training)
         if keep is not None:
             flat[...] = keep
 
@@ -499,6 +543,10 @@ class Trainer:
         """The validation perplexity of the best epoch (which the task's criterion chose)."""
         best = [r for r in self.records if r["kind"] == "epoch" and r["epoch"] == self.best_epoch]
         return best[-1]["valid_ppl"] if best else None
+
+    @property
+    def ranks(self) -> int:
+        return self.world.size if self.world else 1
 
     def threads_used(self) -> int:
         return self.opts.threads if self.opts.threads is not None else kernels().get_num_threads()
@@ -515,9 +563,13 @@ class Trainer:
         tokens = sum(r["tokens"] for r in epochs)
         extra = {"test_perplexity": test_ppl, "seconds": round(self.elapsed, 3)}
         self._save_model(task.flat, final=True, extra=extra)
-        if self.ckpt_path.exists():
+        if self.root and self.ckpt_path.exists():
             self.ckpt_path.unlink()
         last = epochs[-1] if epochs else {}
+        dist = {}
+        if self.world and self.world.steps:
+            dist = {"allreduce_ms_per_step": round(1e3 * self.world.allreduce_seconds
+                                                   / self.world.steps, 4)}
         return {
             "model": str(self.out_path), **task.describe(),
             "epochs_run": len(epochs), "best_epoch": self.best_epoch,
@@ -528,4 +580,5 @@ class Trainer:
             "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
             "seconds": round(self.elapsed, 3), "threads": self.threads_used(),
             "resumed_from": self.resumed_from, "metrics": str(self.metrics_path),
+            "ranks": self.ranks, **dist,
         }

@@ -1,0 +1,385 @@
+"""Benchmark of the adaptive softmax (Grave et al. 2017) and of MPI data-parallel training.
+
+1. WikiText-2 (33,278 words), a 2x650 LSTM language model (Zaremba's "medium" size, where the
+   output layer dominates; no dropout, so that a few epochs compare like with like), bptt 35,
+   batch 20, SGD lr 1 and clip 5 on the loss summed over the window and averaged over the batch
+   (Zaremba's, as bench_train.py). Three models from the SAME initial weights, over the same windows, in the same run:
+     rnnkit --output full            (FullSoftmax)
+     rnnkit --output adaptive        (AdaptiveSoftmax, cutoffs 2000,10000, div_value 4)
+     PyTorch nn.LSTM + nn.AdaptiveLogSoftmaxWithLoss (the anchor; its own process, so the two
+     never share cores; it loads rnnkit's initial tensors by name with load_state_dict)
+   Reported: training tokens/s and validation/test perplexity after the same number of epochs
+   (or windows, with --windows / --quick). Targets (issue 14): adaptive >= 3x the full softmax's
+   training speed with perplexity within 2%, and >= 2x PyTorch's adaptive softmax model.
+2. --mpi: the allreduce time per step against the parameter count (mpiexec -n 2, float32 sums
+   of 10^4 .. 3.3*10^7 floats), and `rnnkit train` on 1 process vs 2 ranks on this machine.
+
+Correctness before timing: rnnkit's adaptive softmax and PyTorch's, with the same weights at
+WikiText-2's size, must give the same log-probabilities (1e-4) and gradients (1e-3 relative).
+
+Usage:
+  python bench/bench_adaptive.py --quick               # a few windows each: checks the script
+  python bench/bench_adaptive.py --epochs 2            # the comparison (hours on 2 cores)
+  python bench/bench_adaptive.py --mpi --quick         # allreduce sizes up to 10^6, tiny training
+  python bench/bench_adaptive.py --mpi                 # up to 3.3*10^7 floats, 1 epoch of a subset
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _machine import cpu_name  # bench/_machine.py
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = dict(model_type="lstm", emb=650, hidden=650, layers=2, bptt=35, batch=20, lr=1.0,
+              clip=5.0, init_scale=0.1, cutoffs=[2000, 10000], div_value=4.0, eval_batch=10)
+TARGET_SPEEDUP, TARGET_PPL, TARGET_VS_TORCH = 3.0, 0.02, 2.0
+
+
+def load_wikitext2(data: Path):
+    from rnnkit.text.prepare import build_corpus
+
+    d = data / "wikitext-2"
+    missing = [f for f in ("train.txt", "valid.txt", "test.txt") if not (d / f).exists()]
+    if missing:
+        raise SystemExit(f"{d}: missing {', '.join(missing)} (pass --data DIR)")
+    return build_corpus([str(d / "train.txt")], valid=str(d / "valid.txt"),
+                        test=str(d / "test.txt"))
+
+
+def streams(ids, batch):
+    from rnnkit.training.lm_task import batchify, lm_stream
+
+    x, y = lm_stream(ids)
+    return batchify(x, batch), batchify(y, batch)   # [S, B] each
+
+
+def eval_ids(corpus, split, limit):
+    ids = np.asarray(corpus[split])
+    return ids[:limit] if limit else ids
+
+
+# --- PyTorch (its own process) --------------------------------------------------------------------
+def torch_worker(args) -> None:
+    """Train nn.LSTM + AdaptiveLogSoftmaxWithLoss from rnnkit's initial tensors over the same
+    windows; print tokens/s and perplexities as JSON."""
+    import torch
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(args.threads)
+    cfg = json.loads(args.config)
+    corpus = load_wikitext2(Path(args.data))
+    V = len(corpus.vocab)
+    E, H, L, B, T = cfg["emb"], cfg["hidden"], cfg["layers"], cfg["batch"], cfg["bptt"]
+
+    class LM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Embedding(V, E)
+            self.rnn = torch.nn.LSTM(E, H, L)
+            self.decoder = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cfg["cutoffs"],
+                                                               div_value=cfg["div_value"])
+
+        def loss(self, x, y, hidden):
+            out, hidden = self.rnn(self.encoder(x), hidden)
+            r = self.decoder(out.reshape(-1, H), y.reshape(-1))
+            return r.loss * y.numel(), hidden      # summed over the tokens
+
+    model = LM()
+    model.load_state_dict(load_file(args.init), strict=True)
+    xb, yb = (torch.from_numpy(a) for a in streams(corpus["train"], B))
+    starts = list(range(0, xb.shape[0], T))
+    n = min(args.windows, len(starts)) if args.windows else len(starts)
+    params = list(model.parameters())
+    warm = min(2, n // 5)
+    tokens, seconds = 0, 0.0
+    for _ in range(args.epochs):
+        hidden = (torch.zeros(L, B, H), torch.zeros(L, B, H))
+        for i in range(n):
+            t0 = time.perf_counter()
+            s = starts[i]
+            hidden = tuple(h.detach() for h in hidden)
+            loss, hidden = model.loss(xb[s:s + T], yb[s:s + T], hidden)
+            model.zero_grad(set_to_none=False)
+            (loss / B).backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg["clip"])
+            with torch.no_grad():
+                for p in params:
+                    p.add_(p.grad, alpha=-cfg["lr"])
+            if i >= warm:
+                seconds += time.perf_counter() - t0
+                tokens += min(T, xb.shape[0] - s) * B
+
+    def ppl(split):
+        x, y = (torch.from_numpy(a) for a in streams(eval_ids(corpus, split, args.eval_tokens),
+                                                      cfg["eval_batch"]))
+        hidden = (torch.zeros(L, x.shape[1], H), torch.zeros(L, x.shape[1], H))
+        total = 0.0
+        with torch.no_grad():
+            for s in range(0, x.shape[0], 64):
+                loss, hidden = model.loss(x[s:s + 64], y[s:s + 64], hidden)
+                total += float(loss)
+        return math.exp(total / y.numel())
+
+    print(json.dumps({"tokens_per_s": tokens / seconds, "valid_ppl": ppl("valid"),
+                      "test_ppl": ppl("test"), "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}))
+
+
+# --- rnnkit ---------------------------------------------------------------------------------------
+def make_model(corpus, output, seed=0):
+    from rnnkit.models.rnnlm import RNNLM, Architecture
+
+    c = CONFIG
+    kw = dict(output="adaptive", cutoffs=tuple(c["cutoffs"]), div_value=c["div_value"]) \
+        if output == "adaptive" else {}
+    arch = Architecture(c["model_type"], len(corpus.vocab), c["emb"], c["hidden"], c["layers"],
+                        **kw)
+    m = RNNLM(arch, corpus.vocab, corpus.tokenizer)
+    # the shared tensors (embedding, LSTM) get the same values in both models
+    rng = np.random.default_rng(seed)
+    for v in m.p.values():
+        v[...] = rng.uniform(-c["init_scale"], c["init_scale"], v.shape)
+    return m
+
+
+def train_rnnkit(model, corpus, args) -> dict:
+    from rnnkit.nn.optim import clip_grad_norm
+    from rnnkit.training.loop import thread_limit
+
+    c = CONFIG
+    T, B = c["bptt"], c["batch"]
+    xb, yb = streams(corpus["train"], B)
+    starts = list(range(0, xb.shape[0], T))
+    n = min(args.windows, len(starts)) if args.windows else len(starts)
+    warm = min(2, n // 5)
+    tokens, seconds = 0, 0.0
+    with thread_limit(args.threads):
+        for _ in range(args.epochs):
+            h, cc = model.zero_state(B)
+            for i in range(n):
+                t0 = time.perf_counter()
+                s = starts[i]
+                model.forward_backward(xb[s:s + T], yb[s:s + T], h, cc, 1.0 / B)
+                clip_grad_norm(model.grad, c["clip"])
+                model.flat -= c["lr"] * model.grad
+                if i >= warm:
+                    seconds += time.perf_counter() - t0
+                    tokens += min(T, xb.shape[0] - s) * B
+
+        def ppl(split):
+            x, y = streams(eval_ids(corpus, split, args.eval_tokens), c["eval_batch"])
+            h, cc = model.zero_state(x.shape[1])
+            total = sum(model.forward_loss(x[s:s + 64], y[s:s + 64], h, cc)
+                        for s in range(0, x.shape[0], 64))
+            return math.exp(total / y.size)
+
+        return {"tokens_per_s": tokens / seconds, "valid_ppl": ppl("valid"),
+                "test_ppl": ppl("test")}
+
+
+def check_against_torch(V, threads) -> str:
+    """The adaptive softmax at WikiText-2's size: rnnkit vs PyTorch, same weights."""
+    import torch
+
+    from rnnkit.nn.backend import kernels
+    from rnnkit.nn.output import AdaptiveSoftmax, adaptive_softmax_shapes
+    from rnnkit.nn.params import ParamLayout
+
+    torch.set_num_threads(threads)
+    H, cut = CONFIG["hidden"], CONFIG["cutoffs"]
+    torch.manual_seed(0)
+    tm = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cut, div_value=CONFIG["div_value"])
+    layout = ParamLayout(adaptive_softmax_shapes(V, H, cut, CONFIG["div_value"]))
+    flat, grad = np.zeros(layout.size, np.float32), np.zeros(layout.size, np.float32)
+    p, g = layout.views(flat), layout.views(grad)
+    for k, v in tm.state_dict().items():
+        p[f"decoder.{k}"][...] = v.numpy()
+    ours = AdaptiveSoftmax(V, H, cut, kernels(), p, g, div_value=CONFIG["div_value"])
+    rng = np.random.default_rng(1)
+    h = rng.standard_normal((256, H)).astype(np.float32)
+    t = rng.integers(0, V, 256)
+    th = torch.tensor(h, requires_grad=True)
+    r = tm(th, torch.tensor(t))
+    (r.loss * len(t)).backward()
+    lp_err = float(np.abs(ours.log_probs(h[:8]) - tm.log_prob(th[:8]).detach().numpy()).max())
+    ours.loss_forward(h, t)
+    dh, _ = ours.loss_backward(1.0)
+    worst = max(float(np.abs(g[f"decoder.{k}"] - q.grad.numpy()).max()
+                      / max(float(q.grad.abs().max()), 1e-12)) for k, q in tm.named_parameters())
+    worst = max(worst, float(np.abs(dh - th.grad.numpy()).max() / np.abs(th.grad.numpy()).max()))
+    if lp_err > 1e-4 or worst > 1e-3:
+        raise SystemExit(f"rnnkit's and PyTorch's adaptive softmax disagree: log-prob error "
+                         f"{lp_err:.2e}, worst gradient rel. error {worst:.2e}")
+    return (f"adaptive softmax vs PyTorch at V={V:,}, H={H}: max |log p| error {lp_err:.1e}, "
+            f"max gradient rel. error {worst:.1e}")
+
+
+def softmax_bench(args) -> None:
+    corpus = load_wikitext2(Path(args.data))
+    V = len(corpus.vocab)
+    print(f"# rnnkit adaptive softmax benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
+    print(f"# CPU: {cpu_name()}; threads: {args.threads}; {os.cpu_count()} cores visible")
+    print(f"# WikiText-2: V = {V:,}, train {len(corpus['train']):,} tokens; 2x{CONFIG['hidden']} "
+          f"LSTM, bptt {CONFIG['bptt']}, batch {CONFIG['batch']}, cutoffs "
+          f"{','.join(map(str, CONFIG['cutoffs']))}, div_value {CONFIG['div_value']:g}")
+    what = (f"{args.windows} windows x {args.epochs} epoch(s)" if args.windows
+            else f"{args.epochs} epoch(s)")
+    ev = f"first {args.eval_tokens:,} tokens of valid/test" if args.eval_tokens else "full valid/test"
+    print(f"# training: {what}; perplexity on the {ev}")
+    try:
+        import torch  # noqa: F401
+        have_torch = not args.skip_torch
+    except ImportError:
+        have_torch = False
+    if have_torch:
+        print("# check: " + check_against_torch(V, args.threads))
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        init = Path(tmp) / "init.safetensors"
+        for output in ("full", "adaptive"):
+            model = make_model(corpus, output)
+            if output == "adaptive" and have_torch:
+                from safetensors.numpy import save_file
+                save_file({k: np.ascontiguousarray(v) for k, v in model.p.items()}, str(init))
+            rows[f"rnnkit {output}"] = train_rnnkit(model, corpus, args)
+        if have_torch:
+            cmd = [sys.executable, __file__, "--torch-worker", "--data", str(args.data),
+                   "--threads", str(args.threads), "--config", json.dumps(CONFIG), "--init",
+                   str(init), "--windows", str(args.windows), "--epochs", str(args.epochs),
+                   "--eval-tokens", str(args.eval_tokens)]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"the PyTorch worker failed:\n{r.stderr[-3000:]}")
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+            rows[f"PyTorch {res['torch']} adaptive"] = res
+    print(f"{'model':<32}{'tokens/s':>10}{'valid ppl':>11}{'test ppl':>10}")
+    for name, r in rows.items():
+        print(f"{name:<32}{r['tokens_per_s']:>10,.0f}{r['valid_ppl']:>11.2f}{r['test_ppl']:>10.2f}")
+    full, ad = rows["rnnkit full"], rows["rnnkit adaptive"]
+    speed = ad["tokens_per_s"] / full["tokens_per_s"]
+    dppl = ad["valid_ppl"] / full["valid_ppl"] - 1
+    print(f"adaptive / full speed: {speed:.2f}x (target >= {TARGET_SPEEDUP:g}x); valid "
+          f"perplexity adaptive vs full: {100 * dppl:+.1f}% (target within "
+          f"{100 * TARGET_PPL:g}% after full epochs)")
+    for name, r in rows.items():
+        if name.startswith("PyTorch"):
+            print(f"rnnkit adaptive / {name}: {ad['tokens_per_s'] / r['tokens_per_s']:.2f}x "
+                  f"(target >= {TARGET_VS_TORCH:g}x)")
+
+
+# --- MPI ------------------------------------------------------------------------------------------
+def allreduce_worker(args) -> None:
+    """Under mpiexec: the time of one float32 allreduce (sum) per size; rank 0 prints JSON."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    out = []
+    for n in json.loads(args.sizes):
+        buf = np.ones(n, np.float32)
+        reps = max(3, min(200, int(2e7 // n)))
+        comm.Barrier()
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)   # warm-up
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        comm.Barrier()
+        out.append((n, (time.perf_counter() - t0) / reps))
+    if comm.Get_rank() == 0:
+        print(json.dumps(out))
+
+
+def mpi_bench(args) -> None:
+    mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+    if mpiexec is None:
+        raise SystemExit("mpiexec not found: pip install 'rnnkit[mpi]'")
+    print(f"# rnnkit MPI benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
+    print(f"# CPU: {cpu_name()}; {os.cpu_count()} cores visible; 2 ranks on this one machine")
+    top = 6 if args.quick else 7.52   # 10^6, or 3.3*10^7 floats (the 2x650 WikiText-2 model)
+    sizes = [int(10 ** e) for e in np.arange(4, top + 0.01, 0.5)]
+    r = subprocess.run([mpiexec, "-n", "2", sys.executable, __file__, "--allreduce-worker",
+                        "--sizes", json.dumps(sizes)], capture_output=True, text=True,
+                       timeout=1800)
+    if r.returncode != 0:
+        raise SystemExit(f"the allreduce worker failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    print(f"{'parameters':>12}{'allreduce ms':>14}{'GB/s (2*4P/t)':>15}")
+    for n, t in json.loads(r.stdout.strip().splitlines()[-1]):
+        print(f"{n:>12,}{1e3 * t:>14.3f}{8 * n / t / 1e9:>15.2f}")
+    # training: 1 process with 2 threads vs 2 ranks with 1 thread each, same data and batch
+    corpus = load_wikitext2(Path(args.data))
+    n_tokens = 20_000 if args.quick else 200_000
+    hidden = 200 if args.quick else 650
+    with tempfile.TemporaryDirectory() as tmp:
+        text = Path(tmp) / "part.txt"
+        lines, count = [], 0
+        for line in corpus.text("train"):
+            lines.append(line)
+            count += len(line.split()) + 1
+            if count >= n_tokens:
+                break
+        text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        V = len({w for line in lines for w in line.split()}) + 3   # about: prepare's split
+        cutoffs = f"{V // 8},{V // 3}"
+        common = ["train", str(text), "--hidden", str(hidden), "--emb", str(hidden),
+                  "--batch", "20", "--bptt", "35", "--epochs", "1", "--json", "--output",
+                  "adaptive", "--cutoffs", cutoffs]
+        one = subprocess.run([sys.executable, "-m", "rnnkit", *common, "--threads", "2",
+                              "--out", str(Path(tmp) / "one.rnnkit")], capture_output=True,
+                             text=True)
+        two = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "rnnkit", *common,
+                              "--threads", "1", "--distributed", "--out",
+                              str(Path(tmp) / "two.rnnkit")], capture_output=True, text=True)
+        for r in (one, two):
+            if r.returncode != 0:
+                raise SystemExit(f"training failed:\n{r.stderr[-3000:]}")
+        a, b = json.loads(one.stdout), json.loads(two.stdout)
+    print(f"# rnnkit train on the first {n_tokens:,} WikiText-2 tokens, 2x{hidden} LSTM, adaptive "
+          f"softmax (cutoffs {cutoffs}), batch 20, 1 epoch ({a['parameters']:,} parameters)")
+    print(f"{'run':<28}{'tokens/s':>10}{'valid ppl':>11}{'allreduce ms/step':>19}")
+    print(f"{'1 process, 2 threads':<28}{a['tokens_per_s']:>10,.0f}{a['valid_perplexity']:>11.2f}"
+          f"{'-':>19}")
+    print(f"{'2 ranks, 1 thread each':<28}{b['tokens_per_s']:>10,.0f}"
+          f"{b['valid_perplexity']:>11.2f}{b['allreduce_ms_per_step']:>19.2f}")
+    print(f"2 ranks / 1 process: {b['tokens_per_s'] / a['tokens_per_s']:.2f}x on the same 2 cores")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--windows", type=int, default=0, help="windows per epoch (0: all)")
+    ap.add_argument("--eval-tokens", type=int, default=0, help="valid/test prefix (0: all)")
+    ap.add_argument("--quick", action="store_true", help="a few windows: checks the script")
+    ap.add_argument("--mpi", action="store_true", help="the MPI benchmark instead")
+    ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--allreduce-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    ap.add_argument("--init", help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.torch_worker:
+        return torch_worker(args)
+    if args.allreduce_worker:
+        return allreduce_worker(args)
+    if args.quick and not args.windows:
+        args.windows, args.eval_tokens = 8, args.eval_tokens or 2000
+    if args.mpi:
+        return mpi_bench(args)
+    return softmax_bench(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Data-parallel training over MPI (`mpiexec -n 2 rnnkit train ... --distributed`): two ranks
+with --batch B give the weights of one process with --batch B (to float summation tolerance),
+rank 0 alone writes the files, Ctrl-C and --resume work with the same number of ranks, and a
+rank that dies ends the job instead of hanging it. Runs real mpiexec processes (MPICH from the
+`mpich` wheel of the test extra); skipped, saying why, where mpiexec or mpi4py is missing."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnkit import modelfile
+from rnnkit.cli import main
+from rnnkit.text.prepare import build_corpus
+from rnnkit.training import TrainingInterrupted, TrainOptions, train
+from rnnkit.training.checkpoint import checkpoint_path, metrics_path, read_checkpoint
+from rnnkit.training.loop import TrainEvents
+
+MPIEXEC = (shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+           or shutil.which("mpiexec"))
+WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "rug", "big"]
+TINY = ["--emb", "8", "--hidden", "8", "--layers", "2", "--bptt", "6", "--batch", "4",
+        "--threads", "1"]
+
+
+def _need_mpi():
+    if MPIEXEC is None:
+        pytest.skip("mpiexec not found: pip install 'rnnkit[mpi]' (or the test extra) for it")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        pytest.skip("mpi4py is not installed: pip install 'rnnkit[mpi]'")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mpi")
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, rng.integers(2, 8))) for _ in range(240)]
+    (d / "text.txt").write_text("\n".join(lines) + "\n")
+    corpus = build_corpus([str(d / "text.txt")], split="0.8,0.1,0.1")
+    corpus.write(d / "data")
+    return corpus, d / "data"
+
+
+def mpirun(n, *args, timeout=120):
+    """`mpiexec -n n python -m rnnkit ...`: the CompletedProcess."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, "-m", "rnnkit",
+                           *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def weights(path):
+    return modelfile.read(path)[0]
+
+
+@pytest.mark.parametrize("output", [[], ["--output", "adaptive", "--cutoffs", "5,9",
+                                                  "--div-value", "2"]])
+def test_two_ranks_give_the_weights_of_one_process_with_the_whole_batch(data, tmp_path, output):
+    _need_mpi()
+    _, d = data
+    one, two = tmp_path / "one.rnnkit", tmp_path / "two.rnnkit"
+    code = main(["train", str(d), *TINY, "--epochs", "2", *output, "--out", str(one)])
+    assert code == 0
+    r = mpirun(2, "train", d, *TINY, "--epochs", "2", *output, "--out", two, "--distributed",
+               "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)   # rank 0 alone prints the summary
+    assert s["ranks"] == 2 and s["allreduce_ms_per_step"] > 0
+    assert r.stderr.count("2 MPI ranks") == 1   # and the progress view
+    a, b = weights(one), weights(two)
+    assert a.keys() == b.keys()
+    for k in a:   # the same sums in another order: float32 rounding apart
+        np.testing.assert_allclose(b[k], a[k], atol=2e-5, err_msg=k)
+    # rank 0 alone writes the metrics: one record per line, as one process writes them
+    recs = [json.loads(x) for x in metrics_path(two).read_text().splitlines()]
+    assert len(recs) == len(metrics_path(one).read_text().splitlines())
+    assert not checkpoint_path(two).exists()
+
+
+def test_ctrl_c_and_resume_with_the_same_ranks(data, tmp_path):
+    """SIGINT to mpiexec reaches every rank; they agree (through the allreduce) to stop at the
+    same window; rank 0 writes one checkpoint with both ranks' state; --resume on 2 ranks ends
+    with the weights of an uninterrupted 2-rank run, and without mpiexec it is refused."""
+    _need_mpi()
+    _, d = data
+    opts = [*TINY, "--epochs", "20", "--seed", "3", "--bptt", "3"]
+    whole = tmp_path / "whole.rnnkit"
+    assert mpirun(2, "train", d, *opts, "--out", whole, "--distributed").returncode == 0
+    out = tmp_path / "m.rnnkit"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "rnnkit", "train", str(d),
+                          *opts, "--out", str(out), "--distributed"], stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=env)
+    line = p.stderr.readline()
+    assert line.startswith("training lstm"), line
+    time.sleep(0.5)   # rank 1 enters the loop too
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    if p.returncode == 0:
+        pytest.skip("training finished before SIGINT")
+    assert p.returncode == 130, err
+    assert err.count("checkpoint written") == 1   # rank 0 reports
+    tensors, meta = read_checkpoint(checkpoint_path(out))
+    assert meta["ranks"] == 2 and len(meta["rng_ranks"]) == 2
+    assert tensors["state.h"].shape == (2, 4, 8)   # [L, B, H]: both ranks' streams
+    # one process cannot continue a 2-rank run
+    code = main(["train", str(d), *opts, "--out", str(out), "--resume"])
+    assert code == 2
+    r = mpirun(2, "train", d, *opts, "--out", out, "--resume", "--distributed")
+    assert r.returncode == 0, r.stderr
+    a, b = weights(whole), weights(out)
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k   # bit for bit
+
+
+def test_resume_with_another_rank_count_is_refused(data, tmp_path, capsys):
+    _need_mpi()
+    corpus, d = data
+    out = tmp_path / "m.rnnkit"
+
+    class StopAt3(TrainEvents):
+        n = 0
+
+        def window(self, *a):
+            self.n += 1
+
+        def should_stop(self):
+            return self.n >= 3
+
+    with pytest.raises(TrainingInterrupted):
+        train(corpus, out, TrainOptions(emb=8, hidden=8, layers=2, bptt=6, batch=4, epochs=2,
+                                        threads=1), StopAt3())
+    r = mpirun(2, "train", d, *TINY, "--out", out, "--resume", "--distributed")
+    assert r.returncode != 0
+    assert "written by a run of 1 rank(s); resume with the same number" in r.stderr
+
+
+def test_batch_that_does_not_divide_among_ranks(data, tmp_path):
+    _need_mpi()
+    _, d = data
+    r = mpirun(2, "train", d, *TINY, "--batch", "3", "--out", tmp_path / "m.rnnkit",
+               "--distributed")
+    assert r.returncode != 0
+    assert "error: --batch 3 does not divide among 2 ranks: use a multiple of 2" in r.stderr
+
+
+def _rank_pid(marker: str, rank: int) -> int | None:
+    """The pid of the rank `rank` process whose command line holds marker (Linux /proc)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmd and f"PMI_RANK={rank}\0".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the rank's process in /proc")
+def test_a_dead_rank_ends_the_job_with_a_clear_error(data, tmp_path):
+    """SIGKILL to rank 1 in the middle of training: mpiexec ends rank 0 (which would wait in
+    the allreduce for ever) and reports the dead rank."""
+    _need_mpi()
+    _, d = data
+    out = tmp_path / "dies.rnnkit"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "rnnkit", "train", str(d),
+                          *TINY, "--epochs", "1000", "--out", str(out), "--distributed"],
+                         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stderr.readline().startswith("training lstm")
+        pid = _rank_pid(str(out), 1)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        stdout, err = p.communicate(timeout=60)   # a hang fails here
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode != 0
+    report = stdout + err   # Hydra writes its report to stdout
+    assert "BAD TERMINATION" in report and "Killed (signal 9)" in report, report
+
+
+def test_distributed_is_for_recurrent_language_models(data, tmp_path, capsys):
+    _, d = data
+    code = main(["train", str(d), "--type", "ngram", "--distributed", "--out",
+                 str(tmp_path / "m.rnnkit")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--distributed trains recurrent language models only" in err
+
+
+def test_distributed_without_mpi4py_says_how_to_get_it(data, tmp_path, capsys, monkeypatch):
+    _, d = data
+    monkeypatch.setitem(sys.modules, "mpi4py", None)   # import mpi4py now raises ImportError
+    code = main(["train", str(d), *TINY, "--distributed", "--out", str(tmp_path / "m.rnnkit")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--distributed needs mpi4py" in err and "rnnkit[mpi]" in err
