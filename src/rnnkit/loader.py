@@ -29,7 +29,8 @@ def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq:
     """Any model rnnkit can read: its own model files, or ARPA (plain or gzip).
 
     `load(state, vocab="vocab.txt")` reads a PyTorch state dict (see models/torch_import.py);
-    its other options are `model_type` and `tokenizer`.
+    its other options are `model_type` and `tokenizer`. `load(model, mmap=True)` maps an rnnkit
+    n-gram file instead of reading it (see NgramModel.from_tensors); other files ignore it.
     """
     p = Path(path)
     if p.is_dir():
@@ -45,10 +46,11 @@ def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq:
             options.get("vocab") is not None:
         return from_torch_state(p, options["vocab"], model_type=options.get("model_type"),
                                 tokenizer=options.get("tokenizer"))
-    tensors, meta = modelfile.read(p)
+    mmap = bool(options.get("mmap")) and modelfile.model_type(header) == NGRAM
+    tensors, meta = modelfile.read(p, mmap=mmap)
     model_type = meta.get("model_type")
     if model_type == NGRAM:
-        return NgramModel.from_tensors(tensors, meta, p)
+        return NgramModel.from_tensors(tensors, meta, p, mapped=mmap)
     if model_type in RECURRENT:
         return recurrent_from_file(p, tensors, meta)
     if model_type == SEQ2SEQ:
