@@ -19,6 +19,7 @@ Everything is whole-array numpy: no Python loop runs over n-grams.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import time
@@ -547,6 +548,17 @@ def index_module():
     return _ngram
 
 
+@contextlib.contextmanager
+def _damaged_file(model):
+    """The compiled index's IndexError (an index outside its table, which only a damaged file
+    that was mapped without its full check can hold) as a ModelFileError."""
+    try:
+        yield
+    except IndexError as e:
+        raise ModelFileError(f"{getattr(model, '_path', 'the model')}: {e}; load it without "
+                             f"mmap to check it in full") from None
+
+
 class NgramModel(LanguageModel):
     """A backoff n-gram model (ARPA semantics): p(w|h) = p*(hw) if hw is in the model, else
     b(h) p(w|h'), all log10. States are (m [B] int32, c [B] int64): the context is m-gram c."""
@@ -604,18 +616,21 @@ class NgramModel(LanguageModel):
         return self._index.start_state(batch, bos)
 
     def advance(self, state, ids: np.ndarray):
-        m, c, _ = self._index.advance(state[0], state[1], np.asarray(ids))
+        with _damaged_file(self):
+            m, c, _ = self._index.advance(state[0], state[1], np.asarray(ids))
         return (m, c)
 
     def log_probs(self, state) -> np.ndarray:
-        return self._index.log_probs(state[0], state[1])
+        with _damaged_file(self):
+            return self._index.log_probs(state[0], state[1])
 
     def score_flat(self, ids: np.ndarray, offsets: np.ndarray, bos: bool = True, eos: bool = True):
         """(log10 p, n-gram length) of sentences ids[offsets[s]:offsets[s+1]] in one compiled
         call; sentence s's tokens, then its </s> when eos, are at offsets[s] + s*eos onwards."""
         ids = np.ascontiguousarray(ids, np.uint32)
         offsets = np.ascontiguousarray(offsets, np.int64)
-        return self._index.score(ids, offsets, bos, eos)
+        with _damaged_file(self):
+            return self._index.score(ids, offsets, bos, eos)
 
     def score_arrays(self, sentences: list[np.ndarray], bos: bool = True, eos: bool = True):
         """(log10 [total], n-gram length [total], offsets [S+1]) of many sentences in one call:
@@ -644,7 +659,8 @@ class NgramModel(LanguageModel):
         log10 p float64 [num], complete bool [num]), or None when the model is not an
         interpolated one (some p*(hw) < b(h) p(w|h')), for which the generic sampler is exact."""
         if self._sampler is None:
-            self._sampler = index_module().NgramSampler(self._index)
+            with _damaged_file(self):
+                self._sampler = index_module().NgramSampler(self._index)
         if self._sampler.negative:
             return None
         m, c = self.start(1)
@@ -754,6 +770,7 @@ class NgramModel(LanguageModel):
         meta = {k: v for k, v in meta.items() if k not in ("vocab", "tokenizer")}
         model = cls(tables, vocab, tokenizer, meta)
         model._start = starts
+        model._path = str(path)
         return model
 
     def words_matrix(self, k: int) -> np.ndarray:
