@@ -141,10 +141,11 @@ def main() -> None:
         tv = check_sampler(lm, args.seed)
         print(f"check: first-token draws after 5 contexts follow the model (chi-square, smallest p {tv:.3g})")
         lm.sample_ids(1, 1, np.zeros(0, np.int64), 0)  # builds the sampler's tables
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ids, _, _, done = lm.sample_ids(20000 if args.quick else 200000, 10000,
                                         np.zeros(0, np.int64), args.seed)
         fast = (len(ids) + done.sum()) / (time.perf_counter() - t)
+        fast_cpu = (len(ids) + done.sum()) / (time.process_time() - c)
         state = lm.start(64)  # the anchor: the generic path, full distribution per step
         t, n = time.perf_counter(), 0
         rng = np.random.default_rng(args.seed)
@@ -155,6 +156,7 @@ def main() -> None:
         generic = n / (time.perf_counter() - t)
         rows.append(("sampling, WikiText-2 5-gram (tokens/s)", f"{fast:,.0f}",
                      "generic sampler", f"{generic:,.0f}", f"{fast / generic:.0f}x"))
+        rows.append(("sampling, tokens per CPU-second", f"{fast_cpu:,.0f}", "", "", ""))
         corpus = args.corpus or tmp / "scale.txt"
         if not corpus.exists() or args.quick:
             n, secs = write_corpus(lm, corpus, tokens, args.seed, 2000 if args.quick else 20000)
@@ -171,6 +173,17 @@ def main() -> None:
             raise SystemExit("FAIL: the mapped model scores differently")
         rows.append(("load WikiText-2 5-gram, mapped (s)", f"{t_map:.3f}", "read in full",
                      f"{t_full:.3f}", f"{t_full / t_map:.1f}x"))
+        # resident memory of a process that loads the model and scores WikiText-2 valid
+        rss = []
+        for mm in (True, False):
+            code = (f"import rnnkit; lm = rnnkit.load({str(model_path)!r}, mmap={mm}); "
+                    f"lm.perplexity(open({str(args.data / 'wikitext-2' / 'valid.txt')!r}, "
+                    f"encoding='utf-8').read().splitlines())")
+            rss.append(timed_process([sys.executable, "-c", code], env)[1])
+        rows.append(("peak RSS, load + score valid, mapped (MiB)", f"{rss[0]:.0f}",
+                     "read in full", f"{rss[1]:.0f}", f"{rss[1] / rss[0]:.2f}x"))
+        rows.append((f"model file ({sum(lm.counts):,} n-grams, MB)",
+                     f"{model_path.stat().st_size / 1e6:.0f}", "", "", ""))
         if args.lmplz:
             sizes = [(f"scale {s}", parse_size(s))
                      for s in ("200K" if args.quick else args.sizes).split(",")]

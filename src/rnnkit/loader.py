@@ -80,15 +80,16 @@ def load_ngram(path: str | os.PathLike) -> NgramModel:
 
 
 def load_models(paths: Sequence[str], weights: Sequence[float] | str | None = None,
-                combine: str = "linear") -> LanguageModel:
-    """Load one model (returned as it is, unless weights are given) or a Mixture of several."""
+                combine: str = "linear", mmap: bool = False) -> LanguageModel:
+    """Load one model (returned as it is, unless weights are given) or a Mixture of several;
+    mmap maps the rnnkit n-gram files among them (see load)."""
     if not paths:
         raise RnnkitError("give at least one model")
     if combine not in COMBINES:
         raise RnnkitError(f"unknown --combine {combine!r}: use linear or loglinear")
     if isinstance(weights, str):
         weights = parse_weights(weights, len(paths))
-    models = [load(p) for p in paths]
+    models = [load(p, mmap=mmap) for p in paths]
     if len(models) == 1 and weights is None:
         return models[0]
     mix = Mixture(models, weights, combine)

@@ -102,3 +102,23 @@ def test_a_truncated_mapped_file_is_refused(saved, tmp_path):
     cut.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ModelFileError, match="outside the file"):
         load(cut, mmap=True)
+
+
+def test_the_cli_maps_with_mmap(saved, tmp_path, capsys):
+    from rnnkit.cli import main
+
+    _, path = saved
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join(lines()) + "\n", encoding="utf-8")
+    assert main(["score", str(path), str(text), "--json"]) == 0
+    read = capsys.readouterr().out.splitlines()[-1]
+    assert main(["score", str(path), str(text), "--json", "--mmap"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == read
+    assert main(["generate", str(path), "--num", "3", "--seed", "4"]) == 0
+    first = capsys.readouterr().out
+    assert main(["generate", str(path), "--num", "3", "--seed", "4", "--mmap"]) == 0
+    assert capsys.readouterr().out == first
+    bad = tmp_path / "bad.rnnkit"
+    rewrite_tensor(path, bad, "ngram.4.suffix", lambda a: a.fill(10**9))
+    assert main(["score", str(bad), str(text), "--mmap"]) == 2
+    assert "damaged" in capsys.readouterr().err

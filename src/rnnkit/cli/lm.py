@@ -24,6 +24,7 @@ from ._common import (
     CombineOption,
     JsonSummary,
     Level,
+    MmapOption,
     RecurrentType,
     WeightsOption,
     byte_progress,
@@ -57,14 +58,15 @@ def score(
     per_token: Annotated[bool, typer.Option("--per-token", help="Show each token's log10 "
                                             "probability and the n-gram length used, coloured by "
                                             "surprisal in a terminal.")] = False,
+    mmap: MmapOption = False,
 ):
     """Score sentences: log10 probability, tokens, OOVs and perplexity per sentence, and the
     corpus perplexity as KenLM's query defines it: 10^(-sum log10 p / (words + sentences))."""
     model_paths, input_path = _score_inputs(paths)
     if len(model_paths) == 1 and weights is None:
-        _score(load(model_paths[0]), model_paths[0], input_path, as_json, per_token)
+        _score(load(model_paths[0], mmap=mmap), model_paths[0], input_path, as_json, per_token)
         return
-    mix = load_models(model_paths, weights, combine.value)
+    mix = load_models(model_paths, weights, combine.value, mmap=mmap)
     name = (f"{combine.value} mixture of " + ", ".join(
         f"{p} ({w:g})" for p, w in zip(model_paths, mix.weights.tolist())))
     _score(mix, name, input_path, as_json, per_token)
@@ -128,9 +130,10 @@ def generate(
     prompt: Annotated[Optional[str], typer.Option(help="Start every sentence with this text.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sentence (text, "
                                           "tokens, log10_prob, complete).")] = False,
+    mmap: MmapOption = False,
 ):
     """Sample sentences from <s> until </s> (or --max-len tokens), one per line."""
-    model = load(model_path)
+    model = load(model_path, mmap=mmap)
     samples = sample_sentences(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
                                top_p=top_p, seed=seed, prompt=prompt)
     for s in samples:
