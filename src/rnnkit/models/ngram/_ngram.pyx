@@ -6,6 +6,7 @@
 - VocabHash: token bytes -> id, for ARPA parsing and fast encoding of text.
 - TupleIndex: a k-tuple of word ids -> its row, to link ARPA n-grams to their context and suffix.
 - parse_section / format_section: one ARPA section in, one out.
+- NgramSampler: exact sampling in O(explicit successors) per token; join_tokens: ids to text.
 (Counting stays in numpy: one vectorised sort per order over packed (context, word) keys is
 already faster than lmplz, see rnnkit.ngram.count.)
 
