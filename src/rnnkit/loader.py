@@ -32,7 +32,8 @@ def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq | Captio
     """Any model rnnkit can read: its own model files, or ARPA (plain or gzip).
 
     `load(state, vocab="vocab.txt")` reads a PyTorch state dict (see models/torch_import.py);
-    its other options are `model_type` and `tokenizer`.
+    its other options are `model_type` and `tokenizer`. `load(model, mmap=True)` maps an rnnkit
+    n-gram file instead of reading it (see NgramModel.from_tensors); other files ignore it.
     """
     p = Path(path)
     if p.is_dir():
@@ -48,10 +49,11 @@ def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq | Captio
             options.get("vocab") is not None:
         return from_torch_state(p, options["vocab"], model_type=options.get("model_type"),
                                 tokenizer=options.get("tokenizer"))
-    tensors, meta = modelfile.read(p)
+    mmap = bool(options.get("mmap")) and modelfile.model_type(header) == NGRAM
+    tensors, meta = modelfile.read(p, mmap=mmap)
     model_type = meta.get("model_type")
     if model_type == NGRAM:
-        return NgramModel.from_tensors(tensors, meta, p)
+        return NgramModel.from_tensors(tensors, meta, p, mapped=mmap)
     if model_type in RECURRENT:
         return recurrent_from_file(p, tensors, meta)
     if model_type == SEQ2SEQ:
@@ -83,15 +85,16 @@ def load_ngram(path: str | os.PathLike) -> NgramModel:
 
 
 def load_models(paths: Sequence[str], weights: Sequence[float] | str | None = None,
-                combine: str = "linear") -> LanguageModel:
-    """Load one model (returned as it is, unless weights are given) or a Mixture of several."""
+                combine: str = "linear", mmap: bool = False) -> LanguageModel:
+    """Load one model (returned as it is, unless weights are given) or a Mixture of several;
+    mmap maps the rnnkit n-gram files among them (see load)."""
     if not paths:
         raise RnnkitError("give at least one model")
     if combine not in COMBINES:
         raise RnnkitError(f"unknown --combine {combine!r}: use linear or loglinear")
     if isinstance(weights, str):
         weights = parse_weights(weights, len(paths))
-    models = [load(p) for p in paths]
+    models = [load(p, mmap=mmap) for p in paths]
     if len(models) == 1 and weights is None:
         return models[0]
     mix = Mixture(models, weights, combine)

@@ -60,8 +60,19 @@ def read_header(path: str | os.PathLike) -> dict | None:
         return None
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    """Tensors and metadata of an rnnkit model file; ModelFileError if it is not one."""
+def model_type(header: dict) -> str | None:
+    """The model type named in a safetensors header's rnnkit metadata (None: none or damaged)."""
+    try:
+        return json.loads((header.get("__metadata__") or {})[META_KEY]).get("model_type")
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError):
+        return None
+
+
+def read(path: str | os.PathLike, mmap: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """Tensors and metadata of an rnnkit model file; ModelFileError if it is not one.
+
+    mmap: the tensors are read-only views of the file mapped into memory (map_tensors) rather
+    than copies: nothing is read until used, and processes mapping one file share its pages."""
     p = Path(path)
     header = read_header(p)
     if header is None:
@@ -81,8 +92,48 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
         raise ModelFileError(
             f"{p}: model format version {meta.get('format_version')} is not supported by this "
             f"rnnkit (it reads version {FORMAT_VERSION}); upgrade rnnkit or retrain the model")
-    tensors = load_tensors(p)
+    tensors = map_tensors(p, header) if mmap else load_tensors(p)
     return tensors, meta
+
+
+# safetensors dtype names -> numpy (the ones numpy has)
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+           "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32,
+           "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def map_tensors(path: str | os.PathLike, header: dict | None = None) -> dict[str, np.ndarray]:
+    """All tensors of a safetensors file as read-only arrays over one memory map of it, at the
+    header's data offsets (little-endian, as the format stores them). Checks that every tensor
+    lies inside the file and its byte length matches its shape; ModelFileError otherwise."""
+    p = Path(path)
+    header = read_header(p) if header is None else header
+    if header is None:
+        raise ModelFileError(f"{p}: not a safetensors file")
+    with open(p, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+    size = p.stat().st_size
+    base = 8 + n
+    try:
+        whole = np.memmap(p, dtype=np.uint8, mode="r") if size > base else np.zeros(0, np.uint8)
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{p}: cannot map the model file ({e})") from None
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
+            shape = tuple(int(d) for d in info["shape"])
+            begin, end = (int(v) for v in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{p}: tensor {name!r} has a damaged header entry") from None
+        count = int(np.prod(shape, dtype=np.int64))
+        if not (0 <= begin <= end and base + end <= size) or end - begin != count * dtype.itemsize:
+            raise ModelFileError(f"{p}: tensor {name!r} lies outside the file or does not match "
+                                 f"its shape (damaged or truncated model file)")
+        out[name] = whole[base + begin:base + end].view(dtype).reshape(shape)
+    return out
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -149,6 +149,10 @@ def choice(enum: type[Enum], flag: str, **option):
 # options shared by several commands
 # ------------------------------------------------------------------------------------------------
 JsonSummary = Annotated[bool, typer.Option("--json", help="Print a JSON summary.")]
+MmapOption = Annotated[bool, typer.Option(
+    "--mmap", help="Map rnnkit n-gram model files instead of reading them: near-instant "
+    "loading of a large model, pages shared between processes; the file's arrays are checked "
+    "as they are used, not in full at loading.")]
 WeightsOption = Annotated[Optional[str], typer.Option(
     help="With several models: one weight per model, e.g. 0.7,0.3 (default: equal).")]
 CombineOption = Annotated[Combine, choice(

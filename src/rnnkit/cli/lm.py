@@ -25,6 +25,7 @@ from ._common import (
     CombineOption,
     JsonSummary,
     Level,
+    MmapOption,
     RecurrentType,
     WeightsOption,
     byte_progress,
@@ -66,6 +67,7 @@ def score(
     features: Annotated[Optional[Path], typer.Option(
         help="With a caption model: the images' features; FILE is then image_id<TAB>caption "
         "lines, scored as log10 p(caption | image).")] = None,
+    mmap: MmapOption = False,
 ):
     """Score sentences: log10 probability, tokens, OOVs and perplexity per sentence, and the
     corpus perplexity as KenLM's query defines it: 10^(-sum log10 p / (words + sentences))."""
@@ -79,9 +81,9 @@ def score(
         score_captions(model_paths[0], input_path, features, as_json)
         return
     if len(model_paths) == 1 and weights is None:
-        _score(load(model_paths[0]), model_paths[0], input_path, as_json, per_token)
+        _score(load(model_paths[0], mmap=mmap), model_paths[0], input_path, as_json, per_token)
         return
-    mix = load_models(model_paths, weights, combine.value)
+    mix = load_models(model_paths, weights, combine.value, mmap=mmap)
     name = (f"{combine.value} mixture of " + ", ".join(
         f"{p} ({w:g})" for p, w in zip(model_paths, mix.weights.tolist())))
     _score(mix, name, input_path, as_json, per_token)
@@ -161,9 +163,10 @@ def generate(
     prompt: Annotated[Optional[str], typer.Option(help="Start every sentence with this text.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sentence (text, "
                                           "tokens, log10_prob, complete).")] = False,
+    mmap: MmapOption = False,
 ):
     """Sample sentences from <s> until </s> (or --max-len tokens), one per line."""
-    model = load(model_path)
+    model = load(model_path, mmap=mmap)
     samples = sample_sentences(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
                                top_p=top_p, seed=seed, prompt=prompt)
     for s in samples:

@@ -6,6 +6,12 @@ Written once over the protocol of lm.py -- start(B), advance(state, ids), log_pr
 n-gram and recurrent models sample through the same code. From <s> (and an optional prompt), each
 step draws z_t ~ p(. | <s> z_<t) reshaped by the temperature, top-k and top-p (nucleus) filters,
 until </s> or max_len tokens.
+
+A model may offer an exact fast path for plain sampling (temperature 1, no filters):
+`sample_ids(num, max_len, prompt_ids, seed) -> (ids, offsets, log10 p, complete)` or None when it
+does not apply. The n-gram model's draws each token in O(explicit successors) instead of
+computing the full distribution; the same seed gives the same text, though not the text the
+generic path draws from that seed.
 """
 from __future__ import annotations
 
@@ -98,6 +104,16 @@ def sample_sentences(model, num: int = 1, *, max_len: int = 100, temperature: fl
     if prompt:
         prompt_ids, _ = model.encode(prompt)
         prompt_ids = np.asarray(prompt_ids, np.int64)
+    fast = getattr(model, "sample_ids", None)
+    if fast is not None and temperature == 1.0 and top_k is None and top_p is None:
+        # a model type's exact fast path (an n-gram model draws in O(explicit successors));
+        # None when it does not apply to this model
+        got = fast(num, max_len, prompt_ids, seed)
+        if got is not None:
+            ids, offsets, logp, complete = got
+            return [Sample(np.concatenate([prompt_ids, ids[offsets[s]:offsets[s + 1]]]),
+                           float(logp[s]), bool(complete[s]), len(prompt_ids))
+                    for s in range(num)]
     out = []
     for first in range(0, num, MAX_BATCH):
         out.extend(_sample_batch(model, min(MAX_BATCH, num - first), prompt_ids, rng, max_len,

@@ -6,6 +6,7 @@
 - VocabHash: token bytes -> id, for ARPA parsing and fast encoding of text.
 - TupleIndex: a k-tuple of word ids -> its row, to link ARPA n-grams to their context and suffix.
 - parse_section / format_section: one ARPA section in, one out.
+- NgramSampler: exact sampling in O(explicit successors) per token; join_tokens: ids to text.
 (Counting stays in numpy: one vectorised sort per order over packed (context, word) keys is
 already faster than lmplz, see rnnkit.ngram.count.)
 
@@ -17,7 +18,7 @@ Bounds checks are switched by RNNKIT_DEBUG=1 at build time (setup.py).
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, free, strtod
+from libc.stdlib cimport malloc, free, realloc, strtod
 from libc.string cimport memcpy, memcmp
 from libc.stdio cimport snprintf
 from libc.math cimport INFINITY, isinf, pow
@@ -56,6 +57,9 @@ cdef class NgramIndex:
     cdef const float* bo[MAX_ORDER]
     cdef int64_t n[MAX_ORDER]
     cdef list _keep
+    # set by any loop that followed an index out of its table (a damaged, memory-mapped file
+    # is not checked in full when it is opened); the def that ran the loop raises
+    cdef bint damaged
 
     def __init__(self, list word, list suffix, list start, list logp, list backoff):
         cdef int o
@@ -88,6 +92,8 @@ cdef class NgramIndex:
                 a = self._hold(start[o], np.int64)
                 if a.shape[0] != self.n[o] + 1:
                     raise ValueError("start must have one entry more than the table")
+                if a.shape[0] and (a[0] != 0 or a[self.n[o]] != len(word[o + 1])):
+                    raise ValueError("start must run from 0 to the next table's length")
                 self.start[o] = <const int64_t*> a.data
             else:
                 self.start[o] = NULL
@@ -99,17 +105,27 @@ cdef class NgramIndex:
 
     cdef inline float step(self, int* m, int64_t* c, int32_t w, int* matched) noexcept nogil:
         """log10 p(w | context (m, c)) by the longest match, backing off; moves the state to the
-        longest n-gram ending in w that can be a context (at most N-1 words)."""
+        longest n-gram ending in w that can be a context (at most N-1 words). An index outside
+        its table sets `damaged` and ends at the unigram (one comparison per index followed)."""
         cdef float backoff = 0.0
         cdef int cm = m[0]
-        cdef int64_t cc = c[0], j
+        cdef int64_t cc = c[0], j, lo, hi, nxt
         while cm > 0:
-            j = find_child(self.word[cm], self.start[cm - 1][cc], self.start[cm - 1][cc + 1], w)
+            lo = self.start[cm - 1][cc]
+            hi = self.start[cm - 1][cc + 1]
+            if lo < 0 or hi < lo or hi > self.n[cm]:
+                self.damaged = True
+                break
+            j = find_child(self.word[cm], lo, hi, w)
             if j >= 0:
                 matched[0] = cm + 1
                 if cm + 1 == self.order:
+                    nxt = self.suffix[cm][j]
+                    if not 0 <= nxt < self.n[cm - 1]:
+                        self.damaged = True
+                        break
                     m[0] = cm
-                    c[0] = self.suffix[cm][j]
+                    c[0] = nxt
                 else:
                     m[0] = cm + 1
                     c[0] = j
@@ -117,6 +133,9 @@ cdef class NgramIndex:
             backoff = backoff + self.bo[cm - 1][cc]
             if cm >= 2:
                 cc = self.suffix[cm - 1][cc]
+                if not 0 <= cc < self.n[cm - 2]:
+                    self.damaged = True
+                    break
             cm -= 1
         matched[0] = 1
         if self.order == 1:
@@ -126,6 +145,13 @@ cdef class NgramIndex:
             m[0] = 1
             c[0] = w
         return self.logp[0][w] + backoff
+
+    cdef int _check_damaged(self) except -1:
+        if self.damaged:
+            self.damaged = False
+            raise IndexError("an index of the n-gram tables points outside its table: the model "
+                             "file is damaged")
+        return 0
 
     cdef int _check_ids(self, const uint32_t[::1] ids) except -1:
         cdef Py_ssize_t t
@@ -173,6 +199,7 @@ cdef class NgramIndex:
                     lp[o] = self.step(&m, &c, EOS, &L)
                     ln[o] = <int8_t> L
                     o += 1
+        self._check_damaged()
         return lp_arr, len_arr
 
     def start_state(self, Py_ssize_t batch, bint bos=True):
@@ -206,12 +233,13 @@ cdef class NgramIndex:
                 lp[b] = self.step(&mm, &cc, <int32_t> w[b], &L)
                 m[b] = mm
                 c[b] = cc
+        self._check_damaged()
         return m_arr, c_arr, lp_arr
 
     def log_probs(self, const int32_t[::1] m_in, const int64_t[::1] c_in):
         """The full next-token distribution, log10 [B, V] float64 (<s> is -inf)."""
         cdef Py_ssize_t B = m_in.shape[0], b
-        cdef int64_t V = self.vocab_size, j, w
+        cdef int64_t V = self.vocab_size, j, w, lo, hi
         cdef int l, mm
         cdef int64_t ctxs[MAX_ORDER]
         cdef float above[MAX_ORDER]
@@ -228,6 +256,10 @@ cdef class NgramIndex:
                     ctxs[mm] = c_in[b]
                     for l in range(mm, 1, -1):
                         ctxs[l - 1] = self.suffix[l - 1][ctxs[l]]
+                        if not 0 <= ctxs[l - 1] < self.n[l - 2]:
+                            self.damaged = True
+                            mm = 0
+                            break
                 # above[l]: the backoffs of the contexts longer than l, summed from the longest
                 # (as step() adds them, and without subtracting: a backoff may be -inf)
                 above[mm] = 0.0
@@ -236,9 +268,19 @@ cdef class NgramIndex:
                 for w in range(V):
                     out[b, w] = self.logp[0][w] + above[0]
                 for l in range(1, mm + 1):
-                    for j in range(self.start[l - 1][ctxs[l]], self.start[l - 1][ctxs[l] + 1]):
-                        out[b, self.word[l][j]] = self.logp[l][j] + above[l]
+                    lo = self.start[l - 1][ctxs[l]]
+                    hi = self.start[l - 1][ctxs[l] + 1]
+                    if lo < 0 or hi < lo or hi > self.n[l]:
+                        self.damaged = True
+                        break
+                    for j in range(lo, hi):
+                        w = self.word[l][j]
+                        if not 0 <= w < V:
+                            self.damaged = True
+                            break
+                        out[b, w] = self.logp[l][j] + above[l]
                 out[b, BOS] = -INFINITY
+        self._check_damaged()
         return out_arr
 
 
@@ -665,6 +707,265 @@ def format_section(const int32_t[:, ::1] words, const float[::1] logp, backoff,
                     out[used] = 9
                     used += 1
                     used += format_float(out + used, bo[r])
+                out[used] = 10
+                used += 1
+        return out[:used]
+    finally:
+        free(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# exact sampling in O(explicit successors) per step
+# ------------------------------------------------------------------------------------------------
+cdef inline uint64_t rotl(uint64_t x, int k) noexcept nogil:
+    return (x << k) | (x >> (64 - k))
+
+
+cdef inline double next_uniform(uint64_t* s) noexcept nogil:
+    """xoshiro256** (Blackman and Vigna 2018): a double in [0, 1) from the top 53 bits."""
+    cdef uint64_t result = rotl(s[1] * 5, 7) * 9
+    cdef uint64_t t = s[1] << 17
+    s[2] ^= s[0]
+    s[3] ^= s[1]
+    s[1] ^= s[2]
+    s[0] ^= s[3]
+    s[2] ^= t
+    s[3] = rotl(s[3], 45)
+    return (result >> 11) * (1.0 / 9007199254740992.0)
+
+
+cdef inline int64_t first_above(const double* cum, int64_t lo, int64_t hi, double u) noexcept nogil:
+    """The first j in [lo, hi) with cum[j] > u (cum non-decreasing), or hi - 1 when none is
+    (u rounded past the run's total)."""
+    cdef int64_t end = hi, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cum[mid] <= u:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < end else end - 1
+
+
+cdef class NgramSampler:
+    """Draws sentences from a backoff model written as the mixture it was interpolated from:
+
+        p(w | h) = a_h(w) + b(h) p(w | h'),   a_h(w) = p*(hw) - b(h) p(w | h') for the explicit
+                                              successors w of h, 0 for the others,
+
+    an identity for any backoff model; a_h(w) >= 0 when the model is interpolated (then a_h is the
+    discounted, uninterpolated p of Chen and Goodman eq. 4 and b(h) = gamma(h)). So one uniform u
+    on [0, Z(h)) picks an explicit successor by the running sum of a_h when u < A(h) = sum a_h,
+    otherwise goes on with (u - A(h)) / b(h) on [0, Z(h')) in the shorter context: O(explicit
+    successors) precomputation, O(log successors) per level per token. Z(h) = A(h) + b(h) Z(h')
+    is the sum of the model's p(. | h) over the vocabulary without <s> (1 up to float32
+    rounding), so draws follow exactly the distribution the generic sampler normalises.
+
+    Tables (o = 0..N-1 as in NgramIndex): cum[o] [n_o] running sum of a within each context's run
+    (o >= 1; table 0 over the whole vocabulary), total[o] [n_o] Z of each o+1-gram as a context
+    (o < N-1), negative: how many a_h(w) were below -1e-5 p*(hw) (not an interpolated model).
+    """
+    cdef NgramIndex idx
+    cdef const double* cum[MAX_ORDER]
+    cdef const double* total[MAX_ORDER]
+    cdef const double* gamma[MAX_ORDER]
+    cdef double z0
+    cdef list _keep
+    cdef public int64_t negative
+
+    def __init__(self, NgramIndex idx):
+        cdef int N = idx.order, o, m, L
+        cdef int64_t j, cc, c, lo, hi, neg = 0
+        cdef double p_star, lower, a, run, b
+        cdef cnp.ndarray arr
+        cdef double* cu
+        cdef double* tot
+        self.idx = idx
+        self._keep = []
+        for o in range(N):
+            arr = np.zeros(idx.n[o], np.float64)
+            self._keep.append(arr)
+            self.cum[o] = <const double*> arr.data
+            if o < N - 1:
+                arr = np.zeros(idx.n[o], np.float64)
+                self._keep.append(arr)
+                self.total[o] = <const double*> arr.data
+                # the backoffs in linear space, so a draw computes no power
+                arr = np.power(10.0, np.asarray(<float[:idx.n[o]]> idx.bo[o], np.float64))
+                self._keep.append(arr)
+                self.gamma[o] = <const double*> arr.data
+            else:
+                self.total[o] = NULL
+                self.gamma[o] = NULL
+        with nogil:
+            cu = <double*> self.cum[0]
+            run = 0.0
+            for j in range(idx.n[0]):
+                if j != BOS:
+                    run += pow(10.0, idx.logp[0][j])
+                cu[j] = run
+            self.z0 = run
+            for o in range(1, N):
+                cu = <double*> self.cum[o]
+                tot = <double*> self.total[o - 1]
+                for cc in range(idx.n[o - 1]):
+                    lo = idx.start[o - 1][cc]
+                    hi = idx.start[o - 1][cc + 1]
+                    if lo < 0 or hi < lo or hi > idx.n[o] or (
+                            o >= 2 and not 0 <= idx.suffix[o - 1][cc] < idx.n[o - 2]):
+                        idx.damaged = True
+                        break
+                    b = self.gamma[o - 1][cc]
+                    run = 0.0
+                    for j in range(lo, hi):
+                        if not 0 <= idx.word[o][j] < idx.vocab_size:
+                            idx.damaged = True
+                            break
+                        # p(w | h') in the context one word shorter, backing off as the model does
+                        if o >= 2:
+                            m = o - 1
+                            c = idx.suffix[o - 1][cc]
+                        else:
+                            m = 0
+                            c = 0
+                        lower = pow(10.0, idx.step(&m, &c, idx.word[o][j], &L))
+                        p_star = pow(10.0, idx.logp[o][j])
+                        a = p_star - b * lower
+                        if a < 0.0:
+                            if a < -1e-5 * p_star:
+                                neg += 1
+                            a = 0.0
+                        if idx.word[o][j] == BOS:
+                            a = 0.0
+                        run += a
+                        cu[j] = run
+                    # Z(h) = A(h) + b(h) Z(h')
+                    if o >= 2:
+                        tot[cc] = run + b * self.total[o - 2][idx.suffix[o - 1][cc]]
+                    else:
+                        tot[cc] = run + b * self.z0
+        idx._check_damaged()
+        self.negative = neg
+
+    cdef inline int32_t draw(self, int m, int64_t c, uint64_t* rng) noexcept nogil:
+        """One word from p(. | context (m, c))."""
+        cdef double u, A, b
+        cdef int64_t lo, hi
+        if m == 0:
+            u = next_uniform(rng) * self.z0
+        else:
+            u = next_uniform(rng) * self.total[m - 1][c]
+        while m > 0:
+            lo = self.idx.start[m - 1][c]
+            hi = self.idx.start[m - 1][c + 1]
+            A = self.cum[m][hi - 1] if hi > lo else 0.0
+            b = self.gamma[m - 1][c]
+            if u < A or (b <= 0.0 and hi > lo):
+                return self.idx.word[m][first_above(self.cum[m], lo, hi, u)]
+            u = (u - A) / b if b > 0.0 else 0.0
+            if m >= 2:
+                c = self.idx.suffix[m - 1][c]
+            m -= 1
+        return <int32_t> first_above(self.cum[0], 0, self.idx.n[0], u)
+
+    def sample(self, Py_ssize_t num, Py_ssize_t max_len, int m0, int64_t c0,
+               const uint64_t[::1] seed):
+        """`num` sentences from the context (m0, c0), each until </s> or max_len tokens.
+
+        Returns (ids uint32 [T] the tokens, </s> excluded; offsets int64 [num+1];
+        log10 p float64 [num] of the drawn tokens, </s> included when drawn; complete bool [num]).
+        """
+        cdef NgramIndex idx = self.idx
+        if seed.shape[0] != 4:
+            raise ValueError("seed must be 4 uint64")
+        if not (0 <= m0 < idx.order) or (m0 > 0 and not 0 <= c0 < idx.n[m0 - 1]):
+            raise ValueError(f"invalid state ({m0}, {c0})")
+        if max_len < 1 or num < 0:
+            raise ValueError("max_len must be >= 1 and num >= 0")
+        cdef uint64_t s[4]
+        cdef int i
+        for i in range(4):
+            s[i] = seed[i]
+        if s[0] == 0 and s[1] == 0 and s[2] == 0 and s[3] == 0:
+            s[0] = 1
+        off_arr = np.zeros(num + 1, np.int64)
+        lp_arr = np.zeros(num, np.float64)
+        done_arr = np.zeros(num, np.uint8)
+        cdef int64_t[::1] off = off_arr
+        cdef double[::1] lp = lp_arr
+        cdef uint8_t[::1] done = done_arr
+        cdef int64_t cap = max(1024, num * 24), t = 0, k
+        cdef uint32_t* buf = <uint32_t*> malloc(cap * sizeof(uint32_t))
+        cdef uint32_t* grown
+        cdef int m, L
+        cdef int64_t c
+        cdef int32_t w
+        cdef double total
+        cdef Py_ssize_t n
+        cdef bint failed = False
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            with nogil:
+                for n in range(num):
+                    m = m0
+                    c = c0
+                    total = 0.0
+                    for k in range(max_len):
+                        w = self.draw(m, c, s)
+                        total += idx.step(&m, &c, w, &L)
+                        if w == EOS:
+                            done[n] = 1
+                            break
+                        if t == cap:
+                            grown = <uint32_t*> realloc(buf, 2 * cap * sizeof(uint32_t))
+                            if grown == NULL:
+                                failed = True
+                                break
+                            buf = grown
+                            cap *= 2
+                        buf[t] = <uint32_t> w
+                        t += 1
+                    if failed:
+                        break
+                    lp[n] = total
+                    off[n + 1] = t
+            if failed:
+                raise MemoryError()
+            ids_arr = np.empty(t, np.uint32)
+            if t:
+                memcpy(<void*> cnp.PyArray_DATA(ids_arr), buf, t * sizeof(uint32_t))
+            return ids_arr, off_arr, lp_arr, done_arr.astype(bool)
+        finally:
+            free(buf)
+
+
+def join_tokens(const uint32_t[::1] ids, const int64_t[::1] offsets, const uint8_t[::1] tok_data,
+                const int64_t[::1] tok_off):
+    """Sentences ids[offsets[s]:offsets[s+1]] as text: tokens joined by spaces, one line each."""
+    cdef Py_ssize_t S = offsets.shape[0] - 1, s, V = tok_off.shape[0] - 1
+    cdef int64_t t, cap = 0, used = 0, a, b
+    if S < 0 or offsets[0] != 0 or offsets[S] != ids.shape[0]:
+        raise ValueError("offsets must start at 0 and end at len(ids)")
+    for t in range(ids.shape[0]):
+        if ids[t] >= V:
+            raise ValueError(f"token id {ids[t]} at {t} is outside the vocabulary")
+        cap += tok_off[ids[t] + 1] - tok_off[ids[t]] + 1
+    cap += S + 1
+    cdef char* out = <char*> malloc(cap)
+    if out == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for s in range(S):
+                for t in range(offsets[s], offsets[s + 1]):
+                    if t > offsets[s]:
+                        out[used] = 32
+                        used += 1
+                    a = tok_off[ids[t]]
+                    b = tok_off[ids[t] + 1]
+                    memcpy(out + used, &tok_data[0] + a, b - a)
+                    used += b - a
                 out[used] = 10
                 used += 1
         return out[:used]

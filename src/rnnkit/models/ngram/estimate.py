@@ -19,6 +19,7 @@ Everything is whole-array numpy: no Python loop runs over n-grams.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import time
@@ -547,6 +548,17 @@ def index_module():
     return _ngram
 
 
+@contextlib.contextmanager
+def _damaged_file(model):
+    """The compiled index's IndexError (an index outside its table, which only a damaged file
+    that was mapped without its full check can hold) as a ModelFileError."""
+    try:
+        yield
+    except IndexError as e:
+        raise ModelFileError(f"{getattr(model, '_path', 'the model')}: {e}; load it without "
+                             f"mmap to check it in full") from None
+
+
 class NgramModel(LanguageModel):
     """A backoff n-gram model (ARPA semantics): p(w|h) = p*(hw) if hw is in the model, else
     b(h) p(w|h'), all log10. States are (m [B] int32, c [B] int64): the context is m-gram c."""
@@ -565,19 +577,29 @@ class NgramModel(LanguageModel):
         self.meta = dict(meta or {})
         self.smoothing = self.meta.get("smoothing", "arpa")
         self._idx = None
+        self._sampler = None
+        self._start = None  # set by from_tensors when the file holds the start arrays
 
-    @property
-    def _index(self):
-        if self._idx is None:
+    def _starts(self) -> list:
+        """Per order k < N, where the children of each k-gram begin in table k+1 (int64
+        [n_k + 1]); from the file when it holds them (a mapped model reads no ctx array)."""
+        if self._start is None:
             t = self.tables
             starts = []
             for k in range(1, t.order):
                 n = len(t.word[k - 1])
                 per = np.bincount(t.ctx[k], minlength=n) if len(t.ctx[k]) else np.zeros(n, np.int64)
                 starts.append(np.concatenate(([0], np.cumsum(per))).astype(np.int64))
-            starts.append(None)
+            self._start = starts + [None]
+        return self._start
+
+    @property
+    def _index(self):
+        if self._idx is None:
+            t = self.tables
             self._idx = index_module().NgramIndex(
-                list(t.word), [None] + list(t.suffix[1:]), starts, list(t.logp), list(t.backoff))
+                list(t.word), [None] + list(t.suffix[1:]), self._starts(), list(t.logp),
+                list(t.backoff))
         return self._idx
 
     def __repr__(self):
@@ -594,18 +616,21 @@ class NgramModel(LanguageModel):
         return self._index.start_state(batch, bos)
 
     def advance(self, state, ids: np.ndarray):
-        m, c, _ = self._index.advance(state[0], state[1], np.asarray(ids))
+        with _damaged_file(self):
+            m, c, _ = self._index.advance(state[0], state[1], np.asarray(ids))
         return (m, c)
 
     def log_probs(self, state) -> np.ndarray:
-        return self._index.log_probs(state[0], state[1])
+        with _damaged_file(self):
+            return self._index.log_probs(state[0], state[1])
 
     def score_flat(self, ids: np.ndarray, offsets: np.ndarray, bos: bool = True, eos: bool = True):
         """(log10 p, n-gram length) of sentences ids[offsets[s]:offsets[s+1]] in one compiled
         call; sentence s's tokens, then its </s> when eos, are at offsets[s] + s*eos onwards."""
         ids = np.ascontiguousarray(ids, np.uint32)
         offsets = np.ascontiguousarray(offsets, np.int64)
-        return self._index.score(ids, offsets, bos, eos)
+        with _damaged_file(self):
+            return self._index.score(ids, offsets, bos, eos)
 
     def score_arrays(self, sentences: list[np.ndarray], bos: bool = True, eos: bool = True):
         """(log10 [total], n-gram length [total], offsets [S+1]) of many sentences in one call:
@@ -625,6 +650,24 @@ class NgramModel(LanguageModel):
     def matched_lengths(self, sentences: list[np.ndarray], bos: bool = True) -> list[np.ndarray]:
         _, ln, off = self.score_arrays(sentences, bos=bos)
         return np.split(ln.astype(np.int64), off[1:-1])
+
+    # --- exact sampling in O(explicit successors) per token ------------------------------------
+    def sample_ids(self, num: int, max_len: int, prompt_ids: np.ndarray, seed: int | None):
+        """The sampling fast path (temperature 1, no filters): `num` sentences drawn from the
+        model's distribution as a mixture of each context's discounted successors and its
+        backoff (see _ngram.NgramSampler). Returns (ids uint32 [T], offsets int64 [num+1],
+        log10 p float64 [num], complete bool [num]), or None when the model is not an
+        interpolated one (some p*(hw) < b(h) p(w|h')), for which the generic sampler is exact."""
+        if self._sampler is None:
+            with _damaged_file(self):
+                self._sampler = index_module().NgramSampler(self._index)
+        if self._sampler.negative:
+            return None
+        m, c = self.start(1)
+        for w in np.asarray(prompt_ids).tolist():
+            m, c = self.advance((m, c), np.array([w]))
+        seeds = np.random.default_rng(seed).integers(0, 2**63, 4, dtype=np.uint64)
+        return self._sampler.sample(num, max_len, int(m[0]), int(c[0]), seeds)
 
     # --- KenLM's API (log10) with bos=False supported --------------------------------------------
     def full_scores(self, sentence: str, bos: bool = True, eos: bool = True):
@@ -658,13 +701,23 @@ class NgramModel(LanguageModel):
             if k >= 2:
                 tensors[f"ngram.{k}.ctx"] = t.ctx[k - 1].astype(np.int32, copy=False)
                 tensors[f"ngram.{k}.suffix"] = t.suffix[k - 1].astype(np.int32, copy=False)
+            if k < t.order:
+                # redundant with ctx of order k+1, stored so a mapped model reads no ctx array
+                tensors[f"ngram.{k}.start"] = self._starts()[k - 1]
         meta = {**self.meta, "model_type": MODEL_TYPE, "order": t.order,
                 "vocab": self.vocab.tokens, "tokenizer": self.tokenizer.to_dict()}
         modelfile.save(path, tensors, meta)
 
     @classmethod
-    def from_tensors(cls, tensors: dict, meta: dict, path="model") -> "NgramModel":
-        """The model of an rnnkit file (tensors and metadata from modelfile.read)."""
+    def from_tensors(cls, tensors: dict, meta: dict, path="model", mapped: bool = False
+                     ) -> "NgramModel":
+        """The model of an rnnkit file (tensors and metadata from modelfile.read).
+
+        mapped: the tensors are views of a memory-mapped file (modelfile.read(mmap=True)); the
+        checks that would read every array (ids in range, contexts sorted) are left out, so
+        loading reads only the header and scoring touches only the pages it needs. The compiled
+        index still checks every index it follows, so a damaged file gives a ModelFileError
+        when used, never a crash."""
         try:
             order = int(meta["order"])
             vocab = Vocab(list(meta["vocab"]))
@@ -684,7 +737,7 @@ class NgramModel(LanguageModel):
                 backoff.append(np.asarray(tensors[f"ngram.{k}.backoff"], np.float32))
                 if len(logp[-1]) != len(w) or len(backoff[-1]) != len(w):
                     raise ValueError(f"order {k}: arrays differ in length")
-                if len(w) and (w.min() < 0 or w.max() >= V):
+                if not mapped and len(w) and (w.min() < 0 or w.max() >= V):
                     raise ValueError(f"order {k}: word id out of range")
                 if k >= 2:
                     c = np.asarray(tensors[f"ngram.{k}.ctx"], np.int32)
@@ -692,8 +745,9 @@ class NgramModel(LanguageModel):
                     n_prev = len(word[k - 2])
                     if len(c) != len(w) or len(s) != len(w):
                         raise ValueError(f"order {k}: arrays differ in length")
-                    if len(c) and (c.min() < 0 or c.max() >= n_prev or s.min() < 0
-                                   or s.max() >= n_prev or np.any(np.diff(c) < 0)):
+                    if not mapped and len(c) and (
+                            c.min() < 0 or c.max() >= n_prev or s.min() < 0
+                            or s.max() >= n_prev or np.any(np.diff(c) < 0)):
                         raise ValueError(f"order {k}: context index out of range or unsorted")
                     ctx.append(c)
                     suffix.append(s)
@@ -704,9 +758,20 @@ class NgramModel(LanguageModel):
             raise ModelFileError(f"{path}: damaged n-gram model file ({e})") from None
         if len(word[0]) != V:
             raise ModelFileError(f"{path}: {len(word[0])} 1-grams for a vocabulary of {V}")
+        starts = None
+        if all(f"ngram.{k}.start" in tensors for k in range(1, order)):
+            starts = [np.asarray(tensors[f"ngram.{k}.start"], np.int64) for k in range(1, order)]
+            for k, st in enumerate(starts, 1):
+                if len(st) != len(word[k - 1]) + 1 or st[0] != 0 or st[-1] != len(word[k]):
+                    raise ModelFileError(f"{path}: damaged n-gram model file (order {k}: the "
+                                         f"start array does not match the tables)")
+            starts.append(None)
         tables = NgramTables(order, V, word, ctx, suffix, logp, backoff)
         meta = {k: v for k, v in meta.items() if k not in ("vocab", "tokenizer")}
-        return cls(tables, vocab, tokenizer, meta)
+        model = cls(tables, vocab, tokenizer, meta)
+        model._start = starts
+        model._path = str(path)
+        return model
 
     def words_matrix(self, k: int) -> np.ndarray:
         """The word ids of every k-gram, [n_k, k] int32, in table order."""

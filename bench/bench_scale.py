@@ -1,0 +1,235 @@
+"""Benchmark of the n-gram side at scale: sampling speed, the scale corpus, estimation against
+lmplz as the corpus grows, and loading a memory-mapped model.
+
+Stages (issue 17):
+  1. Sampling: a 5-gram of WikiText-2 train (rnnkit's estimator, --order 5); its exact fast
+     sampler against the generic sampler of the protocol (the anchor: the full distribution per
+     step) in the same run. Target: >= 1M tokens/s. Checked first: the first token drawn after
+     several contexts follows the model's distribution (total variation below 3 sigma).
+  2. The scale corpus: --tokens tokens (default 100M) sampled from that model with --seed, one
+     paragraph per line, written to --corpus (kept for lmplz and later runs).
+  3. With --lmplz PATH (KenLM's lmplz built from source): rnnkit train --type ngram --order 5
+     against `lmplz -o 5 -S 2G` on the same file at each --sizes prefix, wall time and peak RSS
+     from the kernel (rnnkit: prepare + train, the larger peak); every n-gram and its log10 p / backoff must match lmplz's ARPA (1e-6)
+     before anything is reported. --repeat-text 10 adds WikiText-2 x10 for continuity.
+  4. The resulting model memory-mapped: load time and the first perplexity of WikiText-2 valid
+     against a full read (and KenLM's binary when --build-binary PATH is given).
+
+Usage (the full run takes hours on 2 cores: run it on a quiet machine):
+  python bench/bench_scale.py --corpus /data/scale100m.txt --lmplz kenlm/build/bin/lmplz \
+      --build-binary kenlm/build/bin/build_binary --sizes 10M,30M,100M --repeat-text 10
+  python bench/bench_scale.py --quick [--lmplz PATH]   # 1M tokens (200K for lmplz): checks it
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _machine import cpu_name  # bench/_machine.py
+from bench_ngram import compare_with_reference, rnnkit_command, timed_process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper()
+    mult = {"K": 10**3, "M": 10**6, "G": 10**9}.get(text[-1:], 1)
+    return int(float(text.rstrip("KMG")) * mult)
+
+
+def check_sampler(lm, rng_seed: int) -> float:
+    """Chi-square of 20k first draws after a few contexts against the model's p(. | context),
+    over its 30 most likely tokens and the rest as one cell; fails below p = 1e-4. Returns the
+    smallest p-value."""
+    from scipy.stats import chisquare
+
+    from rnnkit.decoding.sampling import sample_sentences
+
+    worst = 1.0
+    for prompt in ("", "the", "in the", "of the first", "he was"):
+        draws = sample_sentences(lm, 20000, max_len=1, seed=rng_seed, prompt=prompt or None)
+        k = len(prompt.split())
+        first = np.array([s.ids[k] if len(s.ids) > k else 2 for s in draws])
+        state = lm.start(1)
+        for w in prompt.split():
+            state = lm.advance(state, np.array([lm.vocab.index.get(w, 0)]))
+        p = 10.0 ** lm.log_probs(state)[0]
+        p /= p.sum()
+        top = np.argsort(-p)[:30]
+        freq = np.bincount(first, minlength=len(p))
+        obs = np.append(freq[top], len(first) - freq[top].sum())
+        exp = np.append(p[top], 1 - p[top].sum()) * len(first)
+        _, pv = chisquare(obs, exp * obs.sum() / exp.sum())
+        if pv < 1e-4:
+            raise SystemExit(f"FAIL: draws after {prompt!r} are off the model (chi-square p {pv:g})")
+        worst = min(worst, pv)
+    return worst
+
+
+def write_corpus(lm, path: Path, tokens: int, seed: int, chunk: int = 20000) -> tuple[int, float]:
+    """Sample paragraphs until `tokens` tokens (</s> excluded); returns (tokens, seconds)."""
+    from rnnkit.models.ngram._ngram import VocabHash, join_tokens
+
+    data, off = VocabHash(lm.vocab.tokens).token_bytes()
+    done, t0 = 0, time.perf_counter()
+    seeds = np.random.default_rng(seed).integers(0, 2**62, 1 << 20)
+    with open(path, "wb") as f:
+        for i in range(1 << 20):
+            ids, offsets, _, _ = lm.sample_ids(chunk, 10000, np.zeros(0, np.int64), int(seeds[i]))
+            keep = np.flatnonzero(offsets[1:] - offsets[:-1] > 0)  # no empty lines
+            parts = [ids[offsets[s]:offsets[s + 1]] for s in keep]
+            cat = np.concatenate(parts)
+            lens = np.zeros(len(parts) + 1, np.int64)
+            np.cumsum([len(p) for p in parts], out=lens[1:])
+            f.write(join_tokens(cat, lens, data, off))
+            done += len(cat)
+            if done >= tokens:
+                break
+    return done, time.perf_counter() - t0
+
+
+def head_tokens(src: Path, dst: Path, tokens: int) -> None:
+    """The first lines of src holding `tokens` tokens."""
+    n = 0
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        for line in f:
+            g.write(line)
+            n += len(line.split())
+            if n >= tokens:
+                break
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--corpus", type=Path, help="where to write (or find) the scale corpus")
+    ap.add_argument("--tokens", default="100M", help="scale corpus size (tokens)")
+    ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--lmplz", help="KenLM's lmplz binary: runs the estimation comparison")
+    ap.add_argument("--build-binary", help="KenLM's build_binary: the binary-model anchor")
+    ap.add_argument("--sizes", default="10M,30M,100M", help="corpus prefixes for the growth table")
+    ap.add_argument("--memory", default="2G", help="lmplz -S (and rnnkit --memory when it has it)")
+    ap.add_argument("--repeat-text", type=int, default=0, help="also WikiText-2 x N")
+    ap.add_argument("--quick", action="store_true",
+                    help="1M tokens, estimation on 200K only: checks the script")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    env = dict(os.environ)
+    import rnnkit
+    from rnnkit.decoding import sampling
+
+    tokens = parse_size("1M" if args.quick else args.tokens)
+    wt2 = args.data / "wikitext-2" / "train.txt"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_path = tmp / "wt2-5.rnnkit"
+        subprocess.run(rnnkit_command() + ["train", str(wt2), "--type", "ngram", "--order", "5",
+                                           "--out", str(model_path), "--json"],
+                       check=True, capture_output=True, env=env)
+        lm = rnnkit.load(model_path)
+        tv = check_sampler(lm, args.seed)
+        print(f"check: first-token draws after 5 contexts follow the model (chi-square, smallest p {tv:.3g})")
+        lm.sample_ids(1, 1, np.zeros(0, np.int64), 0)  # builds the sampler's tables
+        t, c = time.perf_counter(), time.process_time()
+        ids, _, _, done = lm.sample_ids(20000 if args.quick else 200000, 10000,
+                                        np.zeros(0, np.int64), args.seed)
+        fast = (len(ids) + done.sum()) / (time.perf_counter() - t)
+        fast_cpu = (len(ids) + done.sum()) / (time.process_time() - c)
+        state = lm.start(64)  # the anchor: the generic path, full distribution per step
+        t, n = time.perf_counter(), 0
+        rng = np.random.default_rng(args.seed)
+        while time.perf_counter() - t < (1.0 if args.quick else 5.0):
+            lp = lm.log_probs(state)
+            state = lm.advance(state, sampling.draw(lp, rng))
+            n += 64
+        generic = n / (time.perf_counter() - t)
+        rows.append(("sampling, WikiText-2 5-gram (tokens/s)", f"{fast:,.0f}",
+                     "generic sampler", f"{generic:,.0f}", f"{fast / generic:.0f}x"))
+        rows.append(("sampling, tokens per CPU-second", f"{fast_cpu:,.0f}", "", "", ""))
+        corpus = args.corpus or tmp / "scale.txt"
+        if not corpus.exists() or args.quick:
+            n, secs = write_corpus(lm, corpus, tokens, args.seed, 2000 if args.quick else 20000)
+            rows.append((f"scale corpus: {n:,} tokens written (tokens/s)", f"{n / secs:,.0f}",
+                         "", "", ""))
+        t = time.perf_counter()
+        mapped = rnnkit.load(model_path, mmap=True)
+        t_map = time.perf_counter() - t
+        t = time.perf_counter()
+        full = rnnkit.load(model_path)
+        t_full = time.perf_counter() - t
+        valid = (args.data / "wikitext-2" / "valid.txt").read_text("utf-8").splitlines()
+        if mapped.perplexity(valid) != full.perplexity(valid):
+            raise SystemExit("FAIL: the mapped model scores differently")
+        rows.append(("load WikiText-2 5-gram, mapped (s)", f"{t_map:.3f}", "read in full",
+                     f"{t_full:.3f}", f"{t_full / t_map:.1f}x"))
+        # resident memory of a process that loads the model and scores WikiText-2 valid
+        rss = []
+        for mm in (True, False):
+            code = (f"import rnnkit; lm = rnnkit.load({str(model_path)!r}, mmap={mm}); "
+                    f"lm.perplexity(open({str(args.data / 'wikitext-2' / 'valid.txt')!r}, "
+                    f"encoding='utf-8').read().splitlines())")
+            rss.append(timed_process([sys.executable, "-c", code], env)[1])
+        rows.append(("peak RSS, load + score valid, mapped (MiB)", f"{rss[0]:.0f}",
+                     "read in full", f"{rss[1]:.0f}", f"{rss[1] / rss[0]:.2f}x"))
+        rows.append((f"model file ({sum(lm.counts):,} n-grams, MB)",
+                     f"{model_path.stat().st_size / 1e6:.0f}", "", "", ""))
+        if args.lmplz:
+            sizes = [(f"scale {s}", parse_size(s))
+                     for s in ("200K" if args.quick else args.sizes).split(",")]
+            texts = []
+            for name, size in sizes:
+                part = tmp / f"{name.split()[-1]}.txt"
+                head_tokens(corpus, part, size)
+                texts.append((name, part, []))
+            if args.repeat_text:
+                rep = tmp / "wt2xN.txt"
+                rep.write_text(wt2.read_text("utf-8") * args.repeat_text, "utf-8")
+                # repeated text has no n-gram seen once: both need their discount fallback
+                texts.append((f"WikiText-2 x{args.repeat_text}", rep, ["fallback"]))
+            for name, text, flags in texts:
+                arpa, ours = tmp / "lmplz.arpa", tmp / "ours.rnnkit"
+                lw, lmib = timed_process([args.lmplz, "-o", "5", "-S", args.memory, "--text",
+                                          str(text), "--arpa", str(arpa)]
+                                         + ["--discount_fallback"] * bool(flags), env)
+                # lmplz reads text: rnnkit's time is prepare (the whole file as train) + train
+                prepared = tmp / f"prepared-{len(rows)}"
+                pw, pmib = timed_process(rnnkit_command() + [
+                    "prepare", str(text), "--split", "1,0,0", "--out", str(prepared)], env)
+                tw, tmib = timed_process(rnnkit_command() + [
+                    "train", str(prepared), "--type", "ngram", "--order", "5", "--out",
+                    str(ours)] + ["--discount-fallback"] * bool(flags), env)
+                rw, rmib = pw + tw, max(pmib, tmib)
+                dp, db = compare_with_reference(rnnkit.load(ours), rnnkit.load(arpa))
+                if max(dp, db) > 1e-6:
+                    raise SystemExit(f"FAIL: {name}: differs from lmplz by {max(dp, db):g}")
+                rows.append((f"5-gram {name}: time (s)", f"{rw:.1f}", "lmplz -o 5 -S " +
+                             args.memory, f"{lw:.1f}", f"{lw / rw:.2f}x"))
+                rows.append((f"5-gram {name}: peak RSS (MiB)", f"{rmib:.0f}", "lmplz",
+                             f"{lmib:.0f}", f"{lmib / rmib:.2f}x"))
+                if args.build_binary:
+                    binary = tmp / "lmplz.binary"
+                    subprocess.run([args.build_binary, "trie", str(arpa), str(binary)], check=True,
+                                   capture_output=True)
+                    rows.append((f"model file {name} (MB)", f"{ours.stat().st_size / 1e6:.0f}",
+                                 "KenLM trie binary", f"{binary.stat().st_size / 1e6:.0f}", ""))
+    print(f"\n{datetime.date.today()}  {cpu_name()}  threads {args.threads}"
+          f"{'  (--quick)' if args.quick else ''}")
+    print(f"{'measure':<46} {'rnnkit':>12}  {'anchor':<18} {'value':>10} {'ratio':>7}")
+    for r in rows:
+        print(f"{r[0]:<46} {r[1]:>12}  {r[2]:<18} {r[3]:>10} {r[4]:>7}")
+    print("ratio: the anchor's time / rnnkit's (above 1: rnnkit is faster or smaller)")
+
+
+if __name__ == "__main__":
+    main()
