@@ -11,18 +11,43 @@
 #endif
 #define RK_INLINE static inline __attribute__((always_inline))
 
-/* The one CPU check: explicit AVX-512 code (softmax rows, the packed GEMM) runs only when it
-   says yes. */
+/* The instruction-set paths of the explicit kernels (the packed GEMM family, softmax rows).
+   rk_isa_table in rk_isa.h says which kernel runs on which path; this header says which paths
+   the CPU can run, and which one is selected (the best, or RNNKIT_ISA through the module). */
+enum { RK_ISA_GENERIC = 0, RK_ISA_AVX2 = 1, RK_ISA_AVX512 = 2, RK_ISA_COUNT = 3 };
 #if defined(__GNUC__) && defined(__x86_64__)
 #define RK_X86 1
-static int rk_has512 = -1;
-static inline int rk_use512(void) {
-    if (rk_has512 < 0) { __builtin_cpu_init(); rk_has512 = __builtin_cpu_supports("avx512f") != 0; }
-    return rk_has512;
+#include <cpuid.h>
+/* avx512: AVX-512 F (the kernels use nothing beyond it); avx2: AVX2 and FMA3 */
+static int rk_isa_supported(int isa) {
+    __builtin_cpu_init();
+    if (isa == RK_ISA_AVX512) return __builtin_cpu_supports("avx512f") != 0;
+    if (isa == RK_ISA_AVX2)
+        return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
+    return isa == RK_ISA_GENERIC;
 }
-static int rk_cpu_has_avx512(void) { return rk_use512(); }
+/* the CPU's family and model as the vendors number them (base + extended fields) */
+static void rk_cpu_family_model(int* family, int* model) {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    *family = *model = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    int fam = (a >> 8) & 0xF, mod = (a >> 4) & 0xF;
+    if (fam == 0xF) fam += (a >> 20) & 0xFF;
+    if (fam == 0x6 || fam >= 0xF) mod += ((a >> 16) & 0xF) << 4;
+    *family = fam;
+    *model = mod;
+}
 #else
-static int rk_cpu_has_avx512(void) { return 0; }
+static int rk_isa_supported(int isa) { return isa == RK_ISA_GENERIC; }
+static void rk_cpu_family_model(int* family, int* model) { *family = *model = 0; }
 #endif
+static int rk_isa_best(void) {
+    for (int isa = RK_ISA_COUNT - 1; isa > 0; isa--)
+        if (rk_isa_supported(isa)) return isa;
+    return RK_ISA_GENERIC;
+}
+/* the selected path: set once at load time by the module (rk_isa_select), changed only by
+   its `set_isa` between calls, never while a kernel runs */
+static int rk_isa = RK_ISA_GENERIC;
 
 #endif /* RK_CPU_H */
