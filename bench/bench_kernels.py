@@ -341,7 +341,12 @@ def main():
     isas = isa_list(args.isa)
     print(f"# CPU: {cpu_header()}")
     print(f"# {os.cpu_count()} logical CPUs; python {platform.python_version()}, "
-          f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ", no torch"))
+          f"numpy {np.__version__}" + (f", torch {torch.__version__} (its CPU capability: "
+                                       f"{torch.backends.cpu.get_cpu_capability()})"
+                                       if torch else ", no torch"))
+    if torch is not None and "avx2" in isas:
+        print("# (to time the avx2 path against PyTorch on AVX2 too, as on a CPU without AVX-512, "
+              "run with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2)")
     print(f"# rnnkit kernel paths in this run: {', '.join(isas)}; numpy/scipy BLAS here: "
           f"{'; '.join(blas)}")
     results = {"date": str(datetime.datetime.now()), "cpu": cpu_name(), "configs": {},

@@ -156,7 +156,8 @@ def torch_worker(args) -> None:
         speeds[name] = tokens / (time.perf_counter() - t0)
     print(json.dumps({"loss0": float(loss0), "tokens_per_s": max(speeds.values()),
                       "speeds": speeds, "windows": n - warm,
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "capability": torch.backends.cpu.get_cpu_capability()}))
 
 
 def run_torch(args, cfg, init_path, grads_path, windows) -> dict | None:
@@ -332,7 +333,8 @@ def train_on_path(args, cfg, corpus, model_path, windows, char, torch_res, Timer
     if torch_res:
         sp = torch_res["speeds"]
         print(f"# PyTorch tokens/s: {sp['onednn']:,.0f} as shipped (oneDNN), {sp['native']:,.0f} "
-              f"with mkldnn disabled; the faster is the anchor")
+              f"with mkldnn disabled, CPU capability {torch_res['capability']}; the faster is the "
+              f"anchor (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 hold it to AVX2)")
     if ratio is not None:
         print(f"# speed target >= {SPEED_TARGET}x PyTorch: {'met' if ratio >= SPEED_TARGET else 'NOT met'}")
     if summary is not None and not char and cfg["epochs"] == 13 and args.corpus == "ptb":
