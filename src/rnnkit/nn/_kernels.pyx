@@ -10,7 +10,7 @@ Structure (as in gensim's word2vec_inner): each `def` checks and unpacks its inp
 ValueError, then calls, inside `with nogil:`, `cdef ... noexcept nogil` code on raw pointers.
 The C is in csrc/*.h, one header per concept (docs/kernels.md): the element-wise passes (gate
 nonlinearities, cell update, softmax) are compiled once per instruction set (AVX-512, AVX2+FMA,
-baseline x86-64) and chosen at load time, so the wheel stays portable; matrix products run on
+baseline x86-64) and follow the path selected at load time, so the wheel stays portable; matrix products run on
 the packed GEMM (AVX-512 or AVX2+FMA, chosen at load time from the one table in rk_isa.h,
 overridable with RNNKIT_ISA or set_isa) where the CPU has one, else on BLAS (the table at the
 top of rk_gemm.h says which entry point serves which case).

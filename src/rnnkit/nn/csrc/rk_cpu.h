@@ -2,13 +2,6 @@
 #ifndef RK_CPU_H
 #define RK_CPU_H
 
-/* One copy of each element-wise pass per instruction set, picked at load time by the
-   dynamic loader (GNU ifunc); elsewhere the baseline build only. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(RNNKIT_NO_CLONES)
-#define RK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define RK_CLONES
-#endif
 #define RK_INLINE static inline __attribute__((always_inline))
 
 /* The instruction-set paths of the explicit kernels (the packed GEMM family, softmax rows).
@@ -49,5 +42,24 @@ static int rk_isa_best(void) {
 /* the selected path: set once at load time by the module (rk_isa_select), changed only by
    its `set_isa` between calls, never while a kernel runs */
 static int rk_isa = RK_ISA_GENERIC;
+
+/* One copy of each element-wise pass per path, the one of the selected path called:
+   RK_MULTI(name, (params), (args)) after `RK_INLINE void name_impl(params)` compiles the body
+   for x86-64-v4 (the avx512 path), x86-64-v3 (avx2: AVX2, FMA) and the baseline (generic), and
+   defines name() that calls the selected copy. So RNNKIT_ISA=avx2 on an AVX-512 CPU runs what an
+   AVX2 CPU runs, and the tests cover every copy. Elsewhere: the baseline only. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(RNNKIT_NO_CLONES)
+#define RK_MULTI(name, params, args)                                                      \
+    __attribute__((target("arch=x86-64-v4"))) static void name##_v4 params { name##_impl args; } \
+    __attribute__((target("arch=x86-64-v3"))) static void name##_v3 params { name##_impl args; } \
+    static void name##_v1 params { name##_impl args; }                                    \
+    static void name params {                                                             \
+        if (rk_isa == RK_ISA_AVX512) name##_v4 args;                                      \
+        else if (rk_isa == RK_ISA_AVX2) name##_v3 args;                                   \
+        else name##_v1 args;                                                              \
+    }
+#else
+#define RK_MULTI(name, params, args) static void name params { name##_impl args; }
+#endif
 
 #endif /* RK_CPU_H */

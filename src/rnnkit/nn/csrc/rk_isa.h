@@ -8,8 +8,8 @@
 
    The module selects the best path the CPU supports at load time, or the one RNNKIT_ISA names
    (`set_isa` for tests and benchmarks). The element-wise passes (cells, small vector passes)
-   are not in the table: they are RK_CLONES, one copy per instruction set picked by the
-   dynamic loader from the CPU alone. */
+   follow the same selection through RK_MULTI (rk_cpu.h): x86-64-v4, x86-64-v3 or baseline
+   copies for the avx512, avx2 and generic paths. */
 #ifndef RK_ISA_H
 #define RK_ISA_H
 

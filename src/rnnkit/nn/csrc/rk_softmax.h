@@ -123,22 +123,25 @@ RK_INLINE double rk_exp_sum_lanes(int V, float* z, float m, const int store) {
     for (int k = 0; k < 8; k++) s += acc[k];
     return s;
 }
-RK_CLONES
+/* the generic path's (avx2 and avx512 have rk_exp_sum256 and rk_exp_sum512) */
 static double rk_exp_sum_c(int V, float* z, float m, int store) {
     return store ? rk_exp_sum_lanes(V, z, m, 1) : rk_exp_sum_lanes(V, z, m, 0);
 }
-RK_CLONES
-static void rk_add_scalar(int n, float* z, float s) {
+RK_INLINE void rk_add_scalar_impl(int n, float* z, float s) {
     for (int k = 0; k < n; k++) z[k] += s;
 }
-RK_CLONES
-static void rk_scale(int n, float* z, float s) {
+RK_MULTI(rk_add_scalar, (int n, float* z, float s),
+         (n, z, s))
+RK_INLINE void rk_scale_impl(int n, float* z, float s) {
     for (int k = 0; k < n; k++) z[k] *= s;
 }
+RK_MULTI(rk_scale, (int n, float* z, float s),
+         (n, z, s))
 /* y[n] += x[n] */
-RK_CLONES
-static void rk_axpy1(int n, const float* x, float* y) {
+RK_INLINE void rk_axpy1_impl(int n, const float* x, float* y) {
     for (int k = 0; k < n; k++) y[k] += x[k];
 }
+RK_MULTI(rk_axpy1, (int n, const float* x, float* y),
+         (n, x, y))
 
 #endif /* RK_SOFTMAX_H */
