@@ -29,9 +29,9 @@ def test_cpuinfo_fields_of_the_first_processor(tmp_path):
     assert fields["vendor_id"] == "AuthenticAMD" and "other" not in fields.values()
     d = cpu.describe(str(f))
     assert d["cpu"] == "AMD Ryzen 9 7950X 16-Core Processor"
-    assert d["flags"] == {"avx": True, "avx2": True, "fma": True, "avx512f": True,
-                          "avx512bw": False, "avx512cd": False, "avx512dq": False,
-                          "avx512vl": False}
+    assert d["flags"] == {"avx": True, "avx2": True, "fma": True, "bmi2": False, "f16c": False,
+                          "movbe": False, "avx512f": True, "avx512bw": False, "avx512cd": False,
+                          "avx512dq": False, "avx512vl": False}
     assert cpu._cpuinfo(str(tmp_path / "missing")) == {}
 
 

@@ -9,9 +9,10 @@ import platform
 
 from .backend import kernels
 
-# the flags that decide the kernel paths: avx2 + fma (the avx2 path, x86-64-v3 clones), avx512f
-# (the avx512 path) and the rest of x86-64-v4 (its element-wise clones: F, BW, CD, DQ, VL)
-FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
+# the flags that decide the kernel paths: x86-64-v3 for the avx2 path (AVX2, FMA, BMI2, F16C,
+# MOVBE, ...) and x86-64-v4 for the avx512 path (AVX-512 F, BW, CD, DQ, VL)
+FLAGS = ("avx", "avx2", "fma", "bmi2", "f16c", "movbe", "avx512f", "avx512bw", "avx512cd",
+         "avx512dq", "avx512vl")
 
 # (vendor, family, first model, last model, name): CPUID numbers as the vendors give them
 _UARCH = [

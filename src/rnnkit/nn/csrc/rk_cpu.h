@@ -11,12 +11,22 @@ enum { RK_ISA_GENERIC = 0, RK_ISA_AVX2 = 1, RK_ISA_AVX512 = 2, RK_ISA_COUNT = 3 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define RK_X86 1
 #include <cpuid.h>
-/* avx512: AVX-512 F (the kernels use nothing beyond it); avx2: AVX2 and FMA3 */
+/* avx512: the x86-64-v4 level (AVX-512 F, BW, CD, DQ, VL: the explicit kernels use F, the
+   element-wise copies may use the rest); avx2: x86-64-v3 (AVX2, FMA, BMI1/2, F16C, MOVBE) */
 static int rk_isa_supported(int isa) {
     __builtin_cpu_init();
-    if (isa == RK_ISA_AVX512) return __builtin_cpu_supports("avx512f") != 0;
+#if defined(__clang__)
+    if (isa == RK_ISA_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+               && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
+               && __builtin_cpu_supports("avx512vl") && rk_isa_supported(RK_ISA_AVX2);
     if (isa == RK_ISA_AVX2)
-        return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+               && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+#else
+    if (isa == RK_ISA_AVX512) return __builtin_cpu_supports("x86-64-v4") != 0;
+    if (isa == RK_ISA_AVX2) return __builtin_cpu_supports("x86-64-v3") != 0;
+#endif
     return isa == RK_ISA_GENERIC;
 }
 /* the CPU's family and model as the vendors number them (base + extended fields) */

@@ -2,9 +2,9 @@
    path, and the names the module calls (each goes through the selected row).
 
    path      needs              layers' products          single steps            softmax rows
-   avx512    AVX-512 F          rk_gemm512 (packed)       rk_gemv512, dot512      16 lanes
-   avx2      AVX2 + FMA         rk_gemm256 (packed)       rk_gemv256, dot256      8 lanes
-   generic   any x86-64 / CPU   BLAS (scipy)              BLAS                    plain C (clones)
+   avx512    x86-64-v4          rk_gemm512 (packed)       rk_gemv512, dot512      16 lanes
+   avx2      x86-64-v3          rk_gemm256 (packed)       rk_gemv256, dot256      8 lanes
+   generic   any CPU            BLAS (scipy)              BLAS                    plain C
 
    The module selects the best path the CPU supports at load time, or the one RNNKIT_ISA names
    (`set_isa` for tests and benchmarks). The element-wise passes (cells, small vector passes)
@@ -43,13 +43,13 @@ typedef struct {
 static const rk_isa_kernels rk_isa_table[RK_ISA_COUNT] = {
     {"generic", "none", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
 #ifdef RK_X86
-    {"avx2", "avx2 fma", 1, rk_pack_b256, rk_gemm256, rk_gemv256, rk_dot_gemm256,
+    {"avx2", "x86-64-v3", 1, rk_pack_b256, rk_gemm256, rk_gemv256, rk_dot_gemm256,
      rk_row_max256, rk_exp_sum256},
-    {"avx512", "avx512f", 1, rk_pack_b512, rk_gemm512, rk_gemv512, rk_dot_gemm512,
+    {"avx512", "x86-64-v4", 1, rk_pack_b512, rk_gemm512, rk_gemv512, rk_dot_gemm512,
      rk_row_max512, rk_exp_sum512},
 #else  /* never selected: rk_isa_supported says no */
-    {"avx2", "avx2 fma", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
-    {"avx512", "avx512f", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
+    {"avx2", "x86-64-v3", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
+    {"avx512", "x86-64-v4", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
 #endif
 };
 static const rk_isa_kernels* rk_kern = &rk_isa_table[RK_ISA_GENERIC];
