@@ -26,7 +26,7 @@ extensions = [
         depends=sorted(glob.glob("src/rnnkit/nn/csrc/*.h")),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # BLAS comes from scipy (cython_blas), so nothing to link; -pthread for the kernels'
-        # own thread pool. Vector code is chosen at run time (target_clones), not by -march.
+        # own thread pool. Vector code is chosen at run time (csrc/rk_isa.h), not by -march.
         extra_compile_args=compile_args + ["-pthread"],
         extra_link_args=["-pthread"],
     ),

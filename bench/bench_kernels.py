@@ -9,6 +9,8 @@ step (B = 1) with and without the output layer, softmax and sampling.
 
     python bench/bench_kernels.py            # the full run (several minutes)
     python bench/bench_kernels.py --quick    # small shapes, a few seconds
+    python bench/bench_kernels.py --isa all  # every kernel path this CPU runs (avx512, avx2,
+                                             # generic), each against PyTorch in this run
 
 Only ratios measured in the same run mean anything on a shared machine.
 """
@@ -30,7 +32,7 @@ from rnnkit.decoding.sampling import draw
 from rnnkit.nn import reference as ref
 from rnnkit.nn.backend import kernels
 
-from _machine import cpu_name  # bench/_machine.py
+from _machine import cpu_header, cpu_name, isa_list  # bench/_machine.py
 
 K = kernels()
 
@@ -309,6 +311,10 @@ def main():
     ap.add_argument("--threads", default="1,2", help="thread counts to run, e.g. 1,2")
     ap.add_argument("--configs", default=None, help="comma-separated config names")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    ap.add_argument("--isa", default=None,
+                    help="kernel paths to run: all, or a list such as avx512,avx2 [the one "
+                         "selected at load time]; PyTorch is timed once per shape and thread "
+                         "count, the anchor of every path")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--markdown", default=None,
                     help="also write the tables in Markdown to this file (for the README)")
@@ -332,13 +338,21 @@ def main():
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
             for i in threadpool_info() if i.get("user_api") == "blas"]
     print(f"# rnnkit kernel benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
-    print(f"# CPU: {cpu_name()}, {os.cpu_count()} logical CPUs; python {platform.python_version()}, "
-          f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ", no torch"))
-    print(f"# rnnkit products: {K.gemm_backend()}; numpy/scipy BLAS here: {'; '.join(blas)}")
+    isas = isa_list(args.isa)
+    print(f"# CPU: {cpu_header()}")
+    print(f"# {os.cpu_count()} logical CPUs; python {platform.python_version()}, "
+          f"numpy {np.__version__}" + (f", torch {torch.__version__} (its CPU capability: "
+                                       f"{torch.backends.cpu.get_cpu_capability()})"
+                                       if torch else ", no torch"))
+    if torch is not None and "avx2" in isas:
+        print("# (to time the avx2 path against PyTorch on AVX2 too, as on a CPU without AVX-512, "
+              "run with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2)")
+    print(f"# rnnkit kernel paths in this run: {', '.join(isas)}; numpy/scipy BLAS here: "
+          f"{'; '.join(blas)}")
     results = {"date": str(datetime.datetime.now()), "cpu": cpu_name(), "configs": {},
                "generation": {}}
-    md = [f"Measured {datetime.datetime.now():%Y-%m-%d} on {cpu_name()} "
-          f"({os.cpu_count()} logical CPUs), torch {torch.__version__ if torch else '-'}, "
+    md = [f"Measured {datetime.datetime.now():%Y-%m-%d} on {cpu_header()} "
+          f"[{os.cpu_count()} logical CPUs], torch {torch.__version__ if torch else '-'}, "
           f"numpy {np.__version__}; `python bench/bench_kernels.py`.", ""]
 
     if max(threads) > 1:
@@ -352,9 +366,33 @@ def main():
     md += ["One layer, forward+backward, thousands of tokens/s; ratio = rnnkit / the faster "
            "PyTorch path (oneDNN or native); sgemm line = (time of every product at numpy's "
            "sgemm rate on the same shape) / rnnkit's time.", "",
-           "| config | cell | threads | rnnkit | numpy reference | PyTorch oneDNN | PyTorch native "
-           "| ratio | vs reference | fwd only ratio | GFLOP/s | sgemm line |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| path | config | cell | threads | rnnkit | numpy reference | PyTorch oneDNN "
+           "| PyTorch native | ratio | vs reference | fwd only ratio | GFLOP/s | sgemm line |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    gen_md = []
+    torch_times, rates_of = {}, {}  # one PyTorch anchor per shape and thread count, for every path
+    for isa in isas:
+        K.set_isa(isa)
+        run_path(args, isa, torch, threads, configs, reps_of, results, md, gen_md, torch_times,
+                 rates_of)
+    md += ["", f"Generation, one stream, one step carrying state (median µs); full = plus the "
+           f"output layer over {VOCAB} words, softmax and sampling; ratio = rnnkit / the faster "
+           "PyTorch path.", "",
+           "| path | H | layers | threads | rnnkit step | PyTorch step | ratio | rnnkit full "
+           "| PyTorch full | ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"] + gen_md
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(md) + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+
+
+def run_path(args, isa, torch, threads, configs, reps_of, results, md, gen_md, torch_times,
+             rates_of):
+    """Correctness, throughput and generation on one kernel path (selected by the caller)."""
+    print(f"\n# ===== kernel path: {isa} (products: {K.gemm_backend()}) =====")
+
 
     # 1. correctness on every shape before any timing
     print("\n## correctness (max relative error vs the float64 reference; vs torch outputs)")
@@ -365,7 +403,8 @@ def main():
             tt = f", torch {terr:.1e}" if terr is not None else ""
             print(f"{name:10s} {cell:4s} B={B} T={T} E=H={H}: reference {err:.1e}{tt}  {flag}")
             if err >= 1e-3:
-                raise SystemExit(f"error: {cell} kernel disagrees with the reference on {name}")
+                raise SystemExit(f"error: {cell} kernel disagrees with the reference on {name} "
+                                 f"(path {isa})")
 
     # 2. throughput
     print("\n## one layer, tokens/s (k = 1000); ratio = rnnkit / the faster PyTorch path")
@@ -391,7 +430,10 @@ def main():
                 with threadpool_limits(nt):
                     rf, rfb = reference_runner(p, cell)
                     row["ref f+b"] = best_time(rfb, max(1, reps // 4), warmup=0)
-                if torch is not None:
+                key = (name, cell, nt)
+                if torch is not None and key in torch_times:
+                    row.update(torch_times[key])
+                elif torch is not None:
                     torch.set_num_threads(nt)
                     tf, tfb = torch_runner(torch, p, cell)
                     row["torch oneDNN f+b"] = best_time(tfb, reps)
@@ -399,7 +441,10 @@ def main():
                     with torch.backends.mkldnn.flags(enabled=False):
                         row["torch native f+b"] = best_time(tfb, reps)
                         row["torch native fwd"] = best_time(tf, reps)
-                rates = sgemm_rates([s[:3] for s in shapes], nt)
+                    torch_times[key] = {k: v for k, v in row.items() if k.startswith("torch")}
+                if key not in rates_of:
+                    rates_of[key] = sgemm_rates([s[:3] for s in shapes], nt)
+                rates = rates_of[key]
                 line = sum(2.0 * M * Kd * N * cnt / (rates["rates"][f"{M}x{Kd}x{N}"] * 1e9)
                            for M, Kd, N, cnt in shapes)
                 row["sgemm line"] = line
@@ -419,11 +464,11 @@ def main():
                       f"{ks(row['rnnkit fwd'])} {(tok / tfw / 1e3 if np.isfinite(tfw) else 0):9.1f} "
                       f"{fratio} | {fb_flops / row['rnnkit f+b'] / 1e9:7.0f} "
                       f"{line / row['rnnkit f+b']:9.2f}x")
-                results["configs"][f"{name}/{cell}/{nt}"] = row
+                results["configs"][f"{isa}/{name}/{cell}/{nt}"] = row
 
                 def kt(t):
                     return f"{tok / t / 1e3:.1f}" if t else "-"
-                md.append(f"| {name} (B={B}, T={T}, H={H}) | {cell} | {nt} | {kt(row['rnnkit f+b'])} "
+                md.append(f"| {isa} | {name} (B={B}, T={T}, H={H}) | {cell} | {nt} | {kt(row['rnnkit f+b'])} "
                           f"| {kt(row['ref f+b'])} | {kt(row.get('torch oneDNN f+b'))} "
                           f"| {kt(row.get('torch native f+b'))} | {ratio.strip()} "
                           f"| {row['ref f+b'] / row['rnnkit f+b']:.1f}x | {fratio.strip()} "
@@ -442,37 +487,33 @@ def main():
            f"{'ratio':>5s} | {'rnnkit full':>11s} {'torch full':>10s} {'ratio':>5s}")
     print(hdr)
     print("-" * len(hdr))
-    md += ["", f"Generation, one stream, one step carrying state (median µs); full = plus the "
-           f"output layer over {VOCAB} words, softmax and sampling; ratio = rnnkit / the faster "
-           "PyTorch path.", "",
-           "| H | layers | threads | rnnkit step | PyTorch step | ratio | rnnkit full "
-           "| PyTorch full | ratio |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for H in ((200,) if args.quick else (200, 650)):
         for layers in (1, 2):
             for nt in threads:
                 K.set_num_threads(nt)
                 if torch is not None:
                     torch.set_num_threads(nt)
+                gkey = (H, layers, nt)
                 with threadpool_limits(nt):
-                    g = generation(torch, H, layers, 300 if args.quick else 2000, nt)
+                    g = generation(torch if gkey not in torch_times else None, H, layers,
+                                   300 if args.quick else 2000, nt)
+                if torch is not None:
+                    if gkey in torch_times:
+                        g.update(torch_times[gkey])
+                    else:
+                        torch_times[gkey] = {k: v for k, v in g.items() if k.startswith("torch")}
                 ts = min(g.get("torch step oneDNN", np.nan), g.get("torch step native", np.nan))
                 tf = min(g.get("torch full oneDNN", np.nan), g.get("torch full native", np.nan))
                 print(f"{H:5d} {layers:6d} {nt:3d} | {g['rnnkit step'] * 1e6:11.1f} "
                       f"{ts * 1e6:10.1f} {g['rnnkit step'] / ts:5.2f} | "
                       f"{g['rnnkit full'] * 1e6:11.1f} {tf * 1e6:10.1f} "
                       f"{g['rnnkit full'] / tf:5.2f}")
-                results["generation"][f"{H}/{layers}/{nt}"] = g
-                md.append(f"| {H} | {layers} | {nt} | {g['rnnkit step'] * 1e6:.1f} "
+                results["generation"][f"{isa}/{H}/{layers}/{nt}"] = g
+                gen_md.append(f"| {isa} | {H} | {layers} | {nt} | {g['rnnkit step'] * 1e6:.1f} "
                           f"| {ts * 1e6:.1f} | {g['rnnkit step'] / ts:.2f} "
                           f"| {g['rnnkit full'] * 1e6:.1f} | {tf * 1e6:.1f} "
                           f"| {g['rnnkit full'] / tf:.2f} |")
     print("(ratio = rnnkit / the faster PyTorch path; targets: step <= 0.25, full <= 0.5)")
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(md) + "\n")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, default=str)
 
 
 if __name__ == "__main__":

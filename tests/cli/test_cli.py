@@ -67,7 +67,7 @@ COMMANDS = sorted(typer.main.get_command(app).commands)
 def test_every_command_is_registered():
     assert COMMANDS == sorted([
         "prepare", "synth", "train", "translate", "evaluate", "features", "caption", "score", "generate", "export", "import-torch", "rescore",
-        "tune-interp", "tune-rescore", "tune-weights", "plot", "diagnose"])
+        "tune-interp", "tune-rescore", "tune-weights", "plot", "diagnose", "doctor"])
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

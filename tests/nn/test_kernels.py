@@ -14,18 +14,21 @@ from rnnkit.nn import reference as ref
 K = pytest.importorskip("rnnkit.nn._kernels")
 
 VARIANTS = [(False, True), (False, False), (True, True), (True, False)]  # (peephole, forget gate)
-# the layers' matrix products: BLAS everywhere, the packed AVX-512 kernel where the CPU has it
-BACKENDS = ["blas"] + (["packed"] if K.gemm_backend() == "packed" else [])
+# every instruction-set path this CPU can run (the table in csrc/rk_isa.h), each with its own
+# backend: generic (BLAS products, plain C softmax rows), avx2 and avx512 (the packed kernels)
+BACKENDS = K.supported_isas()
+PACKED = [p for p in BACKENDS if p != "generic"]
 
 
 @contextlib.contextmanager
-def using(backend):
-    old = K.gemm_backend()
-    K.gemm_backend(backend)
+def using(path):
+    old, old_backend = K.get_isa(), K.gemm_backend()
+    K.set_isa(path)
     try:
         yield
     finally:
-        K.gemm_backend(old)
+        K.set_isa(old)
+        K.gemm_backend(old_backend)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -430,8 +433,9 @@ def test_rnn_matches_torch():
     close(db_ih, rnn.bias_ih_l0.grad.numpy())
 
 
-def test_thread_count_changes_no_result():
-    if K.gemm_backend() != "packed":
+@pytest.mark.parametrize("path", PACKED or [None])
+def test_thread_count_changes_no_result(path):
+    if path is None:
         pytest.skip("the kernels thread only their packed products; on this CPU every thread "
                     "count runs one thread, so the comparison would be of a run with itself")
     # every number is computed by the same instructions whatever the split: bitwise equal
@@ -448,6 +452,7 @@ def test_thread_count_changes_no_result():
     old = K.get_num_threads()
     runs = []
     try:
+        K.set_isa(path)
         for nt in (1, 2, 3):
             K.set_num_threads(nt)
             h, hT, cT, c = K.lstm_forward(**p)
@@ -461,6 +466,7 @@ def test_thread_count_changes_no_result():
             runs.append(out)
     finally:
         K.set_num_threads(old)
+        K.set_isa("best")
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
@@ -495,7 +501,7 @@ def test_steps_match_reference(B, E, H, variant, seed, backend):
 
 
 @pytest.mark.parametrize("B", [1, 3])
-def test_threaded_steps_give_the_same_numbers(B):
+def test_threaded_steps_give_the_same_numbers(B, backend):
     rng = np.random.default_rng(26)
     E, H = 600, 300  # big enough for the steps to use threads
     p = lstm_params(rng, 1, B, E, H, True)
@@ -582,3 +588,55 @@ def test_bad_step_inputs_raise_clear_errors():
         K.rnn_step(x, h, *rw, work=np.empty((2, 6), np.float32))
     with pytest.raises(ValueError, match=r"b_hh must have shape \[5\]"):
         K.rnn_step(x, h, *rw[:3], np.zeros(4, np.float32))
+
+
+def test_isa_paths_are_checked():
+    assert K.get_isa() == K.supported_isas()[-1]  # the best path by default (no RNNKIT_ISA here)
+    with pytest.raises(ValueError, match="must be one of generic, avx2, avx512"):
+        K.set_isa("sse")
+    with using("generic"):
+        assert K.get_isa() == "generic" and K.gemm_backend() == "blas"
+        with pytest.raises(ValueError, match="the packed backend needs the avx2 or avx512"):
+            K.gemm_backend("packed")
+    for path in PACKED:
+        with using(path):
+            assert K.get_isa() == path and K.gemm_backend() == "packed"
+
+
+@pytest.mark.parametrize("value,want,warns", [("avx2", "avx2", False), ("generic", "generic", False),
+                                              ("AVX512", "avx512", False), ("sse4", None, True)])
+def test_rnnkit_isa_selects_the_path_at_load_time(value, want, warns):
+    import subprocess
+    import sys
+    if want is not None and want not in BACKENDS:
+        want, warns = BACKENDS[-1], True  # a path this CPU cannot run: a warning, the best one
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "from rnnkit.nn import _kernels as K; print(K.get_isa(), K.gemm_backend())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**__import__("os").environ, "RNNKIT_ISA": value})
+    assert r.returncode == 0, r.stderr
+    isa, backend = r.stdout.split()
+    assert isa == (want or BACKENDS[-1])
+    assert backend == ("blas" if isa == "generic" else "packed")
+    assert ("RuntimeWarning" in r.stderr) == warns, r.stderr
+
+
+def test_packed_products_give_the_same_bits_on_avx2_and_avx512():
+    # the 8-lane micro-kernel computes every element as the 16-lane one (bias, one FMA per k in
+    # order, beta C, the same K blocks): a layer window gives the same bits on both paths
+    if PACKED != ["avx2", "avx512"]:
+        pytest.skip(f"needs both packed paths; this CPU runs {', '.join(BACKENDS)}")
+    rng = np.random.default_rng(31)
+    p = lstm_params(rng, 4, 7, 45, 70, True)
+    dh = rng.standard_normal((4, 7, 70)).astype(np.float32)
+    z = np.zeros((7, 70), np.float32)
+    a = rng.standard_normal((33, 1600)).astype(np.float32)  # K in 3 cache blocks
+    b = rng.standard_normal((50, 1600)).astype(np.float32)
+    runs = []
+    for path in PACKED:
+        with using(path):
+            h, _, _, c = K.lstm_forward(**p)
+            runs.append([h.copy()] + [g.copy() for g in K.lstm_backward(dh, z, z, c)]
+                        + [K.matmul(a, b, trans_b=True), K.matmul(a, b.T.copy())])
+    for x, y in zip(*runs):
+        np.testing.assert_array_equal(x, y)

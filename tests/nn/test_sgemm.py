@@ -59,15 +59,19 @@ def test_missing_extension_says_how_to_build_it(monkeypatch):
         rnnkit.nn.backend.kernels()
 
 
-BACKENDS = ["blas"] + (["packed"] if K.gemm_backend() == "packed" else [])
+# BLAS, and the packed kernel on every instruction-set path this CPU can run (csrc/rk_isa.h)
+BACKENDS = ["blas"] + [f"packed-{p}" for p in K.supported_isas() if p != "generic"]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    old = K.gemm_backend()
-    K.gemm_backend(request.param)
+    old, old_backend = K.get_isa(), K.gemm_backend()
+    if request.param != "blas":
+        K.set_isa(request.param.split("-")[1])
+    K.gemm_backend(request.param.split("-")[0])
     yield request.param
-    K.gemm_backend(old)
+    K.set_isa(old)
+    K.gemm_backend(old_backend)
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

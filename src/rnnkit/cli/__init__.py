@@ -1,7 +1,8 @@
 """The `rnnkit` command line: parse, call the library, print. Nothing else lives here.
 
-One module per command group (corpus, train, translate, evaluate, lm, rescore, report); the tables and the training
-progress view are in _render.py, what the groups share in _common.py. This module holds the app
+One module per command group (corpus, train, translate, evaluate, caption, lm, rescore, report,
+doctor); the tables and the training progress view are in _render.py, what the groups share in
+_common.py. This module holds the app
 and `main`, the one error boundary: every RnnkitError becomes one `error: ...` line on stderr and
 exit code 2; anything unexpected is exit code 1 with a one-line message, or the traceback with
 --debug. Data goes to stdout; progress and tables for people go to stderr when stdout carries data.
@@ -16,7 +17,7 @@ import typer
 from .._version import __version__
 from ..errors import RnnkitError
 from ..training.distributed import active_world
-from . import caption, corpus, evaluate, lm, report, rescore, train, translate
+from . import caption, corpus, doctor, evaluate, lm, report, rescore, train, translate
 from ._common import err
 
 app = typer.Typer(
@@ -29,7 +30,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for group in (corpus, train, translate, evaluate, caption, lm, rescore, report):
+for group in (corpus, train, translate, evaluate, caption, lm, rescore, report, doctor):
     app.add_typer(group.app)  # no name: the group's commands join the top level
 
 

@@ -294,3 +294,27 @@ def evaluate_table(r: dict) -> Table:
         signatures.append(f"chrF {r['chrf']['signature']}")
     t.caption = "\n".join(signatures)
     return t
+
+
+def doctor_table(d: dict) -> Table:
+    t = Table(title="rnnkit doctor", show_header=False)
+    t.add_column("item")
+    t.add_column("value", overflow="fold")
+    t.add_row("CPU", d["cpu"])
+    t.add_row("microarchitecture", f"{d['microarchitecture']} ({d['vendor'] or 'unknown vendor'}, "
+              f"family {d['family']:#x}, model {d['model']:#x})")
+    t.add_row("flags", " ".join(f if on else f"-{f}" for f, on in d["flags"].items()))
+    t.add_row("kernel path", f"{d['kernel_path']} (supported here: "
+              f"{', '.join(d['supported_paths'])}; RNNKIT_ISA overrides)")
+    t.add_row("layer products", f"{d['gemm_backend']}" + (
+        f", blocking MC {d['blocking']['mc']}, KC max {d['blocking']['kc_max']} "
+        f"(measured on {d['blocking']['measured_on']})" if d["gemm_backend"] == "packed" else ""))
+    t.add_row("threads", f"{d['threads']} of {d['logical_cpus']} usable CPUs "
+              "(RNNKIT_NUM_THREADS overrides)")
+    for lib in d["blas"] or [{"internal_api": "none found"}]:
+        t.add_row("BLAS", " ".join(str(lib[k]) for k in ("internal_api", "version", "architecture")
+                                   if lib.get(k) is not None)
+                  + (f", {lib['num_threads']} threads" if lib.get("num_threads") else "")
+                  + (f" ({lib['filepath']})" if lib.get("filepath") else ""))
+    return t
+

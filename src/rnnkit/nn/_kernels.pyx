@@ -10,9 +10,10 @@ Structure (as in gensim's word2vec_inner): each `def` checks and unpacks its inp
 ValueError, then calls, inside `with nogil:`, `cdef ... noexcept nogil` code on raw pointers.
 The C is in csrc/*.h, one header per concept (docs/kernels.md): the element-wise passes (gate
 nonlinearities, cell update, softmax) are compiled once per instruction set (AVX-512, AVX2+FMA,
-baseline x86-64) and chosen at load time, so the wheel stays portable; matrix products run on
-the packed AVX-512 GEMM where the CPU has it, else on BLAS (the table at the top of rk_gemm.h
-says which entry point serves which case).
+baseline x86-64) and follow the path selected at load time, so the wheel stays portable; matrix products run on
+the packed GEMM (AVX-512 or AVX2+FMA, chosen at load time from the one table in rk_isa.h,
+overridable with RNNKIT_ISA or set_isa) where the CPU has one, else on BLAS (the table at the
+top of rk_gemm.h says which entry point serves which case).
 """
 import numpy as np
 
@@ -28,7 +29,11 @@ cnp.import_array()
 
 # The C kernels live in csrc/, one header per concept (docs/kernels.md lists them).
 cdef extern from "csrc/rk_cpu.h":
-    int rk_cpu_has_avx512() noexcept nogil
+    int RK_ISA_GENERIC, RK_ISA_AVX2, RK_ISA_AVX512, RK_ISA_COUNT
+    int rk_isa
+    int rk_isa_supported(int isa) noexcept nogil
+    int rk_isa_best() noexcept nogil
+    void rk_cpu_family_model(int* family, int* model) noexcept nogil
 
 cdef extern from "csrc/rk_cells.h":
     void rk_lstm_fwd_cell(int B, int H, int j0, int j1, float* a, const float* c_prev, float* c,
@@ -44,8 +49,6 @@ cdef extern from "csrc/rk_cells.h":
                          const float* dh_rec, float* da) noexcept nogil
 
 cdef extern from "csrc/rk_softmax.h":
-    float rk_row_max(int V, const float* z) noexcept nogil
-    double rk_exp_sum(int V, float* z, float m, int store) noexcept nogil
     void rk_add_scalar(int n, float* z, float s) noexcept nogil
     void rk_scale(int n, float* z, float s) noexcept nogil
     void rk_axpy1(int n, const float* x, float* y) noexcept nogil
@@ -53,14 +56,26 @@ cdef extern from "csrc/rk_softmax.h":
 cdef extern from "csrc/rk_gemm.h":
     int RK_NH
     size_t rk_packed_size(int K, int N) noexcept nogil
+    ctypedef struct rk_blocking_t:
+        int mc, kc_max
+    rk_blocking_t rk_blocking
+    const char* rk_blocking_uarch
+
+cdef extern from "csrc/rk_isa.h":
+    # the one dispatch table (rk_isa_table): these call the selected path's kernel
+    int rk_isa_select(int isa) noexcept nogil
+    const char* rk_isa_name(int isa) noexcept nogil
+    int rk_isa_packed(int isa) noexcept nogil
+    float rk_row_max(int V, const float* z) noexcept nogil
+    double rk_exp_sum(int V, float* z, float m, int store) noexcept nogil
     void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb, int q0,
                    int q1) noexcept nogil
-    void rk_gemm512(int M, int N, int K, const float* a, size_t rsa, size_t csa, const float* pb,
+    void rk_gemm(int M, int N, int K, const float* a, size_t rsa, size_t csa, const float* pb,
                     float beta, float* c, int ldc, int q0, int q1, const float* bias) noexcept nogil
-    void rk_gemv512(int N, int K1, const float* w1, int ldw1, const float* x1, int K2,
+    void rk_gemv(int N, int K1, const float* w1, int ldw1, const float* x1, int K2,
                     const float* w2, int ldw2, const float* x2, const float* b1, const float* b2,
                     float* y, int accumulate) noexcept nogil
-    void rk_dot_gemm512(int B, int N, int K, const float* x, int ldx, const float* w, int ldw,
+    void rk_dot_gemm(int B, int N, int K, const float* x, int ldx, const float* w, int ldw,
                         float* y, int ldy, int accumulate) noexcept nogil
 
 cdef extern from "csrc/rk_pool.h":
@@ -146,28 +161,96 @@ def sgemm(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float alpha=1
 
 
 # ---------------------------------------------------------------------------------------------
-# The layers' matrix products: the packed AVX-512 kernel, or BLAS
+# The layers' matrix products: the packed kernel (AVX-512 or AVX2), or BLAS
 # ---------------------------------------------------------------------------------------------
-# On CPUs with AVX-512 the layers' products run on our packed-weight kernel. Measured on the
-# per-step shapes (bench/bench_kernels.py), it runs at 2-3x the rate of numpy's and scipy's
+# On CPUs with AVX-512 or AVX2+FMA the layers' products run on our packed-weight kernel. Measured
+# on the per-step shapes (bench/bench_kernels.py), it runs at 2-3x the rate of numpy's and scipy's
 # OpenBLAS there, and it does not depend on which kernel OpenBLAS picks at load time
-# (OPENBLAS_CORETYPE). Elsewhere the layers call BLAS (scipy's OpenBLAS) single-threaded.
-cdef bint use_packed = rk_cpu_has_avx512() != 0   # the layers' products on the packed kernel
+# (OPENBLAS_CORETYPE). Elsewhere (the generic path) the layers call BLAS (scipy's OpenBLAS)
+# single-threaded. Which kernel runs on which path is the table in csrc/rk_isa.h.
+ISAS = ("generic", "avx2", "avx512")           # the paths, in the order of RK_ISA_*
+cdef bint use_packed = 0        # the layers' products on the packed kernel
 cdef int nthreads = 1
 cdef bint step_flip = 0         # single steps alternate the order of their weight blocks
 
 
-def gemm_backend(name=None):
-    """The backend of the layers' matrix products: 'packed' (our packed AVX-512 GEMM) or 'blas'.
+def supported_isas():
+    """The instruction-set paths this CPU can run, best last (a subset of ISAS)."""
+    return [name for i, name in enumerate(ISAS) if rk_isa_supported(i)]
 
-    With a name, switch to it (for tests and benchmarks); 'packed' needs a CPU with AVX-512.
+
+def get_isa():
+    """The selected instruction-set path: 'avx512', 'avx2' or 'generic'."""
+    return ISAS[rk_isa]
+
+
+def set_isa(name):
+    """Select an instruction-set path ('avx512', 'avx2', 'generic'; 'best': the best this CPU
+    supports) for every kernel that follows, and the default backend of that path ('packed', or
+    'blas' on 'generic'). ValueError when the CPU cannot run it. For tests and benchmarks; at
+    start-up the module takes RNNKIT_ISA, else the best path. Returns the path now selected."""
+    global use_packed
+    if name == "best":
+        name = ISAS[rk_isa_best()]
+    if name not in ISAS:
+        raise ValueError(f"the instruction-set path must be one of {', '.join(ISAS)} or best, "
+                         f"got {name!r}")
+    cdef int isa = ISAS.index(name)
+    if rk_isa_select(isa) != 0:
+        raise ValueError(f"this CPU cannot run the {name} path; it supports "
+                         f"{', '.join(supported_isas())}")
+    use_packed = rk_isa_packed(isa) != 0
+    return name
+
+
+def _isa_from_env():
+    """The path named by RNNKIT_ISA, else the best one; an unknown or unsupported request
+    warns (RuntimeWarning) and takes the best supported path."""
+    import os
+    import warnings
+    want = os.environ.get("RNNKIT_ISA", "").strip().lower()
+    best = ISAS[rk_isa_best()]
+    if not want or want == "best":
+        return best
+    if want not in ISAS:
+        warnings.warn(f"RNNKIT_ISA={want!r} is not one of {', '.join(ISAS)}, best; "
+                      f"using the best path this CPU supports, {best}", RuntimeWarning,
+                      stacklevel=2)
+        return best
+    if not rk_isa_supported(ISAS.index(want)):
+        warnings.warn(f"RNNKIT_ISA={want}: this CPU cannot run that path; using the best it "
+                      f"supports, {best}", RuntimeWarning, stacklevel=2)
+        return best
+    return want
+
+
+set_isa(_isa_from_env())
+
+
+def cpu_info():
+    """What the kernels know of the CPU: its family and model numbers (CPUID), the paths it
+    supports, the selected path and the blocking of the packed products on it."""
+    cdef int family = 0, model = 0
+    rk_cpu_family_model(&family, &model)
+    return {"family": family, "model": model, "supported_isas": supported_isas(),
+            "isa": get_isa(), "gemm_backend": gemm_backend(),
+            "blocking": {"mc": rk_blocking.mc, "kc_max": rk_blocking.kc_max,
+                         "measured_on": rk_blocking_uarch.decode()}}
+
+
+def gemm_backend(name=None):
+    """The backend of the layers' matrix products: 'packed' (our packed GEMM on the selected
+    instruction-set path, see get_isa) or 'blas'.
+
+    With a name, switch to it (for tests and benchmarks); 'packed' needs the avx2 or avx512 path.
     """
     global use_packed
     if name is not None:
         if name not in ("packed", "blas"):
             raise ValueError(f"backend must be 'packed' or 'blas', got {name!r}")
-        if name == "packed" and not rk_cpu_has_avx512():
-            raise ValueError("the packed backend needs a CPU with AVX-512; use 'blas'")
+        if name == "packed" and not rk_isa_packed(rk_isa):
+            raise ValueError(f"the packed backend needs the avx2 or avx512 path (selected: "
+                             f"{get_isa()}); use 'blas'")
         use_packed = name == "packed"
     return "packed" if use_packed else "blas"
 
@@ -239,10 +322,10 @@ cdef void mm_rows(bint packed, int m0, int m1, int n, int k, const float* a, int
     cdef const float* am = a + m0 if ta else a + <size_t>m0 * lda
     if packed:
         if ta:
-            rk_gemm512(m1 - m0, n, k, am, 1, lda, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
+            rk_gemm(m1 - m0, n, k, am, 1, lda, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
                        cdiv(n, RK_NH), bias)
         else:
-            rk_gemm512(m1 - m0, n, k, am, lda, 1, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
+            rk_gemm(m1 - m0, n, k, am, lda, 1, pack, beta, c + <size_t>m0 * ldc, ldc, 0,
                        cdiv(n, RK_NH), bias)
         return
     if bias != NULL:
@@ -250,7 +333,7 @@ cdef void mm_rows(bint packed, int m0, int m1, int n, int k, const float* a, int
         beta = 1.0
     if m1 - m0 == 1 and not ta:   # one row: gemv, several times faster than gemm in BLAS
         if tb and use_packed and (beta == 0.0 or beta == 1.0):
-            rk_gemv512(n, k, b, ldb, am, 0, NULL, 0, NULL, NULL, NULL, c + <size_t>m0 * ldc,
+            rk_gemv(n, k, b, ldb, am, 0, NULL, 0, NULL, NULL, NULL, c + <size_t>m0 * ldc,
                        beta != 0.0)
         elif tb:
             sgemv_rm(False, n, k, 1.0, b, ldb, am, beta, c + <size_t>m0 * ldc)
@@ -467,7 +550,7 @@ cdef void layer_forward_job(int tid, int nt, void* arg) noexcept nogil:
         # only the recurrent product stays in the loop: gates_t += h_{t-1} · W_hhᵀ
         if L.packed:
             for g in range(G):
-                rk_gemm512(B, H, H, L.hs + t * S, H, 1, L.pack_hh + g * PH, 1.0,
+                rk_gemm(B, H, H, L.hs + t * S, H, 1, L.pack_hh + g * PH, 1.0,
                            L.gates + t * GS + g * H, GH, u0, u1, NULL)
         else:
             mm_rows(False, 0, B, GH, H, L.hs + t * S, H, False, L.w_hh, H, True, 1.0,
@@ -506,7 +589,7 @@ cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
         rk_barrier(nt)
         # only the recurrent product stays in the loop: dL/dh_{t-1} = dgates_t · W_hh
         if L.packed:
-            rk_gemm512(B, H, GH, L.dgates + t * GS, GH, 1, L.pack_hh, 0.0, L.dh_rec, H, u0, u1,
+            rk_gemm(B, H, GH, L.dgates + t * GS, GH, 1, L.pack_hh, 0.0, L.dh_rec, H, u0, u1,
                        NULL)
         else:
             sgemm_rm(False, False, B, H, GH, 1.0, L.dgates + t * GS, GH, L.w_hh, H, 0.0,
@@ -701,12 +784,12 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
             g = S.G - 1 - gi if S.flip else gi
             r = g * H + j0
             if B == 1:   # one stream: both weights streamed once, biases added, one pass
-                rk_gemv512(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x, H, S.w_hh + <size_t>r * H,
+                rk_gemv(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x, H, S.w_hh + <size_t>r * H,
                            H, S.h, S.b_ih + r, S.b_hh + r, S.gates + r, 0)
             else:
-                rk_dot_gemm512(B, j1 - j0, E, S.x, E, S.w_ih + <size_t>r * E, E, S.gates + r,
+                rk_dot_gemm(B, j1 - j0, E, S.x, E, S.w_ih + <size_t>r * E, E, S.gates + r,
                                GH, 0)
-                rk_dot_gemm512(B, j1 - j0, H, S.h, H, S.w_hh + <size_t>r * H, H, S.gates + r,
+                rk_dot_gemm(B, j1 - j0, H, S.h, H, S.w_hh + <size_t>r * H, H, S.gates + r,
                                GH, 1)
                 for b in range(B):
                     gb = S.gates + <size_t>b * GH

@@ -47,8 +47,7 @@ RK_INLINE void rk_lstm_step_row(int n, const float* restrict ai, const float* re
 #define RK_VARIANTS(CALL)                                     \
     if (peep) { if (fg) CALL(1, 1) else CALL(1, 0) }           \
     else { if (fg) CALL(0, 1) else CALL(0, 0) }
-RK_CLONES
-static void rk_lstm_fwd_cell(int B, int H, int j0, int j1, float* a, const float* c_prev,
+RK_INLINE void rk_lstm_fwd_cell_impl(int B, int H, int j0, int j1, float* a, const float* c_prev,
                              float* c, float* h, const float* peep, int fg) {
     const float *pi = peep ? peep + j0 : 0, *pf = peep ? peep + H + j0 : 0;
     const float *po = peep ? peep + 2 * H + j0 : 0;
@@ -62,8 +61,10 @@ static void rk_lstm_fwd_cell(int B, int H, int j0, int j1, float* a, const float
         #undef RK_CALL
     }
 }
-RK_CLONES
-static void rk_lstm_step_cell(int B, int H, int j0, int j1, const float* a, float* c,
+RK_MULTI(rk_lstm_fwd_cell, (int B, int H, int j0, int j1, float* a, const float* c_prev,
+                             float* c, float* h, const float* peep, int fg),
+         (B, H, j0, j1, a, c_prev, c, h, peep, fg))
+RK_INLINE void rk_lstm_step_cell_impl(int B, int H, int j0, int j1, const float* a, float* c,
                               float* h, const float* peep, int fg) {
     const float *pi = peep ? peep + j0 : 0, *pf = peep ? peep + H + j0 : 0;
     const float *po = peep ? peep + 2 * H + j0 : 0;
@@ -76,6 +77,9 @@ static void rk_lstm_step_cell(int B, int H, int j0, int j1, const float* a, floa
         #undef RK_CALL
     }
 }
+RK_MULTI(rk_lstm_step_cell, (int B, int H, int j0, int j1, const float* a, float* c,
+                              float* h, const float* peep, int fg),
+         (B, H, j0, j1, a, c, h, peep, fg))
 
 /* Backward through one step, columns j0 .. j1-1. gates [B, 4H] activated (i, f, g, o);
    c_prev, c [B, H]; dh [B, H] from above and dh_rec [B, H] through the recurrence (their
@@ -112,8 +116,7 @@ RK_INLINE void rk_lstm_bwd_row(int n, const float* restrict gi, const float* res
         dgi[j] = dai; dgf[j] = daf; dgg[j] = dag; dgo[j] = dao;
     }
 }
-RK_CLONES
-static void rk_lstm_bwd_cell(int B, int H, int j0, int j1, const float* gates,
+RK_INLINE void rk_lstm_bwd_cell_impl(int B, int H, int j0, int j1, const float* gates,
                              const float* c_prev, const float* c, const float* dh,
                              const float* dh_rec, float* dc, float* dgates, const float* peep,
                              float* dpeep, int fg) {
@@ -130,18 +133,23 @@ static void rk_lstm_bwd_cell(int B, int H, int j0, int j1, const float* gates,
         #undef RK_CALL
     }
 }
+RK_MULTI(rk_lstm_bwd_cell, (int B, int H, int j0, int j1, const float* gates,
+                             const float* c_prev, const float* c, const float* dh,
+                             const float* dh_rec, float* dc, float* dgates, const float* peep,
+                             float* dpeep, int fg),
+         (B, H, j0, j1, gates, c_prev, c, dh, dh_rec, dc, dgates, peep, dpeep, fg))
 
 /* ---- tanh RNN, rows of [B, H], columns j0 .. j1-1 ---------------------------------------- */
-RK_CLONES
-static void rk_tanh_rows(int B, int H, int j0, int j1, float* a) {
+RK_INLINE void rk_tanh_rows_impl(int B, int H, int j0, int j1, float* a) {
     for (int b = 0; b < B; b++) {
         float* restrict ab = a + (size_t)b * H;
         for (int j = j0; j < j1; j++) ab[j] = rk_tanh(ab[j]);
     }
 }
+RK_MULTI(rk_tanh_rows, (int B, int H, int j0, int j1, float* a),
+         (B, H, j0, j1, a))
 /* da = (dh + dh_rec) * (1 - h^2) */
-RK_CLONES
-static void rk_rnn_bwd_cell(int B, int H, int j0, int j1, const float* h, const float* dh,
+RK_INLINE void rk_rnn_bwd_cell_impl(int B, int H, int j0, int j1, const float* h, const float* dh,
                             const float* dh_rec, float* da) {
     for (int b = 0; b < B; b++) {
         size_t o = (size_t)b * H;
@@ -150,5 +158,8 @@ static void rk_rnn_bwd_cell(int B, int H, int j0, int j1, const float* h, const 
         for (int j = j0; j < j1; j++) dab[j] = (dhb[j] + dhrb[j]) * (1.0f - hb[j] * hb[j]);
     }
 }
+RK_MULTI(rk_rnn_bwd_cell, (int B, int H, int j0, int j1, const float* h, const float* dh,
+                            const float* dh_rec, float* da),
+         (B, H, j0, j1, h, dh, dh_rec, da))
 
 #endif /* RK_CELLS_H */

@@ -8,7 +8,7 @@
 #include "rk_cpu.h"
 
 /* exp: Cephes' expf (range reduction by ln 2, degree-6 polynomial), rel. error < 1e-7.
-   The constants, shared by the scalar rk_exp and the 16-lane rk_exp512: */
+   The constants, shared by the scalar rk_exp, the 16-lane rk_exp512 and the 8-lane rk_exp256: */
 #define RK_EXP_LO (-87.3f)
 #define RK_EXP_HI 88.3f
 #define RK_LOG2E 1.44269504088896341f
@@ -83,6 +83,30 @@ __m512 rk_exp512(__m512 x) {
     __m512i n = _mm512_cvtps_epi32(fn);
     __m512 p = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23));
     return _mm512_mul_ps(y, p);
+}
+/* lanes i < n set (n <= 0: none, n >= 8: all): the masks of the 8-lane loads and stores */
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline))
+__m256i rk_mask8(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* rk_exp on 8 lanes (AVX2 and FMA), the same steps */
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline))
+__m256 rk_exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(RK_EXP_LO)), _mm256_set1_ps(RK_EXP_HI));
+    __m256 big = _mm256_set1_ps(RK_ROUND);
+    __m256 fn = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(RK_LOG2E), big), big);
+    __m256 r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(RK_LN2_HI), x);
+    r = _mm256_fmadd_ps(fn, _mm256_set1_ps(RK_LN2_LO), r);
+    __m256 y = _mm256_set1_ps(RK_EXP_P0);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(RK_EXP_P1));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(RK_EXP_P2));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(RK_EXP_P3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(RK_EXP_P4));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(RK_EXP_P5));
+    y = _mm256_add_ps(_mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    __m256i n = _mm256_cvtps_epi32(fn);
+    __m256 p = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(y, p);
 }
 #endif
 

@@ -1,0 +1,93 @@
+/* rnnkit kernels: the one dispatch table. Which explicit kernel runs on which instruction-set
+   path, and the names the module calls (each goes through the selected row).
+
+   path      needs              layers' products          single steps            softmax rows
+   avx512    x86-64-v4          rk_gemm512 (packed)       rk_gemv512, dot512      16 lanes
+   avx2      x86-64-v3          rk_gemm256 (packed)       rk_gemv256, dot256      8 lanes
+   generic   any CPU            BLAS (scipy)              BLAS                    plain C
+
+   The module selects the best path the CPU supports at load time, or the one RNNKIT_ISA names
+   (`set_isa` for tests and benchmarks). The element-wise passes (cells, small vector passes)
+   follow the same selection through RK_MULTI (rk_cpu.h): x86-64-v4, x86-64-v3 or baseline
+   copies for the avx512, avx2 and generic paths. */
+#ifndef RK_ISA_H
+#define RK_ISA_H
+
+#include <stddef.h>
+#include "rk_cpu.h"
+#include "rk_softmax.h"
+#include "rk_gemm.h"
+
+typedef void (*rk_pack_fn)(int K, int N, const float* b, int ldb, int trans, float* pb, int q0,
+                           int q1);
+typedef void (*rk_gemm_fn)(int M, int N, int K, const float* a, size_t rsa, size_t csa,
+                           const float* pb, float beta, float* c, int ldc, int q0, int q1,
+                           const float* bias);
+typedef void (*rk_gemv_fn)(int N, int K1, const float* w1, int ldw1, const float* x1, int K2,
+                           const float* w2, int ldw2, const float* x2, const float* b1,
+                           const float* b2, float* y, int accumulate);
+typedef void (*rk_dot_fn)(int B, int N, int K, const float* x, int ldx, const float* w, int ldw,
+                          float* y, int ldy, int accumulate);
+typedef struct {
+    const char* name;         /* as RNNKIT_ISA and set_isa spell it */
+    const char* needs;        /* the CPU features it needs */
+    int packed;               /* the layers' products on the packed GEMM by default (else BLAS) */
+    rk_pack_fn pack_b;        /* NULL: no packed GEMM on this path */
+    rk_gemm_fn gemm;
+    rk_gemv_fn gemv;
+    rk_dot_fn dot_gemm;
+    float (*row_max)(int V, const float* z);
+    double (*exp_sum)(int V, float* z, float m, int store);
+} rk_isa_kernels;
+
+static const rk_isa_kernels rk_isa_table[RK_ISA_COUNT] = {
+    {"generic", "none", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
+#ifdef RK_X86
+    {"avx2", "x86-64-v3", 1, rk_pack_b256, rk_gemm256, rk_gemv256, rk_dot_gemm256,
+     rk_row_max256, rk_exp_sum256},
+    {"avx512", "x86-64-v4", 1, rk_pack_b512, rk_gemm512, rk_gemv512, rk_dot_gemm512,
+     rk_row_max512, rk_exp_sum512},
+#else  /* never selected: rk_isa_supported says no */
+    {"avx2", "x86-64-v3", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
+    {"avx512", "x86-64-v4", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
+#endif
+};
+static const rk_isa_kernels* rk_kern = &rk_isa_table[RK_ISA_GENERIC];
+
+/* select a path: 0, or -1 when the CPU cannot run it (nothing changes then) */
+static int rk_isa_select(int isa) {
+    if (isa < 0 || isa >= RK_ISA_COUNT || !rk_isa_supported(isa)) return -1;
+    rk_isa = isa;
+    rk_kern = &rk_isa_table[isa];
+    rk_blocking_select(isa);
+    return 0;
+}
+static const char* rk_isa_name(int isa) { return rk_isa_table[isa].name; }
+static int rk_isa_packed(int isa) { return rk_isa_table[isa].packed; }
+
+/* the names the module calls: the selected path's kernel (the packed ones only when
+   rk_isa_packed says the path has them) */
+static inline void rk_pack_b(int K, int N, const float* b, int ldb, int trans, float* pb,
+                             int q0, int q1) {
+    rk_kern->pack_b(K, N, b, ldb, trans, pb, q0, q1);
+}
+static inline void rk_gemm(int M, int N, int K, const float* a, size_t rsa, size_t csa,
+                           const float* pb, float beta, float* c, int ldc, int q0, int q1,
+                           const float* bias) {
+    rk_kern->gemm(M, N, K, a, rsa, csa, pb, beta, c, ldc, q0, q1, bias);
+}
+static inline void rk_gemv(int N, int K1, const float* w1, int ldw1, const float* x1, int K2,
+                           const float* w2, int ldw2, const float* x2, const float* b1,
+                           const float* b2, float* y, int accumulate) {
+    rk_kern->gemv(N, K1, w1, ldw1, x1, K2, w2, ldw2, x2, b1, b2, y, accumulate);
+}
+static inline void rk_dot_gemm(int B, int N, int K, const float* x, int ldx, const float* w,
+                               int ldw, float* y, int ldy, int accumulate) {
+    rk_kern->dot_gemm(B, N, K, x, ldx, w, ldw, y, ldy, accumulate);
+}
+static inline float rk_row_max(int V, const float* z) { return rk_kern->row_max(V, z); }
+static inline double rk_exp_sum(int V, float* z, float m, int store) {
+    return rk_kern->exp_sum(V, z, m, store);
+}
+
+#endif /* RK_ISA_H */
