@@ -20,6 +20,7 @@ from ._common import (
     err,
     out,
     print_json,
+    writing,
 )
 from ._render import corpus_table
 
@@ -104,7 +105,8 @@ def synth(
     lo, hi = parse_filler(filler)
     spec = SynthSpec(sentences=sentences, filler_min=lo, filler_max=hi, keys=keys,
                      filler_vocab=filler_vocab, seed=seed)
-    summary = write_synth(out_path, spec)
+    with writing(out_path, []):
+        summary = write_synth(out_path, spec)
     if as_json:
         print_json(summary)
     else:

@@ -32,6 +32,7 @@ from ._common import (
     out,
     print_json,
     stdout_is_data,
+    writing,
 )
 from ._render import per_token_text, score_summary_table
 
@@ -158,11 +159,12 @@ def export(
         raise RnnkitError("--arpa OUT.arpa[.gz] is required: the file to write")
     if arpa_path == "-" and as_json:
         raise RnnkitError("--json and --arpa - both write to stdout; give --arpa a file name")
-    model = load(model_path)
-    if not isinstance(model, NgramModel):
-        raise RnnkitError(f"{model_path}: a {model.model_type} model; ARPA export takes an n-gram "
-                          f"model")
-    write_arpa(model, arpa_path)
+    with writing(arpa_path, [model_path], flag="--arpa"):
+        model = load(model_path)
+        if not isinstance(model, NgramModel):
+            raise RnnkitError(f"{model_path}: a {model.model_type} model; ARPA export takes an "
+                              f"n-gram model")
+        write_arpa(model, arpa_path)
     summary = {"model": model_path, "arpa": arpa_path, "order": model.order,
                "ngrams": model.counts}
     if as_json:
@@ -197,10 +199,11 @@ def import_torch(
     A model without <s> (like PyTorch's word_language_model) reads <s> as <eos>.
     The result works with score, generate and rescore like any rnnkit model.
     """
-    model = from_torch_state(state, vocab,
-                             model_type=None if model_type is None else model_type.value,
-                             tokenizer=Tokenizer(level=level.value, lowercase=lowercase))
-    model.save(out_path)
+    with writing(out_path, [state, vocab]):
+        model = from_torch_state(state, vocab,
+                                 model_type=None if model_type is None else model_type.value,
+                                 tokenizer=Tokenizer(level=level.value, lowercase=lowercase))
+        model.save(out_path)
     a = model.arch
     summary = {"model": str(out_path), "model_type": a.model_type, "vocab_size": a.vocab_size,
                "emb": a.emb, "hidden": a.hidden, "layers": a.layers, "tie_weights": a.tie_weights,

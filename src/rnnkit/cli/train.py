@@ -26,6 +26,7 @@ from ._common import (
     err,
     out,
     print_json,
+    writing,
 )
 from ._render import RichTrainEvents, ngram_table, train_summary_table
 
@@ -44,9 +45,12 @@ OUTPUT = "Checkpoints/Output"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit")
 def train(
-    data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare`, or a text "
-                                        "file (prepared with the default options).",
-                                        rich_help_panel=DATA)],
+    data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare` (with its "
+                                        "splits), or a text file: all of it is training data "
+                                        "(held-out text: --valid).", rich_help_panel=DATA)],
+    valid: Annotated[Optional[str], typer.Option(
+        help="With a text file DATA: held-out text for validation perplexity (and the schedule).",
+        rich_help_panel=DATA)] = None,
     model_type: Annotated[ModelType, choice(
         ModelType, "--type", help="ngram, lstm, lstm-peephole, lstm-nofg (no forget gate), rnn "
         "(tanh) or seq2seq (an LSTM encoder-decoder for translation).")] = ModelType.lstm,
@@ -126,11 +130,31 @@ def train(
     """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
+    with writing(out_path, [data, valid, init_from]):
+        summary = _train(data, valid, out_path, model_type, locals())
+    if as_json:
+        print_json(summary)
+
+
+def _train(data, valid, out_path, model_type, o) -> dict:
+    """Dispatch on --type; `o` holds the command's options by name."""
+    if valid is not None and model_type.value == "seq2seq":
+        raise RnnkitError("--valid goes with a text file for a language model; a translation "
+                          "corpus has its own valid split (prepare --parallel)")
+    corpus = load_data(data, valid=valid) if valid is not None else data
+    (order, smoothing, add_k, prune, discount_fallback, emb, hidden, layers, dropout, tie_weights,
+     init_scale, init_from, attention, bidirectional, bptt, batch, epochs, optimizer, lr, lr_decay,
+     decay_after, clip, seed, threads, patience, checkpoint_every, resume, as_json) = (
+        o[k] for k in ("order", "smoothing", "add_k", "prune", "discount_fallback", "emb",
+                       "hidden", "layers", "dropout", "tie_weights", "init_scale", "init_from",
+                       "attention", "bidirectional", "bptt", "batch", "epochs", "optimizer", "lr",
+                       "lr_decay", "decay_after", "clip", "seed", "threads", "patience",
+                       "checkpoint_every", "resume", "as_json"))
     if model_type is ModelType.ngram:
-        summary = _train_ngram(data, out_path, order=order, smoothing=smoothing.value,
-                               add_k=add_k, prune=prune, discount_fallback=discount_fallback,
-                               quiet=as_json)
-    elif model_type.value == "seq2seq":
+        return _train_ngram(corpus, data, out_path, order=order, smoothing=smoothing.value,
+                            add_k=add_k, prune=prune, discount_fallback=discount_fallback,
+                            quiet=as_json)
+    if model_type.value == "seq2seq":
         opts = Seq2SeqTrainOptions(
             emb=emb, hidden=hidden, layers=layers, attention=attention.value,
             bidirectional=bidirectional, dropout=dropout, tie_weights=tie_weights,
@@ -139,27 +163,26 @@ def train(
             decay_after=decay_after if decay_after is not None else 1_000_000, clip=clip,
             seed=seed, threads=threads, patience=patience, checkpoint_every=checkpoint_every,
             resume=resume)
-        summary = _run(train_seq2seq, data, out_path, opts, as_json, "translation model")
-    else:
-        opts = TrainOptions(
-            model_type=model_type.value, emb=emb, hidden=hidden, layers=layers,
-            dropout=dropout, tie_weights=tie_weights, bptt=bptt, batch=batch or 20,
-            epochs=epochs, optimizer=(optimizer or Optimizer.sgd).value, lr=lr,
-            lr_decay=lr_decay, decay_after=decay_after if decay_after is not None else 4,
-            clip=clip, init_scale=init_scale, seed=seed, threads=threads, patience=patience,
-            init_from=None if init_from is None else str(init_from),
-            checkpoint_every=checkpoint_every, resume=resume)
-        summary = _run(run_train, data, out_path, opts, as_json, "language model")
-    if as_json:
-        print_json(summary)
+        return _run(train_seq2seq, data, out_path, opts, as_json, "translation model")
+    opts = TrainOptions(
+        model_type=model_type.value, emb=emb, hidden=hidden, layers=layers,
+        dropout=dropout, tie_weights=tie_weights, bptt=bptt, batch=batch or 20,
+        epochs=epochs, optimizer=(optimizer or Optimizer.sgd).value, lr=lr,
+        lr_decay=lr_decay, decay_after=decay_after if decay_after is not None else 4,
+        clip=clip, init_scale=init_scale, seed=seed, threads=threads, patience=patience,
+        init_from=None if init_from is None else str(init_from),
+        checkpoint_every=checkpoint_every, resume=resume)
+    return _run(run_train, corpus, out_path, opts, as_json, "language model")
 
 
-def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fallback, quiet):
+def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, discount_fallback,
+                 quiet):
     """Train, save, print a summary table unless quiet; return the summary."""
     t0 = time.perf_counter()
-    files = [data] if os.path.isfile(data) else []
-    with byte_progress("reading", files) as advance:
-        corpus = load_data(data, progress=advance if files else None)
+    files = [data] if isinstance(corpus, str) and os.path.isfile(data) else []
+    if isinstance(corpus, str):
+        with byte_progress("reading", files) as advance:
+            corpus = load_data(data, progress=advance if files else None)
     model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
                         discount_fallback=discount_fallback)
     model.meta["training"]["data"] = str(data)

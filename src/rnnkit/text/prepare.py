@@ -326,9 +326,17 @@ def prepare(inputs=None, out_dir: str | os.PathLike | None = None, *, sample: st
     return corpus.write(out_dir)
 
 
-def load_data(path: str | os.PathLike, progress: Progress | None = None) -> Corpus:
-    """DATA of `rnnkit train`: a corpus directory, or a text file prepared with the defaults."""
+def load_data(path: str | os.PathLike, progress: Progress | None = None,
+              valid: str | os.PathLike | None = None) -> Corpus:
+    """DATA of `rnnkit train`: a corpus directory (with its own splits), or a text file prepared
+    with the defaults. A text file is training data, all of it (as lmplz reads it); held-out text
+    comes only from `valid`, a second text file."""
     p = Path(path)
     if p.is_dir():
+        if valid is not None:
+            raise InputError(f"{p}: a prepared corpus has its own valid split; --valid goes with "
+                             f"a text file (or prepare the corpus with --valid)")
         return Corpus.load(p)
-    return build_corpus([str(p)], progress=progress)
+    if valid is not None:
+        return build_corpus([str(p)], valid=valid, progress=progress)
+    return build_corpus([str(p)], split=(1.0, 0.0, 0.0), progress=progress)
