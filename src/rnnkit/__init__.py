@@ -10,12 +10,13 @@ The public names are imported on first use, so that `import rnnkit` (and so `pyt
 before its error boundary is in place) does no heavy work: a Ctrl-C in the first fraction of a
 second is then caught like any later one.
 """
-from ._version import __version__
-
 __all__ = ["__version__", "load", "Corpus", "prepare"]
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        from ._version import __version__
+        return __version__
     if name == "load":
         from .loader import load
         return load

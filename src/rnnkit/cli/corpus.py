@@ -66,7 +66,9 @@ def prepare(
     uint32 .npy per split (each sentence followed by </s>) and manifest.json, all at once, so an
     interrupted run leaves no directory that looks complete."""
     files = [p for p in (inputs or []) + [valid, test] if p and p != "-"]
-    with byte_progress("reading", files) as advance:
+    # a directory given as an input is reported by prepare itself (it reads text files only)
+    inputs_read = [p for p in files if not Path(p).is_dir()] + [vocab]
+    with writing(out_dir, inputs_read), byte_progress("reading", files) as advance:
         manifest = run_prepare(
             inputs or [], out_dir, sample=sample, level=level.value, lowercase=lowercase,
             min_count=min_count, max_vocab=max_vocab, vocab=vocab, valid=valid, test=test,

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..decoding.sampling import sample_sentences
+from ..decoding.sampling import iter_samples
 from ..decoding.scoring import Summary, score_lines
 from ..errors import RnnkitError
 from ..loader import is_model_file, load, load_models
@@ -132,7 +132,7 @@ def generate(
 ):
     """Sample sentences from <s> until </s> (or --max-len tokens), one per line."""
     model = load(model_path)
-    samples = sample_sentences(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
+    samples = iter_samples(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
                                top_p=top_p, seed=seed, prompt=prompt)
     for s in samples:
         text = model.tokenizer.join(model.vocab.decode(s.ids.tolist()))
