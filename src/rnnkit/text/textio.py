@@ -149,7 +149,7 @@ def read_blocks(path: str | os.PathLike, errors: str = "strict",
     check_errors(errors)
     f = _Input(path)
     name, line, offset, done = f.name, 1, 0, 0
-    rest = b""
+    rest: list[bytes] = []  # the start of a line longer than a block, in pieces (no quadratic +=)
     try:
         while True:
             data = f.read(block)
@@ -162,15 +162,25 @@ def read_blocks(path: str | os.PathLike, errors: str = "strict",
                 break
             cut = data.rfind(b"\n")
             if cut < 0:  # a line longer than the block: keep reading
-                rest += data
+                rest.append(data)
                 continue
-            chunk = rest + data[:cut] if rest else data[:cut]
-            rest = data[cut + 1:]
-            yield line, _decode(chunk, errors, name, line, offset)
+            if rest:
+                rest.append(data[:cut])
+                chunk = b"".join(rest)
+                rest.clear()
+            else:
+                chunk = data[:cut]
+            if cut + 1 < len(data):
+                rest.append(data[cut + 1:])
+            del data
+            text = _decode(chunk, errors, name, line, offset)
             line += chunk.count(b"\n") + 1
             offset += len(chunk) + 1
+            del chunk  # the bytes go before the text is used: one copy of a long line, not two
+            yield line - 1 - text.count("\n"), text
+            del text
         if rest:
-            yield line, _decode(rest, errors, name, line, offset)
+            yield line, _decode(b"".join(rest), errors, name, line, offset)
     finally:
         f.close()
 
