@@ -110,7 +110,7 @@ def main() -> int:
                 pass
             times["shared"].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\n| what | rnnkit | anchor | ratio |\n| --- | ---: | ---: | ---: |")
+    print("\n| what | rnnkit | anchor | ratio |\n| --- | ---: | ---: | ---: |")
     print(f"| scoring, tokens/s: BLAS 1 thread vs BLAS default (anchor) | "
           f"{tokens / med['blas 1']:,.0f} | {tokens / med['blas default']:,.0f} | "
           f"{med['blas default'] / med['blas 1']:.2f} |")

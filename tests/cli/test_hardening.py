@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -117,6 +116,10 @@ def test_full_disk_keeps_the_old_file_and_says_so(tri, small_disk):
     one_error(r.stderr.decode(), str(out), "no space left")
     assert out.read_bytes() == b"old"  # the atomic write never touched it
     assert [p.name for p in small_disk.iterdir()] == ["tri.rnnkit"]  # no temporary left
+    r = run_module("train", tri.parent / "en", "--type", "ngram", "--out", out)
+    assert r.returncode == 2
+    one_error(r.stderr.decode(), str(out), "no space left")
+    assert out.read_bytes() == b"old"
 
 
 # --- 3. unreadable and damaged inputs ------------------------------------------------------------

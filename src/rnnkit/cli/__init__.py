@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _stdout_closed()
-    except SystemExit as e:
+    except SystemExit:
         # Click turns EPIPE on stdout into sys.exit(1) after wrapping sys.stdout; that is a reader
         # closing the pipe, not a failure
         if type(sys.stdout).__name__ == "PacifyFlushWrapper":

@@ -496,8 +496,7 @@ class Trainer:
         tokens = sum(r["tokens"] for r in epochs)
         extra = {"test_perplexity": test_ppl, "seconds": round(self.elapsed, 3)}
         self._save_model(task.flat, final=True, extra=extra)
-        if self.ckpt_path.exists():
-            self.ckpt_path.unlink()
+        self.ckpt_path.unlink(missing_ok=True)  # gone already is fine (a vanished file is harmless)
         last = epochs[-1] if epochs else {}
         return {
             "model": str(self.out_path), **task.describe(),
