@@ -248,6 +248,16 @@ def test_numeric_options_are_validated_at_the_edge(args, words, capsys):
     one_error(err, *words)
 
 
+def test_sizes_too_large_to_allocate_are_exit_2(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("a b c\nb c d\n")
+    code, _, err = run_main(capsys, ["train", text, "--type", "lstm", "--hidden", "1000000",
+                                     "--emb", "1000000", "--layers", "1", "--epochs", "1",
+                                     "--batch", "2", "--out", tmp_path / "big.rnnkit"])
+    assert code == 2
+    one_error(err, "out of memory", "--hidden")
+
+
 def test_every_ranged_option_exists_somewhere():
     from rnnkit.cli import app
     import typer

@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MemoryError:
         err.print("error: out of memory: the sizes asked for do not fit in this machine's "
-                  "memory; use smaller sizes (--hidden, --emb, --batch, --vocab)", markup=False)
+                  "memory; use smaller sizes (--hidden, --emb, --batch, --vocab)", markup=False,
+                  soft_wrap=True)
         return 2
     except Exception as e:  # the one place unexpected failures are reported; exit code 1
         if debug:
