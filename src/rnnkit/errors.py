@@ -21,6 +21,11 @@ class FormatError(RnnkitError):
     """A file in a text format (ARPA, N-best, vocabulary) with a malformed line."""
 
 
+class OutputError(RnnkitError):
+    """An output that cannot or must not be written: it would replace an input, the disk is
+    full or read-only, another run holds its lock."""
+
+
 class TrainingError(RnnkitError):
     """Training cannot go on (diverged loss, invalid discounts, empty split, ...)."""
 

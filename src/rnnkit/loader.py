@@ -52,15 +52,22 @@ def load(path: str | os.PathLike, **options) -> LanguageModel | Seq2Seq | Captio
     mmap = bool(options.get("mmap")) and modelfile.model_type(header) == NGRAM
     tensors, meta = modelfile.read(p, mmap=mmap)
     model_type = meta.get("model_type")
-    if model_type == NGRAM:
-        return NgramModel.from_tensors(tensors, meta, p, mapped=mmap)
-    if model_type in RECURRENT:
-        return recurrent_from_file(p, tensors, meta)
-    if model_type == SEQ2SEQ:
-        return seq2seq_from_file(p, tensors, meta)
-    if model_type == CAPTION:
+    if not isinstance(model_type, str) or model_type not in (NGRAM, SEQ2SEQ, CAPTION,
+                                                                *RECURRENT):
+        raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")
+    # The one guard over the metadata document: a field of the wrong type or shape (a damaged
+    # or hand-edited file) is a ModelFileError, whichever model type's reader trips on it.
+    try:
+        if model_type == NGRAM:
+            return NgramModel.from_tensors(tensors, meta, p, mapped=mmap)
+        if model_type in RECURRENT:
+            return recurrent_from_file(p, tensors, meta)
+        if model_type == SEQ2SEQ:
+            return seq2seq_from_file(p, tensors, meta)
         return caption_from_file(p, tensors, meta)
-    raise ModelFileError(f"{p}: unknown model type {model_type!r} (made by a newer rnnkit?)")
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+        raise ModelFileError(f"{p}: malformed model metadata ({type(e).__name__}: {e}); the "
+                             f"file is damaged or was not written by rnnkit") from None
 
 
 def is_model_file(path: str | os.PathLike) -> bool:

@@ -52,12 +52,19 @@ def read_header(path: str | os.PathLike) -> dict | None:
         raise ModelFileError(f"{p}: no such model file") from None
     except IsADirectoryError:
         raise ModelFileError(f"{p}: is a directory, expected a model file") from None
+    except PermissionError:
+        raise ModelFileError(f"{p}: permission denied (cannot read the model file)") from None
+    except OSError as e:
+        raise ModelFileError(f"{p}: cannot read: {e.strerror or e}") from None
     if not raw.lstrip().startswith(b"{"):
         return None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
+    if not isinstance(header, dict) or not isinstance(header.get("__metadata__") or {}, dict):
+        return None
+    return header
 
 
 def model_type(header: dict) -> str | None:
@@ -84,8 +91,10 @@ def read(path: str | os.PathLike, mmap: bool = False) -> tuple[dict[str, np.ndar
             f"`rnnkit import-torch` with --vocab")
     try:
         meta = json.loads(meta_raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, TypeError, RecursionError):
         raise ModelFileError(f"{p}: the rnnkit metadata is not valid JSON (corrupted file?)") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{p}: the rnnkit metadata is not a JSON object (corrupted file?)")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{p}: unknown model format {meta.get('format')!r}")
     if meta.get("format_version") != FORMAT_VERSION:

@@ -66,8 +66,10 @@ def test_train_caption_score_end_to_end(trained, capsys):
 
 def test_bad_inputs_are_one_error_line(trained, capsys, tmp_path):
     d = trained
-    (tmp_path / "captions.tsv").write_text("nope.png\ta cat\n")
-    code, _, err = run(capsys, ["train", tmp_path, "--type", "caption", "--features",
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "captions.tsv").write_text("nope.png\ta cat\n")
+    code, _, err = run(capsys, ["train", data, "--type", "caption", "--features",
                                 d / "f.safetensors", "--out", tmp_path / "m.rnnkit"])
     assert code == 2 and err.startswith("error: ") and "no features" in err
     code, _, err = run(capsys, ["train", d / "s", "--type", "caption", "--out",

@@ -170,3 +170,30 @@ def test_is_model_file_knows_models_by_content(tmp_path):
     assert not is_model_file(tmp_path / "missing.rnnkit")
     (tmp_path / "x.rnnkit").write_bytes(b"\xff\x00 not safetensors")
     assert not is_model_file(tmp_path / "x.rnnkit")
+
+
+# --- values that promise a probability (issue 15) ------------------------------------------------
+@pytest.mark.parametrize("old,new,line,words", [
+    ("-0.5\ta\t-0.25", "0.5\ta\t-0.25", 9, ["log10 probability 0.5", "<= 0"]),
+    ("-0.3\ta b", "inf\ta b", 15, ["log10 probability inf"]),
+    ("-0.3\ta b", "nan\ta b", 15, ["log10 probability"]),
+    ("-0.5\ta\t-0.25", "-0.5\ta\tinf", 9, ["log10 backoff inf", "finite"]),
+    ("-0.5\ta\t-0.25", "-0.5\ta\tnan", 9, ["backoff"]),
+])
+def test_probabilities_above_one_are_rejected(tmp_path, old, new, line, words):
+    assert old in GOOD
+    p = tmp_path / "bad.arpa"
+    p.write_text(GOOD.replace(old, new))
+    with pytest.raises(FormatError) as e:
+        read_arpa(p)
+    assert str(e.value).startswith(f"{p}:{line}: ")
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_perplexity_beyond_float_range_is_inf_not_a_crash(tmp_path):
+    from rnnkit.decoding.scoring import Summary, pow10
+    assert pow10(2.0) == 100.0 and pow10(400.0) == math.inf
+    s = Summary(sentences=1, tokens=1, log10_prob=-400.0)
+    assert s.perplexity == math.inf
+    assert Summary(sentences=0, tokens=0).perplexity != Summary().perplexity  # NaN, not a crash

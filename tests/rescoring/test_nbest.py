@@ -245,3 +245,35 @@ def test_bytelog_constant():
     assert BYTELOG_PER_LOG10 == pytest.approx(math.log(10) * 10000.5 / 1024)
     # a bytelog is log base 1.0001 divided by 1024: log10(p) = bytelog * 1024 * log10(1.0001)
     assert 1 / BYTELOG_PER_LOG10 == pytest.approx(1024 * math.log10(1.0001), rel=1e-4)
+
+
+# --- detection decides once, from unambiguous evidence (issue 15) --------------------------------
+@pytest.mark.parametrize("text,words", [
+    # some lines id-prefixed, one not: contradictory, not silently one blank-line group
+    ("utt1-1 the cat sat\nutt1-2 the cat sad\nutt2 the dog\n", ["cannot tell", "line 3",
+                                                                "--format"]),
+    # a score meant as a number decides the format, and the parser rejects it
+    ("the cat\tnan\nthe dog\t-1\n", ["1:", "'nan'", "finite"]),
+    ("the cat\t1e999\nthe dog\t-1\n", ["1:", "'1e999'", "finite"]),
+    ("the cat\t-1\nthe dog\tinf\n", ["2:", "'inf'"]),
+    # SRILM native with a non-integer word count is SRILM, and wrong
+    ("-1 -2 3.5 the cat\n", ["1:", "word count", "'3.5'"]),
+    ("-1 nan 3 the cat\n", ["1:", "LM score"]),
+    ("1 ||| the cat ||| f= 1 ||| nan\n", ["1:"]),
+])
+def test_malformed_lines_are_errors_not_another_format(tmp_path, text, words):
+    p = tmp_path / "n.txt"
+    p.write_text(text)
+    with pytest.raises(FormatError) as e:
+        list(NBestReader(p))
+    assert str(e.value).startswith(str(p))
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_explicit_format_reads_what_auto_refuses(tmp_path):
+    p = tmp_path / "n.txt"
+    p.write_text("utt1-1 the cat sat\nutt1-2 the cat sad\nutt2 the dog\n")
+    groups = list(NBestReader(p, "id"))
+    assert [g.id for g in groups] == ["utt1", "utt2"]
+    assert [c.text for c in groups[0].candidates] == ["the cat sat", "the cat sad"]

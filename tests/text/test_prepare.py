@@ -314,3 +314,20 @@ def test_ids_in_another_vocabulary(tmp_path):
     got = [other.tokens[i] for i in c.ids_in("train", other).tolist()]
     want = [t if t in other.index else "<unk>" for t in (c.vocab.tokens[i] for i in HAND_IDS)]
     assert got == want and "e" in got and "a" in got
+
+
+def test_very_long_lines_are_tokenised_in_pieces_with_the_same_ids(tmp_path, monkeypatch):
+    import rnnkit.text.prepare as prep
+    from rnnkit.text.prepare import build_corpus
+
+    text = tmp_path / "long.txt"
+    words = ["alpha", "beta", "gamma", "Δelta", "ε"]
+    lines = [" ".join(words[(i * 7 + j) % 5] for j in range(300 + i)) for i in range(4)]
+    text.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n")
+    whole = build_corpus([text], split=(1.0, 0.0, 0.0))
+    monkeypatch.setattr(prep, "LONG_LINE", 50)  # every block takes the long-line path
+    monkeypatch.setattr(prep, "BLOCK", 16)  # pieces of ~16 characters, cut at spaces
+    pieces = build_corpus([text], split=(1.0, 0.0, 0.0))
+    assert whole.vocab.tokens == pieces.vocab.tokens
+    assert np.array_equal(np.asarray(whole["train"]), np.asarray(pieces["train"]))
+    assert int((np.asarray(pieces["train"]) == 2).sum()) == 4  # the blank line is skipped

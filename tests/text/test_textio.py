@@ -161,3 +161,56 @@ def test_atomic_directory_failure_leaves_nothing(tmp_path):
             (tmp / "a").write_text("1")
             raise RuntimeError("crash")
     assert os.listdir(tmp_path) == []
+
+
+# --- the output guards (issue 15) -----------------------------------------------------------------
+def test_check_output_refuses_inputs_by_any_name(tmp_path):
+    from rnnkit.errors import OutputError
+    from rnnkit.text.textio import check_output
+
+    src = tmp_path / "in.txt"
+    src.write_text("x\n")
+    os.link(src, tmp_path / "hard.txt")
+    (tmp_path / "d").mkdir()
+    for out in (src, tmp_path / "hard.txt", tmp_path / "." / "in.txt", tmp_path / "d" / "m"):
+        with pytest.raises(OutputError):
+            check_output(out, [src, tmp_path / "d"])
+    check_output(tmp_path / "other.txt", [src, tmp_path / "d"])  # beside an input is fine
+    check_output("-", [src])
+    check_output(None, [src])
+
+
+def test_output_lock_is_exclusive_and_released(tmp_path):
+    from rnnkit.errors import OutputError
+    from rnnkit.text.textio import output_lock
+
+    out = tmp_path / "m.rnnkit"
+    with output_lock(out):
+        lock = tmp_path / ".m.rnnkit.lock"
+        assert lock.read_text().strip() == str(os.getpid())
+        with pytest.raises(OutputError, match=f"pid {os.getpid()}"):
+            with output_lock(out):
+                pass
+    assert not lock.exists()
+    with output_lock(out):  # free again
+        pass
+
+
+def test_write_errors_name_the_path(tmp_path, monkeypatch):
+    import errno
+
+    from rnnkit.errors import OutputError
+    from rnnkit.text.textio import atomic_write
+
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError, match=r"f.txt: cannot write: no space left"):
+        with atomic_write(target) as f:
+            f.write("new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]

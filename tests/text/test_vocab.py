@@ -124,3 +124,12 @@ def test_vocab_file_unreadable(tmp_path):
     bad.write_bytes(b"<unk>\t1\n<s>\t1\n</s>\t1\ncaf\xe9\t1\n")
     with pytest.raises(InputError, match="invalid UTF-8"):
         Vocab.read(bad)
+
+
+def test_vocab_counts_out_of_range_are_format_errors(tmp_path):
+    # found by tests/test_fuzz.py: a count past int64 was an OverflowError (exit 1)
+    p = tmp_path / "vocab.txt"
+    for count in ("99999999999999999999", "-1"):
+        p.write_text(f"<unk>\t0\n<s>\t1\n</s>\t1\nthe\t{count}\n")
+        with pytest.raises(FormatError, match=f"vocab.txt:4: count {count} out of range"):
+            Vocab.read(p)

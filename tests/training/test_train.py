@@ -349,7 +349,7 @@ def test_train_command_json_table_and_files(toy, tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--tie-weights", "--emb", "4", "--hidden", "6"], "--tie-weights needs --emb equal to --hidden"),
     (["--optimizer", "rmsprop"], "unknown --optimizer 'rmsprop'"),
-    (["--bptt", "0"], "--bptt must be at least 1"),
+    (["--bptt", "0"], "--bptt 0: must be at least 1"),
     (["--resume"], "no checkpoint to resume from"),
     (["--batch", "100000"], "fewer than --batch 100000"),
     (["--resume", "--init-from", "x.rnnkit"], "cannot be combined with --init-from"),

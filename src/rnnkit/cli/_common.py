@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from enum import Enum
@@ -38,16 +39,27 @@ from ..nn.optim import OPTIMIZERS
 from ..rescoring.nbest import FORMATS as NBEST_FORMATS
 from ..rescoring.rescore import METHODS, UNITS
 from ..text.subword import SUBWORD_MODELS
-from ..text.textio import ERRORS
+from ..text.textio import ERRORS, check_output, output_lock
 from ..text.vocab import LEVELS, NORMALIZATIONS
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def print_json(obj) -> None:
-    """One JSON document per line on stdout."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    """One JSON document per line on stdout. NaN and infinities (the perplexity of no tokens, or
+    of a mean log10 p below -308) are not JSON: they are written as null."""
+    sys.stdout.write(json.dumps(_finite(obj), ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def stdout_is_data() -> bool:
@@ -169,3 +181,85 @@ def model_names(paths: list[str]) -> list[str]:
     """Short column names for several models: file names without .rnnkit, unless two clash."""
     names = [Path(p).name.removesuffix(".rnnkit") for p in paths]
     return names if len(set(names)) == len(names) else [f"model {i + 1}" for i in range(len(paths))]
+
+
+# ------------------------------------------------------------------------------------------------
+# numeric options: one validator for every command (cli.main applies it to every int/float option)
+# ------------------------------------------------------------------------------------------------
+# (low, high) by option name, inclusive; None leaves a side open. Every int or float option of
+# every command is checked: float options must be finite, and an option named here must be in its
+# range -- so a new command's --seed or --hidden is checked with no code of its own. An option not
+# named here is only checked for finiteness.
+_SIZE = (1, 1 << 20)  # a size beyond this cannot be allocated on any machine rnnkit targets
+NUMERIC_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "--seed": (0, 2**32 - 1), "--emb": _SIZE, "--hidden": _SIZE, "--layers": (1, 64),
+    "--order": (1, 9), "--bptt": (1, None), "--batch": (1, None), "--epochs": (0, 1 << 20),
+    "--threads": (1, 1024), "--patience": (1, 1 << 20), "--decay-after": (0, 1 << 20),
+    "--dropout": (0.0, 0.99), "--init-scale": (0.0, 10.0), "--lr": (0.0, 1e6),
+    "--lr-decay": (0.0, 1.0), "--clip": (0.0, None), "--add-k": (0.0, None),
+    "--checkpoint-every": (0.0, None), "--num": (0, 1 << 40), "--max-len": (1, 1 << 20),
+    "--temperature": (0.0, 1e6), "--top-k": (1, None), "--top-p": (0.0, 1.0),
+    "--min-count": (1, None), "--max-vocab": (4, None), "--sentences": (1, 1 << 40),
+    "--vocab": (1, 1 << 20), "--filler-vocab": (1, 1 << 20), "--beam": (1, 1024),
+    "--n-best": (1, 1024), "--max-ratio": (0.0, 1e6), "--max-extra": (0, 1 << 20),
+    "--max-distance": (1, 1 << 16), "--streams": (1, 1 << 16), "--positions": (1, 1 << 16),
+}
+
+
+def check_number(flag: str, value):
+    """`value` of the numeric option `flag`, or RnnkitError (exit 2) when it is not finite or
+    outside NUMERIC_RANGES[flag]. None (an unset optional option) passes."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RnnkitError(f"{flag} {value}: must be a finite number")
+    lo, hi = NUMERIC_RANGES.get(flag, (None, None))
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if hi is None:
+            rule = f"at least {lo}"
+        elif lo is None:
+            rule = f"at most {hi}"
+        else:
+            rule = f"between {lo} and {hi}"
+        raise RnnkitError(f"{flag} {value}: must be {rule}")
+    return value
+
+
+def install_numeric_checks(command) -> None:
+    """Make every int/float option of `command` and its subcommands end its processing in
+    `check_number`. Called once by cli.main on the whole app, so new commands are covered."""
+    for sub in getattr(command, "commands", {}).values():
+        install_numeric_checks(sub)
+    for param in getattr(command, "params", []):
+        if not getattr(param, "opts", None) or not param.opts[0].startswith("-"):
+            continue
+        kind = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+        if kind is None:  # plain Click
+            kind = {"integer": int, "float": float}.get(getattr(getattr(param, "type", None),
+                                                                 "name", ""))
+        if kind not in (int, float):
+            continue
+        flag = max(param.opts, key=len)
+
+        def process(ctx, value, _process=param.process_value, _flag=flag):
+            return check_number(_flag, _process(ctx, value))
+
+        param.process_value = process
+
+
+@contextlib.contextmanager
+def checking(out, inputs, flag: str = "--out"):
+    """The output check of `writing` without its lock (for a process that does not write, such
+    as an MPI rank other than 0)."""
+    check_output(out, [p for p in inputs if p is not None], flag=flag)
+    yield
+
+
+@contextlib.contextmanager
+def writing(out, inputs, flag: str = "--out"):
+    """The guard every command that writes a file enters before it reads anything: refuse an
+    output that is (or lies inside) an input (`textio.check_output`), then hold the output's lock
+    (`textio.output_lock`) until the command is done. `-` (stdout) and None pass through."""
+    check_output(out, [p for p in inputs if p is not None], flag=flag)
+    with output_lock(out):
+        yield

@@ -23,6 +23,7 @@ from ._common import (
     err,
     out,
     print_json,
+    writing,
 )
 from ._render import corpus_table, parallel_table
 
@@ -142,7 +143,9 @@ def prepare(
     if sample == "ko-en":
         raise RnnkitError("--sample ko-en is a parallel corpus: add --parallel")
     files = [p for p in (inputs or []) + [valid, test] if p and p != "-"]
-    with byte_progress("reading", files) as advance:
+    # a directory given as an input is reported by prepare itself (it reads text files only)
+    inputs_read = [p for p in files if not Path(p).is_dir()] + [vocab]
+    with writing(out_dir, inputs_read), byte_progress("reading", files) as advance:
         manifest = run_prepare(
             inputs or [], out_dir, sample=sample, level=level.value, lowercase=lowercase,
             min_count=min_count, max_vocab=max_vocab, vocab=vocab, valid=valid, test=test,
@@ -216,7 +219,8 @@ def synth(
     lo, hi = parse_filler(filler)
     spec = SynthSpec(sentences=sentences, filler_min=lo, filler_max=hi, keys=keys,
                      filler_vocab=filler_vocab, seed=seed)
-    summary = write_synth(out_path, spec)
+    with writing(out_path, []):
+        summary = write_synth(out_path, spec)
     if as_json:
         print_json(summary)
     else:

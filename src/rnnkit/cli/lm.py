@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..decoding.sampling import sample_sentences
+from ..decoding.sampling import iter_samples
 from ..decoding.scoring import Summary, score_lines
 from ..errors import RnnkitError
 from ..loader import is_model_file, load, load_models
@@ -34,6 +34,7 @@ from ._common import (
     out,
     print_json,
     stdout_is_data,
+    writing,
 )
 from ._render import per_token_text, score_summary_table
 from .caption import score_captions
@@ -167,7 +168,7 @@ def generate(
 ):
     """Sample sentences from <s> until </s> (or --max-len tokens), one per line."""
     model = load(model_path, mmap=mmap)
-    samples = sample_sentences(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
+    samples = iter_samples(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
                                top_p=top_p, seed=seed, prompt=prompt)
     for s in samples:
         text = model.tokenizer.join(model.vocab.decode(s.ids.tolist()))
@@ -194,11 +195,12 @@ def export(
         raise RnnkitError("--arpa OUT.arpa[.gz] is required: the file to write")
     if arpa_path == "-" and as_json:
         raise RnnkitError("--json and --arpa - both write to stdout; give --arpa a file name")
-    model = load(model_path)
-    if not isinstance(model, NgramModel):
-        raise RnnkitError(f"{model_path}: a {model.model_type} model; ARPA export takes an n-gram "
-                          f"model")
-    write_arpa(model, arpa_path)
+    with writing(arpa_path, [model_path], flag="--arpa"):
+        model = load(model_path)
+        if not isinstance(model, NgramModel):
+            raise RnnkitError(f"{model_path}: a {model.model_type} model; ARPA export takes an "
+                              f"n-gram model")
+        write_arpa(model, arpa_path)
     summary = {"model": model_path, "arpa": arpa_path, "order": model.order,
                "ngrams": model.counts}
     if as_json:
@@ -233,10 +235,11 @@ def import_torch(
     A model without <s> (like PyTorch's word_language_model) reads <s> as <eos>.
     The result works with score, generate and rescore like any rnnkit model.
     """
-    model = from_torch_state(state, vocab,
-                             model_type=None if model_type is None else model_type.value,
-                             tokenizer=Tokenizer(level=level.value, lowercase=lowercase))
-    model.save(out_path)
+    with writing(out_path, [state, vocab]):
+        model = from_torch_state(state, vocab,
+                                 model_type=None if model_type is None else model_type.value,
+                                 tokenizer=Tokenizer(level=level.value, lowercase=lowercase))
+        model.save(out_path)
     a = model.arch
     summary = {"model": str(out_path), "model_type": a.model_type, "vocab_size": a.vocab_size,
                "emb": a.emb, "hidden": a.hidden, "layers": a.layers, "tie_weights": a.tie_weights,

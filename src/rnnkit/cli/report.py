@@ -13,7 +13,8 @@ from ..report.diagnose import gradient_by_distance
 from ..report.plots import plot_curves, plot_gradients, require_matplotlib
 from ..text.prepare import load_data
 from ..training import load_records
-from ._common import JsonSummary, err, out, print_json
+from ..text.textio import check_output
+from ._common import JsonSummary, err, out, print_json, writing
 from ._render import gradient_table
 
 app = typer.Typer()
@@ -30,9 +31,10 @@ def plot(
 
     Needs matplotlib: pip install 'rnnkit\\[plot]'.
     """
-    records = load_records(source)
-    require_matplotlib()
-    info = plot_curves(records, out_path, title=f"learning curves: {source.name}")
+    with writing(out_path, [source]):
+        records = load_records(source)
+        require_matplotlib()
+        info = plot_curves(records, out_path, title=f"learning curves: {source.name}")
     if as_json:
         print_json(info)
     else:
@@ -63,6 +65,7 @@ def diagnose(
     """
     if plot_path is not None:
         require_matplotlib()
+    check_output(plot_path, [data, *models], flag="--plot")
     corpus = load_data(data)
     if split not in corpus:
         raise RnnkitError(f"{data}: no {split!r} split (it has {', '.join(corpus.splits)}); "

@@ -28,7 +28,9 @@ from ._common import (
     choice,
     err,
     out,
+    checking,
     print_json,
+    writing,
 )
 from ._render import RichTrainEvents, ngram_table, train_summary_table
 
@@ -50,9 +52,12 @@ OUTPUT = "Checkpoints/Output"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit\n\n"
              "rnnkit train scenes/ --type caption --features feats.safetensors --out scenes.rnnkit")
 def train(
-    data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare`, or a text "
-                                        "file (prepared with the default options).",
-                                        rich_help_panel=DATA)],
+    data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare` (with its "
+                                        "splits), or a text file: all of it is training data "
+                                        "(held-out text: --valid).", rich_help_panel=DATA)],
+    valid: Annotated[Optional[str], typer.Option(
+        help="With a text file DATA: held-out text for validation perplexity (and the schedule).",
+        rich_help_panel=DATA)] = None,
     model_type: Annotated[ModelType, choice(
         ModelType, "--type", help="ngram, lstm, lstm-peephole, lstm-nofg (no forget gate), rnn "
         "(tanh), seq2seq (an LSTM encoder-decoder for translation) or caption (an LSTM "
@@ -162,52 +167,64 @@ def train(
     """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
-    if distributed and (model_type is ModelType.ngram or model_type.value == "seq2seq"):
+    if distributed and model_type.value in ("ngram", "seq2seq", "caption"):
         raise RnnkitError(f"--distributed trains recurrent language models only, not "
                           f"--type {model_type.value}")
-    if model_type is ModelType.ngram:
-        summary = _train_ngram(data, out_path, order=order, smoothing=smoothing.value,
-                               add_k=add_k, prune=prune, discount_fallback=discount_fallback,
-                               quiet=as_json)
-    elif model_type.value == "seq2seq":
-        opts = Seq2SeqTrainOptions(
-            emb=emb, hidden=hidden, layers=layers, attention=attention.value,
-            bidirectional=bidirectional, dropout=dropout, tie_weights=tie_weights,
-            label_smoothing=label_smoothing, early_stopping=early_stopping,
-            init_from=None if init_from is None else str(init_from),
-            batch=batch or 64, init_scale=init_scale, epochs=epochs,
-            optimizer=(optimizer or Optimizer.adam).value, lr=lr, lr_decay=lr_decay,
-            decay_after=decay_after if decay_after is not None else 1_000_000, clip=clip,
-            seed=seed, threads=threads, patience=patience, checkpoint_every=checkpoint_every,
-            resume=resume)
-        summary = _run(train_seq2seq, data, out_path, opts, as_json, "translation model")
-    elif model_type.value == "caption":
-        opts = CaptionTrainOptions(
-            emb=emb, hidden=hidden, layers=layers, dropout=dropout, tie_weights=tie_weights,
-            batch=batch or 64, init_scale=init_scale, min_count=min_count,
-            attention=attention.value, epochs=epochs,
-            optimizer=(optimizer or Optimizer.adam).value, lr=lr, lr_decay=lr_decay,
-            decay_after=decay_after if decay_after is not None else 1_000_000, clip=clip,
-            seed=seed, threads=threads, patience=patience, checkpoint_every=checkpoint_every,
-            resume=resume)
-        summary = _run(lambda d, o, op, ev: train_caption(d, o, op, ev, features=features),
-                       data, out_path, opts, as_json, "model")
-    else:
-        opts = TrainOptions(
-            model_type=model_type.value, emb=emb, hidden=hidden, layers=layers,
-            dropout=dropout, tie_weights=tie_weights, bptt=bptt, batch=batch or 20,
-            epochs=epochs, optimizer=(optimizer or Optimizer.sgd).value, lr=lr,
-            lr_decay=lr_decay, decay_after=decay_after if decay_after is not None else 4,
-            clip=clip, init_scale=init_scale, seed=seed, threads=threads, patience=patience,
-            init_from=None if init_from is None else str(init_from),
-            checkpoint_every=checkpoint_every, resume=resume, output=output.value,
-            cutoffs=parse_cutoffs(cutoffs), div_value=div_value)
-        world = mpi_world() if distributed else None
-        summary = _run(run_train, data, out_path, opts, as_json, "language model", world)
-        if world is not None and not world.root:
-            return   # rank 0 reports
-    if as_json:
+    inputs = [data, valid, init_from, features]
+    # data-parallel: the ranks start first, and rank 0 alone holds the output's lock (the others
+    # would find it taken); a rank that fails then ends the whole job (cli.main)
+    world = mpi_world() if distributed else None
+    guard = writing(out_path, inputs) if world is None or world.root else checking(out_path, inputs)
+    with guard:
+        summary = _train(data, valid, out_path, model_type, locals())
+    if summary is not None and as_json:
         print_json(summary)
+
+
+def _train(data, valid, out_path, model_type, o) -> dict | None:
+    """Dispatch on --type; `o` holds the command's options by name. None on MPI ranks other
+    than 0 (rank 0 reports)."""
+    if valid is not None and model_type.value in ("seq2seq", "caption"):
+        raise RnnkitError("--valid goes with a text file for a language model; translation and "
+                          "caption data have their own valid split")
+    corpus = load_data(data, valid=valid) if valid is not None else data
+    o = dict(o)
+    opt = o["optimizer"]
+    decay_after, batch, init_from = o["decay_after"], o["batch"], o["init_from"]
+    common = dict(emb=o["emb"], hidden=o["hidden"], layers=o["layers"], dropout=o["dropout"],
+                  tie_weights=o["tie_weights"], init_scale=o["init_scale"], epochs=o["epochs"],
+                  lr=o["lr"], lr_decay=o["lr_decay"], clip=o["clip"], seed=o["seed"],
+                  threads=o["threads"], patience=o["patience"],
+                  checkpoint_every=o["checkpoint_every"], resume=o["resume"])
+    adam = dict(optimizer=(opt or Optimizer.adam).value, batch=batch or 64,
+                decay_after=decay_after if decay_after is not None else 1_000_000)
+    if model_type is ModelType.ngram:
+        return _train_ngram(corpus, data, out_path, order=o["order"],
+                            smoothing=o["smoothing"].value, add_k=o["add_k"], prune=o["prune"],
+                            discount_fallback=o["discount_fallback"], quiet=o["as_json"])
+    if model_type.value == "seq2seq":
+        opts = Seq2SeqTrainOptions(
+            **common, **adam, attention=o["attention"].value, bidirectional=o["bidirectional"],
+            label_smoothing=o["label_smoothing"], early_stopping=o["early_stopping"],
+            init_from=None if init_from is None else str(init_from))
+        return _run(train_seq2seq, data, out_path, opts, o["as_json"], "translation model")
+    if model_type.value == "caption":
+        opts = CaptionTrainOptions(**common, **adam, min_count=o["min_count"],
+                                   attention=o["attention"].value)
+        features = o["features"]
+        return _run(lambda d, p, op, ev: train_caption(d, p, op, ev, features=features),
+                    data, out_path, opts, o["as_json"], "model")
+    opts = TrainOptions(
+        **common, model_type=model_type.value, bptt=o["bptt"], batch=batch or 20,
+        optimizer=(opt or Optimizer.sgd).value,
+        decay_after=decay_after if decay_after is not None else 4,
+        init_from=None if init_from is None else str(init_from), output=o["output"].value,
+        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"])
+    world = o["world"]
+    summary = _run(run_train, corpus, out_path, opts, o["as_json"], "language model", world)
+    if world is not None and not world.root:
+        return None   # rank 0 reports
+    return summary
 
 
 def parse_cutoffs(text: str | None) -> tuple[int, ...]:
@@ -221,12 +238,14 @@ def parse_cutoffs(text: str | None) -> tuple[int, ...]:
                           f"2000,10000") from None
 
 
-def _train_ngram(data, out_path, *, order, smoothing, add_k, prune, discount_fallback, quiet):
+def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, discount_fallback,
+                 quiet):
     """Train, save, print a summary table unless quiet; return the summary."""
     t0 = time.perf_counter()
-    files = [data] if os.path.isfile(data) else []
-    with byte_progress("reading", files) as advance:
-        corpus = load_data(data, progress=advance if files else None)
+    files = [data] if isinstance(corpus, str) and os.path.isfile(data) else []
+    if isinstance(corpus, str):
+        with byte_progress("reading", files) as advance:
+            corpus = load_data(data, progress=advance if files else None)
     model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
                         discount_fallback=discount_fallback)
     model.meta["training"]["data"] = str(data)

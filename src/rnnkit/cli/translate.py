@@ -13,7 +13,7 @@ from ..errors import RnnkitError
 from ..loader import load
 from ..models.seq2seq import Seq2Seq
 from ..report.plots import plot_attention as plot_attention_png
-from ..text.textio import read_lines
+from ..text.textio import check_output, read_lines
 from ._common import count_progress, err, print_json
 
 app = typer.Typer()
@@ -32,9 +32,9 @@ def translate(
     alpha: Annotated[float, typer.Option(
         help="Length penalty: hypotheses rank by log p / ((5 + n) / 6) ** alpha (0: raw "
         "log p).")] = 1.0,
-    n_best: Annotated[int, typer.Option(
+    n_best: Annotated[Optional[int], typer.Option(
         "--n-best", help="Write the N best translations of each sentence as an N-best list "
-        "(id<TAB>translation<TAB>log10 p), which `rnnkit rescore` reads.")] = 0,
+        "(id<TAB>translation<TAB>log10 p), which `rnnkit rescore` reads.")] = None,
     max_ratio: Annotated[float, typer.Option(
         help="At most this many target tokens per source token (plus --max-extra).")] = 2.0,
     max_extra: Annotated[int, typer.Option(help="Target tokens allowed beyond the ratio.")] = 10,
@@ -49,11 +49,13 @@ def translate(
 ):
     """Translate sentences with a trained encoder-decoder; one translation per line on stdout,
     in the order of the input."""
+    if plot_attention is not None:
+        check_output(plot_attention, [model_path, input_path], flag="--plot-attention")
     model = load(model_path)
     if not isinstance(model, Seq2Seq):
         raise RnnkitError(f"{model_path}: a {model.model_type} model, not a translation model "
                           f"(train one with `rnnkit train DIR --type seq2seq`)")
-    opts = TranslateOptions(beam=beam, alpha=alpha, n_best=max(1, n_best),
+    opts = TranslateOptions(beam=beam, alpha=alpha, n_best=n_best or 1,
                             max_ratio=max_ratio, max_extra=max_extra, batch=batch,
                             replace_unk=replace_unk,
                             keep_attention=replace_unk or plot_attention is not None)

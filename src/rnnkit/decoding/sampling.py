@@ -98,6 +98,15 @@ def sample_sentences(model, num: int = 1, *, max_len: int = 100, temperature: fl
                      top_k: int | None = None, top_p: float | None = None,
                      seed: int | None = None, prompt: str | None = None) -> list[Sample]:
     """`num` samples with their log10 probability; max_len counts the tokens after the prompt."""
+    return list(iter_samples(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
+                             top_p=top_p, seed=seed, prompt=prompt))
+
+
+def iter_samples(model, num: int = 1, *, max_len: int = 100, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 prompt: str | None = None):
+    """The samples of `sample_sentences`, the same ones, yielded a batch at a time: memory stays
+    bounded for any `num`, and a reader that stops early (`| head -1`) stops the work."""
     check_options(num, max_len, temperature, top_k, top_p)
     rng = np.random.default_rng(seed)
     prompt_ids = np.zeros(0, np.int64)
@@ -111,14 +120,13 @@ def sample_sentences(model, num: int = 1, *, max_len: int = 100, temperature: fl
         got = fast(num, max_len, prompt_ids, seed)
         if got is not None:
             ids, offsets, logp, complete = got
-            return [Sample(np.concatenate([prompt_ids, ids[offsets[s]:offsets[s + 1]]]),
-                           float(logp[s]), bool(complete[s]), len(prompt_ids))
-                    for s in range(num)]
-    out = []
+            for s in range(num):
+                yield Sample(np.concatenate([prompt_ids, ids[offsets[s]:offsets[s + 1]]]),
+                             float(logp[s]), bool(complete[s]), len(prompt_ids))
+            return
     for first in range(0, num, MAX_BATCH):
-        out.extend(_sample_batch(model, min(MAX_BATCH, num - first), prompt_ids, rng, max_len,
-                                 temperature, top_k, top_p))
-    return out
+        yield from _sample_batch(model, min(MAX_BATCH, num - first), prompt_ids, rng, max_len,
+                                 temperature, top_k, top_p)
 
 
 def _sample_batch(model, B, prompt_ids, rng, max_len, temperature, top_k, top_p) -> list[Sample]:

@@ -29,6 +29,15 @@ class ScoreError(RnnkitError):
     """A sentence the model cannot score (probability 0)."""
 
 
+def pow10(x: float) -> float:
+    """10 ** x without OverflowError: a perplexity whose mean log10 p is below -308 is inf
+    (JSON output writes it as null, see cli's print_json)."""
+    try:
+        return 10.0 ** x
+    except OverflowError:
+        return math.inf
+
+
 @dataclass
 class SentenceScore:
     line: int  # 1-based position in the input
@@ -41,7 +50,7 @@ class SentenceScore:
 
     @property
     def ppl(self) -> float:
-        return 10.0 ** (-self.log10_prob / self.tokens)
+        return pow10(-self.log10_prob / self.tokens)
 
     def to_json(self) -> dict:
         d = {"text": self.text, "log10_prob": self.log10_prob, "tokens": self.tokens,
@@ -70,12 +79,12 @@ class Summary:
 
     @property
     def perplexity(self) -> float:
-        return 10.0 ** (-self.log10_prob / self.tokens) if self.tokens else math.nan
+        return pow10(-self.log10_prob / self.tokens) if self.tokens else math.nan
 
     @property
     def perplexity_excluding_oov(self) -> float:
         n = self.tokens - self.oov
-        return 10.0 ** (-(self.log10_prob - self.oov_log10_prob) / n) if n else math.nan
+        return pow10(-(self.log10_prob - self.oov_log10_prob) / n) if n else math.nan
 
     def to_json(self) -> dict:
         return {"perplexity": self.perplexity,
@@ -105,7 +114,7 @@ def split_perplexity(model, ids) -> float:
     words = np.delete(ids, ends)
     offsets = np.concatenate(([0], ends - np.arange(len(ends))))  # where each sentence starts
     lp, _ = score_batch(model, words, offsets)
-    return round(float(10.0 ** (-lp.sum() / len(lp))), 4) if len(lp) else float("nan")
+    return round(pow10(-float(lp.sum()) / len(lp)), 4) if len(lp) else float("nan")
 
 
 def score_lines(model, lines: Iterable[tuple[int, str]], per_token: bool = False,

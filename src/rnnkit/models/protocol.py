@@ -29,6 +29,7 @@ import numpy as np
 
 from ..decoding.prefix import prefix_log_probs
 from ..decoding.sampling import sample
+from ..decoding.scoring import pow10
 from ..decoding.state import select_state  # noqa: F401  (part of the protocol's API)
 from ..text.vocab import BOS, EOS, UNK, Tokenizer, Vocab
 
@@ -150,7 +151,7 @@ class LanguageModel:
             count += len(ids) + 1
         if count == 0:
             return math.nan
-        return 10.0 ** (-total / count)
+        return pow10(-total / count)
 
     def generate(self, num: int = 1, **options) -> list[str]:
         """Sample `num` sentences from <s> until </s>; options as sampling.sample."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import modelfile
 from ..errors import FormatError, InputError, ModelFileError
+from ..text.textio import read_lines
 from ..text.vocab import BOS, SPECIALS, Tokenizer, Vocab
 from .rnnlm import RNNLM, Architecture
 
@@ -25,18 +26,12 @@ def read_token_list(path: str | os.PathLike) -> list[str]:
     """A vocabulary file for import: one token per line in the model's id order, optionally
     followed by a TAB and a count (rnnkit's vocab.txt has that form)."""
     tokens = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                token = line.rstrip("\r\n").split("\t")[0]
-                if not token or token.strip() != token:
-                    raise FormatError(f"{path}:{number}: empty token or token with spaces; the "
-                                      f"vocabulary needs one token per line")
-                tokens.append(token)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such vocabulary file") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+    for number, line in read_lines(path):
+        token = line.split("\t")[0]
+        if not token or token.strip() != token:
+            raise FormatError(f"{path}:{number}: empty token or token with spaces; the "
+                              f"vocabulary needs one token per line")
+        tokens.append(token)
     if not tokens:
         raise FormatError(f"{path}: the vocabulary file is empty")
     if len(set(tokens)) != len(tokens):
@@ -60,6 +55,12 @@ def _infer_architecture(path, tensors: dict[str, np.ndarray]) -> Architecture:
     layers = 0
     while f"rnn.weight_ih_l{layers}" in tensors:
         layers += 1
+    for name in ("encoder.weight", "rnn.weight_hh_l0"):
+        if name not in tensors:
+            raise ModelFileError(f"{path}: {name} is missing")
+        if tensors[name].ndim != 2 or 0 in tensors[name].shape:
+            raise ModelFileError(f"{path}: {name} has shape {list(tensors[name].shape)}, "
+                                 f"expected a non-empty matrix")
     V, E = tensors["encoder.weight"].shape
     G, H = tensors["rnn.weight_hh_l0"].shape
     if G == 4 * H:
@@ -78,6 +79,30 @@ def _infer_architecture(path, tensors: dict[str, np.ndarray]) -> Architecture:
     tie = E == H and dec.shape == tensors["encoder.weight"].shape and np.array_equal(
         dec, tensors["encoder.weight"])
     return Architecture(model_type, int(V), int(E), int(H), layers, tie_weights=bool(tie))
+
+
+def _check_shapes(path, arch: Architecture, tensors: dict[str, np.ndarray]) -> None:
+    """Every tensor the inferred architecture needs, with its exact shape, before any is copied;
+    and no tensor it would silently ignore (a layer or a bias of another model)."""
+    expected = dict(arch.tensor_shapes())
+    expected.setdefault("decoder.weight", (arch.vocab_size, arch.hidden))
+    optional = {"decoder.bias"}
+    for name, shape in expected.items():
+        t = tensors.get(name)
+        if t is None:
+            if name in optional:
+                continue
+            raise ModelFileError(f"{path}: {name} is missing (a {arch.layers}-layer "
+                                 f"{arch.model_type} needs it, shape {list(shape)})")
+        if tuple(t.shape) != tuple(shape):
+            raise ModelFileError(f"{path}: {name} has shape {list(t.shape)}, expected "
+                                 f"{list(shape)} for a {arch.layers}-layer {arch.model_type} "
+                                 f"with V={arch.vocab_size}, E={arch.emb}, H={arch.hidden}")
+    extra = sorted(set(tensors) - set(expected))
+    if extra:
+        raise ModelFileError(f"{path}: unexpected tensor{'s' if len(extra) > 1 else ''} "
+                             f"{', '.join(extra[:4])} for a {arch.layers}-layer "
+                             f"{arch.model_type}; is this a model of another kind?")
 
 
 def from_torch_state(path: str | os.PathLike, vocab: str | os.PathLike | list[str],
@@ -110,6 +135,7 @@ def from_torch_state(path: str | os.PathLike, vocab: str | os.PathLike | list[st
     for k in range(arch.layers):  # nn.LSTM(bias=False) has no biases: zeros are the same model
         for b in ("ih", "hh"):
             tensors.setdefault(f"rnn.bias_{b}_l{k}", np.zeros(arch.gate_rows, np.float32))
+    _check_shapes(path, arch, tensors)
     tokens = list(vocab) if isinstance(vocab, (list, tuple)) else read_token_list(vocab)
     if len(tokens) != arch.vocab_size:
         raise InputError(f"{vocab if not isinstance(vocab, (list, tuple)) else 'vocab'}: "

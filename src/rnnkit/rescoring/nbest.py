@@ -91,9 +91,19 @@ class Group:
 
 
 def _number(text: str, what: str, where: str) -> float:
-    if not _NUMBER.match(text):
+    if not _NUMBER.match(text) or not math.isfinite(value := float(text)):
         raise FormatError(f"{where}: malformed {what} {text!r}: expected a finite number")
-    return float(text)
+    return value
+
+
+def _numberish(text: str) -> bool:
+    """Whether a field was meant as a number (nan, inf and 1e999 included): detection decides
+    the format on it, and the strict parser then rejects what is not a finite number."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------------
@@ -103,27 +113,41 @@ def detect(lines: list[str]) -> str:
     """The format of an N-best file from its first lines (see the module docstring).
 
     The first candidate line decides when it is unmistakable (an SRILM header or score columns,
-    Moses' `|||`, a tab); the strict parser then reports any later line of another format.
+    Moses' `|||`, a tab); the strict parser then holds every later line to that format. A field
+    meant as a number decides even when it is not a finite one (`nan`, `1e999`, a word count
+    `3.5`): the parser then reports it, instead of reading the file as another format.
     The id-prefixed format needs every line seen to start with `id-N` (a first word such as
-    `covid-19` alone is not enough) and no blank line.
+    `covid-19` alone is not enough) and no blank line; when two or more lines start with
+    `id-N` and another does not, the evidence is contradictory and detection stops with an
+    error that asks for --format.
     """
     body = [s for s in lines if s.strip()]
     if not body:
         raise FormatError("the N-best list is empty")
     first = body[0].strip()
-    if first in SRILM_HEADERS or _NATIVE_PROBE.match(first):
+    fields = first.split()
+    if first in SRILM_HEADERS or _NATIVE_PROBE.match(first) or (
+            len(fields) >= 3 and all(_numberish(f) for f in fields[:3]) and "\t" not in body[0]):
         return "srilm"
     if " ||| " in first or first.count("|||") >= 3:
         return "moses"
     if "\t" in body[0]:
         # `candidate<TAB>score` lines are the blank-line format, not TSV
         fields = body[0].split("\t")
-        return "groups" if len(fields) == 2 and _NUMBER.match(fields[1].strip()) else "tsv"
+        return "groups" if len(fields) == 2 and _numberish(fields[1].strip()) else "tsv"
     inner = lines[next(i for i, s in enumerate(lines) if s.strip()):]
     while inner and not inner[-1].strip():
         inner.pop()
-    if all(s.strip() for s in inner) and all(_ID_N.match(s.split(maxsplit=1)[0]) for s in body):
+    with_id = [bool(_ID_N.match(s.split(maxsplit=1)[0])) for s in body]
+    if all(s.strip() for s in inner) and all(with_id):
         return "id"
+    if sum(with_id) >= 2 and all(s.strip() for s in inner):
+        bad = with_id.index(False)
+        raise FormatError(
+            f"cannot tell the N-best format: line {bad + 1} of the list ({body[bad][:40]!r}) "
+            f"does not start with `id-N` as the lines before it do; if the file is id-prefixed, "
+            f"that line is malformed; if it is one group per blank-line block, pass --format "
+            f"groups (or --format id to take a first field without -N as the id)")
     return "groups"
 
 
@@ -176,7 +200,10 @@ class NBestReader:
         if self.format is None:
             if not any(s.strip() for _, s in head):
                 raise FormatError(f"{self.name}: the N-best list is empty")
-            self.format = detect([s for _, s in head])
+            try:
+                self.format = detect([s for _, s in head])
+            except FormatError as e:
+                raise FormatError(f"{self.name}: {e}") from None
         stream = itertools.chain(head, lines)
         parse = {"groups": self._groups, "tsv": self._tsv, "id": self._id, "kaldi": self._id,
                  "srilm": self._srilm, "moses": self._moses}[self.format]

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from .corpus import MANIFEST, SPLITS, Corpus, is_corpus_dir
-from .textio import check_errors, display_name, read_blocks
+from .textio import BLOCK, check_errors, display_name, read_blocks
 from .vocab import EOS, SPECIALS, UNK, Tokenizer, Vocab
 
 DEFAULT_SPLIT = (0.9, 0.05, 0.05)
@@ -66,12 +66,42 @@ def _read(paths, tokenizer: Tokenizer, table: _Table, errors: str,
     split_lines = tokenizer.split_lines
     for path in paths:
         for _, text in read_blocks(path, errors, progress):
+            if len(text) > LONG_LINE and tokenizer.level == "word":
+                _read_long(text, split_lines, lookup, extend, append)
+                continue
             for tokens in split_lines(text):
                 if tokens:
                     extend(map(lookup, tokens))
                     append(EOS)
     # frombuffer shares the array's memory (no copy); the array lives as long as the result
     return np.frombuffer(buf, dtype=np.uint32) if len(buf) else np.zeros(0, np.uint32)
+
+
+LONG_LINE = 1 << 22  # characters: a block this long holds a very long line
+
+
+def _read_long(text: str, split_lines, lookup, extend, append) -> None:
+    """`_read`'s loop for a block holding a very long line (one 50 MB line would otherwise become
+    one list of millions of token strings, ~20x its size): each line is tokenised in pieces of
+    about a block, cut at a space, which changes nothing at the word level (tokens never span
+    whitespace; NFC never combines across a space)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        any_token = False
+        a = start
+        while a < end:
+            b = text.find(" ", min(a + BLOCK, end), end)
+            b = end if b < 0 else b
+            for tokens in split_lines(text[a:b]):
+                if tokens:
+                    extend(map(lookup, tokens))
+                    any_token = True
+            a = b + 1
+        if any_token:
+            append(EOS)
+        start = end + 1
 
 
 def _parse_split(split) -> tuple[float, float, float]:
@@ -371,9 +401,17 @@ def prepare(inputs=None, out_dir: str | os.PathLike | None = None, *, sample: st
     return corpus.write(out_dir)
 
 
-def load_data(path: str | os.PathLike, progress: Progress | None = None) -> Corpus:
-    """DATA of `rnnkit train`: a corpus directory, or a text file prepared with the defaults."""
+def load_data(path: str | os.PathLike, progress: Progress | None = None,
+              valid: str | os.PathLike | None = None) -> Corpus:
+    """DATA of `rnnkit train`: a corpus directory (with its own splits), or a text file prepared
+    with the defaults. A text file is training data, all of it (as lmplz reads it); held-out text
+    comes only from `valid`, a second text file."""
     p = Path(path)
     if p.is_dir():
+        if valid is not None:
+            raise InputError(f"{p}: a prepared corpus has its own valid split; --valid goes with "
+                             f"a text file (or prepare the corpus with --valid)")
         return Corpus.load(p)
-    return build_corpus([str(p)], progress=progress)
+    if valid is not None:
+        return build_corpus([str(p)], valid=valid, progress=progress)
+    return build_corpus([str(p)], split=(1.0, 0.0, 0.0), progress=progress)

@@ -8,11 +8,18 @@
   errors="replace", which substitutes U+FFFD.
 - Every file rnnkit writes is written atomically: to a temporary file in the same directory,
   then renamed over the target, so a crash or Ctrl-C never leaves a half-written file.
-  Directories likewise (`atomic_directory`).
+  Directories likewise (`atomic_directory`). A full disk, a quota, a read-only file system or an
+  I/O error while writing becomes OutputError naming the path (`write_error`).
+- The guards every writing command calls before it reads anything (new commands too):
+  `check_output(out, inputs)` refuses an output that is one of the inputs or lies inside an input
+  directory; `output_lock(out)` takes an exclusive lock beside the output, so two runs with the
+  same output cannot interleave (the second names the process that holds it).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import gzip
 import io
 import os
@@ -23,7 +30,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 BLOCK = 1 << 20  # bytes read at a time: large enough to amortise Python's per-call cost
@@ -50,6 +57,8 @@ class _Input:
     def __init__(self, path: str | os.PathLike):
         self.name = display_name(path)
         if str(path) == "-":
+            if sys.stdin is None or sys.stdin.closed:
+                raise InputError("<stdin>: standard input is closed; give a file, or pipe text in")
             self.raw, self.owned = sys.stdin.buffer, False
         else:
             p = Path(path)
@@ -74,7 +83,7 @@ class _Input:
         self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb") if self.gzip else self.raw
         self._consumed = 0
 
-    def read(self, n: int) -> bytes:
+    def read(self, n: int = -1) -> bytes:
         try:
             data = self.stream.read(n)
         except (OSError, EOFError, zlib.error) as e:
@@ -83,6 +92,12 @@ class _Input:
         if not self.gzip:
             self._consumed += len(data)
         return data
+
+    def __enter__(self) -> "_Input":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def position(self) -> int:
         if self.gzip:
@@ -97,12 +112,13 @@ class _Input:
             self.raw.close()
 
 
-def open_binary(path: str | os.PathLike):
-    """Open a file (or `-` for stdin) for binary reading, transparently gunzipping it."""
-    f = _Input(path)
-    if f.gzip and f.owned:
-        f.stream.myfileobj = f.raw  # so that closing the GzipFile closes the file too
-    return f.stream
+def open_binary(path: str | os.PathLike) -> _Input:
+    """Open a file (or `-` for stdin) for binary reading, transparently gunzipping it: the one
+    reader of every input file. Its `read(n)` turns every failure (a damaged or truncated gzip
+    stream, an I/O error) into InputError naming the file; `.gzip` says whether it was
+    compressed; `close()` leaves stdin open. Opening fails with InputError for a missing,
+    unreadable or directory path."""
+    return _Input(path)
 
 
 def _decode(data: bytes, errors: str, name: str, first_line: int, offset: int) -> str:
@@ -116,7 +132,8 @@ def _decode(data: bytes, errors: str, name: str, first_line: int, offset: int) -
         raise InputError(
             f"{name}:{line}: invalid UTF-8 at byte {offset + e.start} of the file "
             f"(byte {e.start - line_start} of the line); is the file in another encoding? "
-            f"convert it with iconv, or pass --errors replace to substitute U+FFFD") from None
+            f"convert it with iconv (`rnnkit prepare` can also substitute U+FFFD: --errors "
+            f"replace)") from None
 
 
 def read_blocks(path: str | os.PathLike, errors: str = "strict",
@@ -132,7 +149,7 @@ def read_blocks(path: str | os.PathLike, errors: str = "strict",
     check_errors(errors)
     f = _Input(path)
     name, line, offset, done = f.name, 1, 0, 0
-    rest = b""
+    rest: list[bytes] = []  # the start of a line longer than a block, in pieces (no quadratic +=)
     try:
         while True:
             data = f.read(block)
@@ -145,15 +162,25 @@ def read_blocks(path: str | os.PathLike, errors: str = "strict",
                 break
             cut = data.rfind(b"\n")
             if cut < 0:  # a line longer than the block: keep reading
-                rest += data
+                rest.append(data)
                 continue
-            chunk = rest + data[:cut] if rest else data[:cut]
-            rest = data[cut + 1:]
-            yield line, _decode(chunk, errors, name, line, offset)
+            if rest:
+                rest.append(data[:cut])
+                chunk = b"".join(rest)
+                rest.clear()
+            else:
+                chunk = data[:cut]
+            if cut + 1 < len(data):
+                rest.append(data[cut + 1:])
+            del data
+            text = _decode(chunk, errors, name, line, offset)
             line += chunk.count(b"\n") + 1
             offset += len(chunk) + 1
+            del chunk  # the bytes go before the text is used: one copy of a long line, not two
+            yield line - 1 - text.count("\n"), text
+            del text
         if rest:
-            yield line, _decode(rest, errors, name, line, offset)
+            yield line, _decode(b"".join(rest), errors, name, line, offset)
     finally:
         f.close()
 
@@ -201,6 +228,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except PermissionError:
         raise InputError(f"{target}: permission denied (cannot write in {directory})") from None
+    except OSError as e:
+        raise write_error(target, e) from None
     try:
         os.fchmod(fd, _default_mode(False))
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
@@ -208,10 +237,127 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise write_error(target, e) from None
         raise
+
+
+# errors of the medium, not of the program: a user can fix them (free space, remount, ...)
+WRITE_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EIO", "EFBIG")
+                         if hasattr(errno, n))
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> OutputError:
+    """The OutputError for an OSError met while writing `path` (`-`: stdout)."""
+    what = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
+            errno.EIO: "input/output error"}.get(e.errno, e.strerror or str(e))
+    if getattr(errno, "EDQUOT", None) == e.errno:
+        what = "disk quota exceeded"
+    hint = "; nothing was written (the previous file, if any, is intact)" if str(path) != "-" else ""
+    return OutputError(f"{display_name(path) if str(path) != '-' else '<stdout>'}: cannot write: "
+                       f"{what}{hint}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(out: str | os.PathLike | None, inputs, *, flag: str = "--out") -> None:
+    """Refuse to write `out` over one of `inputs`, or into a directory that is one of them.
+
+    Every command that writes a file calls this before it reads or writes anything, with every
+    path it reads (text files, corpus directories, models, vocabularies); `-` and None are
+    skipped. A file beside its input is fine; `en/model.rnnkit` with input `en/` is not (the
+    output, its checkpoints and temporary files would land among the corpus files). Symlinks and
+    hard links are resolved, so `./a.txt` and a link to it are the same file.
+    """
+    if out is None or str(out) == "-":
+        return
+    target = Path(out)
+    resolved = target.resolve()
+    for p in inputs:
+        if p is None or str(p) == "-":
+            continue
+        src = Path(p)
+        if resolved == src.resolve() or _same_file(target, src):
+            raise OutputError(f"{flag} {out}: is the input {p}; writing it would destroy the "
+                              f"input: choose another {flag}")
+        if src.is_dir() and src.resolve() in resolved.parents:
+            raise OutputError(f"{flag} {out}: is inside the input directory {p}; writing there "
+                              f"could damage it: choose another {flag}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike | None):
+    """Hold an exclusive lock on `out` for the duration: a second run writing the same output
+    fails at once with OutputError naming the process that holds the lock (exit 2), instead of
+    interleaving its files with the first. The lock is `flock` on a hidden `.NAME.lock` file beside
+    the output, holding the owner's pid; the kernel releases it when the process dies (even by
+    SIGKILL), so a stale lock file never blocks. `-` and None take no lock."""
+    if out is None or str(out) == "-":
+        yield
+        return
+    target = Path(out)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        yield  # the writer reports the missing directory
+        return
+    lock = parent / f".{target.name}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield  # a read-only directory: the write itself will say why it fails
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
+            raise OutputError(f"{out}: another rnnkit run (pid {holder}) is writing this output; "
+                              f"wait for it to finish, or choose another output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temporaries(parent: str | os.PathLike, name: str) -> None:
+    """Remove `.NAME.*.tmp` / `.NAME.*.old` left in `parent` by a run that was killed (SIGKILL,
+    power loss) while writing NAME. A temporary is stale when the pid recorded in it (see
+    `atomic_directory`) is no longer alive; one without a pid is left alone."""
+    d = Path(parent)
+    with contextlib.suppress(OSError):
+        for p in d.glob(f".{name}.*"):
+            if not (p.name.endswith(".tmp") or p.name.endswith(".old")) or not p.is_dir():
+                continue
+            pidfile = p / ".pid" if p.name.endswith(".tmp") else p / "pid"
+            try:
+                pid = int(pidfile.read_text())
+            except (OSError, ValueError):
+                continue
+            if not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -225,9 +371,11 @@ def atomic_directory(path: str | os.PathLike):
     """
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
+    clean_stale_temporaries(parent, target.name)
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        (tmp / ".pid").write_text(str(os.getpid()))
     except FileExistsError:
         raise InputError(f"{target}: {parent} exists and is not a directory") from None
     except PermissionError:
@@ -235,6 +383,7 @@ def atomic_directory(path: str | os.PathLike):
     try:
         os.chmod(tmp, _default_mode(True))
         yield tmp
+        (tmp / ".pid").unlink()
         for f in tmp.iterdir():
             fd = os.open(f, os.O_RDONLY)
             try:
@@ -244,10 +393,13 @@ def atomic_directory(path: str | os.PathLike):
         old = None
         if target.exists() or target.is_symlink():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+            (old / "pid").write_text(str(os.getpid()))
             os.replace(target, old / "d")
         os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise write_error(target, e) from None
         raise

@@ -164,10 +164,14 @@ class Vocab:
                         raise FormatError(f"{path}:{number}: a token may not be empty or hold "
                                           f"spaces, got {token!r}")
                     try:
-                        counts.append(int(count) if count else 0)
+                        c = int(count) if count else 0
                     except ValueError:
                         raise FormatError(
                             f"{path}:{number}: expected 'token<TAB>count', got {line!r}") from None
+                    if not 0 <= c < 2**63:
+                        raise FormatError(f"{path}:{number}: count {count} out of range (a "
+                                          f"non-negative 64-bit integer)")
+                    counts.append(c)
                     tokens.append(token)
         except FileNotFoundError:
             raise InputError(f"{path}: no such vocabulary file") from None

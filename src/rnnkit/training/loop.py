@@ -563,8 +563,8 @@ class Trainer:
         tokens = sum(r["tokens"] for r in epochs)
         extra = {"test_perplexity": test_ppl, "seconds": round(self.elapsed, 3)}
         self._save_model(task.flat, final=True, extra=extra)
-        if self.root and self.ckpt_path.exists():
-            self.ckpt_path.unlink()
+        if self.root:
+            self.ckpt_path.unlink(missing_ok=True)  # gone already is fine (harmless race)
         last = epochs[-1] if epochs else {}
         dist = {}
         if self.world and self.world.steps:

@@ -45,27 +45,24 @@ def looks_like_arpa(path) -> bool:
         return False
     try:
         head = f.read(4096)
-    except (OSError, EOFError) as e:
-        if isinstance(f, gzip.GzipFile):
+    except InputError as e:
+        if f.gzip:
             raise ModelFileError(f"{display_name(path)}: a gzip file that cannot be "
                                  f"decompressed ({e}); is it truncated?") from None
         return False
     finally:
-        if str(path) != "-":
-            f.close()
+        f.close()
     return head.lstrip().startswith(b"\\data\\")
 
 
 def _read_bytes(path) -> bytes:
-    name = display_name(path)
     f = open_binary(path)
     try:
         data = f.read()
-    except (OSError, EOFError) as e:
-        raise InputError(f"{name}: cannot read ({e}); is the gzip file truncated?") from None
+    except InputError as e:
+        raise InputError(f"{e}; is the file truncated or damaged?") from None
     finally:
-        if str(path) != "-":
-            f.close()
+        f.close()
     return bytes(data)
 
 
@@ -149,6 +146,7 @@ def read_arpa(path):
                     f"wrong count in \\data\\: 'ngram {k}={counts[k - 1]}' but the {k}-grams "
                     f"section has {at} line{'s' if at != 1 else ''}", bad)
             raise lines.error(f"{msg}: {text.decode('utf-8', 'replace')!r}", bad)
+        _check_values(lp, bo, k, first_line, lines)
         lines.pos, lines.line = pos, first_line + counts[k - 1] - 1
         saved = (lines.pos, lines.line)
         after = lines.next_nonblank()
@@ -175,6 +173,26 @@ def read_arpa(path):
         tables = _build(parsed, order, len(tokens), lines, virtual)
     return NgramModel(tables, Vocab(tokens), Tokenizer(level="word", normalize="none"),
                       {"smoothing": "arpa", "source": name})
+
+
+def _check_values(lp, bo, k, first_line, lines) -> None:
+    """Reject a log10 probability above 0 (a probability above 1: perplexities below 1 would
+    follow) or NaN/+inf, and a non-finite backoff. KenLM clamps positive values to 0 with a
+    warning; rnnkit rejects them, since a library that never prints cannot warn, and a model
+    with such a value was not estimated correctly. -inf (log10 of 0) is accepted."""
+    bad = np.flatnonzero(np.isnan(lp) | (lp > 0))
+    what = "log10 probability"
+    if not len(bad) and bo is not None and len(bo):
+        bad = np.flatnonzero(~np.isfinite(bo))
+        what = "log10 backoff"
+    if len(bad):
+        i = int(bad[0])
+        value = lp[i] if what == "log10 probability" else bo[i]
+        rule = ("must be <= 0 (a probability of at most 1)" if what == "log10 probability"
+                else "must be a finite number")
+        raise lines.error(f"{k}-gram {i + 1} of its section: {what} {float(value)} {rule}; "
+                          f"the file was not written by a correct estimator (KenLM would clamp "
+                          f"it to 0 with a warning; rnnkit refuses the file)", first_line + i)
 
 
 class _NotClosed(Exception):
