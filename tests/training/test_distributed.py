@@ -104,9 +104,12 @@ def test_ctrl_c_and_resume_with_the_same_ranks(data, tmp_path):
     time.sleep(0.5)   # rank 1 enters the loop too
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
-    if p.returncode == 0:
+    if p.returncode == 0 or (p.returncode != 130 and "checkpoint written" not in err
+                             and out.exists() and not checkpoint_path(out).exists()):
+        # the run had finished (model written, checkpoint removed): the signal came after it,
+        # during the interpreter's exit, which mpiexec reports as the signal's number
         pytest.skip("training finished before SIGINT")
-    assert p.returncode == 130, err
+    assert p.returncode == 130, err[-3000:]
     assert err.count("checkpoint written") == 1   # rank 0 reports
     tensors, meta = read_checkpoint(checkpoint_path(out))
     assert meta["ranks"] == 2 and len(meta["rng_ranks"]) == 2
