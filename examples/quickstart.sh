@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# rnnkit quick start: the whole job on the sample corpora shipped with rnnkit, in under a minute.
+# rnnkit quick start: the whole job on the sample data shipped with rnnkit, in about two minutes.
 #
 #   prepare -> train a trigram model and a small LSTM -> both perplexities side by side
 #   -> generate sentences from each -> rescore candidate sentences and show the ranking
 #
-# for English and for Korean. Every step is one `rnnkit` command, printed before it runs, so it
+# for English and for Korean; then Korean -> English translation (one feature vector against
+# attention, BLEU, the lecture's example) and captions of synthetic scenes. Every step is one `rnnkit` command, printed before it runs, so it
 # can be copied. Usage: bash examples/quickstart.sh [WORKDIR]   (default: ./rnnkit-demo)
 set -euo pipefail
 
@@ -14,7 +15,7 @@ mkdir -p "$work"
 command -v rnnkit >/dev/null || { echo "rnnkit is not on PATH: pip install . first" >&2; exit 2; }
 
 run() {
-    printf '\n\033[1;36m$ %s\033[0m\n' "$*"
+    printf '\n\033[1;36m$ %s\033[0m\n' "$*" >&2  # stderr: a command's stdout may be redirected
     "$@"
 }
 
@@ -54,6 +55,27 @@ for lang in en ko; do
     # 5. a recogniser's candidate sentences, re-ranked by both models together (the winner: ★)
     run rnnkit rescore "$d/tri.rnnkit" "$d/lstm.rnnkit" "$here/quickstart/$lang.nbest"
 done
+
+# ----- translation: the Korean-English sample (the lecture's 8.5.2) -----
+d="$work/ko-en"
+printf '\n\033[1m===== translation: Korean -> English, one feature vector vs attention =====\033[0m\n'
+# 1. sentence pairs, split 90/5/5; the held-out test pairs as text, to translate and score
+run rnnkit prepare --sample ko-en --parallel --out "$d/data"
+run python3 -c "from rnnkit.text.parallel import ParallelCorpus as P; import sys
+pairs = P.load(sys.argv[1]).text('test')
+open(sys.argv[2], 'w').write(''.join(k + '\n' for k, _ in pairs))
+open(sys.argv[3], 'w').write(''.join(e + '\n' for _, e in pairs))" "$d/data" "$d/test.ko" "$d/test.en"
+# 2. the two designs: the decoder starts from one feature vector, or also attends to every
+#    encoder state
+for att in none general; do
+    run rnnkit train "$d/data" --type seq2seq --attention "$att" --emb 64 --hidden 128 \
+        --layers 1 --batch 32 --epochs 10 --lr 0.003 --out "$d/$att.rnnkit"
+    run rnnkit translate "$d/$att.rnnkit" "$d/test.ko" --beam 5 > "$d/$att.hyp.en"
+    run rnnkit evaluate "$d/$att.hyp.en" "$d/test.en"
+done
+# 3. the lecture's example sentence, and what the attention model sees while translating it
+printf '자세히 보아야 예쁘다\n오래 보아야 사랑스럽다\n' > "$d/lecture.ko"
+run rnnkit translate "$d/general.rnnkit" "$d/lecture.ko" --beam 5
 
 # ----- image captioning on synthetic scenes (needs Pillow: pip install 'rnnkit[images]') -----
 if python3 -c 'import PIL' 2>/dev/null; then
