@@ -45,7 +45,7 @@ from .. import modelfile
 from ..errors import InputError, ModelFileError, RnnkitError
 from ..nn.backend import kernels
 from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
-from ..nn.params import ParamLayout
+from ..nn.params import FlatParameters, ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, SPECIALS, Tokenizer, Vocab
 from .seq2seq import ATTENTIONS, Seq2Seq, make_batch
@@ -182,7 +182,7 @@ class CaptionState:
         return self.h.shape[1]
 
 
-class CaptionModel:
+class CaptionModel(FlatParameters):
     """A caption generator over ONE flat parameter buffer (nn/params.py).
 
     Training: forward_backward(batch, scale, rng). Decoding through the protocol, conditioned on
@@ -233,25 +233,6 @@ class CaptionModel:
         self.output = FullSoftmax(a.vocab_size, a.hidden, K, self.p, self.g, "decoder.output.",
                                   tied=a.tie_weights)
 
-    @property
-    def num_parameters(self) -> int:
-        return self.layout.num_parameters
-
-    @property
-    def grad(self) -> np.ndarray:
-        if self._grad is None:
-            self._grad = np.zeros_like(self.flat)
-            self.g = self.layout.views(self._grad)
-            self._build()
-        return self._grad
-
-    def init_uniform(self, rng: np.random.Generator, scale: float) -> None:
-        self.flat[:] = rng.uniform(-scale, scale, self.flat.shape[0])
-        self.flat[self.layout.padding_mask()] = 0
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: np.array(v) for name, v in self.p.items()}
-
     # --- the image --------------------------------------------------------------------------------
     def check_features(self, features) -> np.ndarray:
         """features as a [B, D] (attention: [B, R, D]) array of the model's dtype; InputError on
@@ -291,10 +272,6 @@ class CaptionModel:
         enc = np.ascontiguousarray(self.normalize(features).transpose(1, 0, 2))
         return enc, Seq2Seq._keys(self, enc), np.ones(enc.shape[1::-1], bool)
 
-    def _mask(self, rng, shape):
-        keep = (rng.random(shape, dtype=np.float32) >= self.arch.dropout).astype(self.dtype)
-        return keep * (1.0 / (1.0 - self.arch.dropout))
-
     # --- training ---------------------------------------------------------------------------------
     def forward_backward(self, batch: CaptionBatch, scale: float,
                          rng: np.random.Generator | None = None) -> float:
@@ -324,7 +301,7 @@ class CaptionModel:
         h0, c0 = self.stack.zero_state(B, self.dtype)
         masks = None
         if drop:  # Zaremba et al. 2014: dropout on the non-recurrent connections only
-            masks = [self._mask(rng, (T1, B, a.emb if k == 0 else a.hidden))
+            masks = [self._dropout_mask(rng, (T1, B, a.emb if k == 0 else a.hidden))
                      for k in range(a.layers)]
         top, _, _ = self.stack.forward(x, h0, c0, masks=masks,
                                        caches=None if grad else [None] * a.layers)
@@ -333,7 +310,7 @@ class CaptionModel:
         if enc is not None:
             out_in, alpha, saved = Seq2Seq._attend(self, np.ascontiguousarray(out_in), enc, keys,
                                                    mask)
-        out_mask = self._mask(rng, out_in.shape) if drop else None
+        out_mask = self._dropout_mask(rng, out_in.shape) if drop else None
         if drop:
             out_in = out_in * out_mask
         valid = batch.valid

@@ -54,7 +54,7 @@ from ..nn.output import (
     check_cutoffs,
     full_softmax_shapes,
 )
-from ..nn.params import ParamLayout
+from ..nn.params import FlatParameters, ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
 from .protocol import LanguageModel
@@ -211,7 +211,7 @@ class RecurrentState:
         return new
 
 
-class RNNLM(LanguageModel):
+class RNNLM(FlatParameters, LanguageModel):
     """A recurrent language model; implements the protocol of models/protocol.py (log10 there).
 
     `backend` is the module of kernels (rnnkit.nn._kernels by default; tests pass
@@ -260,40 +260,10 @@ class RNNLM(LanguageModel):
             self.output = FullSoftmax(a.vocab_size, a.hidden, self.backend, self.p, self.g,
                                       prefix="decoder.", tied=a.tie_weights)
 
-    # --- parameters ----------------------------------------------------------------------------
-    @property
-    def num_parameters(self) -> int:
-        return self.layout.num_parameters
-
-    def init_uniform(self, rng: np.random.Generator, scale: float) -> None:
-        """Every parameter uniform in [-scale, scale] (Zaremba et al. 2014), in one pass."""
-        self.flat[:] = rng.uniform(-scale, scale, self.flat.shape[0])
-        self.flat[self.layout.padding_mask()] = 0
-
-    @property
-    def grad(self) -> np.ndarray:
-        """The flat gradient buffer [P], laid out as the parameters."""
-        if self._grad is None:
-            self._grad = np.zeros_like(self.flat)
-            self.g = self.layout.views(self._grad)
-            self._build()
-        return self._grad
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """PyTorch-named tensors (copies); decoder.weight is included when tied, as PyTorch does."""
-        return {name: np.array(v) for name, v in self.p.items()}
-
     # --- training: forward and backward over one window ----------------------------------------
     def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray | None]:
         """(h [L, B, H], c [L, B, H] or None): the state before any input."""
         return self.stack.zero_state(batch, self.dtype)
-
-    def _dropout_mask(self, rng: np.random.Generator, shape) -> np.ndarray:
-        # inverted dropout: kept units are scaled by 1/(1-p), so inference needs no rescaling
-        p = self.arch.dropout
-        mask = (rng.random(shape, dtype=np.float32) >= p).astype(self.dtype)
-        mask *= 1.0 / (1.0 - p)
-        return mask
 
     def forward_backward(self, x_ids: np.ndarray, y_ids: np.ndarray, h: np.ndarray,
                          c: np.ndarray | None, scale: float,

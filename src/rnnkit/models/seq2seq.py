@@ -47,7 +47,7 @@ from ..decoding.translate import TranslateOptions, translate_lines
 from ..errors import ModelFileError, RnnkitError
 from ..nn.backend import kernels
 from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
-from ..nn.params import ParamLayout
+from ..nn.params import FlatParameters, ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
 from .protocol import LanguageModel
@@ -259,7 +259,7 @@ class Seq2SeqState:
 # ------------------------------------------------------------------------------------------------
 # the model
 # ------------------------------------------------------------------------------------------------
-class Seq2Seq:
+class Seq2Seq(FlatParameters):
     """An encoder-decoder translation model over ONE flat parameter buffer (nn/params.py).
 
     Training: forward_backward(batch, scale, rng). Decoding through the protocol of the language
@@ -318,30 +318,7 @@ class Seq2Seq:
         self.output = FullSoftmax(a.trg_vocab_size, a.hidden, K, p, g, "decoder.output.",
                                   tied=a.tie_target)
 
-    @property
-    def num_parameters(self) -> int:
-        return self.layout.num_parameters
-
-    @property
-    def grad(self) -> np.ndarray:
-        if self._grad is None:
-            self._grad = np.zeros_like(self.flat)
-            self.g = self.layout.views(self._grad)
-            self._build()
-        return self._grad
-
-    def init_uniform(self, rng: np.random.Generator, scale: float) -> None:
-        self.flat[:] = rng.uniform(-scale, scale, self.flat.shape[0])
-        self.flat[self.layout.padding_mask()] = 0
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: np.array(v) for name, v in self.p.items()}
-
     # --- the encoder ---------------------------------------------------------------------------
-    def _mask(self, rng, shape):
-        keep = (rng.random(shape, dtype=np.float32) >= self.arch.dropout).astype(self.dtype)
-        return keep * (1.0 / (1.0 - self.arch.dropout))
-
     def encode(self, src: np.ndarray, src_len: np.ndarray, rng=None, cache: dict | None = None):
         """(enc [S, B, D], final [B, D]) of padded sources src [S, B] with lengths [B]; with
         `cache` (a dict) keeps what backward needs, with rng applies dropout."""
@@ -354,7 +331,7 @@ class Seq2Seq:
         zero = np.zeros((1, B, a.hidden), self.dtype)
         for k, stacks in enumerate(self.enc_stacks):
             if drop:
-                masks.append(self._mask(rng, x.shape))
+                masks.append(self._dropout_mask(rng, x.shape))
                 x = x * masks[-1]
             outs = []
             for stack, suffix in zip(stacks, a.directions):
@@ -471,7 +448,7 @@ class Seq2Seq:
         x = K.embedding_forward(batch.trg_in, p["decoder.embedding.weight"])     # [T, B, E]
         dmasks = None
         if drop:
-            dmasks = [self._mask(rng, (T, B, a.emb if k == 0 else a.hidden))
+            dmasks = [self._dropout_mask(rng, (T, B, a.emb if k == 0 else a.hidden))
                       for k in range(a.dec_layers)]
         top, _, _ = self.dec_stack.forward(x, h, c, masks=dmasks,
                                            caches=None if grad else [None] * a.dec_layers)
@@ -481,7 +458,7 @@ class Seq2Seq:
             out_in, alpha, saved = self._attend(top, enc, keys, mask)
         else:
             out_in = top
-        out_mask = self._mask(rng, out_in.shape) if drop else None
+        out_mask = self._dropout_mask(rng, out_in.shape) if drop else None
         if drop:
             out_in = out_in * out_mask
         valid = batch.valid

@@ -74,3 +74,40 @@ def scoped(views: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     """The views whose names start with `prefix`, with the prefix removed (a sub-module's own
     tensors, e.g. scoped(p, "rnn.")["weight_ih_l0"])."""
     return {name[len(prefix):]: v for name, v in views.items() if name.startswith(prefix)}
+
+
+class FlatParameters:
+    """What every model over one flat buffer offers alike. The model sets `layout`
+    (ParamLayout), `flat` [P], `p` (its views), `dtype`, `arch.dropout`, `_grad = None`,
+    `g = None`, and `_build()`, which (re)creates its layers over `p` and `g`."""
+
+    @property
+    def num_parameters(self) -> int:
+        return self.layout.num_parameters
+
+    def init_uniform(self, rng: np.random.Generator, scale: float) -> None:
+        """Every parameter uniform in [-scale, scale] (Zaremba et al. 2014), in one pass."""
+        self.flat[:] = rng.uniform(-scale, scale, self.flat.shape[0])
+        self.flat[self.layout.padding_mask()] = 0
+
+    @property
+    def grad(self) -> np.ndarray:
+        """The flat gradient buffer [P], laid out as the parameters; allocated on first use,
+        when the layers are rebuilt to write into it."""
+        if self._grad is None:
+            self._grad = np.zeros_like(self.flat)
+            self.g = self.layout.views(self._grad)
+            self._build()
+        return self._grad
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """PyTorch-named tensors (copies); a tied weight is included under both names, as
+        PyTorch does."""
+        return {name: np.array(v) for name, v in self.p.items()}
+
+    def _dropout_mask(self, rng: np.random.Generator, shape) -> np.ndarray:
+        # inverted dropout: kept units are scaled by 1/(1-p), so inference needs no rescaling
+        p = self.arch.dropout
+        mask = (rng.random(shape, dtype=np.float32) >= p).astype(self.dtype)
+        mask *= 1.0 / (1.0 - p)
+        return mask

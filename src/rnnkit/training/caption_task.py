@@ -26,11 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..models.caption import CaptionArchitecture, CaptionBatch, CaptionModel, make_caption_batch
+from ..models.caption import (
+    CaptionArchitecture,
+    CaptionBatch,
+    CaptionModel,
+    make_caption_batch,
+)
 from ..models.seq2seq import ATTENTIONS
 from ..nn.recurrent import CELLS
 from ..text.captions import Features, check_aligned, read_captions, read_features
 from ..text.vocab import SPECIALS, Tokenizer, Vocab
+from .checkpoint import model_out_path
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 VALID_EVERY = 20   # image i (sorted ids) is a validation image when i % 20 == 19
@@ -238,11 +244,7 @@ def train_caption(data, out_path: str | os.PathLike, options: CaptionTrainOption
     features file) and write the best model to out_path; returns the summary."""
     opts = options or CaptionTrainOptions(**kw)
     opts.check()
-    out_path = Path(out_path)
-    if out_path.is_dir():
-        raise InputError(f"{out_path}: is a directory; --out needs a file name")
-    if not out_path.parent.is_dir() and str(out_path.parent):
-        raise InputError(f"{out_path}: directory {out_path.parent} does not exist")
+    out_path = model_out_path(out_path)
     if not isinstance(data, CaptionData):
         if features is None:
             raise InputError("a caption model needs the images' features: --features FILE "

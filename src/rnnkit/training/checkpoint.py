@@ -29,6 +29,16 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_KEY = "rnnkit-checkpoint"
 
 
+def model_out_path(out_path: str | os.PathLike) -> Path:
+    """--out of a training run, checked before any work: a file name in an existing directory."""
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise InputError(f"{out_path}: is a directory; --out needs a file name")
+    if not out_path.parent.is_dir() and str(out_path.parent):
+        raise InputError(f"{out_path}: directory {out_path.parent} does not exist")
+    return out_path
+
+
 def checkpoint_path(out_path: str | os.PathLike) -> Path:
     p = Path(out_path)
     return p.with_name(p.name + ".ckpt")

@@ -26,6 +26,7 @@ from ..models.rnnlm import MODEL_TYPES, OUTPUTS, RNNLM, Architecture
 from ..models.rnnlm import load as load_rnnlm
 from ..text.prepare import Corpus, load_data
 from ..text.vocab import BOS, EOS
+from .checkpoint import model_out_path
 from .distributed import shard_slice
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
@@ -336,11 +337,7 @@ def train(data, out_path: str | os.PathLike, options: TrainOptions | None = None
     opts.check()
     if opts.resume and opts.init_from:
         raise InputError("--resume continues a run; it cannot be combined with --init-from")
-    out_path = Path(out_path)
-    if out_path.is_dir():
-        raise InputError(f"{out_path}: is a directory; --out needs a file name")
-    if not out_path.parent.is_dir() and str(out_path.parent):
-        raise InputError(f"{out_path}: directory {out_path.parent} does not exist")
+    out_path = model_out_path(out_path)
     corpus = data if isinstance(data, Corpus) else load_data(data)
     task = LMTask(corpus)
     return Trainer(task, out_path, opts, events or TrainEvents(), world=world).run()

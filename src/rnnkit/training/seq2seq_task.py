@@ -23,9 +23,16 @@ from ..decoding.beam import greedy_search
 from ..decoding.metrics import corpus_bleu
 from ..errors import InputError
 from ..loader import load
-from ..models.seq2seq import ATTENTIONS, PairBatch, Seq2Seq, Seq2SeqArchitecture, make_batch
+from ..models.seq2seq import (
+    ATTENTIONS,
+    PairBatch,
+    Seq2Seq,
+    Seq2SeqArchitecture,
+    make_batch,
+)
 from ..nn.recurrent import CELLS
 from ..text.parallel import ParallelCorpus
+from .checkpoint import model_out_path
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 EVAL_BATCH = 64  # pairs per batch when measuring perplexity (any value gives the same result)
@@ -238,11 +245,7 @@ def train_seq2seq(data, out_path: str | os.PathLike, options: Seq2SeqTrainOption
     summary. Options as Seq2SeqTrainOptions (or keyword arguments)."""
     opts = options or Seq2SeqTrainOptions(**kw)
     opts.check()
-    out_path = Path(out_path)
-    if out_path.is_dir():
-        raise InputError(f"{out_path}: is a directory; --out needs a file name")
-    if not out_path.parent.is_dir() and str(out_path.parent):
-        raise InputError(f"{out_path}: directory {out_path.parent} does not exist")
+    out_path = model_out_path(out_path)
     if isinstance(data, (str, os.PathLike)):
         data = ParallelCorpus.load(data)
     return Trainer(Seq2SeqTask(data), out_path, opts, events or TrainEvents()).run()
