@@ -36,12 +36,10 @@ Tensors, nested PyTorch-style names (nn.Linear, nn.Embedding, nn.LSTM):
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import modelfile
 from ..errors import InputError, ModelFileError, RnnkitError
 from ..nn.backend import kernels
 from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
@@ -449,14 +447,11 @@ class CaptionModel(FlatParameters):
         })
         return meta
 
-    def save(self, path: str | os.PathLike, **extra_meta) -> None:
-        meta = self.metadata()
-        meta.update(extra_meta)
-        self.meta.update(extra_meta)
-        tensors = {n: np.asarray(v, np.float32) for n, v in self.p.items()}
-        tensors.update({"encoder.normalize.mean": np.asarray(self.feature_mean, np.float32),
-                        "encoder.normalize.std": np.asarray(self.feature_std, np.float32)})
-        modelfile.save(path, tensors, meta)
+    def file_tensors(self) -> dict[str, np.ndarray]:
+        """The parameters, and the feature statistics the model standardises with."""
+        return {**super().file_tensors(),
+                "encoder.normalize.mean": np.asarray(self.feature_mean, np.float32),
+                "encoder.normalize.std": np.asarray(self.feature_std, np.float32)}
 
 
 def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=None

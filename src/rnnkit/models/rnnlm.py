@@ -448,13 +448,6 @@ class RNNLM(FlatParameters, LanguageModel):
         })
         return meta
 
-    def save(self, path: str | os.PathLike, **extra_meta) -> None:
-        """Write the model file (safetensors + JSON metadata), atomically."""
-        meta = self.metadata()
-        meta.update(extra_meta)
-        self.meta.update(extra_meta)
-        tensors = {name: np.asarray(v, np.float32) for name, v in self.p.items()}
-        modelfile.save(path, tensors, meta)
 
 
 # --- loading -------------------------------------------------------------------------------------

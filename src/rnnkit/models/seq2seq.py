@@ -37,12 +37,10 @@ Tensors, nested PyTorch-style names (nn.LSTM's within each `rnn`):
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import modelfile
 from ..decoding.translate import TranslateOptions, translate_lines
 from ..errors import ModelFileError, RnnkitError
 from ..nn.backend import kernels
@@ -683,11 +681,6 @@ class Seq2Seq(FlatParameters):
         })
         return meta
 
-    def save(self, path: str | os.PathLike, **extra_meta) -> None:
-        meta = self.metadata()
-        meta.update(extra_meta)
-        self.meta.update(extra_meta)
-        modelfile.save(path, {n: np.asarray(v, np.float32) for n, v in self.p.items()}, meta)
 
 
 def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=None) -> Seq2Seq:

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .. import modelfile
+
 ALIGN = 16  # tensors start at multiples of 16 floats (64 bytes, one cache line) in the buffer
 
 
@@ -78,8 +80,9 @@ def scoped(views: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
 
 class FlatParameters:
     """What every model over one flat buffer offers alike. The model sets `layout`
-    (ParamLayout), `flat` [P], `p` (its views), `dtype`, `arch.dropout`, `_grad = None`,
-    `g = None`, and `_build()`, which (re)creates its layers over `p` and `g`."""
+    (ParamLayout), `flat` [P], `p` (its views), `dtype`, `arch.dropout`, `meta`, `_grad = None`,
+    `g = None`, `metadata()` (the file's JSON document) and `_build()`, which (re)creates its
+    layers over `p` and `g`."""
 
     @property
     def num_parameters(self) -> int:
@@ -104,6 +107,18 @@ class FlatParameters:
         """PyTorch-named tensors (copies); a tied weight is included under both names, as
         PyTorch does."""
         return {name: np.array(v) for name, v in self.p.items()}
+
+    def file_tensors(self) -> dict[str, np.ndarray]:
+        """The tensors of the model file: the parameters by name, as float32."""
+        return {name: np.asarray(v, np.float32) for name, v in self.p.items()}
+
+    def save(self, path, **extra_meta) -> None:
+        """Write the model file (safetensors + the model's metadata() + extra_meta), atomically;
+        extra_meta is also kept in the model's own meta."""
+        meta = self.metadata()
+        meta.update(extra_meta)
+        self.meta.update(extra_meta)
+        modelfile.save(path, self.file_tensors(), meta)
 
     def _dropout_mask(self, rng: np.random.Generator, shape) -> np.ndarray:
         # inverted dropout: kept units are scaled by 1/(1-p), so inference needs no rescaling
