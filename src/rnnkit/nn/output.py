@@ -85,10 +85,12 @@ class FullSoftmax:
     def target_log_probs(self, h: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Natural-log p(target) [N] of each row of h [N, H], in blocks of LOGIT_BLOCK logits."""
         lp = np.empty(len(h))
-        step = max(1, LOGIT_BLOCK // self.V)
+        step = max(1, min(len(h), LOGIT_BLOCK // self.V))
+        buf = np.empty((step, self.V), np.float32)  # one block buffer, reused: no page faults
         for r in range(0, len(h), step):
-            block = self.log_probs(h[r:r + step])                          # [r, V]
-            lp[r:r + step] = block[np.arange(len(block)), targets[r:r + step]]
+            n = min(step, len(h) - r)
+            block = self.log_probs(np.ascontiguousarray(h[r:r + n]), out=buf[:n])   # [n, V]
+            lp[r:r + n] = block[np.arange(n), targets[r:r + n]]
         return lp
 
 
