@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..nn.backend import kernels
 from ..text.vocab import EOS
 from .state import select_state
 
@@ -29,6 +30,15 @@ class Hypothesis:
     normalized: float                  # score / lp(len + 1): what the beam ranks by
     attention: np.ndarray | None = None  # [len + 1, S] the attention of each step, if the model has it
     complete: bool = True              # False: stopped by the length limit, not by </s>
+
+
+def _top_tokens(lp: np.ndarray, r: int) -> np.ndarray:
+    """[rows, r] the ids of each row's r highest log-probabilities: the compiled one-pass
+    selection for float32 rows (8000 words x 320 rows: ~1 ms against ~9 for np.argpartition),
+    np.argpartition for any other array."""
+    if lp.dtype == np.float32 and lp.flags.c_contiguous:
+        return kernels().topk_rows(lp, r)
+    return np.argpartition(lp, lp.shape[1] - r, axis=1)[:, lp.shape[1] - r:]
 
 
 def length_penalty(n: np.ndarray | int, alpha: float):
@@ -67,7 +77,7 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         # each row is cut to those first (one pass over [A*K, V], no float64 copy of it)
         m = min(2 * K, K * V)
         r = min(m, V)
-        cand = np.argpartition(lp, V - r, axis=1)[:, V - r:] if r < V else np.broadcast_to(
+        cand = _top_tokens(lp, r) if r < V else np.broadcast_to(
             np.arange(V), lp.shape)                                    # [A*K, r] token ids
         total = (scores.reshape(-1, 1) + np.take_along_axis(lp, cand, 1).astype(np.float64)
                  ).reshape(A, K * r)                                   # [A, K*r]
