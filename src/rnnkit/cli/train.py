@@ -88,8 +88,12 @@ def train(
         rich_help_panel=RECURRENT)] = False,
     output: Annotated[Output, choice(
         Output, "--output", help="Output layer of --type lstm/rnn models: full (softmax over "
-        "every word) or adaptive (Grave et al. 2017; needs --cutoffs).",
+        "every word), adaptive (Grave et al. 2017; needs --cutoffs) or classes (Mikolov et al. "
+        "2011, frequency binning; needs --classes).",
         rich_help_panel=RECURRENT)] = Output.full,
+    classes: Annotated[int, typer.Option(
+        help="Class softmax: the number of word classes (about sqrt(V) is usual), each holding "
+        "about 1/N of the training tokens.", rich_help_panel=RECURRENT)] = 0,
     cutoffs: Annotated[Optional[str], typer.Option(
         help="Adaptive softmax: comma-separated word ids where the head ends and each tail "
         "cluster starts (ids are sorted by frequency), e.g. 2000,10000.",
@@ -234,7 +238,7 @@ def _train_lm(corpus, out_path, model_type, opts_common: dict, o: dict, world) -
         optimizer=(opt or Optimizer.sgd).value,
         decay_after=decay_after if decay_after is not None else 4,
         init_from=None if init_from is None else str(init_from), output=o["output"].value,
-        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"])
+        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"], classes=o["classes"])
     return _run(run_train, corpus, out_path, opts, o["as_json"], "language model", world)
 
 
