@@ -35,6 +35,7 @@ Usage:
   python bench/bench_adaptive.py --quick               # a few windows each: checks the script
   python bench/bench_adaptive.py --size small --threads 2   # the affordable run (<= 25 min)
   python bench/bench_adaptive.py --size small --quick  # checks it and estimates its run time
+  python bench/bench_adaptive.py --size small --classes 200   # + the class softmax (Mikolov)
   python bench/bench_adaptive.py --epochs 2            # the comparison (hours on 2 cores)
   python bench/bench_adaptive.py --mpi --quick         # allreduce sizes up to 10^6, tiny training
   python bench/bench_adaptive.py --mpi                 # up to 3.3*10^7 floats, 1 epoch of a subset
@@ -172,12 +173,15 @@ def torch_worker(args) -> None:
 
 
 # --- rnnkit ---------------------------------------------------------------------------------------
-def make_model(corpus, output, seed=0):
+def make_model(corpus, output, seed=0, classes=0):
     from rnnkit.models.rnnlm import RNNLM, Architecture
+    from rnnkit.nn.output import frequency_classes
 
     c = CONFIG
     kw = dict(output="adaptive", cutoffs=tuple(c["cutoffs"]), div_value=c["div_value"]) \
         if output == "adaptive" else {}
+    if output == "classes":   # Mikolov's frequency binning of the training counts
+        kw = dict(output="classes", cutoffs=tuple(frequency_classes(corpus.vocab.counts, classes)))
     arch = Architecture(c["model_type"], len(corpus.vocab), c["emb"], c["hidden"], c["layers"],
                         **kw)
     m = RNNLM(arch, corpus.vocab, corpus.tokenizer)
@@ -291,12 +295,13 @@ def softmax_bench(args) -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         init = Path(tmp) / "init.safetensors"
-        for output in ("full", "adaptive"):
-            model = make_model(corpus, output)
+        for output in ("full", "adaptive") + (("classes",) if args.classes else ()):
+            model = make_model(corpus, output, classes=args.classes)
             if output == "adaptive" and have_torch:
                 from safetensors.numpy import save_file
                 save_file({k: np.ascontiguousarray(v) for k, v in model.p.items()}, str(init))
-            rows[f"rnnkit {output}"] = train_rnnkit(model, corpus, args)
+            name = f"rnnkit classes {args.classes}" if output == "classes" else f"rnnkit {output}"
+            rows[name] = train_rnnkit(model, corpus, args)
         if have_torch:
             cmd = [sys.executable, __file__, "--torch-worker", "--data", str(args.data),
                    "--threads", str(args.threads), "--config", json.dumps(CONFIG), "--init",
@@ -316,6 +321,10 @@ def softmax_bench(args) -> None:
     print(f"adaptive / full speed: {speed:.2f}x (target >= {TARGET_SPEEDUP:g}x); valid "
           f"perplexity adaptive vs full: {100 * dppl:+.1f}% (target within "
           f"{100 * TARGET_PPL:g}% after full epochs)")
+    if args.classes:
+        cl = rows[f"rnnkit classes {args.classes}"]
+        print(f"classes / full speed: {cl['tokens_per_s'] / full['tokens_per_s']:.2f}x; valid "
+              f"perplexity classes vs full: {100 * (cl['valid_ppl'] / full['valid_ppl'] - 1):+.1f}%")
     for name, r in rows.items():
         if name.startswith("PyTorch"):
             print(f"rnnkit adaptive / {name}: {ad['tokens_per_s'] / r['tokens_per_s']:.2f}x "
@@ -440,6 +449,8 @@ def main() -> None:
                     help="windows per epoch (0: all; default: the size's)")
     ap.add_argument("--eval-tokens", type=int, default=None,
                     help="valid/test prefix (0: all; default: the size's)")
+    ap.add_argument("--classes", type=int, default=0,
+                    help="also rnnkit's class softmax with this many classes (e.g. 200)")
     ap.add_argument("--quick", action="store_true", help="a few windows: checks the script")
     ap.add_argument("--mpi", action="store_true", help="the MPI benchmark instead")
     ap.add_argument("--skip-torch", action="store_true")
