@@ -88,8 +88,12 @@ def train(
         rich_help_panel=RECURRENT)] = False,
     output: Annotated[Output, choice(
         Output, "--output", help="Output layer of --type lstm/rnn models: full (softmax over "
-        "every word) or adaptive (Grave et al. 2017; needs --cutoffs).",
+        "every word), adaptive (Grave et al. 2017; needs --cutoffs) or classes (Mikolov et al. "
+        "2011, frequency binning; needs --classes).",
         rich_help_panel=RECURRENT)] = Output.full,
+    classes: Annotated[int, typer.Option(
+        help="Class softmax: the number of word classes (about sqrt(V) is usual), each holding "
+        "about 1/N of the training tokens.", rich_help_panel=RECURRENT)] = 0,
     cutoffs: Annotated[Optional[str], typer.Option(
         help="Adaptive softmax: comma-separated word ids where the head ends and each tail "
         "cluster starts (ids are sorted by frequency), e.g. 2000,10000.",
@@ -161,15 +165,16 @@ def train(
                                           rich_help_panel=OUTPUT)] = False,
     distributed: Annotated[bool, typer.Option(
         "--distributed", help="Data-parallel over the MPI ranks of `mpiexec -n N` (recurrent "
-        "language models; --batch is the total over the ranks; needs rnnkit[mpi]).",
+        "language, translation and caption models; --batch is the total over the ranks; needs "
+        "rnnkit[mpi]).",
         rich_help_panel=OPTIMISATION)] = False,
 ):
     """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
-    if distributed and model_type.value in ("ngram", "seq2seq", "caption"):
-        raise RnnkitError(f"--distributed trains recurrent language models only, not "
-                          f"--type {model_type.value}")
+    if distributed and model_type.value == "ngram":
+        raise RnnkitError("--distributed trains recurrent models (language, translation, "
+                          "caption), not n-gram models (counting needs no gradient steps)")
     inputs = [data, valid, init_from, features]
     # data-parallel: the ranks start first, and rank 0 alone holds the output's lock (the others
     # would find it taken); a rank that fails then ends the whole job (cli.main)
@@ -198,6 +203,7 @@ def _train(data, valid, out_path, model_type, o) -> dict | None:
                   checkpoint_every=o["checkpoint_every"], resume=o["resume"])
     adam = dict(optimizer=(opt or Optimizer.adam).value, batch=batch or 64,
                 decay_after=decay_after if decay_after is not None else 1_000_000)
+    world = o["world"]
     if model_type is ModelType.ngram:
         return _train_ngram(corpus, data, out_path, order=o["order"],
                             smoothing=o["smoothing"].value, add_k=o["add_k"], prune=o["prune"],
@@ -207,24 +213,33 @@ def _train(data, valid, out_path, model_type, o) -> dict | None:
             **common, **adam, attention=o["attention"].value, bidirectional=o["bidirectional"],
             label_smoothing=o["label_smoothing"], early_stopping=o["early_stopping"],
             init_from=None if init_from is None else str(init_from))
-        return _run(train_seq2seq, data, out_path, opts, o["as_json"], "translation model")
-    if model_type.value == "caption":
+        summary = _run(train_seq2seq, data, out_path, opts, o["as_json"], "translation model",
+                       world)
+    elif model_type.value == "caption":
         opts = CaptionTrainOptions(**common, **adam, min_count=o["min_count"],
                                    attention=o["attention"].value)
         features = o["features"]
-        return _run(lambda d, p, op, ev: train_caption(d, p, op, ev, features=features),
-                    data, out_path, opts, o["as_json"], "model")
+        summary = _run(lambda d, p, op, ev, **w: train_caption(d, p, op, ev, features=features,
+                                                               **w),
+                       data, out_path, opts, o["as_json"], "model", world)
+    else:
+        summary = _train_lm(corpus, out_path, model_type, opts_common=common, o=o, world=world)
+    if world is not None and not world.root:
+        return None   # rank 0 reports
+    return summary
+
+
+def _train_lm(corpus, out_path, model_type, opts_common: dict, o: dict, world) -> dict:
+    """A recurrent language model through the generic loop."""
+    common, opt, decay_after = opts_common, o["optimizer"], o["decay_after"]
+    batch, init_from = o["batch"], o["init_from"]
     opts = TrainOptions(
         **common, model_type=model_type.value, bptt=o["bptt"], batch=batch or 20,
         optimizer=(opt or Optimizer.sgd).value,
         decay_after=decay_after if decay_after is not None else 4,
         init_from=None if init_from is None else str(init_from), output=o["output"].value,
-        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"])
-    world = o["world"]
-    summary = _run(run_train, corpus, out_path, opts, o["as_json"], "language model", world)
-    if world is not None and not world.root:
-        return None   # rank 0 reports
-    return summary
+        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"], classes=o["classes"])
+    return _run(run_train, corpus, out_path, opts, o["as_json"], "language model", world)
 
 
 def parse_cutoffs(text: str | None) -> tuple[int, ...]:

@@ -8,6 +8,10 @@ into groups of --batch pairs), so little of a batch is padding; each epoch visit
 order drawn from (--seed, epoch), the same after a resume. The loss of a batch is the
 cross-entropy summed over its target tokens and averaged over its pairs. Nothing is carried from
 batch to batch.
+
+Data-parallel (--distributed, training/distributed.py): each rank trains on its part of every
+bucket, with the loss averaged over the whole bucket; rank 0 measures perplexity and BLEU and
+broadcasts them.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from ..models.seq2seq import (
 from ..nn.recurrent import CELLS
 from ..text.parallel import ParallelCorpus
 from .checkpoint import model_out_path
+from .distributed import ShardedExamples
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 EVAL_BATCH = 64  # pairs per batch when measuring perplexity (any value gives the same result)
@@ -83,7 +88,7 @@ def _pairs(corpus, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
         return []
 
 
-class Seq2SeqTask(Task):
+class Seq2SeqTask(ShardedExamples, Task):
     """A Seq2Seq model trained on a parallel corpus (text/parallel.py: .src and .trg corpora,
     .pairs(split) -> [(source ids, target ids)] without </s>)."""
 
@@ -100,7 +105,9 @@ class Seq2SeqTask(Task):
         order = np.lexsort((lengths[:, 1], lengths[:, 0]))          # by target, then source
         self.buckets = [order[i:i + opts.batch] for i in range(0, len(order), opts.batch)]
         self.num_batches = len(self.buckets)
-        self.epoch_tokens = int(lengths[:, 0].sum() + len(lengths))
+        self.trg_tokens = lengths[:, 0] + 1                          # [pairs] targets and </s>
+        self.epoch_tokens = int(self.trg_tokens.sum())
+        self.check_shard(opts.batch, "pairs")
 
     def fingerprint(self) -> dict:
         c = self.corpus
@@ -165,14 +172,24 @@ class Seq2SeqTask(Task):
         return make_batch([self.train_pairs[i][0] for i in idx],
                           [self.train_pairs[i][1] for i in idx])
 
-    def batches(self, epoch: int, start: int) -> Iterator[tuple[PairBatch, int]]:
+    def batches(self, epoch: int, start: int
+                ) -> Iterator[tuple[tuple[PairBatch | None, int], int]]:
+        """((this rank's pairs of the bucket, or None if it has none; the bucket's size),
+        the bucket's target tokens)."""
         order = np.random.default_rng([self.opts.seed, 2, epoch]).permutation(self.num_batches)
         for i in order[start:]:
-            batch = self._batch(self.buckets[i])
-            yield batch, batch.tokens
+            bucket = self.buckets[i]
+            mine = self.my_examples(bucket)
+            yield ((self._batch(mine) if len(mine) else None, len(bucket)),
+                   int(self.trg_tokens[bucket].sum()))
 
-    def loss_and_grad(self, batch: PairBatch, rng: np.random.Generator) -> float:
-        return self.model.forward_backward(batch, 1.0 / batch.size, rng,
+    def loss_and_grad(self, batch: tuple[PairBatch | None, int], rng: np.random.Generator
+                      ) -> float:
+        pairs, bucket_size = batch
+        if pairs is None:      # a rank with no pair of a short last bucket
+            self.model.grad[...] = 0
+            return 0.0
+        return self.model.forward_backward(pairs, 1.0 / bucket_size, rng,
                                            self.opts.label_smoothing)
 
     def epoch_metrics(self) -> dict:
@@ -180,7 +197,7 @@ class Seq2SeqTask(Task):
         pairs = _pairs(self.corpus, "valid")[:BLEU_PAIRS]
         if not pairs:
             return {}
-        return {"valid_bleu": round(greedy_bleu(self.model, pairs), 2)}
+        return {"valid_bleu": self.on_root(lambda: round(greedy_bleu(self.model, pairs), 2))}
 
     def criterion(self, record: dict) -> float | None:
         if self.opts.early_stopping == "bleu" and "valid_bleu" in record:
@@ -191,7 +208,7 @@ class Seq2SeqTask(Task):
         pairs = _pairs(self.corpus, split)
         if not pairs:
             return None
-        return pair_perplexity(self.model, pairs)
+        return self.on_root(lambda: pair_perplexity(self.model, pairs))
 
     def checkpoint_meta(self) -> dict:
         return {"architecture": self.model.arch.to_dict(), "data": self.fingerprint()}
@@ -239,13 +256,14 @@ class Seq2SeqTrainOptions(LoopOptions, Seq2SeqOptions):
 
 
 def train_seq2seq(data, out_path: str | os.PathLike, options: Seq2SeqTrainOptions | None = None,
-                  events: TrainEvents | None = None, **kw) -> dict:
+                  events: TrainEvents | None = None, world=None, **kw) -> dict:
     """Train a translation model on a parallel corpus (a directory made by `rnnkit prepare
     --parallel`, or a ParallelCorpus) and write the best model to out_path; returns the
-    summary. Options as Seq2SeqTrainOptions (or keyword arguments)."""
+    summary. Options as Seq2SeqTrainOptions (or keyword arguments); world: a distributed.World
+    for data-parallel training over MPI."""
     opts = options or Seq2SeqTrainOptions(**kw)
     opts.check()
     out_path = model_out_path(out_path)
     if isinstance(data, (str, os.PathLike)):
         data = ParallelCorpus.load(data)
-    return Trainer(Seq2SeqTask(data), out_path, opts, events or TrainEvents()).run()
+    return Trainer(Seq2SeqTask(data), out_path, opts, events or TrainEvents(), world=world).run()
