@@ -36,6 +36,7 @@ from ..models.seq2seq import ATTENTIONS
 from ..nn.recurrent import CELLS
 from ..text.captions import Features, check_aligned, read_captions, read_features
 from ..text.vocab import SPECIALS, Tokenizer, Vocab
+from .buckets import epoch_order, length_buckets, sorted_chunks
 from .checkpoint import model_out_path
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
@@ -135,8 +136,7 @@ class CaptionTask(Task):
         self.attention = opts.attention if f.array.ndim == 3 else "none"
         self.rows, self.caps = self.data.examples("train", vocab)
         lengths = np.array([len(c) for c in self.caps], np.int64)
-        order = np.argsort(lengths, kind="stable")
-        self.buckets = [order[i:i + opts.batch] for i in range(0, len(order), opts.batch)]
+        self.buckets = length_buckets(opts.batch, lengths)
         self.num_batches = len(self.buckets)
         self.epoch_tokens = int(lengths.sum() + len(lengths))
 
@@ -187,7 +187,7 @@ class CaptionTask(Task):
                                   [self.caps[i] for i in idx])
 
     def batches(self, epoch: int, start: int) -> Iterator[tuple[CaptionBatch, int]]:
-        order = np.random.default_rng([self.opts.seed, 3, epoch]).permutation(self.num_batches)
+        order = epoch_order(self.opts.seed, 3, epoch, self.num_batches)
         for i in order[start:]:
             batch = self._batch(self.buckets[i])
             yield batch, batch.tokens
@@ -214,10 +214,8 @@ class CaptionTask(Task):
 def caption_perplexity(model: CaptionModel, features: np.ndarray, captions: list[np.ndarray],
                        batch: int = EVAL_BATCH) -> float:
     """exp(cross-entropy per token, </s> included) of captions given their images' features."""
-    order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
     nats, tokens = 0.0, 0
-    for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
+    for idx in sorted_chunks([len(c) for c in captions], batch):
         b = make_caption_batch(features[idx], [captions[i] for i in idx])
         nats += model.forward_loss(b)
         tokens += b.tokens

@@ -32,6 +32,7 @@ from ..models.seq2seq import (
 )
 from ..nn.recurrent import CELLS
 from ..text.parallel import ParallelCorpus
+from .buckets import epoch_order, length_buckets, sorted_chunks
 from .checkpoint import model_out_path
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
@@ -97,8 +98,7 @@ class Seq2SeqTask(Task):
     def _bucket(self, opts: Seq2SeqOptions) -> None:
         self.opts = opts
         lengths = np.array([(len(t), len(s)) for s, t in self.train_pairs], np.int64)
-        order = np.lexsort((lengths[:, 1], lengths[:, 0]))          # by target, then source
-        self.buckets = [order[i:i + opts.batch] for i in range(0, len(order), opts.batch)]
+        self.buckets = length_buckets(opts.batch, lengths[:, 0], lengths[:, 1])  # trg, src
         self.num_batches = len(self.buckets)
         self.epoch_tokens = int(lengths[:, 0].sum() + len(lengths))
 
@@ -166,7 +166,7 @@ class Seq2SeqTask(Task):
                           [self.train_pairs[i][1] for i in idx])
 
     def batches(self, epoch: int, start: int) -> Iterator[tuple[PairBatch, int]]:
-        order = np.random.default_rng([self.opts.seed, 2, epoch]).permutation(self.num_batches)
+        order = epoch_order(self.opts.seed, 2, epoch, self.num_batches)
         for i in order[start:]:
             batch = self._batch(self.buckets[i])
             yield batch, batch.tokens
@@ -214,10 +214,8 @@ def greedy_bleu(model: Seq2Seq, pairs) -> float:
 
 def pair_perplexity(model: Seq2Seq, pairs, batch: int = EVAL_BATCH) -> float:
     """exp(cross-entropy per target token, </s> included) of the targets given their sources."""
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
     nats, tokens = 0.0, 0
-    for a in range(0, len(order), batch):
-        idx = order[a:a + batch]
+    for idx in sorted_chunks([len(t) for _, t in pairs], batch):
         b = make_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
         nats += model.forward_loss(b)
         tokens += b.tokens
