@@ -19,8 +19,9 @@ The decoder starts from zero state: the image reaches it only through its first 
 
 With a spatial grid of features f_1 .. f_R [R, D] (a CNN's last convolutional layer) and
 --attention general | dot | additive: "Show, Attend and Tell" (Xu et al. 2015) in the form of the
-translation model's Luong attention, reused as it is (nn/attention.py): the first input is the projection of the grid's mean, and at every step the
-decoder state h_t attends over the R cells, a_t = softmax_r(score(h_t, f_r)),
+translation model's Luong attention, reused as it is (nn/attention.py): the first input is the
+projection of the grid's mean, and at every step the decoder state h_t attends over the R
+cells, a_t = softmax_r(score(h_t, f_r)),
 c_t = sum_r a_tr f_r, h~_t = tanh(W_c [c_t; h_t] + b_c), and the output layer reads h~_t.
 
 Tensors, nested PyTorch-style names (nn.Linear, nn.Embedding, nn.LSTM):
