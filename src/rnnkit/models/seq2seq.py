@@ -18,6 +18,10 @@ The two designs of the lecture (figures 8-21 and 8-22):
                        and the output layer reads h~_t instead of h_t. The scores: dot
                        h_t . s_s (needs D = H); general h_t . W_k s_s (Luong eq. 8);
                        additive v . tanh(W_q h_t + W_k s_s) (Bahdanau et al. 2015, eq. 6).
+With --input-feeding (Luong et al. 2015, section 3.3) the attentional vector of the previous step
+is part of the decoder's input: x_t = [E z_t; h~_{t-1}] (h~_0 = 0), so the decoder knows what
+it attended to before; its first layer reads E + H inputs, and it runs one step at a time in
+training too (each step's attention before the next step's cell).
 A bidirectional encoder (--bidirectional) reads the source both ways; each direction runs the
 compiled window kernels, the backward one on every sentence reversed within its own length (so
 padding never comes first). Every source sentence ends with </s>; targets are read as x =
@@ -28,7 +32,7 @@ Tensors, nested PyTorch-style names (nn.LSTM's within each `rnn`):
   encoder.rnn.weight_ih_l{k}[_reverse] [G, E] for k = 0, [G, D] above; weight_hh, biases as nn.LSTM
   decoder.embedding.weight            [Vt, E]
   decoder.bridge.weight, .bias        [H, D], [H]
-  decoder.rnn.weight_ih_l{k} ...      [G, E] for k = 0, [G, H] above
+  decoder.rnn.weight_ih_l{k} ...      [G, E] for k = 0 ([G, E + H] input feeding), [G, H] above
   decoder.attention.key_layer.weight  [H, D] general, [A, D] additive
   decoder.attention.query_layer.weight [A, H]  additive
   decoder.attention.energy_layer.weight [1, A] additive
@@ -70,6 +74,7 @@ class Seq2SeqArchitecture:
     attention_size: int = 0     # A of the additive score (0: H)
     tie_target: bool = False    # decoder.output.weight is decoder.embedding.weight (E = H)
     dropout: float = 0.0        # on embeddings, between layers and below the output layer
+    input_feeding: bool = False  # h~_{t-1} joins the decoder's input at step t (attention only)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -92,6 +97,14 @@ class Seq2SeqArchitecture:
                               f"{self.hidden})")
         if not 0.0 <= self.dropout < 1.0:
             raise RnnkitError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.input_feeding and self.attention == "none":
+            raise RnnkitError("--input-feeding feeds the attentional vector back: it needs "
+                              "--attention dot, general or additive")
+
+    @property
+    def dec_input_size(self) -> int:
+        """The decoder's first layer's input: E, or E + H with input feeding."""
+        return self.emb + (self.hidden if self.input_feeding else 0)
 
     @property
     def enc_size(self) -> int:
@@ -115,7 +128,8 @@ class Seq2SeqArchitecture:
                                        suffix, first_layer=k)
         shapes += [("decoder.embedding.weight", (self.trg_vocab_size, E)),
                    ("decoder.bridge.weight", (H, D)), ("decoder.bridge.bias", (H,))]
-        shapes += stack_shapes(self.cell, E, H, self.dec_layers, "decoder.rnn.")
+        shapes += stack_shapes(self.cell, self.dec_input_size, H, self.dec_layers,
+                               "decoder.rnn.")
         shapes += attention_shapes(self.attention, D, H, A)
         shapes += full_softmax_shapes(self.trg_vocab_size, H, "decoder.output.",
                                       tied=self.tie_target)
@@ -206,7 +220,7 @@ class Seq2SeqState(DecoderState):
     `src` [B] says which sentence each stream reads, so branching (select) copies only the
     decoder's state, never the encoded sources."""
 
-    __slots__ = ("enc", "keys", "mask", "src")
+    __slots__ = ("enc", "keys", "mask", "src", "feed")
 
     def select(self, rows) -> "Seq2SeqState":
         rows = np.asarray(rows)
@@ -214,6 +228,7 @@ class Seq2SeqState(DecoderState):
         new.enc, new.keys, new.mask = self.enc, self.keys, self.mask
         new.src = self.src[rows]
         new.alpha = None if self.alpha is None else self.alpha[rows]
+        new.feed = None if self.feed is None else self.feed[rows]
         return new
 
     def groups(self) -> tuple[int, np.ndarray | None]:
@@ -279,8 +294,8 @@ class Seq2Seq(ConditionedDecoder):
         self.enc_stacks = [[RecurrentStack(a.cell, a.emb if k == 0 else D, a.hidden, 1, K, p, g,
                                            "encoder.rnn.", suffix, first_layer=k)
                             for suffix in a.directions] for k in range(a.enc_layers)]
-        self.dec_stack = RecurrentStack(a.cell, a.emb, a.hidden, a.dec_layers, K, p, g,
-                                        "decoder.rnn.")
+        self.dec_stack = RecurrentStack(a.cell, a.dec_input_size, a.hidden, a.dec_layers, K, p,
+                                        g, "decoder.rnn.")
         self.output = FullSoftmax(a.trg_vocab_size, a.hidden, K, p, g, "decoder.output.",
                                   tied=a.tie_target)
         self.attn = None if a.attention == "none" else Attention(a.attention, D, a.hidden, p, g,
@@ -383,16 +398,18 @@ class Seq2Seq(ConditionedDecoder):
         x = K.embedding_forward(batch.trg_in, p["decoder.embedding.weight"])     # [T, B, E]
         dmasks = None
         if drop:
-            dmasks = [self._dropout_mask(rng, (T, B, a.emb if k == 0 else a.hidden))
+            dmasks = [self._dropout_mask(rng, (T, B, a.dec_input_size if k == 0 else a.hidden))
                       for k in range(a.dec_layers)]
-        top, _, _ = self.dec_stack.forward(x, h, c, masks=dmasks,
-                                           caches=None if grad else [None] * a.dec_layers)
-        keys = None
-        if a.attention != "none":
-            keys = self.attn.keys(enc)
-            out_in, alpha, saved = self.attn.forward(top, enc, keys, mask)
+        keys = None if a.attention == "none" else self.attn.keys(enc)
+        if a.input_feeding:  # one step at a time: step t reads h~_{t-1}
+            out_in, steps = self._feed_forward(x, h, c, enc, keys, mask, dmasks)
         else:
-            out_in = top
+            top, _, _ = self.dec_stack.forward(x, h, c, masks=dmasks,
+                                               caches=None if grad else [None] * a.dec_layers)
+            if a.attention != "none":
+                out_in, alpha, saved = self.attn.forward(top, enc, keys, mask)
+            else:
+                out_in = top
         out_mask = self._dropout_mask(rng, out_in.shape) if drop else None
         if drop:
             out_in = out_in * out_mask
@@ -409,11 +426,14 @@ class Seq2Seq(ConditionedDecoder):
             dout[valid] = drows
             if drop:
                 dout *= out_mask
-            if a.attention != "none":
-                dtop, denc = self.attn.backward(dout, top, enc, keys, alpha, saved)
+            if a.input_feeding:
+                dx, dh0, denc = self._feed_backward(dout, enc, keys, steps)
             else:
-                dtop, denc = dout, np.zeros_like(enc)
-            dx, dh0, _ = self.dec_stack.backward(np.ascontiguousarray(dtop), masks=dmasks)
+                if a.attention != "none":
+                    dtop, denc = self.attn.backward(dout, top, enc, keys, alpha, saved)
+                else:
+                    dtop, denc = dout, np.zeros_like(enc)
+                dx, dh0, _ = self.dec_stack.backward(np.ascontiguousarray(dtop), masks=dmasks)
             K.embedding_backward(dx, batch.trg_in, a.trg_vocab_size,
                                  out=g["decoder.embedding.weight"])
             if dtied is not None:
@@ -426,6 +446,52 @@ class Seq2Seq(ConditionedDecoder):
             self._encoder_backward(denc, dfinal, cache)
 
         return loss, backward
+
+    def _feed_forward(self, x, h, c, enc, keys, mask, dmasks=None):
+        """The decoder with input feeding, one step at a time: x [T, B, E] the embedded inputs,
+        h, c [L, B, H] the initial state -> (h~ [T, B, H], what _feed_backward needs)."""
+        T, B, E = x.shape
+        H = self.arch.hidden
+        out = np.empty((T, B, H), self.dtype)                                    # h~_1 .. h~_T
+        feed = np.zeros((B, H), self.dtype)                                      # h~_0
+        steps = []
+        for t in range(T):
+            xt = np.empty((B, E + H), self.dtype)   # [E z_t; h~_t-1], new: the caches keep it
+            xt[:, :E] = x[t]
+            xt[:, E:] = feed
+            m = None if dmasks is None else [mk[t:t + 1] for mk in dmasks]
+            top, h, c, caches = self.dec_stack.step_forward(xt, h, c, masks=m)
+            att, alpha, saved = self.attn.forward(top[None], enc, keys, mask)
+            out[t] = feed = att[0]
+            steps.append((caches, m, top[None], alpha, saved))
+        return out, steps
+
+    def _feed_backward(self, dout, enc, keys, steps):
+        """Back through _feed_forward from d h~ [T, B, H]: (dx [T, B, E], dh0 [L, B, H],
+        d enc [S, B, D]); the decoder's and the attention's weight gradients are accumulated
+        step by step (from zero), the gradient of h~_t reaching it both from the output layer
+        and from the input of step t + 1."""
+        a = self.arch
+        for name, v in self.g.items():
+            if name.startswith(("decoder.rnn.", "decoder.attention.", "decoder.att_vector.")):
+                v[...] = 0
+        T, B, H = dout.shape
+        E = a.emb
+        dx = np.empty((T, B, E), self.dtype)                                     # [T, B, E]
+        denc = np.zeros(enc.shape, self.dtype)                                   # [S, B, D]
+        dfeed = np.zeros((B, H), self.dtype)                # d h~_t from step t + 1's input
+        dh = np.zeros((a.dec_layers, B, H), self.dtype)
+        dc = np.zeros_like(dh) if self.dec_stack.lstm else None
+        for t in reversed(range(T)):
+            caches, m, top, alpha, saved = steps[t]
+            datt = (dout[t] + dfeed)[None]
+            dtop, de = self.attn.backward(datt, top, enc, keys, alpha, saved, accumulate=True)
+            denc += de
+            dxt, dh, dc = self.dec_stack.step_backward(np.ascontiguousarray(dtop[0]), dh, dc,
+                                                       caches, masks=m)
+            dx[t] = dxt[:, :E]
+            dfeed = dxt[:, E:]
+        return dx, dh, denc
 
     # --- scoring ---------------------------------------------------------------------------------
     def pair_log_probs(self, sources: list[np.ndarray], targets: list[np.ndarray],
@@ -462,6 +528,8 @@ class Seq2Seq(ConditionedDecoder):
         mask = length_mask(batch.src_len, S)
         _, h, c = self._init_state(final)
         x = K.embedding_forward(batch.trg_in, self.p["decoder.embedding.weight"])
+        if a.input_feeding:
+            return self._feed_forward(x, h, c, enc, self.attn.keys(enc), mask)[0]
         top, _, _ = self.dec_stack.forward(x, h, c, caches=[None] * a.dec_layers)
         if a.attention == "none":
             return top
@@ -489,11 +557,31 @@ class Seq2Seq(ConditionedDecoder):
         st.keys = None if self.attn is None else self.attn.keys(enc)
         st.mask = length_mask(pb.src_len, pb.src.shape[0])
         st.src = np.arange(pb.size)
+        st.feed = np.zeros((pb.size, self.arch.hidden), self.dtype) if self.arch.input_feeding \
+            else None
         return self._step(st)
+
+    def _step(self, state: Seq2SeqState) -> Seq2SeqState:
+        if state.feed is None:
+            return super()._step(state)
+        # input feeding: the cell reads [E z; h~ of the last step], then attends at once (the
+        # next step needs this step's h~)
+        E = self.arch.emb
+        state.x[:, :E] = self.p["decoder.embedding.weight"][state.ids]
+        state.x[:, E:] = state.feed
+        self.dec_stack.step(state.x, state.h, state.c, state.work)
+        src = state.src
+        att, alpha, _ = self.attn.forward(state.h[-1][None], state.enc[:, src],
+                                          state.keys[:, src], state.mask[src])
+        state.feed = np.ascontiguousarray(att[0])                                # [B, H]
+        state.alpha = alpha[:, 0]                                                # [B, S]
+        return state
 
     def log_probs(self, state: Seq2SeqState) -> np.ndarray:
         """log10 P(next target token) [B, Vt]; state.alpha [B, S] holds the attention used."""
         top = state.h[-1]                                                        # [B, H]
+        if state.feed is not None:       # input feeding: the step has attended already
+            return self.output_log_probs(state, state.feed)
         if self.arch.attention != "none":
             K, sent = state.groups()
             if K > 1 or (K == 1 and len(sent) == state.enc.shape[1]):

@@ -50,6 +50,7 @@ class Seq2SeqOptions:
     layers: int = 1
     attention: str = "general"
     bidirectional: bool = False
+    input_feeding: bool = False  # h~_{t-1} joins the decoder's input (Luong et al. 2015, 3.3)
     dropout: float = 0.0
     tie_weights: bool = False  # the decoder's output layer reuses its input embedding
     batch: int = 32
@@ -64,6 +65,9 @@ class Seq2SeqOptions:
         if self.attention not in ATTENTIONS:
             raise InputError(f"unknown --attention {self.attention!r}: use one of "
                              f"{', '.join(ATTENTIONS)}")
+        if self.input_feeding and self.attention == "none":
+            raise InputError("--input-feeding feeds the attentional vector back: it needs "
+                             "--attention dot, general or additive")
         for name in ("emb", "hidden", "layers", "batch"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name} must be at least 1, got {getattr(self, name)}")
@@ -113,7 +117,7 @@ class Seq2SeqTask(Task):
         arch = Seq2SeqArchitecture(len(c.src.vocab), len(c.trg.vocab), opts.emb, opts.hidden,
                                    opts.layers, opts.layers, opts.cell, opts.bidirectional,
                                    opts.attention, tie_target=opts.tie_weights,
-                                   dropout=opts.dropout)
+                                   dropout=opts.dropout, input_feeding=opts.input_feeding)
         self.model = Seq2Seq(arch, c.src.vocab, c.trg.vocab, c.src.tokenizer, c.trg.tokenizer)
         self.model.init_uniform(rng, opts.init_scale)
         if opts.init_from:
@@ -159,6 +163,7 @@ class Seq2SeqTask(Task):
         return {"model_type": "seq2seq", "parameters": self.model.num_parameters,
                 "vocab_size": a.trg_vocab_size, "src_vocab_size": a.src_vocab_size,
                 "attention": a.attention, "bidirectional": a.bidirectional,
+                "input_feeding": a.input_feeding,
                 "train_pairs": len(self.train_pairs)}
 
     def _batch(self, idx) -> PairBatch:
