@@ -22,10 +22,11 @@ V target vocabulary.
 
 Only the `lstm` cell, untied output and no dropout are mirrored: what the benchmarks use.
 
-Decoding: `greedy` (argmax until </s>, as rnnkit's beam of 1) and `beam_search`, a standard
-batched beam search (Joey NMT's shape: B*K rows, top-K of the K*V continuations per sentence,
-finished rows carried with </s> at no cost, a sentence leaves the batch once its best beam has
-ended; ranked at the end by score / ((5 + n) / 6) ** alpha, Wu et al. 2016 eq. 14).
+Decoding: `greedy` (argmax until </s>, as rnnkit's beam of 1; with input feeding too) and
+`beam_search` (without input feeding), a standard batched beam search (Joey NMT's shape: B*K
+rows, top-K of the K*V continuations per sentence, finished rows carried with </s> at no cost,
+a sentence leaves the batch once its best beam has ended; ranked at the end by
+score / ((5 + n) / 6) ** alpha, Wu et al. 2016 eq. 14).
 
 Not a dependency of rnnkit: imported by bench/bench_seq2seq.py and the optional test
 tests/models/test_seq2seq_torch.py.
@@ -162,8 +163,6 @@ class TorchSeq2Seq(nn.Module):
 
     # --- decoding --------------------------------------------------------------------------------
     def _start(self, src, src_len):
-        if self.decoder.input_feeding:
-            raise ValueError("the anchor's decoding mirrors models without input feeding")
         enc, final = self.encoder(src, src_len)
         mask = torch.arange(src.shape[0])[None, :] < src_len[:, None]
         keys = None if self.decoder.kind == "none" else self.decoder.attention.keys(enc)
@@ -184,8 +183,15 @@ class TorchSeq2Seq(nn.Module):
         ids = torch.full((B,), BOS, dtype=torch.long)
         out = [[] for _ in range(B)]
         alive = np.ones(B, bool)
+        att = torch.zeros_like(h[0]) if self.decoder.input_feeding else None     # h~_0
         for _ in range(max_len):
-            lp, h, c = self._step(ids, enc, keys, mask, h, c)
+            if att is None:
+                lp, h, c = self._step(ids, enc, keys, mask, h, c)
+            else:
+                feed, h, c = self.decoder.feed(self.decoder.embedding(ids)[None], enc, keys,
+                                               mask, h, c, att)
+                att = feed[0]
+                lp = F.log_softmax(self.decoder.output(att), dim=-1)
             ids = lp.argmax(-1)
             for b, w in enumerate(ids.tolist()):
                 if alive[b]:
@@ -202,6 +208,8 @@ class TorchSeq2Seq(nn.Module):
                     alpha: float = 1.0) -> list[list[int]]:
         """The best hypothesis per sentence of a standard batched beam search."""
         K = beam
+        if self.decoder.input_feeding:
+            raise ValueError("the anchor's beam search mirrors models without input feeding")
         enc, keys, mask, h, c = self._start(src, src_len)
         B = src.shape[1]
         rep = torch.arange(B).repeat_interleave(K)                          # [B*K]

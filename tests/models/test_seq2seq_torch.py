@@ -89,6 +89,17 @@ def test_input_feeding_loss_and_every_gradient_equal_pytorch(attention, bi):
                                    err_msg=name)
 
 
+@pytest.mark.parametrize("attention,bi", [("dot", False), ("general", True), ("additive", True)])
+def test_input_feeding_greedy_decoding_gives_the_same_tokens(attention, bi):
+    m, t = make(attention, bi, layers=2, seed=4, scale=0.6, feed=True)
+    srcs = [s for s, _ in pairs(2, 9)]
+    ours = [h.tokens for h in greedy_search(m, srcs, max_len=12)]
+    b = make_batch(srcs, None)
+    theirs = t.greedy(torch.from_numpy(b.src), torch.from_numpy(b.src_len), max_len=12)
+    assert ours == theirs
+    assert any(len(x) > 2 for x in ours)
+
+
 @pytest.mark.parametrize("attention,bi", [("none", True), ("general", True), ("additive", False),
                                           ("dot", False)])
 def test_greedy_decoding_gives_the_same_tokens(attention, bi):
