@@ -113,6 +113,10 @@ def train(
     bidirectional: Annotated[bool, typer.Option(
         "--bidirectional", help="Read the source both ways (the encoder's states are [forward; "
         "backward]).", rich_help_panel=SEQ2SEQ)] = False,
+    input_feeding: Annotated[bool, typer.Option(
+        "--input-feeding", help="Feed each step's attentional vector into the next step's "
+        "decoder input (Luong et al. 2015; slower: the decoder then trains one step at a "
+        "time).", rich_help_panel=SEQ2SEQ)] = False,
     label_smoothing: Annotated[float, typer.Option(
         help="Label smoothing eps of the training loss (the reported loss and perplexity stay "
         "the plain cross-entropy).", rich_help_panel=SEQ2SEQ)] = 0.0,
@@ -211,6 +215,7 @@ def _train(data, valid, out_path, model_type, o) -> dict | None:
     if model_type.value == "seq2seq":
         opts = Seq2SeqTrainOptions(
             **common, **adam, attention=o["attention"].value, bidirectional=o["bidirectional"],
+            input_feeding=o["input_feeding"],
             label_smoothing=o["label_smoothing"], early_stopping=o["early_stopping"],
             init_from=None if init_from is None else str(init_from))
         summary = _run(train_seq2seq, data, out_path, opts, o["as_json"], "translation model",

@@ -40,6 +40,7 @@ from ..models.seq2seq import ATTENTIONS
 from ..nn.recurrent import CELLS
 from ..text.captions import Features, check_aligned, read_captions, read_features
 from ..text.vocab import SPECIALS, Tokenizer, Vocab
+from .buckets import epoch_order, length_buckets, sorted_chunks
 from .checkpoint import model_out_path
 from .distributed import ShardedExamples
 from .loop import LoopOptions, Task, Trainer, TrainEvents
@@ -140,8 +141,7 @@ class CaptionTask(ShardedExamples, Task):
         self.attention = opts.attention if f.array.ndim == 3 else "none"
         self.rows, self.caps = self.data.examples("train", vocab)
         lengths = np.array([len(c) for c in self.caps], np.int64)
-        order = np.argsort(lengths, kind="stable")
-        self.buckets = [order[i:i + opts.batch] for i in range(0, len(order), opts.batch)]
+        self.buckets = length_buckets(opts.batch, lengths)
         self.num_batches = len(self.buckets)
         self.cap_tokens = lengths + 1                                # [captions] words and </s>
         self.epoch_tokens = int(self.cap_tokens.sum())
@@ -197,7 +197,7 @@ class CaptionTask(ShardedExamples, Task):
                 ) -> Iterator[tuple[tuple[CaptionBatch | None, int], int]]:
         """((this rank's captions of the bucket, or None if it has none; the bucket's size),
         the bucket's tokens)."""
-        order = np.random.default_rng([self.opts.seed, 3, epoch]).permutation(self.num_batches)
+        order = epoch_order(self.opts.seed, 3, epoch, self.num_batches)
         for i in order[start:]:
             bucket = self.buckets[i]
             mine = self.my_examples(bucket)
@@ -232,10 +232,8 @@ class CaptionTask(ShardedExamples, Task):
 def caption_perplexity(model: CaptionModel, features: np.ndarray, captions: list[np.ndarray],
                        batch: int = EVAL_BATCH) -> float:
     """exp(cross-entropy per token, </s> included) of captions given their images' features."""
-    order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
     nats, tokens = 0.0, 0
-    for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
+    for idx in sorted_chunks([len(c) for c in captions], batch):
         b = make_caption_batch(features[idx], [captions[i] for i in idx])
         nats += model.forward_loss(b)
         tokens += b.tokens

@@ -36,6 +36,7 @@ from ..models.seq2seq import (
 )
 from ..nn.recurrent import CELLS
 from ..text.parallel import ParallelCorpus
+from .buckets import epoch_order, length_buckets, sorted_chunks
 from .checkpoint import model_out_path
 from .distributed import ShardedExamples
 from .loop import LoopOptions, Task, Trainer, TrainEvents
@@ -54,6 +55,7 @@ class Seq2SeqOptions:
     layers: int = 1
     attention: str = "general"
     bidirectional: bool = False
+    input_feeding: bool = False  # h~_{t-1} joins the decoder's input (Luong et al. 2015, 3.3)
     dropout: float = 0.0
     tie_weights: bool = False  # the decoder's output layer reuses its input embedding
     batch: int = 32
@@ -68,6 +70,9 @@ class Seq2SeqOptions:
         if self.attention not in ATTENTIONS:
             raise InputError(f"unknown --attention {self.attention!r}: use one of "
                              f"{', '.join(ATTENTIONS)}")
+        if self.input_feeding and self.attention == "none":
+            raise InputError("--input-feeding feeds the attentional vector back: it needs "
+                             "--attention dot, general or additive")
         for name in ("emb", "hidden", "layers", "batch"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name} must be at least 1, got {getattr(self, name)}")
@@ -102,8 +107,7 @@ class Seq2SeqTask(ShardedExamples, Task):
     def _bucket(self, opts: Seq2SeqOptions) -> None:
         self.opts = opts
         lengths = np.array([(len(t), len(s)) for s, t in self.train_pairs], np.int64)
-        order = np.lexsort((lengths[:, 1], lengths[:, 0]))          # by target, then source
-        self.buckets = [order[i:i + opts.batch] for i in range(0, len(order), opts.batch)]
+        self.buckets = length_buckets(opts.batch, lengths[:, 0], lengths[:, 1])  # trg, src
         self.num_batches = len(self.buckets)
         self.trg_tokens = lengths[:, 0] + 1                          # [pairs] targets and </s>
         self.epoch_tokens = int(self.trg_tokens.sum())
@@ -120,7 +124,7 @@ class Seq2SeqTask(ShardedExamples, Task):
         arch = Seq2SeqArchitecture(len(c.src.vocab), len(c.trg.vocab), opts.emb, opts.hidden,
                                    opts.layers, opts.layers, opts.cell, opts.bidirectional,
                                    opts.attention, tie_target=opts.tie_weights,
-                                   dropout=opts.dropout)
+                                   dropout=opts.dropout, input_feeding=opts.input_feeding)
         self.model = Seq2Seq(arch, c.src.vocab, c.trg.vocab, c.src.tokenizer, c.trg.tokenizer)
         self.model.init_uniform(rng, opts.init_scale)
         if opts.init_from:
@@ -166,6 +170,7 @@ class Seq2SeqTask(ShardedExamples, Task):
         return {"model_type": "seq2seq", "parameters": self.model.num_parameters,
                 "vocab_size": a.trg_vocab_size, "src_vocab_size": a.src_vocab_size,
                 "attention": a.attention, "bidirectional": a.bidirectional,
+                "input_feeding": a.input_feeding,
                 "train_pairs": len(self.train_pairs)}
 
     def _batch(self, idx) -> PairBatch:
@@ -176,7 +181,7 @@ class Seq2SeqTask(ShardedExamples, Task):
                 ) -> Iterator[tuple[tuple[PairBatch | None, int], int]]:
         """((this rank's pairs of the bucket, or None if it has none; the bucket's size),
         the bucket's target tokens)."""
-        order = np.random.default_rng([self.opts.seed, 2, epoch]).permutation(self.num_batches)
+        order = epoch_order(self.opts.seed, 2, epoch, self.num_batches)
         for i in order[start:]:
             bucket = self.buckets[i]
             mine = self.my_examples(bucket)
@@ -231,10 +236,8 @@ def greedy_bleu(model: Seq2Seq, pairs) -> float:
 
 def pair_perplexity(model: Seq2Seq, pairs, batch: int = EVAL_BATCH) -> float:
     """exp(cross-entropy per target token, </s> included) of the targets given their sources."""
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
     nats, tokens = 0.0, 0
-    for a in range(0, len(order), batch):
-        idx = order[a:a + batch]
+    for idx in sorted_chunks([len(t) for _, t in pairs], batch):
         b = make_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
         nats += model.forward_loss(b)
         tokens += b.tokens
