@@ -435,6 +435,12 @@ class CaptionModel(FlatParameters):
                 for hs in hyps]
 
     # --- files ------------------------------------------------------------------------------------
+    @property
+    def extractor(self) -> dict | None:
+        """The record of the extractor of the training features (text/images.py), None in
+        models older than it."""
+        return self.meta.get("extractor")
+
     def metadata(self) -> dict:
         meta = dict(self.meta)
         meta.update({
