@@ -16,7 +16,7 @@ from ..loader import load
 from ..models.caption import CaptionModel
 from ..text.captions import read_captions, read_features, write_features
 from ..text.images import check_extractor, extract_features, extract_for_model, list_images
-from ._common import err, out, print_json
+from ._common import LengthPenaltyOption, err, out, print_json
 
 app = typer.Typer()
 
@@ -116,7 +116,7 @@ def caption(
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search.")] = 1,
     n_best: Annotated[int, typer.Option("--n-best", help="Captions per image, best first "
                                         "(id<TAB>caption<TAB>log10 p).")] = 1,
-    alpha: Annotated[float, typer.Option(help="Length penalty of the beam (0: raw log p).")] = 0.0,
+    alpha: LengthPenaltyOption = 0.6,
     max_len: Annotated[int, typer.Option(help="At most this many words per caption.")] = 30,
     onnx: Annotated[Optional[Path], typer.Option(
         help="For images: the ONNX CNN the model's training features came from (its size, mean, "

@@ -425,7 +425,7 @@ class CaptionModel(FlatParameters):
         return state.lp
 
     def caption(self, features, beam: int = 1, n_best: int = 1, max_len: int = 30,
-                alpha: float = 0.0):
+                alpha: float = 0.6):
         """Captions of images (features [B, D] or [D]): a list of n_best lists of
         (text, log10 p), best first, by beam search (beam 1: greedy)."""
         from ..decoding.beam import beam_search
