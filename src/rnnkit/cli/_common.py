@@ -161,6 +161,12 @@ def choice(enum: type[Enum], flag: str, **option):
 # options shared by several commands
 # ------------------------------------------------------------------------------------------------
 JsonSummary = Annotated[bool, typer.Option("--json", help="Print a JSON summary.")]
+# the beam's length penalty, shared by translate and caption (decoding/beam.py); each command
+# sets its own default
+LengthPenaltyOption = Annotated[float, typer.Option(
+    "--length-penalty", "--alpha", metavar="ALPHA",
+    help="Length penalty of the beam: finished hypotheses rank by log p / ((5 + n) / 6) ** ALPHA "
+    "(Wu et al. 2016; n counts </s>; 0: raw log p, which favours short outputs).")]
 MmapOption = Annotated[bool, typer.Option(
     "--mmap", help="Map rnnkit n-gram model files instead of reading them: near-instant "
     "loading of a large model, pages shared between processes; the file's arrays are checked "

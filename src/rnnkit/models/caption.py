@@ -378,7 +378,7 @@ class CaptionModel(ConditionedDecoder):
         return self.output_log_probs(state, top)
 
     def caption(self, features, beam: int = 1, n_best: int = 1, max_len: int = 30,
-                alpha: float = 0.0):
+                alpha: float = 0.6):
         """Captions of images (features [B, D] or [D]): a list of n_best lists of
         (text, log10 p), best first, by beam search (beam 1: greedy)."""
         from ..decoding.beam import beam_search
@@ -388,6 +388,12 @@ class CaptionModel(ConditionedDecoder):
                 for hs in hyps]
 
     # --- files ------------------------------------------------------------------------------------
+    @property
+    def extractor(self) -> dict | None:
+        """The record of the extractor of the training features (text/images.py), None in
+        models older than it."""
+        return self.meta.get("extractor")
+
     def metadata(self) -> dict:
         meta = dict(self.meta)
         meta.update({

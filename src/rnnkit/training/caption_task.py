@@ -226,7 +226,9 @@ class CaptionTask(ShardedExamples, Task):
     def save_model(self, path: Path, training: dict) -> None:
         data = {**self.fingerprint(), "captions": self.data.source,
                 "features": self.data.features.source}
-        self.model.save(path, training={**training, "data": data})
+        extra = {} if self.data.features.extractor is None else \
+            {"extractor": self.data.features.extractor}   # caption re-extracts images with it
+        self.model.save(path, training={**training, "data": data}, **extra)
 
 
 def caption_perplexity(model: CaptionModel, features: np.ndarray, captions: list[np.ndarray],
