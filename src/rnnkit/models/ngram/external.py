@@ -91,6 +91,7 @@ class _Spill:
         self.in_use = 0
         self.peak = 0
         self.stage = ""
+        self.runs = []  # sorted runs merged per order (2..N) of the count stage
         self._n = 0
 
     def array(self, name: str, dtype) -> "_Array":
@@ -394,6 +395,7 @@ def _count(ids, order: int, V: int, quirk: bool, spill: _Spill, budget: _Budget)
             inv_arr.append(inv)
             invs.append(inv_arr.done())
             spill.report(n_ids * (k - 1) + a + len(block), n_ids * (order + 1))
+        spill.runs.append(len(runs))
         maps = [spill.array(f"map{k}-{c}", np.int64) for c in range(len(runs))]
         _merge_runs(runs, budget.rows, V, table, maps)
         for run in runs:
@@ -781,19 +783,14 @@ def _write_model(path, cols, order: int, meta: dict, spill: _Spill, budget: _Bud
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
     done = 0
-    try:
-        with atomic_write(path, "wb") as f:
-            f.write(struct.pack("<Q", len(head)) + head)
-            for _, dtype, col in tensors:
-                for blk in _col_blocks(col, budget.rows):
-                    _write(f, np.ascontiguousarray(blk, np.dtype(dtype).newbyteorder("<")))
-                    done += blk.nbytes
-                    spill.report(done, at)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise SpillFullError(f"{path}: no space left on the disk to write the model "
-                                 f"({at:,} bytes); no model was written") from None
-        raise
+    # atomic_write removes its temporary file on any error; a full disk is its OutputError
+    with atomic_write(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)) + head)
+        for _, dtype, col in tensors:
+            for blk in _col_blocks(col, budget.rows):
+                _write(f, np.ascontiguousarray(blk, np.dtype(dtype).newbyteorder("<")))
+                done += blk.nbytes
+                spill.report(done, at)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -874,7 +871,7 @@ def train_to_file(data, out_path, order: int = 3, smoothing: str = "mkn", *, mem
         timings["write"] = time.perf_counter() - t0
     finally:
         spill.remove()
-    return {**stats, "memory": memory, "temp_peak_bytes": spill.peak,
+    return {**stats, "memory": memory, "temp_peak_bytes": spill.peak, "count_runs": spill.runs,
             "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
             "seconds": round(time.perf_counter() - t_all, 3), "peak_rss_bytes": peak_rss()}
 

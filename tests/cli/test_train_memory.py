@@ -1,0 +1,81 @@
+"""`rnnkit train --type ngram --memory SIZE [--temp-dir DIR]` and the size parser."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from markov import markov_corpus
+
+from rnnkit import load
+from rnnkit.cli import main
+from rnnkit.cli._common import format_size, parse_size
+from rnnkit.errors import RnnkitError
+
+
+@pytest.mark.parametrize("text, value", [("500M", 500 << 20), ("2G", 2 << 30), ("1.5G", 3 << 29),
+                                         ("800k", 800 << 10), ("64MB", 64 << 20),
+                                         ("2GiB", 2 << 30), ("4096", 4096), (" 1T ", 1 << 40)])
+def test_sizes_parse_in_binary_units(text, value):
+    assert parse_size("--memory", text) == value
+
+
+@pytest.mark.parametrize("text", ["", "G", "2X", "-1G", "0", "nan", "inf", "1.5.2G", "2 G B"])
+def test_bad_sizes_are_one_clear_error(text):
+    with pytest.raises(RnnkitError, match=r"--memory .*expected a positive size such as 500M"):
+        parse_size("--memory", text)
+
+
+def test_format_size():
+    assert [format_size(n) for n in (512, 1536, 200 << 20, 3 << 30)] == \
+        ["512 B", "1.5 KB", "200.0 MB", "3.0 GB"]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mem") / "corp"
+    markov_corpus(sentences=1500).write(d)
+    return d
+
+
+def run(capsys, args):
+    code = main(args)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_train_with_memory_writes_the_in_memory_model(corpus_dir, tmp_path, capsys):
+    base = ["train", str(corpus_dir), "--type", "ngram", "--order", "4", "--discount-fallback",
+            "--json", "--out"]
+    code, out, err = run(capsys, base + [str(tmp_path / "a.rnnkit")])
+    assert code == 0, err
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    code, out2, err = run(capsys, base + [str(tmp_path / "b.rnnkit"), "--memory", "1.5M",
+                                          "--temp-dir", str(temp)])
+    assert code == 0, err
+    s1, s2 = json.loads(out), json.loads(out2)
+    assert s1["ngrams"] == s2["ngrams"] and s1["discounts"] == s2["discounts"]
+    assert set(s2["stage_seconds"]) >= {"count", "adjust", "interpolate", "write"}
+    assert s2["memory"] == 3 << 19 and s2["temp_peak_bytes"] > 0 and min(s2["count_runs"]) > 1
+    assert s1["peak_rss_bytes"] > 10 << 20 and s2["peak_rss_bytes"] > 10 << 20
+    assert list(temp.iterdir()) == []
+    a, b = load(tmp_path / "a.rnnkit"), load(tmp_path / "b.rnnkit")
+    for name in ("word", "ctx", "suffix", "logp", "backoff"):
+        for k in range(1, 4):
+            assert np.array_equal(getattr(a.tables, name)[k], getattr(b.tables, name)[k])
+    assert a.perplexity(["w5 w7 w9", "w3"]) == b.perplexity(["w5 w7 w9", "w3"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--memory", "2X"], "error: --memory '2X': expected a positive size"),
+    (["--temp-dir", "."], "error: --temp-dir goes with --memory"),
+    (["--memory", "1G", "--type", "lstm"], "error: --memory and --temp-dir go with --type ngram"),
+    (["--memory", "1G", "--temp-dir", "no/such/dir"], "error: --temp-dir no/such/dir: no such"),
+])
+def test_bad_memory_options_exit_2(corpus_dir, tmp_path, capsys, extra, message):
+    args = ["train", str(corpus_dir), "--out", str(tmp_path / "m.rnnkit"), "--type", "ngram",
+            "--discount-fallback"]
+    code, _, err = run(capsys, [a for a in args if not (a == "ngram" and "lstm" in extra)] + extra)
+    assert code == 2 and err.startswith(message), err
+    assert not (tmp_path / "m.rnnkit").exists()
