@@ -51,7 +51,7 @@ OUTPUT = "Checkpoints/Output"
 
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
-             "rnnkit train big/ --type ngram --order 5 --memory 2G --temp-dir /scratch --out big.rnnkit\n\n"
+             "rnnkit train big/ --type ngram --order 5 --memory 2G --out big.rnnkit\n\n"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
              "rnnkit train wikitext-2/ --type lstm --output adaptive --cutoffs 2000,10000 --out wt2.rnnkit\n\n"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit\n\n"

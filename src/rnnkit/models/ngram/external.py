@@ -385,7 +385,8 @@ def _count(ids, order: int, V: int, quirk: bool, spill: _Spill, budget: _Budget)
             del key
             suf = np.empty(len(uniq), np.int32)
             suf[inv] = gp[pos]
-            run = (spill.array(f"run{k}-{c}-key", np.int64), spill.array(f"run{k}-{c}-cnt", np.int64),
+            run = (spill.array(f"run{k}-{c}-key", np.int64),
+                   spill.array(f"run{k}-{c}-cnt", np.int64),
                    spill.array(f"run{k}-{c}-suf", np.int32))
             for arr, v in zip(run, (uniq, cnt, suf)):
                 arr.append(v)
@@ -527,7 +528,10 @@ def _adjust(tables, raw1, order: int, smoothing: str, quirk_rows, quirk: bool, s
             n_k = len(raw1) if k == 1 else tables[k].n
             cont = _bincount(tables[k + 1].suffix, n_k, budget, spill.array(f"cont{k}", np.int64))
         if k == 1:
-            a = np.where(np.arange(len(raw1)) == BOS, raw1, cont.read()) if cont is not None else raw1.copy()
+            if cont is not None:
+                a = np.where(np.arange(len(raw1)) == BOS, raw1, cont.read())
+            else:
+                a = raw1.copy()
             a[BOS] = 0
             adjusted.append(a)
             coc[0] = np.bincount(np.minimum(a, 5), minlength=6)[:5]
