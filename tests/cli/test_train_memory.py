@@ -11,6 +11,7 @@ from rnnkit import load
 from rnnkit.cli import main
 from rnnkit.cli._common import format_size, parse_size
 from rnnkit.errors import RnnkitError
+from rnnkit.models.ngram import external
 
 
 @pytest.mark.parametrize("text, value", [("500M", 500 << 20), ("2G", 2 << 30), ("1.5G", 3 << 29),
@@ -58,6 +59,7 @@ def test_train_with_memory_writes_the_in_memory_model(corpus_dir, tmp_path, caps
     assert s1["ngrams"] == s2["ngrams"] and s1["discounts"] == s2["discounts"]
     assert set(s2["stage_seconds"]) >= {"count", "adjust", "interpolate", "write"}
     assert s2["memory"] == 3 << 19 and s2["temp_peak_bytes"] > 0 and min(s2["count_runs"]) > 1
+    assert s1["estimator"] == "in memory" and s2["estimator"] == "external"
     assert s1["peak_rss_bytes"] > 10 << 20 and s2["peak_rss_bytes"] > 10 << 20
     assert list(temp.iterdir()) == []
     a, b = load(tmp_path / "a.rnnkit"), load(tmp_path / "b.rnnkit")
@@ -69,7 +71,6 @@ def test_train_with_memory_writes_the_in_memory_model(corpus_dir, tmp_path, caps
 
 @pytest.mark.parametrize("extra, message", [
     (["--memory", "2X"], "error: --memory '2X': expected a positive size"),
-    (["--temp-dir", "."], "error: --temp-dir goes with --memory"),
     (["--memory", "1G", "--type", "lstm"], "error: --memory and --temp-dir go with --type ngram"),
     (["--memory", "1G", "--temp-dir", "no/such/dir"], "error: --temp-dir no/such/dir: no such"),
 ])
@@ -79,3 +80,19 @@ def test_bad_memory_options_exit_2(corpus_dir, tmp_path, capsys, extra, message)
     code, _, err = run(capsys, [a for a in args if not (a == "ngram" and "lstm" in extra)] + extra)
     assert code == 2 and err.startswith(message), err
     assert not (tmp_path / "m.rnnkit").exists()
+
+
+def test_a_large_corpus_uses_the_budget_by_default(corpus_dir, tmp_path, capsys, monkeypatch):
+    assert external.auto_memory(external.AUTO_TOKENS) is None
+    assert 0 < external.auto_memory(external.AUTO_TOKENS + 1) <= external.AUTO_MEMORY
+    monkeypatch.setattr(external, "AUTO_TOKENS", 1000)  # the test corpus counts as large
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    code, out, err = run(capsys, ["train", str(corpus_dir), "--type", "ngram", "--order", "3",
+                                  "--discount-fallback", "--json", "--temp-dir", str(temp),
+                                  "--out", str(tmp_path / "m.rnnkit")])
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["estimator"] == "external (auto: a large corpus)"
+    assert summary["memory"] == external.auto_memory(10**9) and summary["temp_peak_bytes"] > 0
+    assert list(temp.iterdir()) == []

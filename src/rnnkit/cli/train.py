@@ -79,10 +79,12 @@ def train(
         "--prune 1).", rich_help_panel=NGRAM)] = None,
     memory: Annotated[Optional[str], typer.Option(
         help="Estimate within this memory (500M, 2G, 1.5G), staging sorted runs on disk as "
-        "lmplz -S does; the model is bit-identical to the in-memory one.",
+        "lmplz -S does; the model is bit-identical to the in-memory one. Default: in memory, "
+        "or 2G (at most half the RAM) above 4M training tokens.",
         rich_help_panel=NGRAM)] = None,
     temp_dir: Annotated[Optional[Path], typer.Option(
-        help="Directory for --memory's temporary files (default: the system's).",
+        help="Directory for the temporary files of --memory (or of a corpus large enough to "
+        "use it by default); default: the system's.",
         rich_help_panel=NGRAM)] = None,
     discount_fallback: Annotated[bool, typer.Option(
         "--discount-fallback", help="Use 0.5, 1, 1.5 where the closed-form Kneser-Ney discounts "
@@ -181,9 +183,6 @@ def train(
         raise RnnkitError("--out MODEL is required: the model file to write")
     if (memory is not None or temp_dir is not None) and model_type.value != "ngram":
         raise RnnkitError("--memory and --temp-dir go with --type ngram")
-    if temp_dir is not None and memory is None:
-        raise RnnkitError("--temp-dir goes with --memory (the in-memory estimator writes no "
-                          "temporary files)")
     memory = parse_size("--memory", memory) if memory is not None else None
     if distributed and model_type.value in ("ngram", "seq2seq", "caption"):
         raise RnnkitError(f"--distributed trains recurrent language models only, not "
@@ -268,6 +267,9 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
         with byte_progress("reading", files) as advance:
             corpus = load_data(data, progress=advance if files else None)
     extra = {}
+    auto = memory is None and external.auto_memory(len(corpus["train"])) is not None
+    if auto:  # a large corpus: the staged estimator is faster there, and bounded (same model)
+        memory = external.auto_memory(len(corpus["train"]))
     if memory is not None:
         with stage_progress(external.STAGES) as advance:
             info = external.train_to_file(
@@ -276,6 +278,7 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
         model = load(out_path, mmap=True)
         extra = {k: info[k] for k in ("memory", "stage_seconds", "temp_peak_bytes",
                                       "count_runs", "peak_rss_bytes")}
+        extra["estimator"] = "external (auto: a large corpus)" if auto else "external"
         tr = {**info, "data": str(data)}
     else:
         model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
@@ -288,7 +291,7 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
                "ngrams": tr["ngrams"], "discounts": tr["discounts"],
                "seconds": round(time.perf_counter() - t0, 3), **extra}
     if memory is None:
-        summary["peak_rss_bytes"] = external.peak_rss()
+        summary.update(estimator="in memory", peak_rss_bytes=external.peak_rss())
     for split in ("valid", "test"):
         if split in corpus and len(corpus[split]):
             summary[f"{split}_perplexity"] = split_perplexity(model, corpus[split])
