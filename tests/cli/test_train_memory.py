@@ -96,3 +96,22 @@ def test_a_large_corpus_uses_the_budget_by_default(corpus_dir, tmp_path, capsys,
     assert summary["estimator"] == "external (auto: a large corpus)"
     assert summary["memory"] == external.auto_memory(10**9) and summary["temp_peak_bytes"] > 0
     assert list(temp.iterdir()) == []
+
+
+def test_stage_progress_draws_a_bar_per_stage_on_a_terminal(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from rnnkit.cli import _common
+
+    buf = io.StringIO()
+    monkeypatch.setattr(_common, "err", Console(file=buf, force_terminal=True, width=120))
+    with _common.stage_progress(external.STAGES) as advance:
+        advance("count", 512, 1024, 3 << 20)
+        advance("adjust", 10, 10, 5 << 20)
+    text = buf.getvalue()
+    assert "count" in text and "adjust" in text and "temp 5.0 MB" in text
+    monkeypatch.setattr(_common, "err", Console(file=io.StringIO(), force_terminal=False))
+    with _common.stage_progress(external.STAGES) as advance:  # not a terminal: a no-op
+        assert advance("count", 1, 2, 3) is None

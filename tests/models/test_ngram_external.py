@@ -191,3 +191,33 @@ def test_bad_options_are_training_errors(corpus, tmp_path):
         ext.train_to_file(corpus, tmp_path / "m", 3, memory=TINY, prune=[1])
     with pytest.raises(RnnkitError, match="--memory must be positive"):
         ext.train_to_file(corpus, tmp_path / "m", 3, memory=0)
+
+
+def test_context_blocks_hold_whole_contexts_and_cover_every_context(tmp_path):
+    spill = ext._Spill(tmp_path)
+    ctx = spill.array("ctx", np.int32)
+    ctx.append(np.array([0, 0, 0, 0, 0, 0, 2, 2, 3, 5]))
+    blocks = list(ext._context_blocks(ctx.done(), 7, 2))
+    # context 0 is longer than a block: taken whole; 1, 4 and 6 have no rows but are covered
+    # (the last block runs to the end of the table and of the contexts)
+    assert blocks == [(0, 6, 0, 2), (6, 8, 2, 3), (8, 10, 3, 7)]
+    empty = spill.array("empty", np.int32).done()
+    assert list(ext._context_blocks(empty, 3, 2)) == [(0, 0, 0, 3)]
+    spill.remove()
+
+
+def test_gather_and_bincount_in_ranges_match_numpy(tmp_path):
+    rng = np.random.default_rng(1)
+    spill = ext._Spill(tmp_path)
+    budget = ext._Budget(1 << 20)
+    budget.rows, budget.piece = 300, 128  # many blocks and many source ranges
+    src = rng.random(1000)
+    idx = rng.integers(0, 1000, 5000)
+    s, i = spill.array("src", np.float64), spill.array("idx", np.int32)
+    s.append(src)
+    i.append(idx)
+    out = ext._gather(s.done(), i.done(), spill.array("out", np.float64), budget)
+    assert np.array_equal(out.read(), src[idx])
+    counts = ext._bincount(i, 1200, budget, spill.array("cnt", np.int64))
+    assert np.array_equal(counts.read(), np.bincount(idx, minlength=1200))
+    spill.remove()
