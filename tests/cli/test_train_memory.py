@@ -115,3 +115,45 @@ def test_stage_progress_draws_a_bar_per_stage_on_a_terminal(monkeypatch):
     monkeypatch.setattr(_common, "err", Console(file=io.StringIO(), force_terminal=False))
     with _common.stage_progress(external.STAGES) as advance:  # not a terminal: a no-op
         assert advance("count", 1, 2, 3) is None
+
+
+def test_prepare_and_train_a_text_file_under_a_budget(tmp_path, capsys):
+    from rnnkit.text.prepare import sample_path
+
+    src = str(sample_path("en"))
+    for args in (["prepare", src, "--out", str(tmp_path / "a"), "--json"],
+                 ["prepare", src, "--out", str(tmp_path / "b"), "--json", "--memory", "64K",
+                  "--temp-dir", str(tmp_path)]):
+        code, _, err = run(capsys, args)
+        assert code == 0, err
+    for name in ("train.npy", "vocab.txt", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # a text file as DATA with --memory is prepared by streaming, then estimated on disk
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    base = ["train", src, "--type", "ngram", "--order", "3", "--json", "--out"]
+    code, out1, err = run(capsys, base + [str(tmp_path / "m1.rnnkit")])
+    assert code == 0, err
+    code, out2, err = run(capsys, base + [str(tmp_path / "m2.rnnkit"), "--memory", "2M",
+                                          "--temp-dir", str(temp)])
+    assert code == 0, err
+    assert list(temp.iterdir()) == []
+    assert json.loads(out1)["ngrams"] == json.loads(out2)["ngrams"]
+    a, b = load(tmp_path / "m1.rnnkit"), load(tmp_path / "m2.rnnkit")
+    assert a.vocab.tokens == b.vocab.tokens
+    for k in range(3):
+        assert np.array_equal(a.tables.logp[k], b.tables.logp[k])
+        assert np.array_equal(a.tables.backoff[k], b.tables.backoff[k])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--memory", "1G", "--level", "subword", "--vocab-size", "100"], "does not stream --level"),
+    (["--temp-dir", "."], "--temp-dir goes with --memory"),
+    (["--memory", "lots"], "--memory 'lots': expected a positive size"),
+])
+def test_prepare_memory_errors(tmp_path, capsys, extra, message):
+    from rnnkit.text.prepare import sample_path
+
+    code, _, err = run(capsys, ["prepare", str(sample_path("en")), "--out",
+                                str(tmp_path / "x")] + extra)
+    assert code == 2 and err.startswith("error: ") and message in err, err

@@ -2,7 +2,9 @@
 trainer each own a function. Options are grouped in --help by the model types they apply to."""
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,7 +16,9 @@ from ..errors import RnnkitError
 from ..loader import load
 from ..models.ngram import external
 from ..models.ngram.estimate import train as train_ngram
+from ..text.corpus import Corpus
 from ..text.prepare import load_data
+from ..text.prepare_stream import prepare_streamed
 from ..training import TrainEvents, TrainingInterrupted, TrainOptions
 from ..training import train as run_train
 from ..training.caption_task import CaptionTrainOptions, train_caption
@@ -263,9 +267,25 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
     timings, temporary disk and peak RSS."""
     t0 = time.perf_counter()
     files = [data] if isinstance(corpus, str) and os.path.isfile(data) else []
-    if isinstance(corpus, str):
-        with byte_progress("reading", files) as advance:
-            corpus = load_data(data, progress=advance if files else None)
+    with contextlib.ExitStack() as stack:
+        if isinstance(corpus, str) and files and memory is not None:
+            # a text file under a budget: prepared by streaming into a temporary corpus
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnkit-prepare-",
+                                                                  dir=temp_dir))
+            with byte_progress("reading", files) as advance:
+                prepare_streamed([data], Path(tmp) / "corpus", memory=memory, temp_dir=tmp,
+                                 split="1,0,0", progress=advance)
+            corpus = Corpus.load(Path(tmp) / "corpus")
+        elif isinstance(corpus, str):
+            with byte_progress("reading", files) as advance:
+                corpus = load_data(data, progress=advance if files else None)
+        return _train_ngram_corpus(corpus, data, out_path, t0, order=order, smoothing=smoothing,
+                                   add_k=add_k, prune=prune, discount_fallback=discount_fallback,
+                                   quiet=quiet, memory=memory, temp_dir=temp_dir)
+
+
+def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, prune,
+                        discount_fallback, quiet, memory, temp_dir):
     extra = {}
     auto = memory is None and external.auto_memory(len(corpus["train"])) is not None
     if auto:  # a large corpus: the staged estimator is faster there, and bounded (same model)
