@@ -87,6 +87,9 @@ def test_a_prepared_corpus_is_read_from_disk_in_chunks(corpus, tmp_path):
     assert isinstance(loaded["train"], np.memmap)
     read = ext._id_source(loaded["train"])
     assert np.array_equal(read(10, 20), np.asarray(corpus["train"][10:20]))
+    part = loaded["train"][100:]  # a slice keeps its parent's offset: read by slicing instead
+    assert isinstance(part, np.memmap)
+    assert np.array_equal(ext._id_source(part)(10, 20), np.asarray(corpus["train"][110:120]))
     ref = est.train(loaded, 4, "mkn", discount_fallback=True)
     out = tmp_path / "out"
     out.mkdir()

@@ -27,6 +27,7 @@ V-sized arrays (unigrams, the vocabulary) are held in memory.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -220,7 +221,12 @@ class _Budget:
 def _id_source(ids):
     """A function (a, b) -> ids[a:b] as a fresh uint32 array: explicit file reads for a memory
     map (a prepared corpus), so the corpus is never resident whole; slices otherwise."""
+    whole = False
     if isinstance(ids, np.memmap) and ids.filename and ids.ndim == 1:
+        # a view of the whole file's array (a slice of a memmap keeps its parent's offset)
+        with contextlib.suppress(OSError):
+            whole = ids.offset + ids.nbytes == os.path.getsize(ids.filename)
+    if whole:
         path, offset, dtype = ids.filename, ids.offset, ids.dtype
 
         def read(a, b):
