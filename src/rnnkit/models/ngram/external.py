@@ -421,7 +421,7 @@ def _count(ids, order: int, V: int, quirk: bool, spill: _Spill, budget: _Budget)
             invs.append(inv_arr.done())
             spill.report(n_ids * (k - 1) + a + len(block), n_ids * (order + 1))
         spill.runs.append(len(runs))
-        maps = [spill.array(f"map{k}-{c}", np.int64) for c in range(len(runs))]
+        maps = [spill.array(f"map{k}-{c}", np.int32) for c in range(len(runs))]
         _merge_runs(runs, budget.rows, V, table, maps)
         for run in runs:
             for arr in run:
