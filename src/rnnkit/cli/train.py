@@ -2,7 +2,9 @@
 trainer each own a function. Options are grouped in --help by the model types they apply to."""
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,8 +13,12 @@ import typer
 
 from ..decoding.scoring import split_perplexity
 from ..errors import RnnkitError
+from ..loader import load
+from ..models.ngram import external
 from ..models.ngram.estimate import train as train_ngram
+from ..text.corpus import Corpus
 from ..text.prepare import load_data
+from ..text.prepare_stream import prepare_streamed
 from ..training import TrainEvents, TrainingInterrupted, TrainOptions
 from ..training import train as run_train
 from ..training.caption_task import CaptionTrainOptions, train_caption
@@ -29,7 +35,9 @@ from ._common import (
     err,
     out,
     checking,
+    parse_size,
     print_json,
+    stage_progress,
     writing,
 )
 from ._render import RichTrainEvents, ngram_table, train_summary_table
@@ -47,6 +55,7 @@ OUTPUT = "Checkpoints/Output"
 
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
+             "rnnkit train big/ --type ngram --order 5 --memory 2G --out big.rnnkit\n\n"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
              "rnnkit train wikitext-2/ --type lstm --output adaptive --cutoffs 2000,10000 --out wt2.rnnkit\n\n"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit\n\n"
@@ -72,6 +81,15 @@ def train(
     prune: Annotated[Optional[list[int]], typer.Option(
         help="Per order, drop n-grams seen this many times or fewer (repeat: --prune 0 --prune 0 "
         "--prune 1).", rich_help_panel=NGRAM)] = None,
+    memory: Annotated[Optional[str], typer.Option(
+        help="Estimate within this memory (500M, 2G, 1.5G), staging sorted runs on disk as "
+        "lmplz -S does; the model is bit-identical to the in-memory one. Default: in memory, "
+        "or 2G (at most half the RAM) above 4M training tokens.",
+        rich_help_panel=NGRAM)] = None,
+    temp_dir: Annotated[Optional[Path], typer.Option(
+        help="Directory for the temporary files of --memory (or of a corpus large enough to "
+        "use it by default); default: the system's.",
+        rich_help_panel=NGRAM)] = None,
     discount_fallback: Annotated[bool, typer.Option(
         "--discount-fallback", help="Use 0.5, 1, 1.5 where the closed-form Kneser-Ney discounts "
         "are invalid (tiny or artificial data), as KenLM does.", rich_help_panel=NGRAM)] = False,
@@ -176,6 +194,9 @@ def train(
     """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
+    if (memory is not None or temp_dir is not None) and model_type.value != "ngram":
+        raise RnnkitError("--memory and --temp-dir go with --type ngram")
+    memory = parse_size("--memory", memory) if memory is not None else None
     if distributed and model_type.value == "ngram":
         raise RnnkitError("--distributed trains recurrent models (language, translation, "
                           "caption), not n-gram models (counting needs no gradient steps)")
@@ -211,7 +232,8 @@ def _train(data, valid, out_path, model_type, o) -> dict | None:
     if model_type is ModelType.ngram:
         return _train_ngram(corpus, data, out_path, order=o["order"],
                             smoothing=o["smoothing"].value, add_k=o["add_k"], prune=o["prune"],
-                            discount_fallback=o["discount_fallback"], quiet=o["as_json"])
+                            discount_fallback=o["discount_fallback"], quiet=o["as_json"],
+                            memory=o["memory"], temp_dir=o["temp_dir"])
     if model_type.value == "seq2seq":
         opts = Seq2SeqTrainOptions(
             **common, **adam, attention=o["attention"].value, bidirectional=o["bidirectional"],
@@ -259,22 +281,57 @@ def parse_cutoffs(text: str | None) -> tuple[int, ...]:
 
 
 def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, discount_fallback,
-                 quiet):
-    """Train, save, print a summary table unless quiet; return the summary."""
+                 quiet, memory=None, temp_dir=None):
+    """Train, save, print a summary table unless quiet; return the summary. With `memory`
+    (bytes) the staged external estimator writes the model and the summary adds its stage
+    timings, temporary disk and peak RSS."""
     t0 = time.perf_counter()
     files = [data] if isinstance(corpus, str) and os.path.isfile(data) else []
-    if isinstance(corpus, str):
-        with byte_progress("reading", files) as advance:
-            corpus = load_data(data, progress=advance if files else None)
-    model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
-                        discount_fallback=discount_fallback)
-    model.meta["training"]["data"] = str(data)
-    model.save(out_path)
-    tr = model.meta["training"]
+    with contextlib.ExitStack() as stack:
+        if isinstance(corpus, str) and files and memory is not None:
+            # a text file under a budget: prepared by streaming into a temporary corpus
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnkit-prepare-",
+                                                                  dir=temp_dir))
+            with byte_progress("reading", files) as advance:
+                prepare_streamed([data], Path(tmp) / "corpus", memory=memory, temp_dir=tmp,
+                                 split="1,0,0", progress=advance)
+            corpus = Corpus.load(Path(tmp) / "corpus")
+        elif isinstance(corpus, str):
+            with byte_progress("reading", files) as advance:
+                corpus = load_data(data, progress=advance if files else None)
+        return _train_ngram_corpus(corpus, data, out_path, t0, order=order, smoothing=smoothing,
+                                   add_k=add_k, prune=prune, discount_fallback=discount_fallback,
+                                   quiet=quiet, memory=memory, temp_dir=temp_dir)
+
+
+def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, prune,
+                        discount_fallback, quiet, memory, temp_dir):
+    extra = {}
+    auto = memory is None and external.auto_memory(len(corpus["train"])) is not None
+    if auto:  # a large corpus: the staged estimator is faster there, and bounded (same model)
+        memory = external.auto_memory(len(corpus["train"]))
+    if memory is not None:
+        with stage_progress(external.STAGES) as advance:
+            info = external.train_to_file(
+                corpus, out_path, order, smoothing, memory=memory, temp_dir=temp_dir,
+                add_k=add_k, prune=prune, discount_fallback=discount_fallback, progress=advance)
+        model = load(out_path, mmap=True)
+        extra = {k: info[k] for k in ("memory", "stage_seconds", "temp_peak_bytes",
+                                      "count_runs", "peak_rss_bytes")}
+        extra["estimator"] = "external (auto: a large corpus)" if auto else "external"
+        tr = {**info, "data": str(data)}
+    else:
+        model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
+                            discount_fallback=discount_fallback)
+        model.meta["training"]["data"] = str(data)
+        model.save(out_path)
+        tr = model.meta["training"]
     summary = {"model": str(out_path), "type": "ngram", "order": order, "smoothing": smoothing,
                "vocab": len(model.vocab), "sentences": tr["sentences"], "tokens": tr["tokens"],
                "ngrams": tr["ngrams"], "discounts": tr["discounts"],
-               "seconds": round(time.perf_counter() - t0, 3)}
+               "seconds": round(time.perf_counter() - t0, 3), **extra}
+    if memory is None:
+        summary.update(estimator="in memory", peak_rss_bytes=external.peak_rss())
     for split in ("valid", "test"):
         if split in corpus and len(corpus[split]):
             summary[f"{split}_perplexity"] = split_perplexity(model, corpus[split])
