@@ -50,6 +50,7 @@ from _machine import cpu_name  # bench/_machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4  # per sentence, log10: KenLM prints float32 per-word values
+_KEEP = []  # the child's model
 
 
 # ---- memory of a process -------------------------------------------------------------------
@@ -110,9 +111,32 @@ def rnnkit_child(model: Path, text: Path, mmap: bool, repeat: int) -> dict:
         lp, _ = lm.score_flat(ids, offsets)
     t_score = time.perf_counter() - t0
     scored = memory("self", model)
+    _KEEP.append(lm)  # mapped until the process ends (--hold measures again)
     return {"load_s": t_load, "score_s": t_score, "tokens": int(len(lp)) * repeat,
             "before": before, "loaded": loaded, "scored": scored,
             "sentence_log10": sentence.tolist()}
+
+
+def shared_mapping(model: Path, text: Path, env, processes: int = 2) -> list[dict]:
+    """`processes` children map the model and score the text at the same time; each then
+    reports its memory while all of them are alive: the file's pages are counted once in the
+    sum of their Pss (the page-sharing claim of memory-mapped models, measured)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(model), "--text",
+           str(text), "--repeat", "1", "--mmap", "--hold"]
+    children = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
+                for _ in range(processes)]
+    for p in children:  # every child has loaded and scored
+        if not p.stdout.readline():
+            raise SystemExit(f"FAIL: {' '.join(cmd)}\n{p.stderr.read()[-2000:]}")
+    for p in children:  # now all of them measure, all still alive
+        p.stdin.write("\n")
+        p.stdin.flush()
+    out = [json.loads(p.stdout.readline()) for p in children]
+    for p in children:
+        p.stdin.close()
+        p.wait()
+    return out
 
 
 def run_rnnkit(model: Path, text: Path, mmap: bool, repeat: int, env) -> dict:
@@ -225,11 +249,16 @@ def main() -> None:
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--text", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--mmap", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--hold", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     if args.child:
-        print(json.dumps(rnnkit_child(args.child, args.text, args.mmap, args.repeat)))
+        print(json.dumps(rnnkit_child(args.child, args.text, args.mmap, args.repeat)), flush=True)
+        if args.hold:  # measure again when the parent says every sibling is alive
+            sys.stdin.readline()
+            print(json.dumps(memory("self", args.child)), flush=True)
+            sys.stdin.readline()
         return
     repeat = 1 if args.quick else args.repeat
     env = dict(os.environ)
@@ -251,6 +280,7 @@ def main() -> None:
         ours = np.array(results["rnnkit read"]["sentence_log10"])
         if not np.array_equal(ours, results["rnnkit --mmap"]["sentence_log10"]):
             raise SystemExit("FAIL: the mapped model scores differently from the read one")
+        shared = shared_mapping(model, test, env)
         sizes = {"rnnkit read": model.stat().st_size, "rnnkit --mmap": model.stat().st_size,
                  "ARPA": arpa.stat().st_size}
         quant_ppl = None
@@ -295,6 +325,12 @@ def main() -> None:
         b = results[name]["before"]
         print(f"{name}: the interpreter with numpy and rnnkit imported, before loading: "
               f"Rss {b['rss']:.1f}, Pss {b['pss']:.1f} MiB (included above)")
+    print(f"rnnkit --mmap, {len(shared)} processes scoring at once: model file Rss "
+          + " + ".join(f"{m['file_rss']:.1f}" for m in shared) + " MiB, its Pss "
+          + " + ".join(f"{m['file_pss']:.1f}" for m in shared)
+          + f" = {sum(m['file_pss'] for m in shared):.1f} MiB (shared pages counted once); "
+          f"total Pss {sum(m['pss'] for m in shared):.1f} MiB, total Rss "
+          f"{sum(m['rss'] for m in shared):.1f} MiB")
     print(f"ARPA file: {sizes['ARPA'] / 1e6:.1f} MB")
     if quant_ppl:
         q, f, rss = quant_ppl
