@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _machine import cpu_name  # bench/_machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +111,7 @@ def rnnkit_child(model: Path, text: Path, mmap: bool, repeat: int) -> dict:
     t_score = time.perf_counter() - t0
     scored = memory("self", model)
     _KEEP.append(lm)  # mapped until the process ends (--hold measures again)
-    return {"load_s": t_load, "score_s": t_score, "tokens": int(len(lp)) * repeat,
+    return {"load_s": t_load, "score_s": t_score, "tokens": len(lp) * repeat,
             "before": before, "loaded": loaded, "scored": scored,
             "sentence_log10": sentence.tolist()}
 
@@ -142,7 +141,7 @@ def shared_mapping(model: Path, text: Path, env, processes: int = 2) -> list[dic
 def run_rnnkit(model: Path, text: Path, mmap: bool, repeat: int, env) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(model), "--text",
            str(text), "--repeat", str(repeat)] + ["--mmap"] * mmap
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if r.returncode:
         raise SystemExit(f"FAIL: {' '.join(cmd)}\n{r.stderr[-2000:]}")
     return json.loads(r.stdout)
@@ -230,7 +229,7 @@ def build_binaries(build_binary: str, arpa: Path, out: Path) -> dict[str, Path]:
                        ("trie -q 8 -b 8", ["-q", "8", "-b", "8", "trie"])):
         path = out / f"wt2-5.{name.replace(' ', '')}.binary"
         r = subprocess.run([build_binary, *args, str(arpa), str(path)], capture_output=True,
-                           text=True)
+                           text=True, check=False)
         if r.returncode:
             raise SystemExit(f"FAIL: build_binary {' '.join(args)}: {r.stderr[-2000:]}")
         paths[name] = path
@@ -265,7 +264,6 @@ def main() -> None:
     from bench_ngram import rnnkit_command
 
     wt2 = args.data / "wikitext-2"
-    rows = []  # (what, variant, value)
     with tempfile.TemporaryDirectory(prefix="bench_ngram_query.") as tmp:
         tmp = Path(tmp)
         model, arpa = tmp / "wt2-5.rnnkit", tmp / "wt2-5.arpa"
