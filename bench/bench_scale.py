@@ -140,7 +140,7 @@ def arpa_counts(path: Path) -> list[int]:
 
 
 def compare_lmplz(args, tmp: Path, corpus: Path, wt2: Path, env) -> list[tuple]:
-    """rnnkit (prepare + train, in-memory estimator) against `lmplz -o 5 -S MEMORY` on the same
+    """rnnkit (prepare + train, both under --memory MEMORY) against `lmplz -o 5 -S MEMORY` on the same
     text: the same n-gram counts per order and every log10 p / backoff within 1e-6 first, then
     wall time and peak RSS of each child process. Prints every command it runs."""
     import shlex
@@ -167,9 +167,10 @@ def compare_lmplz(args, tmp: Path, corpus: Path, wt2: Path, env) -> list[tuple]:
             # lmplz reads text: rnnkit's time is prepare (all of it as train, not normalised:
             # lmplz reads bytes) + train
             "prepare": rnnkit_command() + ["prepare", str(text), "--split", "1,0,0",
-                                           "--normalize", "none", "--out", str(prepared)],
+                                           "--normalize", "none", "--memory", args.memory,
+                                           "--out", str(prepared)],
             "train": rnnkit_command() + ["train", str(prepared), "--type", "ngram", "--order",
-                                         "5", "--out", str(ours)]
+                                         "5", "--memory", args.memory, "--out", str(ours)]
                      + ["--discount-fallback"] * fallback}
         print(f"{name}:", file=sys.stderr)
         for cmd in commands.values():
@@ -210,7 +211,7 @@ def main() -> None:
     ap.add_argument("--lmplz", help="KenLM's lmplz binary: runs the estimation comparison")
     ap.add_argument("--build-binary", help="KenLM's build_binary: the binary-model anchor")
     ap.add_argument("--sizes", default="10M,30M,100M", help="corpus prefixes for the growth table")
-    ap.add_argument("--memory", default="2G", help="lmplz -S (and rnnkit --memory when it has it)")
+    ap.add_argument("--memory", default="2G", help="lmplz -S and rnnkit --memory")
     ap.add_argument("--repeat-text", type=int, default=0, help="also WikiText-2 x N")
     ap.add_argument("--quick", action="store_true",
                     help="1M tokens, estimation on 200K only: checks the script")
