@@ -141,8 +141,8 @@ def arpa_counts(path: Path) -> list[int]:
 
 def compare_lmplz(args, tmp: Path, corpus: Path, wt2: Path, env) -> list[tuple]:
     """rnnkit (prepare + train, both under --memory MEMORY) against `lmplz -o 5 -S MEMORY` on
-    the same text: the same n-gram counts per order and every log10 p / backoff within 1e-6 first, then
-    wall time and peak RSS of each child process. Prints every command it runs."""
+    the same text: the same n-gram counts per order and every log10 p / backoff within 1e-6
+    first, then wall time and peak RSS of each child process. Prints every command it runs."""
     import shlex
 
     import rnnkit
