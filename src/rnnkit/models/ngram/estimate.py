@@ -327,20 +327,7 @@ def initial_probabilities(counts: NgramCounts, adjusted: list[np.ndarray], disc:
     """
     N, V = counts.order, counts.vocab_size
     for k in range(1, N + 1):
-        a = adjusted[k - 1].astype(np.float64)
-        if smoothing in ("kn", "mkn"):
-            d = disc[k - 1][np.minimum(adjusted[k - 1], 3)]  # D(a); D(0) = 0
-            num = a - d  # a(hw) - D(a(hw)): absolute discounting, one D (kn) or D1, D2, D3+ (mkn)
-            gnum_each = d  # sum of D over a context = D1 N1(h.) + D2 N2(h.) + D3 N3+(h.)
-        elif smoothing == "wb":
-            num = a  # Witten-Bell: c(hw) + N1+(h.) p(w|h'), over c(h) + N1+(h.)
-            gnum_each = (a > 0).astype(np.float64)  # N1+(h.), the number of distinct followers
-        elif smoothing == "addk":
-            num = a + add_k  # add-k: (c(hw) + k) / (c(h) + k |V'|) for the seen words
-            gnum_each = None
-        else:  # mle
-            num = a
-            gnum_each = np.zeros_like(a)
+        a, num, gnum_each = _order_numerators(adjusted[k - 1], disc[k - 1], smoothing, add_k)
         kept = keep[k - 1]
         if k == 1:
             idx = np.zeros(V, np.int64)
@@ -348,20 +335,50 @@ def initial_probabilities(counts: NgramCounts, adjusted: list[np.ndarray], disc:
         else:
             idx = counts.ctx[k - 1]
             n_ctx = len(counts.raw[k - 2])
-        den = np.bincount(idx, weights=a, minlength=n_ctx)  # sum_w a(hw) [contexts]
-        if smoothing == "wb":
-            nplus = np.bincount(idx, weights=gnum_each, minlength=n_ctx)
-            den = den + nplus
-        if smoothing == "addk":
-            den = den + add_k * (V - 1)  # |V'| = |V| - 1: every word but <s>
-            gnum = None
-        else:
-            gnum = np.bincount(idx, weights=gnum_each, minlength=n_ctx)
+        den, gnum = _context_sums(idx, a, gnum_each, n_ctx, smoothing, add_k, V)
         if kept is not None and smoothing != "addk":
             gnum = gnum + np.bincount(idx[~kept], weights=num[~kept], minlength=n_ctx)
         adjusted[k - 1] = None
         del a
         yield num, den, gnum
+
+
+def _order_numerators(adjusted: np.ndarray, disc_k: np.ndarray, smoothing: str, add_k: float):
+    """One order's (a float64 [n], numerator num [n], gamma numerator per k-gram [n] or None)
+    from its adjusted counts [n] and discounts disc_k [4]. Element by element, so any subset of
+    the k-grams (a partition of the cluster estimator) gets the same bits."""
+    a = adjusted.astype(np.float64)
+    if smoothing in ("kn", "mkn"):
+        d = disc_k[np.minimum(adjusted, 3)]  # D(a); D(0) = 0
+        num = a - d  # a(hw) - D(a(hw)): absolute discounting, one D (kn) or D1, D2, D3+ (mkn)
+        gnum_each = d  # sum of D over a context = D1 N1(h.) + D2 N2(h.) + D3 N3+(h.)
+    elif smoothing == "wb":
+        num = a  # Witten-Bell: c(hw) + N1+(h.) p(w|h'), over c(h) + N1+(h.)
+        gnum_each = (a > 0).astype(np.float64)  # N1+(h.), the number of distinct followers
+    elif smoothing == "addk":
+        num = a + add_k  # add-k: (c(hw) + k) / (c(h) + k |V'|) for the seen words
+        gnum_each = None
+    else:  # mle
+        num = a
+        gnum_each = np.zeros_like(a)
+    return a, num, gnum_each
+
+
+def _context_sums(idx: np.ndarray, a: np.ndarray, gnum_each, n_ctx: int, smoothing: str,
+                  add_k: float, V: int):
+    """Per context (idx [n] its index, the k-grams in (context, word) order): the denominator
+    and the gamma numerator [n_ctx]. np.bincount adds each context's k-grams in array order,
+    so a context's sums have the same bits wherever its k-grams sit (one table or a shard)."""
+    den = np.bincount(idx, weights=a, minlength=n_ctx)  # sum_w a(hw) [contexts]
+    if smoothing == "wb":
+        nplus = np.bincount(idx, weights=gnum_each, minlength=n_ctx)
+        den = den + nplus
+    if smoothing == "addk":
+        den = den + add_k * (V - 1)  # |V'| = |V| - 1: every word but <s>
+        gnum = None
+    else:
+        gnum = np.bincount(idx, weights=gnum_each, minlength=n_ctx)
+    return den, gnum
 
 
 def interpolate(counts: NgramCounts, initial, smoothing: str, keep: list,
