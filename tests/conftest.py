@@ -59,3 +59,14 @@ class Trained:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Trained:
     return Trained(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A client of one local Dask cluster (2 single-threaded worker processes) for the whole
+    session; the tests that use it skip when rnnkit[cluster] is not installed."""
+    distributed = pytest.importorskip("distributed", reason="rnnkit[cluster] (dask) is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster:
+        with distributed.Client(cluster) as client:
+            yield client

@@ -11,6 +11,7 @@ import typer
 
 from ..decoding.scoring import split_perplexity
 from ..errors import RnnkitError
+from ..models.ngram import cluster
 from ..models.ngram.estimate import train as train_ngram
 from ..text.prepare import load_data
 from ..training import TrainEvents, TrainingInterrupted, TrainOptions
@@ -47,6 +48,7 @@ OUTPUT = "Checkpoints/Output"
 
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
+             "rnnkit train data/ --type ngram --order 5 --scheduler tcp://head:8786 --out 5.rnnkit\n\n"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
              "rnnkit train wikitext-2/ --type lstm --output adaptive --cutoffs 2000,10000 --out wt2.rnnkit\n\n"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit\n\n"
@@ -75,6 +77,16 @@ def train(
     discount_fallback: Annotated[bool, typer.Option(
         "--discount-fallback", help="Use 0.5, 1, 1.5 where the closed-form Kneser-Ney discounts "
         "are invalid (tiny or artificial data), as KenLM does.", rich_help_panel=NGRAM)] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Estimate on a local Dask cluster of this many worker processes (bit-identical "
+        "to one process; needs rnnkit[cluster]; docs/cluster.md).", rich_help_panel=NGRAM)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Estimate on the Dask cluster of this scheduler, e.g. tcp://HOST:8786.",
+        rich_help_panel=NGRAM)] = None,
+    shared_data: Annotated[bool, typer.Option(
+        "--shared-data", help="With --workers/--scheduler: the workers read DATA (a prepared "
+        "corpus) from a filesystem they share, instead of receiving the ids from here.",
+        rich_help_panel=NGRAM)] = False,
     # recurrent options
     emb: Annotated[int, typer.Option(help="Embedding size.", rich_help_panel=RECURRENT)] = 200,
     hidden: Annotated[int, typer.Option(help="Hidden units per layer.",
@@ -170,6 +182,9 @@ def train(
     if distributed and model_type.value in ("ngram", "seq2seq", "caption"):
         raise RnnkitError(f"--distributed trains recurrent language models only, not "
                           f"--type {model_type.value}")
+    if (workers is not None or scheduler is not None) and model_type.value != "ngram":
+        raise RnnkitError(f"--workers/--scheduler estimate n-gram models only, not "
+                          f"--type {model_type.value} (recurrent models: --distributed)")
     inputs = [data, valid, init_from, features]
     # data-parallel: the ranks start first, and rank 0 alone holds the output's lock (the others
     # would find it taken); a rank that fails then ends the whole job (cli.main)
@@ -201,7 +216,9 @@ def _train(data, valid, out_path, model_type, o) -> dict | None:
     if model_type is ModelType.ngram:
         return _train_ngram(corpus, data, out_path, order=o["order"],
                             smoothing=o["smoothing"].value, add_k=o["add_k"], prune=o["prune"],
-                            discount_fallback=o["discount_fallback"], quiet=o["as_json"])
+                            discount_fallback=o["discount_fallback"], quiet=o["as_json"],
+                            workers=o["workers"], scheduler=o["scheduler"],
+                            shared_data=o["shared_data"])
     if model_type.value == "seq2seq":
         opts = Seq2SeqTrainOptions(
             **common, **adam, attention=o["attention"].value, bidirectional=o["bidirectional"],
@@ -239,15 +256,28 @@ def parse_cutoffs(text: str | None) -> tuple[int, ...]:
 
 
 def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, discount_fallback,
-                 quiet):
-    """Train, save, print a summary table unless quiet; return the summary."""
+                 quiet, workers=None, scheduler=None, shared_data=False):
+    """Train (in memory, or on a Dask cluster), save, print a summary table unless quiet;
+    return the summary."""
     t0 = time.perf_counter()
+    on_cluster = workers is not None or scheduler is not None
+    if on_cluster and prune:
+        raise RnnkitError("--prune is not available with --workers/--scheduler yet; train in "
+                          "one process, or without --prune")
+    if shared_data and not on_cluster:
+        raise RnnkitError("--shared-data goes with --workers or --scheduler")
+    if on_cluster:
+        cluster.check_available()
     files = [data] if isinstance(corpus, str) and os.path.isfile(data) else []
     if isinstance(corpus, str):
         with byte_progress("reading", files) as advance:
             corpus = load_data(data, progress=advance if files else None)
-    model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
-                        discount_fallback=discount_fallback)
+    if on_cluster:
+        model = cluster.train(corpus, order, smoothing, scheduler=scheduler, workers=workers,
+                              discount_fallback=discount_fallback, shared=shared_data)
+    else:
+        model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
+                            discount_fallback=discount_fallback)
     model.meta["training"]["data"] = str(data)
     model.save(out_path)
     tr = model.meta["training"]
@@ -255,6 +285,8 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
                "vocab": len(model.vocab), "sentences": tr["sentences"], "tokens": tr["tokens"],
                "ngrams": tr["ngrams"], "discounts": tr["discounts"],
                "seconds": round(time.perf_counter() - t0, 3)}
+    if on_cluster:
+        summary.update({k: tr[k] for k in ("workers", "partitions", "stage_seconds")})
     for split in ("valid", "test"):
         if split in corpus and len(corpus[split]):
             summary[f"{split}_perplexity"] = split_perplexity(model, corpus[split])

@@ -52,6 +52,11 @@ def _dask():
     return distributed
 
 
+def check_available() -> None:
+    """RnnkitError (with how to install them) unless dask.distributed can be imported."""
+    _dask()
+
+
 @contextlib.contextmanager
 def connect(scheduler: str | None = None, workers: int | None = None, timeout: float = 10.0):
     """A distributed.Client: on the scheduler at `scheduler` (tcp://HOST:8786), or on a local
@@ -73,7 +78,7 @@ def connect(scheduler: str | None = None, workers: int | None = None, timeout: f
     if workers < 1:
         raise RnnkitError(f"--workers must be at least 1, got {workers}")
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     with cluster, distributed.Client(cluster) as client:
         yield client
 
@@ -93,9 +98,30 @@ def _shard(W: np.ndarray, P: int) -> np.ndarray:
     return (h % np.uint64(P)).astype(np.int64)
 
 
+def _row_keys(W: np.ndarray) -> np.ndarray:
+    """One int64 key per row of W [m, j] whose order is the rows' lexicographic order (equal
+    rows, equal keys): words are packed base 2^31 while they fit in 63 bits, and the packed
+    prefix is replaced by its dense rank (one int64 sort) when the next word would not fit. One
+    or two int64 sorts for a 5-gram instead of np.lexsort over 5 columns (~20x slower)."""
+    m, j = W.shape
+    if j == 0:
+        return np.zeros(m, np.int64)
+    key = W[:, 0].astype(np.int64)
+    top = int(key.max()) + 1 if m else 1
+    for c in range(1, j):
+        col = W[:, c].astype(np.int64)
+        width = int(col.max()) + 1 if m else 1
+        if top * width >= 2**63:  # rank the prefix first: ranks < m, so rank * width fits
+            _, inv, _ = est._unique(key)
+            key, top = inv.astype(np.int64), int(inv.max()) + 1
+        key = key * width + col
+        top *= width
+    return key
+
+
 def _lexsort(W: np.ndarray) -> np.ndarray:
-    """The permutation that sorts the rows of W lexicographically (stable)."""
-    return np.lexsort(W.T[::-1]) if W.shape[1] else np.arange(len(W))
+    """The permutation that sorts the rows of W lexicographically."""
+    return np.argsort(_row_keys(W))
 
 
 def _group_starts(W: np.ndarray) -> np.ndarray:
@@ -108,24 +134,21 @@ def _group_starts(W: np.ndarray) -> np.ndarray:
 
 def _sum_rows(W: np.ndarray, *values: np.ndarray):
     """Distinct rows of W, sorted, with each value array summed over equal rows."""
-    perm = _lexsort(W)
-    W = W[perm]
-    new = _group_starts(W)
+    key = _row_keys(W)
+    perm = np.argsort(key)
+    sk = key[perm]
+    new = np.ones(len(sk), bool)
+    if len(sk) > 1:
+        np.not_equal(sk[1:], sk[:-1], out=new[1:])
     first = np.flatnonzero(new)
-    return (W[first],) + tuple(np.add.reduceat(v[perm], first) if len(first) else v[:0]
-                               for v in values)
+    return (W[perm[first]],) + tuple(np.add.reduceat(v[perm], first) if len(first) else v[:0]
+                                     for v in values)
 
 
 def _match(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Index in A (distinct rows, sorted) of each row of B; every row of B must be in A."""
-    both = np.concatenate([A, B])
-    tag = np.concatenate([np.zeros(len(A), np.int8), np.ones(len(B), np.int8)])
-    perm = np.lexsort((tag,) + tuple(both.T[::-1]))  # equal rows: A's first
-    group = np.cumsum(tag[perm] == 0) - 1
-    out = np.empty(len(B), np.int64)
-    inB = perm >= len(A)
-    out[perm[inB] - len(A)] = group[inB]
-    return out
+    key = _row_keys(np.concatenate([A, B]))  # one key space for both
+    return np.searchsorted(key[:len(A)], key[len(A):])
 
 
 def _split(P: int, key: np.ndarray, *arrays):
@@ -157,8 +180,19 @@ def _load_chunk(path: str, start: int, stop: int) -> np.ndarray:
                          f"without it the driver sends the ids") from None
 
 
+def _check_chunk(chunk: np.ndarray, V: int) -> None:
+    """estimate.count's checks of the ids, on one chunk."""
+    if len(chunk) and int(chunk.max()) >= V:
+        raise TrainingError(f"token id {int(chunk.max())} is outside the vocabulary of {V}")
+    if np.any(chunk == BOS):
+        raise TrainingError("the training ids contain <s> (id 1) inside a sentence; <s> is "
+                            "context only (rerun `rnnkit prepare`, which maps a literal <s> to "
+                            "<unk>)")
+
+
 def _first_seen(chunk: np.ndarray, start: int, V: int) -> np.ndarray:
     """First position [V] of every word in the chunk (global positions; int64 max: absent)."""
+    _check_chunk(chunk, V)
     first = np.full(V, np.iinfo(np.int64).max, np.int64)
     words, at = np.unique(chunk, return_index=True)
     first[words] = at + start
@@ -169,12 +203,7 @@ def _count_chunk(chunk: np.ndarray, order: int, V: int, P: int, ranks):
     """Stage 1, map: (raw unigram counts [V], the chunk's last n-gram in KenLM's suffix order as
     (rank key, words, offset), then per order k >= 2 its k-grams and counts split into P
     shards by the whole k-gram)."""
-    if len(chunk) and int(chunk.max()) >= V:
-        raise TrainingError(f"token id {int(chunk.max())} is outside the vocabulary of {V}")
-    if np.any(chunk == BOS):
-        raise TrainingError("the training ids contain <s> (id 1) inside a sentence; <s> is "
-                            "context only (rerun `rnnkit prepare`, which maps a literal <s> to "
-                            "<unk>)")
+    _check_chunk(chunk, V)
     x, offset, sentences = est._stream(chunk)
     raw1 = np.bincount(x, minlength=V).astype(np.int64)
     last = None
