@@ -148,7 +148,18 @@ def _sum_rows(W: np.ndarray, *values: np.ndarray):
 def _match(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Index in A (distinct rows, sorted) of each row of B; every row of B must be in A."""
     key = _row_keys(np.concatenate([A, B]))  # one key space for both
-    return np.searchsorted(key[:len(A)], key[len(A):])
+    return _searchsorted(key[:len(A)], key[len(A):])
+
+
+def _searchsorted(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """np.searchsorted(a, v) with the needles sorted first: numpy's binary search narrows from
+    the previous answer, so sorted needles stay in cache (~3x faster on millions of keys)."""
+    if len(v) < 2:
+        return np.searchsorted(a, v)
+    order = np.argsort(v)
+    out = np.empty(len(v), np.int64)
+    out[order] = np.searchsorted(a, v[order])
+    return out
 
 
 def _split(P: int, key: np.ndarray, *arrays):
@@ -367,7 +378,9 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
              partitions: int | None = None, ids_path: str | None = None, progress=None
              ) -> tuple[est.NgramTables, dict]:
     """estimate.estimate on the cluster of `client`: the same (tables, stats), bit for bit,
-    plus stats["stage_seconds"]. partitions: shards per order (default: 2 per worker).
+    plus stats["stage_seconds"] (count, adjust, probabilities: with the interpolation, which
+    runs order by order in one pipeline with it, assemble). partitions: shards per order
+    (default: 2 per worker).
     ids_path: a .npy file holding `ids` that every worker can read (a shared filesystem); the
     workers then read their own sentence ranges instead of receiving them from the driver.
     progress(stage) is called as each stage starts."""
@@ -386,7 +399,9 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
     quirk_on = lmplz_quirk and kn
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     P = partitions or 2 * n_workers
-    submit = lambda fn, *a: client.submit(fn, *a, pure=False)  # noqa: E731
+    def submit(fn, *args):
+        return client.submit(fn, *args, pure=False)  # every call is new work, never deduplicated
+
     times = {}
 
     def stage(name):
@@ -517,20 +532,24 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
         W, lp, bo = _concat(*client.gather(fin))
         del final[k]
         # the index of the (k-1)-word prefix in table k-1, through the sorted keys of each order
+        # (each shard's rows are sorted: P sorted runs, which both the binary searches and the
+        # stable sort (a merge of runs) exploit)
         prefix = W[:, 0].astype(np.int64)
         for j in range(2, k):
             prefix = np.searchsorted(key_of[j], prefix * V + W[:, j - 1])
         key = prefix * V + W[:, -1]
-        perm = np.argsort(key)
-        key, c, w = key[perm], prefix[perm].astype(np.int32), W[perm, -1]
+        perm = np.argsort(key, kind="stable")  # table order
+        key, lp, bo = key[perm], lp[perm], bo[perm]
+        c, w = prefix[perm].astype(np.int32), W[perm, -1]
+        del W
         # the suffix: (the suffix of the context) + w, found among table k-1's keys
-        s = w.astype(np.int64) if k == 2 else np.searchsorted(key_of[k - 1],
-                                                                 suffix[-1][c].astype(np.int64) * V + w)
+        s = w.astype(np.int64) if k == 2 else _searchsorted(key_of[k - 1],
+                                                               suffix[-1][c].astype(np.int64) * V + w)
         word.append(w.astype(np.int32))
         ctx.append(c)
         suffix.append(s.astype(np.int32))
-        logp.append(lp[perm])
-        backoff.append(bo[perm] if k < N else np.zeros(len(w), np.float32))
+        logp.append(lp)
+        backoff.append(bo if k < N else np.zeros(len(w), np.float32))
         key_of[k] = key
     times["assemble"] = round(time.perf_counter() - times["assemble"], 3)
     tables = est.NgramTables(N, V, word=word, ctx=ctx, suffix=suffix, logp=logp, backoff=backoff)
