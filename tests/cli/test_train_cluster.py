@@ -43,6 +43,20 @@ def test_scheduler_model_file_equals_in_memory(dask_client, corpus_dir, tmp_path
         assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
 
 
+def test_workers_start_a_local_cluster(corpus_dir, tmp_path, capsys):
+    """--workers N starts (and stops) its own local cluster of N processes: the one path the
+    session cluster does not cover, so one small run with 1 worker."""
+    pytest.importorskip("distributed", reason="rnnkit[cluster] (dask) is not installed")
+    mem, dist = tmp_path / "mem.rnnkit", tmp_path / "dask.rnnkit"
+    common = ["train", str(corpus_dir), "--type", "ngram", "--order", "3", "--discount-fallback"]
+    assert run(capsys, *common, "--out", str(mem))[0] == 0
+    code, out, err = run(capsys, *common, "--out", str(dist), "--workers", "1")
+    assert code == 0, err
+    assert "Dask, 1 worker, 2 shards: count" in " ".join(out.split())
+    a, b = load_file(mem), load_file(dist)
+    assert all(np.array_equal(a[n], b[n]) for n in a) and sorted(a) == sorted(b)
+
+
 @pytest.mark.parametrize("args,pattern", [
     (["--workers", "2", "--prune", "0", "--prune", "1"], "--prune is not available"),
     (["--shared-data"], "--shared-data goes with --workers or --scheduler"),
