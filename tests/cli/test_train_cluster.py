@@ -1,5 +1,5 @@
 """`rnnkit train --type ngram --scheduler/--workers`: the CLI glue of the Dask estimator, on
-the session's local cluster (tests/conftest.py: dask_client)."""
+a local cluster of 2 processes (tests/conftest.py: dask_client)."""
 from __future__ import annotations
 
 import json

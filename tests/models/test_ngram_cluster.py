@@ -1,5 +1,5 @@
 """The n-gram estimator on a Dask cluster (models/ngram/cluster.py) against the in-memory one:
-bit-identical tables on a local cluster of 2 worker processes, started once per session."""
+bit-identical tables on a local cluster of 2 worker processes, started once for the module."""
 from __future__ import annotations
 
 import sys
