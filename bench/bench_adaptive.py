@@ -17,8 +17,27 @@
 Correctness before timing: rnnkit's adaptive softmax and PyTorch's, with the same weights at
 WikiText-2's size, must give the same log-probabilities (1e-4) and gradients (1e-3 relative).
 
+--size small (the run this project can afford): the medium run takes hours on 2 cores (per epoch
+of 2,966 windows, from --quick's CPU times: 0.98 s per window for the full softmax, 0.24 for the
+adaptive one, plus PyTorch's, plus the whole valid and test splits per model; and the README's
+command runs 6 epochs). The small
+configuration keeps what the issue asks about -- WikiText-2's 33,278-word vocabulary, the same
+data order, optimizer, cutoffs and initial weights for the three models -- with a 2x256 LSTM,
+where the output layer dominates even more than at 2x650 (full-softmax FLOPs per recurrent FLOP
+about V / (16 L H) = 4.1 against 1.6), trained for a fixed 1,000 windows (700,000 tokens, a
+third of an epoch) that the three models see identically, then validation and test perplexity
+on the first 60,000 tokens of each split, after the same windows. Its run time, estimated by
+--quick (8 windows each) from the CPU time per window (an upper bound for a quiet machine, where
+a window's wall time is at most its CPU time): at most 20 min on 2 quiet cores (2026-12-03,
+load average 10-15 on the 2 cores: 60 min at those wall times; per window 0.30 CPU-s full,
+0.06 adaptive, 0.78 PyTorch). After a third of an epoch the perplexities are not the converged
+ones: the 2% target is for whole epochs, the small run shows the gap at equal training.
+
 Usage:
   python bench/bench_adaptive.py --quick               # a few windows each: checks the script
+  python bench/bench_adaptive.py --size small --threads 2   # the affordable run (<= 25 min)
+  python bench/bench_adaptive.py --size small --quick  # checks it and estimates its run time
+  python bench/bench_adaptive.py --size small --classes 200   # + the class softmax (Mikolov)
   python bench/bench_adaptive.py --epochs 2            # the comparison (hours on 2 cores)
   python bench/bench_adaptive.py --mpi --quick         # allreduce sizes up to 10^6, tiny training
   python bench/bench_adaptive.py --mpi                 # up to 3.3*10^7 floats, 1 epoch of a subset
@@ -41,8 +60,21 @@ import numpy as np
 from _machine import cpu_name  # bench/_machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = dict(model_type="lstm", emb=650, hidden=650, layers=2, bptt=35, batch=20, lr=1.0,
-              clip=5.0, init_scale=0.1, cutoffs=[2000, 10000], div_value=4.0, eval_batch=10)
+SMALL_WINDOWS = 1000         # 700,000 training tokens: a third of an epoch
+SMALL_EVAL_TOKENS = 60_000   # the first 60,000 tokens of valid and of test
+SIZES = {
+    # Zaremba's "medium": whole epochs (hours on 2 cores)
+    "medium": dict(model_type="lstm", emb=650, hidden=650, layers=2, bptt=35, batch=20, lr=1.0,
+                   clip=5.0, init_scale=0.1, cutoffs=[2000, 10000], div_value=4.0,
+                   eval_batch=10, windows=0, eval_tokens=0),
+    # <= 25 minutes on 2 quiet cores (see the docstring): the same vocabulary, data order and
+    # optimizer; 2x256 keeps the output layer dominant (V / (16 L H) = 4.1 output FLOPs per
+    # recurrent FLOP, 1.6 at 2x650), and a fixed number of windows, the same for the 3 models
+    "small": dict(model_type="lstm", emb=256, hidden=256, layers=2, bptt=35, batch=20, lr=1.0,
+                  clip=5.0, init_scale=0.1, cutoffs=[2000, 10000], div_value=4.0,
+                  eval_batch=10, windows=SMALL_WINDOWS, eval_tokens=SMALL_EVAL_TOKENS),
+}
+CONFIG = dict(SIZES["medium"])   # the run's configuration (main() sets it from --size)
 TARGET_SPEEDUP, TARGET_PPL, TARGET_VS_TORCH = 3.0, 0.02, 2.0
 
 
@@ -103,6 +135,7 @@ def torch_worker(args) -> None:
     params = list(model.parameters())
     warm = min(2, n // 5)
     tokens, seconds = 0, 0.0
+    t_train, c_train = time.perf_counter(), time.process_time()
     for _ in range(args.epochs):
         hidden = (torch.zeros(L, B, H), torch.zeros(L, B, H))
         for i in range(n):
@@ -131,18 +164,26 @@ def torch_worker(args) -> None:
                 total += float(loss)
         return math.exp(total / y.numel())
 
-    print(json.dumps({"tokens_per_s": tokens / seconds, "valid_ppl": ppl("valid"),
-                      "test_ppl": ppl("test"), "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+    train_wall, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+    t_eval, c_eval = time.perf_counter(), time.process_time()
+    valid, test = ppl("valid"), ppl("test")
+    print(json.dumps({"tokens_per_s": tokens / seconds, "valid_ppl": valid, "test_ppl": test,
+                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "train_wall": train_wall, "eval_wall": time.perf_counter() - t_eval,
+                      "train_cpu": train_cpu, "eval_cpu": time.process_time() - c_eval,
+                      "windows_run": n * args.epochs}))
 
 
 # --- rnnkit ---------------------------------------------------------------------------------------
-def make_model(corpus, output, seed=0):
+def make_model(corpus, output, seed=0, classes=0):
     from rnnkit.models.rnnlm import RNNLM, Architecture
+    from rnnkit.nn.output import frequency_classes
 
     c = CONFIG
     kw = dict(output="adaptive", cutoffs=tuple(c["cutoffs"]), div_value=c["div_value"]) \
         if output == "adaptive" else {}
+    if output == "classes":   # Mikolov's frequency binning of the training counts
+        kw = dict(output="classes", cutoffs=tuple(frequency_classes(corpus.vocab.counts, classes)))
     arch = Architecture(c["model_type"], len(corpus.vocab), c["emb"], c["hidden"], c["layers"],
                         **kw)
     m = RNNLM(arch, corpus.vocab, corpus.tokenizer)
@@ -164,6 +205,7 @@ def train_rnnkit(model, corpus, args) -> dict:
     n = min(args.windows, len(starts)) if args.windows else len(starts)
     warm = min(2, n // 5)
     tokens, seconds = 0, 0.0
+    t_train, c_train = time.perf_counter(), time.process_time()
     with thread_limit(args.threads):
         for _ in range(args.epochs):
             h, cc = model.zero_state(B)
@@ -184,8 +226,13 @@ def train_rnnkit(model, corpus, args) -> dict:
                         for s in range(0, x.shape[0], 64))
             return math.exp(total / y.size)
 
-        return {"tokens_per_s": tokens / seconds, "valid_ppl": ppl("valid"),
-                "test_ppl": ppl("test")}
+        train_wall, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+        t_eval, c_eval = time.perf_counter(), time.process_time()
+        valid, test = ppl("valid"), ppl("test")
+        return {"tokens_per_s": tokens / seconds, "valid_ppl": valid, "test_ppl": test,
+                "train_wall": train_wall, "eval_wall": time.perf_counter() - t_eval,
+                "train_cpu": train_cpu, "eval_cpu": time.process_time() - c_eval,
+                "windows_run": n * args.epochs}
 
 
 def check_against_torch(V, threads) -> str:
@@ -226,11 +273,13 @@ def check_against_torch(V, threads) -> str:
 
 
 def softmax_bench(args) -> None:
+    t_start = time.perf_counter()
     corpus = load_wikitext2(Path(args.data))
     V = len(corpus.vocab)
     print(f"# rnnkit adaptive softmax benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
     print(f"# CPU: {cpu_name()}; threads: {args.threads}; {os.cpu_count()} cores visible")
-    print(f"# WikiText-2: V = {V:,}, train {len(corpus['train']):,} tokens; 2x{CONFIG['hidden']} "
+    print(f"# WikiText-2: V = {V:,}, train {len(corpus['train']):,} tokens; size {args.size}: "
+          f"{CONFIG['layers']}x{CONFIG['hidden']} "
           f"LSTM, bptt {CONFIG['bptt']}, batch {CONFIG['batch']}, cutoffs "
           f"{','.join(map(str, CONFIG['cutoffs']))}, div_value {CONFIG['div_value']:g}")
     what = (f"{args.windows} windows x {args.epochs} epoch(s)" if args.windows
@@ -244,15 +293,17 @@ def softmax_bench(args) -> None:
         have_torch = False
     if have_torch:
         print("# check: " + check_against_torch(V, args.threads))
+    fixed = time.perf_counter() - t_start   # loading and the check: paid once per run
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         init = Path(tmp) / "init.safetensors"
-        for output in ("full", "adaptive"):
-            model = make_model(corpus, output)
+        for output in ("full", "adaptive") + (("classes",) if args.classes else ()):
+            model = make_model(corpus, output, classes=args.classes)
             if output == "adaptive" and have_torch:
                 from safetensors.numpy import save_file
                 save_file({k: np.ascontiguousarray(v) for k, v in model.p.items()}, str(init))
-            rows[f"rnnkit {output}"] = train_rnnkit(model, corpus, args)
+            name = f"rnnkit classes {args.classes}" if output == "classes" else f"rnnkit {output}"
+            rows[name] = train_rnnkit(model, corpus, args)
         if have_torch:
             cmd = [sys.executable, __file__, "--torch-worker", "--data", str(args.data),
                    "--threads", str(args.threads), "--config", json.dumps(CONFIG), "--init",
@@ -272,10 +323,45 @@ def softmax_bench(args) -> None:
     print(f"adaptive / full speed: {speed:.2f}x (target >= {TARGET_SPEEDUP:g}x); valid "
           f"perplexity adaptive vs full: {100 * dppl:+.1f}% (target within "
           f"{100 * TARGET_PPL:g}% after full epochs)")
+    if args.classes:
+        cl = rows[f"rnnkit classes {args.classes}"]
+        print(f"classes / full speed: {cl['tokens_per_s'] / full['tokens_per_s']:.2f}x; valid "
+              f"perplexity classes vs full: {100 * (cl['valid_ppl'] / full['valid_ppl'] - 1):+.1f}%")
     for name, r in rows.items():
         if name.startswith("PyTorch"):
             print(f"rnnkit adaptive / {name}: {ad['tokens_per_s'] / r['tokens_per_s']:.2f}x "
                   f"(target >= {TARGET_VS_TORCH:g}x)")
+    print(f"# wall time of this run: {time.perf_counter() - t_start:.0f} s")
+    if args.quick:
+        print(estimate(rows, corpus, args, fixed))
+
+
+def estimate(rows: dict, corpus, args, fixed: float) -> str:
+    """The run time of the --size configuration's real run, from this --quick run: each model's
+    time per training window (warm-up included) times the real run's windows, plus its
+    evaluation time per token times the real run's evaluation tokens, plus loading and the check.
+
+    Two numbers: with the wall times measured here (inflated on a busy machine), and with the
+    CPU times (all threads) measured here. On a quiet machine a window's wall time is at most
+    its CPU time (at least one thread works throughout) and at least CPU time / threads, so
+    the CPU-time figure is an upper bound for 2 quiet cores that a busy machine hardly inflates
+    (only through cache contention and threads that spin while waiting)."""
+    c = CONFIG
+    per_epoch = len(streams(corpus["train"], c["batch"])[0]) // c["bptt"]
+    windows = (min(c["windows"], per_epoch) if c["windows"] else per_epoch) * args.full_epochs
+    quick_eval = 2 * args.eval_tokens
+    full_eval = (2 * c["eval_tokens"] if c["eval_tokens"]
+                 else len(corpus["valid"]) + len(corpus["test"]))
+    wall, cpu, parts = fixed, fixed, []
+    for name, r in rows.items():
+        wall += r["train_wall"] / r["windows_run"] * windows + r["eval_wall"] / quick_eval * full_eval
+        cpu += r["train_cpu"] / r["windows_run"] * windows + r["eval_cpu"] / quick_eval * full_eval
+        parts.append(f"{name} {r['train_wall'] / r['windows_run']:.2f} s wall, "
+                     f"{r['train_cpu'] / r['windows_run']:.2f} s CPU per window")
+    return (f"# estimate for `--size {args.size}` ({windows:,} windows, {full_eval:,} evaluation "
+            f"tokens per model): {wall / 60:.0f} min at this run's wall times, at most "
+            f"{cpu / 60:.0f} min on {args.threads} quiet cores (its CPU times)\n# per window: "
+            + "; ".join(parts))
 
 
 # --- MPI ------------------------------------------------------------------------------------------
@@ -358,9 +444,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", choices=sorted(SIZES), default="medium",
+                    help="medium: 2x650, whole epochs; small: 2x256, a fixed number of windows")
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--windows", type=int, default=0, help="windows per epoch (0: all)")
-    ap.add_argument("--eval-tokens", type=int, default=0, help="valid/test prefix (0: all)")
+    ap.add_argument("--windows", type=int, default=None,
+                    help="windows per epoch (0: all; default: the size's)")
+    ap.add_argument("--eval-tokens", type=int, default=None,
+                    help="valid/test prefix (0: all; default: the size's)")
+    ap.add_argument("--classes", type=int, default=0,
+                    help="also rnnkit's class softmax with this many classes (e.g. 200)")
     ap.add_argument("--quick", action="store_true", help="a few windows: checks the script")
     ap.add_argument("--mpi", action="store_true", help="the MPI benchmark instead")
     ap.add_argument("--skip-torch", action="store_true")
@@ -374,8 +466,15 @@ def main() -> None:
         return torch_worker(args)
     if args.allreduce_worker:
         return allreduce_worker(args)
-    if args.quick and not args.windows:
-        args.windows, args.eval_tokens = 8, args.eval_tokens or 2000
+    CONFIG.clear()
+    CONFIG.update(SIZES[args.size])
+    args.full_epochs = args.epochs   # what --quick estimates the run time of
+    if args.quick:
+        args.windows = args.windows or 8
+        args.eval_tokens = args.eval_tokens or 2000
+    else:
+        args.windows = CONFIG["windows"] if args.windows is None else args.windows
+        args.eval_tokens = CONFIG["eval_tokens"] if args.eval_tokens is None else args.eval_tokens
     if args.mpi:
         return mpi_bench(args)
     return softmax_bench(args)

@@ -20,6 +20,7 @@ Usage:
   python bench/bench_ngram.py                  # ../shared/data relative to the repository
   python bench/bench_ngram.py --data DIR --repeat 3 --threads 1
   python bench/bench_ngram.py --quick          # PTB only, smaller repeats: checks the script
+  python bench/bench_ngram.py --memory 200M,1G # only: train --memory against the in-memory run
 """
 from __future__ import annotations
 
@@ -92,12 +93,66 @@ def compare_with_reference(ours, ref) -> tuple[float, float]:
     return worst_p, worst_b
 
 
+def memory_mode(args, env) -> None:
+    """--memory 200M,1G: the staged external estimator (`train --memory`) against the in-memory
+    one on WikiText-2 train (PTB with --quick), 5-gram MKN: the models must be bit-identical
+    (every table array equal) before the wall time and peak RSS of each are printed, with the
+    in-memory run as the anchor and lmplz's recorded figure beside it."""
+    import rnnkit
+
+    cmd = rnnkit_command()
+    name, text = ("PTB", args.data / "ptb" / "train.txt") if args.quick else \
+        ("WikiText-2", args.data / "wikitext-2" / "train.txt")
+    repeat = 1 if args.quick else args.repeat
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ngram_memory."))
+    try:
+        prepared = tmp / "prepared"
+        timed_process(cmd + ["prepare", str(text), "--split", "1,0,0", "--out", str(prepared),
+                             "--json"], env)
+        runs = {}
+        for budget in [None] + args.memory.split(","):
+            out = tmp / f"m-{budget or 'ram'}.rnnkit"
+            extra = [] if budget is None else ["--memory", budget, "--temp-dir", str(tmp)]
+            best, rss = float("inf"), 0.0
+            for _ in range(repeat):
+                wall, mib = timed_process(cmd + ["train", str(prepared), "--type", "ngram",
+                                                 "--order", "5", "--out", str(out), "--json",
+                                                 *extra], env)
+                best, rss = min(best, wall), max(rss, mib)
+            runs[budget] = (best, rss, out)
+        ref = rnnkit.load(runs[None][2]).tables
+        for budget, (_, _, out) in runs.items():
+            t = rnnkit.load(out).tables
+            for field in ("word", "ctx", "suffix", "logp", "backoff"):
+                for k in range(1, ref.order):
+                    if not np.array_equal(getattr(ref, field)[k], getattr(t, field)[k]):
+                        raise SystemExit(f"FAIL: --memory {budget}: {field} of order {k + 1} "
+                                         f"differs from the in-memory model")
+        print(f"check: the models of --memory {args.memory} are bit-identical to the in-memory "
+              f"one (every n-gram, log10 p and backoff)")
+        wall0, rss0, _ = runs[None]
+        print(f"\n{name} train, 5-gram MKN, process start to model file, best of {repeat}; "
+              f"{datetime.date.today()}, {cpu_name()}, {args.threads} thread(s); taken on a busy "
+              f"machine unless it was quiet")
+        print(f"{'estimator':<28}{'wall s':>9}{'peak RSS MiB':>14}{'time vs RAM':>13}")
+        for budget, (wall, rss, _) in runs.items():
+            label = "in memory (anchor)" if budget is None else f"--memory {budget}"
+            print(f"{label:<28}{wall:>9.2f}{rss:>14.0f}{wall / wall0:>12.2f}x")
+        if not args.quick:
+            print(f"{'lmplz -o 5 -S 2G (recorded)':<28}{KENLM['lmplz_wt2_s']:>9.2f}"
+                  f"{KENLM['lmplz_wt2_mib']:>14.0f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--quick", action="store_true", help="PTB only, one repeat: checks the script")
     ap.add_argument("--repeat", type=int, default=3, help="runs per timing; the best is kept")
     ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (pinned)")
+    ap.add_argument("--memory", metavar="SIZES",
+                    help="only the memory-budget comparison, e.g. 200M,1G (see memory_mode)")
     args = ap.parse_args()
     repeat = 1 if args.quick else args.repeat
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -109,6 +164,10 @@ def main() -> None:
         threadpool_limits(args.threads)
     except ImportError:
         pass
+
+    if args.memory:
+        memory_mode(args, env)
+        return
 
     import rnnkit
     from rnnkit.models.ngram import estimate as ngram

@@ -8,10 +8,13 @@ Stages (issue 17):
      several contexts follows the model's distribution (total variation below 3 sigma).
   2. The scale corpus: --tokens tokens (default 100M) sampled from that model with --seed, one
      paragraph per line, written to --corpus (kept for lmplz and later runs).
-  3. With --lmplz PATH (KenLM's lmplz built from source): rnnkit train --type ngram --order 5
-     against `lmplz -o 5 -S 2G` on the same file at each --sizes prefix, wall time and peak RSS
-     from the kernel (rnnkit: prepare + train, the larger peak); every n-gram and its log10 p / backoff must match lmplz's ARPA (1e-6)
-     before anything is reported. --repeat-text 10 adds WikiText-2 x10 for continuity.
+  3. With --lmplz PATH (KenLM's lmplz built from source, see docs/ngram.md): rnnkit train
+     --type ngram --order 5 against `lmplz -o 5 -S 2G` on the same file at each --sizes prefix,
+     wall time and peak RSS from the kernel (rnnkit: prepare + train, the larger peak). Both
+     read one copy of the text without blank lines and with <unk> renamed UNK (lmplz counts a
+     blank line as a sentence and refuses <unk>). The n-gram counts per order must be lmplz's
+     and every log10 p / backoff must match its ARPA within 1e-6 before anything is reported;
+     every command is printed. --repeat-text 10 adds WikiText-2 x1 and x10 (issue 17's table).
   4. The resulting model memory-mapped: load time and the first perplexity of WikiText-2 valid
      against a full read (and KenLM's binary when --build-binary PATH is given).
 
@@ -108,6 +111,97 @@ def head_tokens(src: Path, dst: Path, tokens: int) -> None:
                 break
 
 
+# ---- the lmplz anchor ------------------------------------------------------------------------
+def lmplz_text(src: Path, dst: Path, repeat: int = 1) -> int:
+    """src (x repeat) as both tools read it alike: blank lines dropped (rnnkit's prepare skips
+    them, lmplz counts each as the sentence <s> </s>) and the token <unk> renamed UNK (lmplz
+    refuses <unk> in its input; rnnkit reads it as its unknown word). Returns the tokens."""
+    tokens = 0
+    with open(dst, "wb") as g:
+        for _ in range(repeat):
+            with open(src, "rb") as f:
+                for line in f:
+                    words = line.split()
+                    if words:
+                        g.write(b" ".join(b"UNK" if w == b"<unk>" else w for w in words) + b"\n")
+                        tokens += len(words)
+    return tokens
+
+
+def arpa_counts(path: Path) -> list[int]:
+    """The n-gram counts of an ARPA file's \\data\\ section."""
+    counts = []
+    with open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"ngram "):
+                counts.append(int(line.split(b"=")[1]))
+            elif counts and not line.strip():
+                return counts
+    return counts
+
+
+def compare_lmplz(args, tmp: Path, corpus: Path, wt2: Path, env) -> list[tuple]:
+    """rnnkit (prepare + train, in-memory estimator) against `lmplz -o 5 -S MEMORY` on the same
+    text: the same n-gram counts per order and every log10 p / backoff within 1e-6 first, then
+    wall time and peak RSS of each child process. Prints every command it runs."""
+    import shlex
+
+    import rnnkit
+
+    texts = []  # (name, text file, discount fallback, tokens)
+    for size in ("200K" if args.quick else args.sizes).split(","):
+        part = tmp / f"head-{size}.txt"
+        head_tokens(corpus, part, parse_size(size))
+        texts.append((f"scale {size}", tmp / f"scale-{size}.txt", False,
+                      lmplz_text(part, tmp / f"scale-{size}.txt")))
+    if args.repeat_text:
+        for n in sorted({1, args.repeat_text}):
+            # repeated text has no n-gram seen once at the top order: both need the fallback
+            texts.append((f"WikiText-2 x{n}", tmp / f"wt2x{n}.txt", n > 1,
+                          lmplz_text(wt2, tmp / f"wt2x{n}.txt", n)))
+    rows = []
+    for name, text, fallback, tokens in texts:
+        arpa, ours, prepared = tmp / "lmplz.arpa", tmp / "ours.rnnkit", tmp / "prepared"
+        commands = {
+            "lmplz": [args.lmplz, "-o", "5", "-S", args.memory, "--text", str(text), "--arpa",
+                      str(arpa)] + ["--discount_fallback"] * fallback,
+            # lmplz reads text: rnnkit's time is prepare (all of it as train, not normalised:
+            # lmplz reads bytes) + train
+            "prepare": rnnkit_command() + ["prepare", str(text), "--split", "1,0,0",
+                                           "--normalize", "none", "--out", str(prepared)],
+            "train": rnnkit_command() + ["train", str(prepared), "--type", "ngram", "--order",
+                                         "5", "--out", str(ours)]
+                     + ["--discount-fallback"] * fallback}
+        print(f"{name}:", file=sys.stderr)
+        for cmd in commands.values():
+            print("  " + shlex.join(cmd), file=sys.stderr)
+        lw, lmib = timed_process(commands["lmplz"], env)
+        pw, pmib = timed_process(commands["prepare"], env)
+        tw, tmib = timed_process(commands["train"], env)
+        rw, rmib = pw + tw, max(pmib, tmib)
+        model = rnnkit.load(ours)
+        theirs = arpa_counts(arpa)
+        if model.counts != theirs:
+            raise SystemExit(f"FAIL: {name}: n-grams per order {model.counts}, lmplz {theirs}")
+        dp, db = compare_with_reference(model, rnnkit.load(arpa))
+        print(f"check: {name}: n-grams per order {theirs} as lmplz's; max |d log10 p| {dp:.1e}, "
+              f"max |d backoff| {db:.1e}")
+        if max(dp, db) > 1e-6:
+            raise SystemExit(f"FAIL: {name}: differs from lmplz by {max(dp, db):g}")
+        rows.append((f"5-gram {name} ({tokens / 1e6:.2f}M tok): time (s)", f"{rw:.1f}",
+                     "lmplz -o 5 -S " + args.memory, f"{lw:.1f}", f"{lw / rw:.2f}x"))
+        rows.append((f"5-gram {name}: peak RSS (MiB)", f"{rmib:.0f}", "lmplz", f"{lmib:.0f}",
+                     f"{lmib / rmib:.2f}x"))
+        rows.append((f"5-gram {name}: prepare + train (s)", f"{pw:.1f} + {tw:.1f}", "", "", ""))
+        if args.build_binary:
+            binary = tmp / "lmplz.binary"
+            subprocess.run([args.build_binary, "trie", str(arpa), str(binary)], check=True,
+                           capture_output=True)
+            rows.append((f"model file {name} (MB)", f"{ours.stat().st_size / 1e6:.0f}",
+                         "KenLM trie binary", f"{binary.stat().st_size / 1e6:.0f}", ""))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -186,44 +280,7 @@ def main() -> None:
         rows.append((f"model file ({sum(lm.counts):,} n-grams, MB)",
                      f"{model_path.stat().st_size / 1e6:.0f}", "", "", ""))
         if args.lmplz:
-            sizes = [(f"scale {s}", parse_size(s))
-                     for s in ("200K" if args.quick else args.sizes).split(",")]
-            texts = []
-            for name, size in sizes:
-                part = tmp / f"{name.split()[-1]}.txt"
-                head_tokens(corpus, part, size)
-                texts.append((name, part, []))
-            if args.repeat_text:
-                rep = tmp / "wt2xN.txt"
-                rep.write_text(wt2.read_text("utf-8") * args.repeat_text, "utf-8")
-                # repeated text has no n-gram seen once: both need their discount fallback
-                texts.append((f"WikiText-2 x{args.repeat_text}", rep, ["fallback"]))
-            for name, text, flags in texts:
-                arpa, ours = tmp / "lmplz.arpa", tmp / "ours.rnnkit"
-                lw, lmib = timed_process([args.lmplz, "-o", "5", "-S", args.memory, "--text",
-                                          str(text), "--arpa", str(arpa)]
-                                         + ["--discount_fallback"] * bool(flags), env)
-                # lmplz reads text: rnnkit's time is prepare (the whole file as train) + train
-                prepared = tmp / f"prepared-{len(rows)}"
-                pw, pmib = timed_process(rnnkit_command() + [
-                    "prepare", str(text), "--split", "1,0,0", "--out", str(prepared)], env)
-                tw, tmib = timed_process(rnnkit_command() + [
-                    "train", str(prepared), "--type", "ngram", "--order", "5", "--out",
-                    str(ours)] + ["--discount-fallback"] * bool(flags), env)
-                rw, rmib = pw + tw, max(pmib, tmib)
-                dp, db = compare_with_reference(rnnkit.load(ours), rnnkit.load(arpa))
-                if max(dp, db) > 1e-6:
-                    raise SystemExit(f"FAIL: {name}: differs from lmplz by {max(dp, db):g}")
-                rows.append((f"5-gram {name}: time (s)", f"{rw:.1f}", "lmplz -o 5 -S " +
-                             args.memory, f"{lw:.1f}", f"{lw / rw:.2f}x"))
-                rows.append((f"5-gram {name}: peak RSS (MiB)", f"{rmib:.0f}", "lmplz",
-                             f"{lmib:.0f}", f"{lmib / rmib:.2f}x"))
-                if args.build_binary:
-                    binary = tmp / "lmplz.binary"
-                    subprocess.run([args.build_binary, "trie", str(arpa), str(binary)], check=True,
-                                   capture_output=True)
-                    rows.append((f"model file {name} (MB)", f"{ours.stat().st_size / 1e6:.0f}",
-                                 "KenLM trie binary", f"{binary.stat().st_size / 1e6:.0f}", ""))
+            rows += compare_lmplz(args, tmp, corpus, wt2, env)
     print(f"\n{datetime.date.today()}  {cpu_name()}  threads {args.threads}"
           f"{'  (--quick)' if args.quick else ''}")
     print(f"{'measure':<46} {'rnnkit':>12}  {'anchor':<18} {'value':>10} {'ratio':>7}")

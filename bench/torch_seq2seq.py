@@ -12,7 +12,8 @@ V target vocabulary.
   decoder.embedding   nn.Embedding(Vt, E)
   decoder.bridge      nn.Linear(D, H): h0 = tanh(bridge(f)) in every decoder layer, c0 = 0, f =
                       the top layer's final state ([forward; backward] when bidirectional)
-  decoder.rnn         nn.LSTM(E, H, L), no input feeding
+  decoder.rnn         nn.LSTM(E, H, L); with input feeding nn.LSTM(E + H, H, L) run one step
+                      at a time on [embedding; h~ of the previous step] (Luong et al. 2015, 3.3)
   decoder.attention   key_layer nn.Linear(D, H or A, bias=False) (general, additive),
                       query_layer nn.Linear(H, A, bias=False), energy_layer nn.Linear(A, 1,
                       bias=False) (additive); dot has no tensors
@@ -21,10 +22,11 @@ V target vocabulary.
 
 Only the `lstm` cell, untied output and no dropout are mirrored: what the benchmarks use.
 
-Decoding: `greedy` (argmax until </s>, as rnnkit's beam of 1) and `beam_search`, a standard
-batched beam search (Joey NMT's shape: B*K rows, top-K of the K*V continuations per sentence,
-finished rows carried with </s> at no cost, a sentence leaves the batch once its best beam has
-ended; ranked at the end by score / ((5 + n) / 6) ** alpha, Wu et al. 2016 eq. 14).
+Decoding: `greedy` (argmax until </s>, as rnnkit's beam of 1; with input feeding too) and
+`beam_search` (without input feeding), a standard batched beam search (Joey NMT's shape: B*K
+rows, top-K of the K*V continuations per sentence, finished rows carried with </s> at no cost,
+a sentence leaves the batch once its best beam has ended; ranked at the end by
+score / ((5 + n) / 6) ** alpha, Wu et al. 2016 eq. 14).
 
 Not a dependency of rnnkit: imported by bench/bench_seq2seq.py and the optional test
 tests/models/test_seq2seq_torch.py.
@@ -88,11 +90,12 @@ class Attention(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, V, E, H, L, D, attention, A):
+    def __init__(self, V, E, H, L, D, attention, A, input_feeding=False):
         super().__init__()
         self.embedding = nn.Embedding(V, E)
         self.bridge = nn.Linear(D, H)
-        self.rnn = nn.LSTM(E, H, L)
+        self.rnn = nn.LSTM(E + H if input_feeding else E, H, L)
+        self.input_feeding = input_feeding
         self.kind = attention
         if attention != "none":
             self.attention = Attention(attention, H, D, A)   # dot: no tensors
@@ -112,6 +115,17 @@ class Decoder(nn.Module):
         ctx, alpha = self.attention(top, enc, keys, mask)
         return torch.tanh(self.att_vector(torch.cat([ctx, top], 2))), alpha
 
+    def feed(self, emb, enc, keys, mask, h, c, att):
+        """Input feeding over emb [T, B, E] one step at a time from state (h, c) and the last
+        h~ att [B, H]: (h~ [T, B, H], h, c)."""
+        outs = []
+        for t in range(emb.shape[0]):
+            top, (h, c) = self.rnn(torch.cat([emb[t], att], 1)[None], (h, c))
+            out, _ = self.readout(top, enc, keys, mask)
+            att = out[0]
+            outs.append(att)
+        return torch.stack(outs), h, c
+
 
 class TorchSeq2Seq(nn.Module):
     """rnnkit's Seq2Seq in PyTorch; `arch` is a Seq2SeqArchitecture.to_dict()."""
@@ -127,7 +141,7 @@ class TorchSeq2Seq(nn.Module):
         self.arch = dict(arch)
         self.encoder = Encoder(arch["src_vocab_size"], E, H, arch["enc_layers"], bi)
         self.decoder = Decoder(arch["trg_vocab_size"], E, H, arch["dec_layers"], D,
-                               arch["attention"], A)
+                               arch["attention"], A, arch.get("input_feeding", False))
 
     # --- training --------------------------------------------------------------------------------
     def forward(self, src, src_len, trg_in, trg_out, valid):
@@ -136,9 +150,14 @@ class TorchSeq2Seq(nn.Module):
         S = src.shape[0]
         mask = torch.arange(S)[None, :] < src_len[:, None]                  # [B, S]
         h, c = self.decoder.init_state(final)
-        top, _ = self.decoder.rnn(self.decoder.embedding(trg_in), (h, c))   # [T, B, H]
         keys = None if self.decoder.kind == "none" else self.decoder.attention.keys(enc)
-        out, _ = self.decoder.readout(top, enc, keys, mask)
+        if self.decoder.input_feeding:
+            att = torch.zeros_like(h[0])
+            out, _, _ = self.decoder.feed(self.decoder.embedding(trg_in), enc, keys, mask, h, c,
+                                          att)
+        else:
+            top, _ = self.decoder.rnn(self.decoder.embedding(trg_in), (h, c))   # [T, B, H]
+            out, _ = self.decoder.readout(top, enc, keys, mask)
         logits = self.decoder.output(out[valid])                            # [N, V]
         return F.cross_entropy(logits, trg_out[valid], reduction="sum")
 
@@ -164,8 +183,15 @@ class TorchSeq2Seq(nn.Module):
         ids = torch.full((B,), BOS, dtype=torch.long)
         out = [[] for _ in range(B)]
         alive = np.ones(B, bool)
+        att = torch.zeros_like(h[0]) if self.decoder.input_feeding else None     # h~_0
         for _ in range(max_len):
-            lp, h, c = self._step(ids, enc, keys, mask, h, c)
+            if att is None:
+                lp, h, c = self._step(ids, enc, keys, mask, h, c)
+            else:
+                feed, h, c = self.decoder.feed(self.decoder.embedding(ids)[None], enc, keys,
+                                               mask, h, c, att)
+                att = feed[0]
+                lp = F.log_softmax(self.decoder.output(att), dim=-1)
             ids = lp.argmax(-1)
             for b, w in enumerate(ids.tolist()):
                 if alive[b]:
@@ -182,6 +208,8 @@ class TorchSeq2Seq(nn.Module):
                     alpha: float = 1.0) -> list[list[int]]:
         """The best hypothesis per sentence of a standard batched beam search."""
         K = beam
+        if self.decoder.input_feeding:
+            raise ValueError("the anchor's beam search mirrors models without input feeding")
         enc, keys, mask, h, c = self._start(src, src_len)
         B = src.shape[1]
         rep = torch.arange(B).repeat_interleave(K)                          # [B*K]

@@ -60,6 +60,7 @@ def test_workers_start_a_local_cluster(corpus_dir, tmp_path, capsys):
 @pytest.mark.parametrize("args,pattern", [
     (["--workers", "2", "--prune", "0", "--prune", "1"], "--prune is not available"),
     (["--shared-data"], "--shared-data goes with --workers or --scheduler"),
+    (["--workers", "2", "--memory", "1G"], "are two estimators: choose one"),
     (["--scheduler", "no-port-here"], "could not reach the Dask scheduler at 'no-port-here'"),
     (["--workers", "0"], "--workers 0: must be between 1 and 1024"),
 ])

@@ -132,3 +132,27 @@ def test_inputs_that_finish_leave_the_batch_and_the_rest_is_unchanged():
         alone = beam_search(HandModel(), [None], 3, limit, n_best=3)[0]
         assert [(h.tokens, h.score, h.complete) for h in together[b]] == \
             [(h.tokens, h.score, h.complete) for h in alone]
+
+
+def test_the_search_goes_on_while_an_alive_hypothesis_can_still_win():
+    """Beam 2 sees two endings (b </s> 0.27, a d </s> 0.12) before a d g </s> (0.28, the greedy
+    path) is complete; ending the search at K finished hypotheses returned b, worse than
+    greedy's caption."""
+    m = HandModel()
+    G = 0  # <unk>'s id serves as a sixth word here
+    t = np.full((V, V), 1e-12)
+    t[BOS, [A, B_, C]] = [0.5, 0.3, 0.2]
+    t[A, [D, EOS]] = [0.8, 0.2]
+    t[B_, [EOS, C]] = [0.9, 0.1]
+    t[C, EOS] = 1.0
+    t[D, [G, EOS]] = [0.7, 0.3]
+    t[G, EOS] = 1.0
+    m.table = t / t.sum(axis=1, keepdims=True)
+    (g,) = greedy_search(m, [None], max_len=10)
+    assert g.tokens == [A, D, G] and g.score == pytest.approx(math.log10(0.28), abs=1e-6)
+    for alpha in (0.0, 0.6, 1.0):
+        (best,), = beam_search(m, [None], beam=2, alpha=alpha, max_len=10)
+        greedy_norm = g.score / length_penalty(len(g.tokens) + 1, alpha)
+        assert best.normalized >= greedy_norm - 1e-9
+    (best,), = beam_search(m, [None], beam=2, alpha=0.0, max_len=10)
+    assert best.tokens == [A, D, G]

@@ -31,9 +31,9 @@ VARIANTS = [(att, bi) for att in ("none", "dot", "general", "additive") for bi i
             if not (att == "dot" and bi)]
 
 
-def make(attention, bi, layers=1, seed=0, scale=0.3):
+def make(attention, bi, layers=1, seed=0, scale=0.3, feed=False):
     arch = Seq2SeqArchitecture(VS, VT, 12, 10, layers, layers, "lstm", bi, attention,
-                               attention_size=7)
+                               attention_size=7, input_feeding=feed)
     m = Seq2Seq(arch, SRC, TRG)
     m.init_uniform(np.random.default_rng(seed), scale)
     t = ts.TorchSeq2Seq(arch.to_dict())
@@ -66,6 +66,38 @@ def test_loss_and_every_gradient_equal_pytorch(attention, bi, layers):
         # meaningful relative error of its own
         np.testing.assert_allclose(g, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max() + 1e-9,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("attention,bi", [("dot", False), ("general", True), ("additive", True),
+                                          ("additive", False)])
+def test_input_feeding_loss_and_every_gradient_equal_pytorch(attention, bi):
+    m, t = make(attention, bi, layers=2, seed=2, feed=True)
+    ps = pairs(5)
+    batch = make_batch([s for s, _ in ps], [y for _, y in ps])
+    loss = m.forward_backward(batch, 1.0)
+    t.zero_grad()
+    tloss = t(*ts.batch_tensors(batch))
+    tloss.backward()
+    assert loss == pytest.approx(tloss.item(), rel=1e-5)
+    lp = np.concatenate(m.pair_log_probs([s for s, _ in ps], [y for _, y in ps]))
+    assert lp.sum() * np.log(10) == pytest.approx(-tloss.item(), rel=1e-5)
+    grads = {n: p.grad for n, p in t.named_parameters()}
+    assert set(grads) == set(m.g)
+    for name, g in m.g.items():
+        ref = grads[name].numpy()
+        np.testing.assert_allclose(g, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max() + 1e-9,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("attention,bi", [("dot", False), ("general", True), ("additive", True)])
+def test_input_feeding_greedy_decoding_gives_the_same_tokens(attention, bi):
+    m, t = make(attention, bi, layers=2, seed=4, scale=0.6, feed=True)
+    srcs = [s for s, _ in pairs(2, 9)]
+    ours = [h.tokens for h in greedy_search(m, srcs, max_len=12)]
+    b = make_batch(srcs, None)
+    theirs = t.greedy(torch.from_numpy(b.src), torch.from_numpy(b.src_len), max_len=12)
+    assert ours == theirs
+    assert any(len(x) > 2 for x in ours)
 
 
 @pytest.mark.parametrize("attention,bi", [("none", True), ("general", True), ("additive", False),

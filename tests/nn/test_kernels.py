@@ -640,3 +640,39 @@ def test_packed_products_give_the_same_bits_on_avx2_and_avx512():
                         + [K.matmul(a, b, trans_b=True), K.matmul(a, b.T.copy())])
     for x, y in zip(*runs):
         np.testing.assert_array_equal(x, y)
+
+
+# --- top-k rows (the beam search's first cut) ------------------------------------------------------
+def test_topk_rows_hand_worked(backend):
+    z = np.array([[0.5, 2.0, -1.0, 2.0, 3.0],
+                  [-np.inf, -np.inf, 1.0, -np.inf, -np.inf]], np.float32)
+    # best first; of the two 2.0s the earlier index; -inf ties by index too
+    assert K.topk_rows(z, 3).tolist() == [[4, 1, 3], [2, 0, 1]]
+    assert K.topk_rows(z, 5).tolist() == [[4, 1, 3, 0, 2], [2, 0, 1, 3, 4]]
+    assert K.topk_rows(z, 1).tolist() == [[4], [2]]
+
+
+@pytest.mark.parametrize("V,k", [(1, 1), (7, 3), (16, 16), (37, 10), (8000, 10), (33278, 64)])
+def test_topk_rows_equal_reference(backend, V, k):
+    rng = np.random.default_rng(V + k)
+    z = rng.standard_normal((9, V)).astype(np.float32)
+    z[1] = np.sort(z[1])                  # increasing: every entry beats the k-th on arrival
+    z[2] = 0.25                           # all tied
+    z[3, ::3] = -np.inf
+    z[4] = np.round(z[4] * 4) / 4         # many ties
+    z[5, V // 2] = np.nan                 # a NaN counts as -inf
+    out = np.full((9, k), -1, np.int64)
+    got = K.topk_rows(z, k, out=out)
+    assert got is out
+    np.testing.assert_array_equal(got, ref.topk_rows(z, k))
+
+
+def test_topk_rows_bad_input():
+    z = np.zeros((2, 5), np.float32)
+    for bad_k in (0, 6):
+        with pytest.raises(ValueError, match="k must be in"):
+            K.topk_rows(z, bad_k)
+    with pytest.raises(ValueError, match="float32"):
+        K.topk_rows(z.astype(np.float64), 2)
+    with pytest.raises(ValueError, match="int64"):
+        K.topk_rows(z, 2, out=np.zeros((2, 2), np.int32))

@@ -112,6 +112,45 @@ def test_steps_equal_one_window_with_the_compiled_kernels(cell):
         np.testing.assert_allclose(c, cT, atol=2e-6)
 
 
+@pytest.mark.parametrize("backend,dtype,tol", [(ref, np.float64, 1e-12),
+                                               (kernels(), np.float32, 2e-5)])
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_forward_backward_accumulate_to_the_window_gradients(cell, backend, dtype, tol):
+    """T one-step passes (step_forward, then step_backward in reverse, the state's gradient
+    carried from step to step) = one window's forward and backward: outputs, dx, dh0, dc0 and
+    every weight gradient (accumulated), with dropout masks."""
+    T, B, E, H, L = 4, 3, 3, 5, 2
+    st, flat, grad, _ = make_stack(cell, E, H, L, dtype=dtype, backend=backend, seed=4)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, B, E)).astype(dtype)
+    h0 = (rng.standard_normal((L, B, H)) * 0.5).astype(dtype)
+    c0 = (rng.standard_normal((L, B, H)) * 0.5).astype(dtype) if st.lstm else None
+    A = rng.standard_normal((T, B, H)).astype(dtype)
+    masks = [(rng.integers(0, 2, (T, B, E if k == 0 else H)) * 2.0).astype(dtype)
+             for k in range(L)]
+    top, hT, cT = st.forward(x, h0, c0, masks=masks)
+    dx, dh0, dc0 = st.backward(A, masks=masks)
+    window = grad.copy()
+    grad[...] = 1.0                       # accumulation adds to what is there
+    h, c, steps = h0, c0, []
+    for t in range(T):
+        m = [mk[t:t + 1] for mk in masks]
+        out, h, c, caches = st.step_forward(np.ascontiguousarray(x[t]), h, c, masks=m)
+        np.testing.assert_allclose(out, top[t], atol=tol)
+        steps.append((caches, m))
+    np.testing.assert_allclose(h, hT, atol=tol)
+    dh = np.zeros((L, B, H), dtype)
+    dc = np.zeros((L, B, H), dtype) if st.lstm else None
+    for t in reversed(range(T)):
+        caches, m = steps[t]
+        dxt, dh, dc = st.step_backward(np.ascontiguousarray(A[t]), dh, dc, caches, masks=m)
+        np.testing.assert_allclose(dxt, dx[t], atol=tol)
+    np.testing.assert_allclose(dh, dh0, atol=tol)
+    if st.lstm:
+        np.testing.assert_allclose(dc, dc0, atol=tol)
+    np.testing.assert_allclose(grad - 1.0, window, atol=10 * tol)
+
+
 def test_reverse_direction_has_its_own_tensors():
     fwd, flat_f, *_ = make_stack("lstm", seed=4)
     rev, flat_r, *_ = make_stack("lstm", seed=4, suffix="_reverse")

@@ -195,12 +195,12 @@ def test_a_dead_rank_ends_the_job_with_a_clear_error(data, tmp_path):
     assert "BAD TERMINATION" in report and "Killed (signal 9)" in report, report
 
 
-def test_distributed_is_for_recurrent_language_models(data, tmp_path, capsys):
+def test_distributed_is_for_recurrent_models(data, tmp_path, capsys):
     _, d = data
     code = main(["train", str(d), "--type", "ngram", "--distributed", "--out",
                  str(tmp_path / "m.rnnkit")])
     err = capsys.readouterr().err
-    assert code == 2 and "--distributed trains recurrent language models only" in err
+    assert code == 2 and "--distributed trains recurrent models" in err
 
 
 def test_distributed_without_mpi4py_says_how_to_get_it(data, tmp_path, capsys, monkeypatch):
@@ -209,3 +209,87 @@ def test_distributed_without_mpi4py_says_how_to_get_it(data, tmp_path, capsys, m
     code = main(["train", str(d), *TINY, "--distributed", "--out", str(tmp_path / "m.rnnkit")])
     err = capsys.readouterr().err
     assert code == 2 and "--distributed needs mpi4py" in err and "rnnkit[mpi]" in err
+
+
+# --- translation and captioning: buckets of independent examples ---------------------------------
+# 57 training examples in buckets of 8: the last bucket holds 1, so rank 1 has none of it (its
+# gradient is zero, the allreduce still sums the right one)
+S2S = ["--type", "seq2seq", "--emb", "8", "--hidden", "8", "--batch", "8", "--epochs", "2",
+       "--threads", "1", "--lr", "0.02", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mpi-pairs")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 57), ("valid", 10)):
+        src = [" ".join(rng.choice(WORDS, rng.integers(2, 7))) for _ in range(n)]
+        (d / f"{split}.src").write_text("\n".join(src) + "\n")
+        (d / f"{split}.trg").write_text("\n".join(" ".join(s.split()[::-1]) for s in src) + "\n")
+    assert main(["prepare", str(d / "train.src"), str(d / "train.trg"), "--parallel", "--valid",
+                 str(d / "valid.src"), str(d / "valid.trg"), "--out", str(d / "data")]) == 0
+    return d / "data"
+
+
+@pytest.fixture(scope="module")
+def captions_dir(tmp_path_factory):
+    """40 images (2 of them held out for validation), 57 captions, random features [40, 6]."""
+    from rnnkit.text.captions import Features, write_features
+
+    d = tmp_path_factory.mktemp("mpi-captions")
+    rng = np.random.default_rng(1)
+    ids = [f"img{i:02d}.png" for i in range(40)]
+    lines = [f"{ids[i % 40]}\t{' '.join(rng.choice(WORDS, rng.integers(2, 7)))}" for i in range(57)]
+    (d / "captions.tsv").write_text("\n".join(lines) + "\n")
+    write_features(d / "feats.safetensors", Features(ids, rng.standard_normal((40, 6))
+                                                     .astype(np.float32)))
+    return d
+
+
+def _assert_same_weights(a, b, atol=2e-5):
+    assert a.keys() == b.keys()
+    for k in a:   # the same sums in another order: float32 rounding apart
+        np.testing.assert_allclose(b[k], a[k], atol=atol, err_msg=k)
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "caption"])
+def test_two_ranks_train_translation_and_caption_models_as_one_process(
+        pairs_dir, captions_dir, tmp_path, kind):
+    _need_mpi()
+    if kind == "seq2seq":
+        args = [pairs_dir, *S2S, "--attention", "general", "--bidirectional"]
+    else:
+        args = [captions_dir, *S2S, "--features", captions_dir / "feats.safetensors"]
+        args[args.index("seq2seq")] = "caption"
+    one, two, half = tmp_path / "one.rnnkit", tmp_path / "two.rnnkit", tmp_path / "half.rnnkit"
+    assert main(["train", *map(str, args), "--out", str(one)]) == 0
+    r = mpirun(2, "train", *args, "--out", two, "--distributed", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)   # rank 0 alone prints the summary
+    assert s["ranks"] == 2 and s["model_type"] == kind and s["allreduce_ms_per_step"] > 0
+    _assert_same_weights(weights(one), weights(two))
+    # what one rank alone would learn from its half of each batch is another model: the
+    # comparison above can tell
+    i = args.index("--batch")
+    assert main(["train", *map(str, args[:i + 1]), "4", *map(str, args[i + 2:]),
+                 "--out", str(half)]) == 0
+    a, h = weights(one), weights(half)
+    assert max(float(np.abs(a[k] - h[k]).max()) for k in a) > 1e-3
+    # rank 0 alone writes the metrics, with the perplexity (and BLEU) it measured
+    recs = [json.loads(x) for x in metrics_path(two).read_text().splitlines()]
+    ones = [json.loads(x) for x in metrics_path(one).read_text().splitlines()]
+    assert len(recs) == len(ones)
+    for r2, r1 in zip(recs, ones):
+        if r1["kind"] == "epoch":
+            assert r2["valid_ppl"] == pytest.approx(r1["valid_ppl"], rel=1e-5)
+            assert r2.get("valid_bleu") == r1.get("valid_bleu")
+            assert r2["tokens"] == r1["tokens"]   # every rank's tokens counted once
+    assert not checkpoint_path(two).exists()
+
+
+def test_translation_batch_that_does_not_divide_among_ranks(pairs_dir, tmp_path):
+    _need_mpi()
+    r = mpirun(2, "train", pairs_dir, *S2S, "--batch", "5", "--out", tmp_path / "m.rnnkit",
+               "--distributed")
+    assert r.returncode != 0
+    assert "error: --batch 5 does not divide among 2 ranks" in r.stderr and "pairs" in r.stderr

@@ -116,6 +116,55 @@ def stream_progress(label: str, path: str):
         yield advance
 
 
+@contextlib.contextmanager
+def stage_progress(stages):
+    """One Rich bar per stage on stderr (bytes done, bytes/s, the temporary disk in use); yields
+    the library's callback progress(stage, done, total, temp_bytes) (a no-op when stderr is not a
+    terminal, as byte_progress)."""
+    if not err.is_terminal:
+        yield lambda *a: None
+        return
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TextColumn("temp {task.fields[temp]}"),
+                  console=err, transient=True, redirect_stdout=False,
+                  redirect_stderr=False) as bar:
+        tasks = {name: bar.add_task(name, total=None, temp="0 B", visible=False)
+                 for name in stages}
+
+        def advance(stage, done, total, temp):
+            if stage in tasks:
+                bar.update(tasks[stage], completed=done, total=total or None, visible=True,
+                           temp=format_size(temp))
+        yield advance
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(flag: str, text: str) -> int:
+    """A size such as 500M, 2G, 1.5G or 800K (binary units, as lmplz -S; a bare number is
+    bytes) in bytes; RnnkitError (exit 2) for anything else."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in _SIZE_UNITS and t[-1:].isalpha() else ""
+    number = t[: len(t) - len(unit)]
+    try:
+        value = float(number)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise RnnkitError(f"{flag} {text!r}: expected a positive size such as 500M, 2G or 1.5G")
+    return int(value * _SIZE_UNITS[unit])
+
+
+def format_size(n: int) -> str:
+    """Bytes as people read them: 1.5 GB, 200 MB (binary units, as parse_size)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 # ------------------------------------------------------------------------------------------------
 # choices: one Enum per list the library accepts, so --help shows them and they cannot drift
 # ------------------------------------------------------------------------------------------------
@@ -161,6 +210,12 @@ def choice(enum: type[Enum], flag: str, **option):
 # options shared by several commands
 # ------------------------------------------------------------------------------------------------
 JsonSummary = Annotated[bool, typer.Option("--json", help="Print a JSON summary.")]
+# the beam's length penalty, shared by translate and caption (decoding/beam.py); each command
+# sets its own default
+LengthPenaltyOption = Annotated[float, typer.Option(
+    "--length-penalty", "--alpha", metavar="ALPHA",
+    help="Length penalty of the beam: finished hypotheses rank by log p / ((5 + n) / 6) ** ALPHA "
+    "(Wu et al. 2016; n counts </s>; 0: raw log p, which favours short outputs).")]
 MmapOption = Annotated[bool, typer.Option(
     "--mmap", help="Map rnnkit n-gram model files instead of reading them: near-instant "
     "loading of a large model, pages shared between processes; the file's arrays are checked "

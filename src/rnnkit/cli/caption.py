@@ -15,8 +15,8 @@ from ..errors import RnnkitError
 from ..loader import load
 from ..models.caption import CaptionModel
 from ..text.captions import read_captions, read_features, write_features
-from ..text.images import extract_features, list_images
-from ._common import err, out, print_json
+from ..text.images import check_extractor, extract_features, extract_for_model, list_images
+from ._common import LengthPenaltyOption, err, out, print_json
 
 app = typer.Typer()
 
@@ -72,7 +72,7 @@ def features(
                                  threads=threads, progress=lambda n: bar.advance(task, n))
     write_features(out_path, feats)
     summary = {"out": str(out_path), "images": len(feats.ids), "shape": list(feats.array.shape),
-               "extractor": feats.source}
+               "extractor": feats.source, "extractor_record": feats.extractor}
     if as_json:
         print_json(summary)
     else:
@@ -88,10 +88,18 @@ def _load_caption_model(path: Path) -> CaptionModel:
     return model
 
 
-def _read_inputs(path: Path, onnx: Optional[Path]):
+def _read_inputs(path: Path, onnx: Optional[Path], model: CaptionModel, model_path: Path):
+    """Features of a file (made by the model's extractor) or of images (extracted the way the
+    model's training features were); a missing record is one warning line."""
     if path.is_file() and path.suffix.lower() in FEATURE_SUFFIXES:
-        return read_features(path)
-    return extract_features(path, onnx)
+        feats = read_features(path)
+        warning = check_extractor(model.extractor, feats, str(model_path))
+    else:
+        feats, warning = extract_for_model(path, model.extractor, onnx, model_path)
+    model.check_features(feats.array)   # a wrong size is the error to give, not the warning
+    if warning:
+        err.print(f"warning: {warning}", markup=False, soft_wrap=True)
+    return feats
 
 
 @app.command(epilog="Examples:\n\n"
@@ -108,10 +116,12 @@ def caption(
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search.")] = 1,
     n_best: Annotated[int, typer.Option("--n-best", help="Captions per image, best first "
                                         "(id<TAB>caption<TAB>log10 p).")] = 1,
-    alpha: Annotated[float, typer.Option(help="Length penalty of the beam (0: raw log p).")] = 0.0,
+    alpha: LengthPenaltyOption = 0.6,
     max_len: Annotated[int, typer.Option(help="At most this many words per caption.")] = 30,
     onnx: Annotated[Optional[Path], typer.Option(
-        help="For images: the ONNX CNN the model's training features came from.")] = None,
+        help="For images: the ONNX CNN the model's training features came from (its size, mean, "
+        "std and output are taken from the model; default: the recorded file beside the "
+        "model).")] = None,
     references: Annotated[Optional[Path], typer.Option(
         help="Reference captions (image_id<TAB>caption): print BLEU-1..4 (and CIDEr where "
         "pycocoevalcap is installed) on stderr, or in the --json summary.")] = None,
@@ -122,7 +132,7 @@ def caption(
     model = _load_caption_model(model_path)
     if n_best > beam:
         beam = n_best
-    feats = _read_inputs(inputs, onnx)
+    feats = _read_inputs(inputs, onnx, model, model_path)
     results = model.caption(feats.array, beam=beam, n_best=n_best, max_len=max_len, alpha=alpha)
     for image_id, hyps in zip(feats.ids, results):
         if as_json:
@@ -159,6 +169,9 @@ def score_captions(model_path: str, captions_path: str, features_path: Path, as_
     if captions_path == "-":
         raise RnnkitError("captions to score come from a file (image_id<TAB>caption lines)")
     feats = read_features(features_path)
+    warning = check_extractor(model.extractor, feats, model_path)
+    if warning:
+        err.print(f"warning: {warning}", markup=False, soft_wrap=True)
     caps = read_captions(captions_path)
     ids, texts = [], []
     for image_id, cs in caps.items():

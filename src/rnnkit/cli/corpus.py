@@ -9,6 +9,7 @@ import typer
 from ..errors import RnnkitError
 from ..text.parallel import prepare_parallel
 from ..text.prepare import prepare as run_prepare
+from ..text.prepare_stream import prepare_streamed
 from ..text.synth import SynthSpec, parse_filler
 from ..text.scenes import write_scenes
 from ..text.synth import write as write_synth
@@ -22,6 +23,7 @@ from ._common import (
     choice,
     err,
     out,
+    parse_size,
     print_json,
     writing,
 )
@@ -63,6 +65,7 @@ def _parallel_files(name: str, src: str | None, trg: str | None):
              "rnnkit prepare corpus.txt --out data/ --min-count 2\n\n"
              "rnnkit prepare train.txt.gz --valid valid.txt --test test.txt --out data/\n\n"
              "rnnkit prepare --sample ko --level char --out demo/ko\n\n"
+             "rnnkit prepare big.txt.gz --split 1,0,0 --memory 2G --out big/\n\n"
              "rnnkit prepare ko.txt --level subword --vocab-size 8000 --out data/\n\n"
              "rnnkit prepare train.de.gz train.en.gz --parallel --valid val.de val.en "
              "--test test.de test.en --level subword --vocab-size 8000 --joint-vocab --max-length "
@@ -119,6 +122,11 @@ def prepare(
         "(U+FFFD).")] = Utf8Errors.strict,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a directory that is not an "
                                         "rnnkit corpus.")] = False,
+    memory: Annotated[Optional[str], typer.Option(
+        help="Stream the token ids through temporary files within this memory (500M, 2G): the "
+        "same directory, for text larger than memory (word and char levels).")] = None,
+    temp_dir: Annotated[Optional[Path], typer.Option(
+        help="Directory for --memory's temporary files (default: the system's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ):
     """Turn UTF-8 text into a vocabulary and token-id arrays (train / valid / test): DIR gets
@@ -127,6 +135,13 @@ def prepare(
     interrupted run leaves no directory that looks complete. With --parallel, SRC TRG are
     translations aligned line by line and DIR gets two such corpora, src/ and trg/, and a
     manifest with the pair counts and what --max-length / --max-ratio dropped."""
+    if (memory is not None or temp_dir is not None) and parallel:
+        raise RnnkitError("--memory and --temp-dir are not supported with --parallel yet")
+    if temp_dir is not None and memory is None:
+        raise RnnkitError("--temp-dir goes with --memory")
+    if memory is not None and (level.value == "subword" or vocab_size is not None):
+        raise RnnkitError("--memory does not stream --level subword yet; prepare it without "
+                          "--memory")
     if parallel:
         _prepare_parallel(inputs or [], out_dir, sample, level.value, lowercase, min_count,
                           max_vocab, vocab, _parallel_files("valid", valid, valid_trg),
@@ -145,13 +160,18 @@ def prepare(
     files = [p for p in (inputs or []) + [valid, test] if p and p != "-"]
     # a directory given as an input is reported by prepare itself (it reads text files only)
     inputs_read = [p for p in files if not Path(p).is_dir()] + [vocab]
+    options = dict(sample=sample, level=level.value, lowercase=lowercase, min_count=min_count,
+                   max_vocab=max_vocab, vocab=vocab, valid=valid, test=test, split=split,
+                   seed=seed, normalize=normalize.value, errors=errors.value, force=force)
     with writing(out_dir, inputs_read), byte_progress("reading", files) as advance:
-        manifest = run_prepare(
-            inputs or [], out_dir, sample=sample, level=level.value, lowercase=lowercase,
-            min_count=min_count, max_vocab=max_vocab, vocab=vocab, valid=valid, test=test,
-            split=split, seed=seed, normalize=normalize.value, errors=errors.value,
-            vocab_size=vocab_size, subword_model=subword_model.value, force=force,
-            progress=advance)
+        if memory is not None:
+            manifest = prepare_streamed(inputs or [], out_dir,
+                                        memory=parse_size("--memory", memory),
+                                        temp_dir=temp_dir, progress=advance, **options)
+        else:
+            manifest = run_prepare(inputs or [], out_dir, vocab_size=vocab_size,
+                                   subword_model=subword_model.value, progress=advance,
+                                   **options)
     if as_json:
         print_json(manifest)
     else:

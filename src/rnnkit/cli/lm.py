@@ -216,7 +216,9 @@ def export(
 def import_torch(
     state: Annotated[Path, typer.Argument(help="A PyTorch state dict saved with "
                                           "safetensors.torch.save_file (names encoder.weight, "
-                                          "rnn.weight_ih_l0, ..., decoder.weight, decoder.bias).")],
+                                          "rnn.weight_ih_l0, ..., decoder.weight, decoder.bias; or "
+                                          "an AdaptiveLogSoftmaxWithLoss named decoder: "
+                                          "decoder.head.weight, decoder.tail.0.0.weight, ...).")],
     vocab: Annotated[Path, typer.Option(help="The model's tokens in its id order, one per line "
                                         "(a TAB and a count may follow).")],
     out_path: Annotated[Path, typer.Option("--out", help="The rnnkit model file to write.")],
@@ -233,6 +235,8 @@ def import_torch(
 
     <unk>, <s> and </s> become ids 0, 1, 2; `<eos>` is taken as </s>.
     A model without <s> (like PyTorch's word_language_model) reads <s> as <eos>.
+    An adaptive softmax (AdaptiveLogSoftmaxWithLoss) keeps its cutoffs, div_value and head
+    bias, read off the tensor shapes; the specials must be among its head words.
     The result works with score, generate and rescore like any rnnkit model.
     """
     with writing(out_path, [state, vocab]):
@@ -243,9 +247,14 @@ def import_torch(
     a = model.arch
     summary = {"model": str(out_path), "model_type": a.model_type, "vocab_size": a.vocab_size,
                "emb": a.emb, "hidden": a.hidden, "layers": a.layers, "tie_weights": a.tie_weights,
-               "parameters": model.num_parameters, "vocab_mapping": model.meta["vocab_mapping"]}
+               "parameters": model.num_parameters, "vocab_mapping": model.meta["vocab_mapping"],
+               "output": a.output}
+    if a.output == "adaptive":
+        summary.update(cutoffs=list(a.cutoffs), div_value=a.div_value, head_bias=a.head_bias)
     if as_json:
         print_json(summary)
     else:
+        output = "" if a.output == "full" else (
+            f", adaptive softmax: cutoffs {','.join(map(str, a.cutoffs))}, div {a.div_value:g}")
         err.print(f"imported a {a.layers}-layer {a.model_type} (E={a.emb}, H={a.hidden}, "
-                  f"V={a.vocab_size}) into {out_path}", markup=False)
+                  f"V={a.vocab_size}{output}) into {out_path}", markup=False)

@@ -2,7 +2,9 @@
 trainer each own a function. Options are grouped in --help by the model types they apply to."""
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,9 +13,12 @@ import typer
 
 from ..decoding.scoring import split_perplexity
 from ..errors import RnnkitError
-from ..models.ngram import cluster
+from ..loader import load
+from ..models.ngram import cluster, external
 from ..models.ngram.estimate import train as train_ngram
+from ..text.corpus import Corpus
 from ..text.prepare import load_data
+from ..text.prepare_stream import prepare_streamed
 from ..training import TrainEvents, TrainingInterrupted, TrainOptions
 from ..training import train as run_train
 from ..training.caption_task import CaptionTrainOptions, train_caption
@@ -30,7 +35,9 @@ from ._common import (
     err,
     out,
     checking,
+    parse_size,
     print_json,
+    stage_progress,
     writing,
 )
 from ._render import RichTrainEvents, ngram_table, train_summary_table
@@ -48,6 +55,7 @@ OUTPUT = "Checkpoints/Output"
 
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
+             "rnnkit train big/ --type ngram --order 5 --memory 2G --out big.rnnkit\n\n"
              "rnnkit train data/ --type ngram --order 5 --scheduler tcp://head:8786 --out 5.rnnkit\n\n"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
              "rnnkit train wikitext-2/ --type lstm --output adaptive --cutoffs 2000,10000 --out wt2.rnnkit\n\n"
@@ -74,6 +82,15 @@ def train(
     prune: Annotated[Optional[list[int]], typer.Option(
         help="Per order, drop n-grams seen this many times or fewer (repeat: --prune 0 --prune 0 "
         "--prune 1).", rich_help_panel=NGRAM)] = None,
+    memory: Annotated[Optional[str], typer.Option(
+        help="Estimate within this memory (500M, 2G, 1.5G), staging sorted runs on disk as "
+        "lmplz -S does; the model is bit-identical to the in-memory one. Default: in memory, "
+        "or 2G (at most half the RAM) above 4M training tokens.",
+        rich_help_panel=NGRAM)] = None,
+    temp_dir: Annotated[Optional[Path], typer.Option(
+        help="Directory for the temporary files of --memory (or of a corpus large enough to "
+        "use it by default); default: the system's.",
+        rich_help_panel=NGRAM)] = None,
     discount_fallback: Annotated[bool, typer.Option(
         "--discount-fallback", help="Use 0.5, 1, 1.5 where the closed-form Kneser-Ney discounts "
         "are invalid (tiny or artificial data), as KenLM does.", rich_help_panel=NGRAM)] = False,
@@ -100,8 +117,12 @@ def train(
         rich_help_panel=RECURRENT)] = False,
     output: Annotated[Output, choice(
         Output, "--output", help="Output layer of --type lstm/rnn models: full (softmax over "
-        "every word) or adaptive (Grave et al. 2017; needs --cutoffs).",
+        "every word), adaptive (Grave et al. 2017; needs --cutoffs) or classes (Mikolov et al. "
+        "2011, frequency binning; needs --classes).",
         rich_help_panel=RECURRENT)] = Output.full,
+    classes: Annotated[int, typer.Option(
+        help="Class softmax: the number of word classes (about sqrt(V) is usual), each holding "
+        "about 1/N of the training tokens.", rich_help_panel=RECURRENT)] = 0,
     cutoffs: Annotated[Optional[str], typer.Option(
         help="Adaptive softmax: comma-separated word ids where the head ends and each tail "
         "cluster starts (ids are sorted by frequency), e.g. 2000,10000.",
@@ -121,6 +142,10 @@ def train(
     bidirectional: Annotated[bool, typer.Option(
         "--bidirectional", help="Read the source both ways (the encoder's states are [forward; "
         "backward]).", rich_help_panel=SEQ2SEQ)] = False,
+    input_feeding: Annotated[bool, typer.Option(
+        "--input-feeding", help="Feed each step's attentional vector into the next step's "
+        "decoder input (Luong et al. 2015; slower: the decoder then trains one step at a "
+        "time).", rich_help_panel=SEQ2SEQ)] = False,
     label_smoothing: Annotated[float, typer.Option(
         help="Label smoothing eps of the training loss (the reported loss and perplexity stay "
         "the plain cross-entropy).", rich_help_panel=SEQ2SEQ)] = 0.0,
@@ -173,18 +198,25 @@ def train(
                                           rich_help_panel=OUTPUT)] = False,
     distributed: Annotated[bool, typer.Option(
         "--distributed", help="Data-parallel over the MPI ranks of `mpiexec -n N` (recurrent "
-        "language models; --batch is the total over the ranks; needs rnnkit[mpi]).",
+        "language, translation and caption models; --batch is the total over the ranks; needs "
+        "rnnkit[mpi]).",
         rich_help_panel=OPTIMISATION)] = False,
 ):
     """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
-    if distributed and model_type.value in ("ngram", "seq2seq", "caption"):
-        raise RnnkitError(f"--distributed trains recurrent language models only, not "
-                          f"--type {model_type.value}")
+    if (memory is not None or temp_dir is not None) and model_type.value != "ngram":
+        raise RnnkitError("--memory and --temp-dir go with --type ngram")
+    memory = parse_size("--memory", memory) if memory is not None else None
+    if distributed and model_type.value == "ngram":
+        raise RnnkitError("--distributed trains recurrent models (language, translation, "
+                          "caption), not n-gram models (counting needs no gradient steps)")
     if (workers is not None or scheduler is not None) and model_type.value != "ngram":
         raise RnnkitError(f"--workers/--scheduler estimate n-gram models only, not "
                           f"--type {model_type.value} (recurrent models: --distributed)")
+    if (workers is not None or scheduler is not None) and memory is not None:
+        raise RnnkitError("--memory (one machine, on disk) and --workers/--scheduler (a Dask "
+                          "cluster) are two estimators: choose one")
     inputs = [data, valid, init_from, features]
     # data-parallel: the ranks start first, and rank 0 alone holds the output's lock (the others
     # would find it taken); a rank that fails then ends the whole job (cli.main)
@@ -213,35 +245,46 @@ def _train(data, valid, out_path, model_type, o) -> dict | None:
                   checkpoint_every=o["checkpoint_every"], resume=o["resume"])
     adam = dict(optimizer=(opt or Optimizer.adam).value, batch=batch or 64,
                 decay_after=decay_after if decay_after is not None else 1_000_000)
+    world = o["world"]
     if model_type is ModelType.ngram:
         return _train_ngram(corpus, data, out_path, order=o["order"],
                             smoothing=o["smoothing"].value, add_k=o["add_k"], prune=o["prune"],
                             discount_fallback=o["discount_fallback"], quiet=o["as_json"],
-                            workers=o["workers"], scheduler=o["scheduler"],
-                            shared_data=o["shared_data"])
+                            memory=o["memory"], temp_dir=o["temp_dir"], workers=o["workers"],
+                            scheduler=o["scheduler"], shared_data=o["shared_data"])
     if model_type.value == "seq2seq":
         opts = Seq2SeqTrainOptions(
             **common, **adam, attention=o["attention"].value, bidirectional=o["bidirectional"],
+            input_feeding=o["input_feeding"],
             label_smoothing=o["label_smoothing"], early_stopping=o["early_stopping"],
             init_from=None if init_from is None else str(init_from))
-        return _run(train_seq2seq, data, out_path, opts, o["as_json"], "translation model")
-    if model_type.value == "caption":
+        summary = _run(train_seq2seq, data, out_path, opts, o["as_json"], "translation model",
+                       world)
+    elif model_type.value == "caption":
         opts = CaptionTrainOptions(**common, **adam, min_count=o["min_count"],
                                    attention=o["attention"].value)
         features = o["features"]
-        return _run(lambda d, p, op, ev: train_caption(d, p, op, ev, features=features),
-                    data, out_path, opts, o["as_json"], "model")
+        summary = _run(lambda d, p, op, ev, **w: train_caption(d, p, op, ev, features=features,
+                                                               **w),
+                       data, out_path, opts, o["as_json"], "model", world)
+    else:
+        summary = _train_lm(corpus, out_path, model_type, opts_common=common, o=o, world=world)
+    if world is not None and not world.root:
+        return None   # rank 0 reports
+    return summary
+
+
+def _train_lm(corpus, out_path, model_type, opts_common: dict, o: dict, world) -> dict:
+    """A recurrent language model through the generic loop."""
+    common, opt, decay_after = opts_common, o["optimizer"], o["decay_after"]
+    batch, init_from = o["batch"], o["init_from"]
     opts = TrainOptions(
         **common, model_type=model_type.value, bptt=o["bptt"], batch=batch or 20,
         optimizer=(opt or Optimizer.sgd).value,
         decay_after=decay_after if decay_after is not None else 4,
         init_from=None if init_from is None else str(init_from), output=o["output"].value,
-        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"])
-    world = o["world"]
-    summary = _run(run_train, corpus, out_path, opts, o["as_json"], "language model", world)
-    if world is not None and not world.root:
-        return None   # rank 0 reports
-    return summary
+        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"], classes=o["classes"])
+    return _run(run_train, corpus, out_path, opts, o["as_json"], "language model", world)
 
 
 def parse_cutoffs(text: str | None) -> tuple[int, ...]:
@@ -256,9 +299,12 @@ def parse_cutoffs(text: str | None) -> tuple[int, ...]:
 
 
 def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, discount_fallback,
-                 quiet, workers=None, scheduler=None, shared_data=False):
-    """Train (in memory, or on a Dask cluster), save, print a summary table unless quiet;
-    return the summary."""
+                 quiet, memory=None, temp_dir=None, workers=None, scheduler=None,
+                 shared_data=False):
+    """Train, save, print a summary table unless quiet; return the summary. With `memory`
+    (bytes) the staged external estimator writes the model and the summary adds its stage
+    timings, temporary disk and peak RSS; with `workers` or `scheduler` the Dask estimator
+    (models/ngram/cluster.py) does, and the summary adds its stage timings."""
     t0 = time.perf_counter()
     on_cluster = workers is not None or scheduler is not None
     if on_cluster and prune:
@@ -269,24 +315,62 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
     if on_cluster:
         cluster.check_available()
     files = [data] if isinstance(corpus, str) and os.path.isfile(data) else []
-    if isinstance(corpus, str):
-        with byte_progress("reading", files) as advance:
-            corpus = load_data(data, progress=advance if files else None)
-    if on_cluster:
-        model = cluster.train(corpus, order, smoothing, scheduler=scheduler, workers=workers,
-                              discount_fallback=discount_fallback, shared=shared_data)
+    with contextlib.ExitStack() as stack:
+        if isinstance(corpus, str) and files and memory is not None:
+            # a text file under a budget: prepared by streaming into a temporary corpus
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnkit-prepare-",
+                                                                  dir=temp_dir))
+            with byte_progress("reading", files) as advance:
+                prepare_streamed([data], Path(tmp) / "corpus", memory=memory, temp_dir=tmp,
+                                 split="1,0,0", progress=advance)
+            corpus = Corpus.load(Path(tmp) / "corpus")
+        elif isinstance(corpus, str):
+            with byte_progress("reading", files) as advance:
+                corpus = load_data(data, progress=advance if files else None)
+        return _train_ngram_corpus(corpus, data, out_path, t0, order=order, smoothing=smoothing,
+                                   add_k=add_k, prune=prune, discount_fallback=discount_fallback,
+                                   quiet=quiet, memory=memory, temp_dir=temp_dir,
+                                   cluster_args=(dict(workers=workers, scheduler=scheduler,
+                                                      shared=shared_data) if on_cluster else None))
+
+
+def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, prune,
+                        discount_fallback, quiet, memory, temp_dir, cluster_args=None):
+    extra = {}
+    auto = (memory is None and cluster_args is None
+            and external.auto_memory(len(corpus["train"])) is not None)
+    if auto:  # a large corpus: the staged estimator is faster there, and bounded (same model)
+        memory = external.auto_memory(len(corpus["train"]))
+    if memory is not None:
+        with stage_progress(external.STAGES) as advance:
+            info = external.train_to_file(
+                corpus, out_path, order, smoothing, memory=memory, temp_dir=temp_dir,
+                add_k=add_k, prune=prune, discount_fallback=discount_fallback, progress=advance)
+        model = load(out_path, mmap=True)
+        extra = {k: info[k] for k in ("memory", "stage_seconds", "temp_peak_bytes",
+                                      "count_runs", "peak_rss_bytes")}
+        extra["estimator"] = "external (auto: a large corpus)" if auto else "external"
+        tr = {**info, "data": str(data)}
+    elif cluster_args is not None:
+        model = cluster.train(corpus, order, smoothing, discount_fallback=discount_fallback,
+                              **cluster_args)
+        model.meta["training"]["data"] = str(data)
+        model.save(out_path)
+        tr = model.meta["training"]
+        extra = {k: tr[k] for k in ("workers", "partitions", "stage_seconds")}
+        extra["estimator"] = "dask"
     else:
         model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
                             discount_fallback=discount_fallback)
-    model.meta["training"]["data"] = str(data)
-    model.save(out_path)
-    tr = model.meta["training"]
+        model.meta["training"]["data"] = str(data)
+        model.save(out_path)
+        tr = model.meta["training"]
     summary = {"model": str(out_path), "type": "ngram", "order": order, "smoothing": smoothing,
                "vocab": len(model.vocab), "sentences": tr["sentences"], "tokens": tr["tokens"],
                "ngrams": tr["ngrams"], "discounts": tr["discounts"],
-               "seconds": round(time.perf_counter() - t0, 3)}
-    if on_cluster:
-        summary.update({k: tr[k] for k in ("workers", "partitions", "stage_seconds")})
+               "seconds": round(time.perf_counter() - t0, 3), **extra}
+    if memory is None and cluster_args is None:
+        summary.update(estimator="in memory", peak_rss_bytes=external.peak_rss())
     for split in ("valid", "test"):
         if split in corpus and len(corpus[split]):
             summary[f"{split}_perplexity"] = split_perplexity(model, corpus[split])

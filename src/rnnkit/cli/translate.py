@@ -14,7 +14,7 @@ from ..loader import load
 from ..models.seq2seq import Seq2Seq
 from ..report.plots import plot_attention as plot_attention_png
 from ..text.textio import check_output, read_lines
-from ._common import count_progress, err, print_json
+from ._common import LengthPenaltyOption, count_progress, err, print_json
 
 app = typer.Typer()
 
@@ -29,9 +29,7 @@ def translate(
     input_path: Annotated[str, typer.Argument(help="Source sentences, one per line; - for stdin.",
                                               metavar="FILE")],
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search.")] = 5,
-    alpha: Annotated[float, typer.Option(
-        help="Length penalty: hypotheses rank by log p / ((5 + n) / 6) ** alpha (0: raw "
-        "log p).")] = 1.0,
+    alpha: LengthPenaltyOption = 1.0,
     n_best: Annotated[Optional[int], typer.Option(
         "--n-best", help="Write the N best translations of each sentence as an N-best list "
         "(id<TAB>translation<TAB>log10 p), which `rnnkit rescore` reads.")] = None,

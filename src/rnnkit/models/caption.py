@@ -19,9 +19,9 @@ The decoder starts from zero state: the image reaches it only through its first 
 
 With a spatial grid of features f_1 .. f_R [R, D] (a CNN's last convolutional layer) and
 --attention general | dot | additive: "Show, Attend and Tell" (Xu et al. 2015) in the form of the
-translation model's Luong attention, reused as it is (models/seq2seq.py's _keys, _attend and
-_attend_backward): the first input is the projection of the grid's mean, and at every step the
-decoder state h_t attends over the R cells, a_t = softmax_r(score(h_t, f_r)),
+translation model's Luong attention, reused as it is (nn/attention.py): the first input is the
+projection of the grid's mean, and at every step the decoder state h_t attends over the R
+cells, a_t = softmax_r(score(h_t, f_r)),
 c_t = sum_r a_tr f_r, h~_t = tanh(W_c [c_t; h_t] + b_c), and the output layer reads h~_t.
 
 Tensors, nested PyTorch-style names (nn.Linear, nn.Embedding, nn.LSTM):
@@ -41,12 +41,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import InputError, ModelFileError, RnnkitError
-from ..nn.backend import kernels
+from ..nn.attention import ATTENTIONS, Attention, attention_shapes
 from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
-from ..nn.params import FlatParameters, ParamLayout
-from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
-from ..text.vocab import BOS, SPECIALS, Tokenizer, Vocab
-from .seq2seq import ATTENTIONS, Seq2Seq, make_batch
+from ..nn.params import ParamLayout
+from ..nn.recurrent import CELLS, RecurrentStack, stack_shapes
+from ..text.vocab import SPECIALS, Tokenizer, Vocab
+from .conditioned import ConditionedDecoder, DecoderState
+from .seq2seq import make_batch
 
 MODEL_TYPE = "caption"
 _NO_SOURCE = np.zeros(0, np.int64)
@@ -102,15 +103,7 @@ class CaptionArchitecture:
         shapes = [("encoder.projection.weight", (E, D)), ("encoder.projection.bias", (E,)),
                   ("decoder.embedding.weight", (self.vocab_size, E))]
         shapes += stack_shapes(self.cell, E, self.hidden, self.layers, "decoder.rnn.")
-        H, A = self.hidden, self.att_size
-        if self.attention == "general":
-            shapes.append(("decoder.attention.key_layer.weight", (H, D)))
-        elif self.attention == "additive":
-            shapes += [("decoder.attention.key_layer.weight", (A, D)),
-                       ("decoder.attention.query_layer.weight", (A, H)),
-                       ("decoder.attention.energy_layer.weight", (1, A))]
-        if self.attention != "none":
-            shapes += [("decoder.att_vector.weight", (H, D + H)), ("decoder.att_vector.bias", (H,))]
+        shapes += attention_shapes(self.attention, D, self.hidden, self.att_size)
         shapes += full_softmax_shapes(self.vocab_size, self.hidden, "decoder.output.",
                                       tied=self.tie_weights)
         return shapes
@@ -154,33 +147,22 @@ def make_caption_batch(features: np.ndarray, captions: list[np.ndarray]) -> Capt
     return CaptionBatch(np.asarray(features), pb.trg_in, pb.trg_out, pb.valid)
 
 
-class CaptionState:
+class CaptionState(DecoderState):
     """B decoding streams: the decoder's state after the image and the tokens fed so far."""
 
-    __slots__ = ("h", "c", "x", "work", "ids", "lp", "enc", "keys", "mask", "alpha")
+    __slots__ = ("enc", "keys", "mask")
 
     def select(self, rows) -> "CaptionState":
         rows = np.asarray(rows)
-        new = object.__new__(CaptionState)
-        new.h = np.ascontiguousarray(self.h[:, rows])
-        new.c = None if self.c is None else np.ascontiguousarray(self.c[:, rows])
-        n = len(rows)
-        new.x = np.empty((n, self.x.shape[1]), self.x.dtype)
-        new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
-        new.ids = np.empty(n, np.intp)
-        new.lp = None
+        new = self._select_decoder(object.__new__(CaptionState), rows)
         new.enc = None if self.enc is None else self.enc[:, rows]
         new.keys = None if self.keys is None else self.keys[:, rows]
         new.mask = None if self.mask is None else self.mask[rows]
         new.alpha = None
         return new
 
-    @property
-    def batch(self) -> int:
-        return self.h.shape[1]
 
-
-class CaptionModel(FlatParameters):
+class CaptionModel(ConditionedDecoder):
     """A caption generator over ONE flat parameter buffer (nn/params.py).
 
     Training: forward_backward(batch, scale, rng). Decoding through the protocol, conditioned on
@@ -199,19 +181,8 @@ class CaptionModel(FlatParameters):
                               f"says {arch.vocab_size}")
         self.arch, self.vocab = arch, vocab
         self.tokenizer = tokenizer or Tokenizer()
-        self.meta = dict(meta or {})
         self.layout = arch.layout()
-        self.dtype = np.dtype(dtype)
-        if flat is None:
-            flat = np.zeros(self.layout.size, self.dtype)
-        if flat.shape != (self.layout.size,) or flat.dtype != self.dtype:
-            raise RnnkitError(f"the flat parameter buffer must be a contiguous "
-                              f"[{self.layout.size}] {self.dtype} array")
-        self.flat = flat                        # [P]
-        self.p = self.layout.views(flat)
-        self._grad = None                       # [P]
-        self.g = None
-        self.backend = kernels() if backend is None else backend
+        self._init_buffers(flat, meta, backend, dtype)
         self.feature_mean = np.zeros(arch.feature_size, self.dtype)   # [D] mu
         self.feature_std = np.ones(arch.feature_size, self.dtype)     # [D] sigma
         self._build()
@@ -224,12 +195,18 @@ class CaptionModel(FlatParameters):
         self.feature_mean[...] = f.mean(axis=0)
         self.feature_std[...] = np.where(sd > 1e-6, sd, 1.0)
 
+    @property
+    def target_vocab_size(self) -> int:
+        return self.arch.vocab_size
+
     def _build(self) -> None:
         a, K = self.arch, self.backend
-        self.stack = RecurrentStack(a.cell, a.emb, a.hidden, a.layers, K, self.p, self.g,
-                                    "decoder.rnn.")
+        self.dec_stack = RecurrentStack(a.cell, a.emb, a.hidden, a.layers, K, self.p, self.g,
+                                        "decoder.rnn.")
         self.output = FullSoftmax(a.vocab_size, a.hidden, K, self.p, self.g, "decoder.output.",
                                   tied=a.tie_weights)
+        self.attn = None if a.attention == "none" else Attention(
+            a.attention, a.feature_size, a.hidden, self.p, self.g, self.dtype)
 
     # --- the image --------------------------------------------------------------------------------
     def check_features(self, features) -> np.ndarray:
@@ -268,7 +245,7 @@ class CaptionModel(FlatParameters):
         if self.arch.attention == "none":
             return None, None, None
         enc = np.ascontiguousarray(self.normalize(features).transpose(1, 0, 2))
-        return enc, Seq2Seq._keys(self, enc), np.ones(enc.shape[1::-1], bool)
+        return enc, self.attn.keys(enc), np.ones(enc.shape[1::-1], bool)
 
     # --- training ---------------------------------------------------------------------------------
     def forward_backward(self, batch: CaptionBatch, scale: float,
@@ -296,18 +273,18 @@ class CaptionModel(FlatParameters):
         drop = rng is not None and a.dropout > 0
         x = self._inputs(batch)                                                  # [T+1, B, E]
         T1, B = x.shape[:2]
-        h0, c0 = self.stack.zero_state(B, self.dtype)
+        h0, c0 = self.dec_stack.zero_state(B, self.dtype)
         masks = None
         if drop:  # Zaremba et al. 2014: dropout on the non-recurrent connections only
             masks = [self._dropout_mask(rng, (T1, B, a.emb if k == 0 else a.hidden))
                      for k in range(a.layers)]
-        top, _, _ = self.stack.forward(x, h0, c0, masks=masks,
+        top, _, _ = self.dec_stack.forward(x, h0, c0, masks=masks,
                                        caches=None if grad else [None] * a.layers)
         out_in = top[1:]                                     # [T, B, H] the outputs after <s> ..
         enc, keys, mask = self._grid(self.check_features(batch.features))
         if enc is not None:
-            out_in, alpha, saved = Seq2Seq._attend(self, np.ascontiguousarray(out_in), enc, keys,
-                                                   mask)
+            out_in, alpha, saved = self.attn.forward(np.ascontiguousarray(out_in), enc, keys,
+                                                     mask)
         out_mask = self._dropout_mask(rng, out_in.shape) if drop else None
         if drop:
             out_in = out_in * out_mask
@@ -326,11 +303,11 @@ class CaptionModel(FlatParameters):
             if drop:
                 dout *= out_mask
             if enc is not None:  # the frozen grid takes no gradient; the attention's weights do
-                dout, _ = Seq2Seq._attend_backward(self, dout, np.ascontiguousarray(top[1:]),
-                                                   enc, keys, alpha, saved)
+                dout, _ = self.attn.backward(dout, np.ascontiguousarray(top[1:]), enc, keys,
+                                             alpha, saved)
             dtop = np.zeros(top.shape, self.dtype)                               # [T+1, B, H]
             dtop[1:] = dout
-            dx, _, _ = self.stack.backward(dtop, masks=masks)                    # [T+1, B, E]
+            dx, _, _ = self.dec_stack.backward(dtop, masks=masks)                    # [T+1, B, E]
             K.embedding_backward(np.ascontiguousarray(dx[1:]), batch.trg_in, a.vocab_size,
                                  out=g["decoder.embedding.weight"])
             if dtied is not None:
@@ -357,12 +334,12 @@ class CaptionModel(FlatParameters):
             for c in caps:
                 self._check_ids(c)
             batch = make_caption_batch(f[idx], caps)
-            top, _, _ = self.stack.forward(self._inputs(batch), *self.stack.zero_state(
+            top, _, _ = self.dec_stack.forward(self._inputs(batch), *self.dec_stack.zero_state(
                 len(idx), self.dtype), caches=[None] * self.arch.layers)
             out_in = top[1:]
             enc, keys, mask = self._grid(f[idx])
             if enc is not None:
-                out_in = Seq2Seq._attend(self, np.ascontiguousarray(out_in), enc, keys, mask)[0]
+                out_in = self.attn.forward(np.ascontiguousarray(out_in), enc, keys, mask)[0]
             valid = batch.valid.T
             rows = np.ascontiguousarray(out_in.transpose(1, 0, 2)[valid])       # by caption
             lp = self.output.target_log_probs(rows, batch.trg_out.T[valid]) * LOG10E
@@ -385,47 +362,23 @@ class CaptionModel(FlatParameters):
         f = self.check_features(np.asarray(context))
         if batch is not None and batch != len(f):
             raise RnnkitError(f"start: {batch} streams for {len(f)} images")
-        a = self.arch
-        B = len(f)
-        st = object.__new__(CaptionState)
-        st.h, st.c = self.stack.zero_state(B, self.dtype)
-        st.x = np.ascontiguousarray(self.project(f), self.dtype)                 # [B, E]
-        st.work = np.empty((B, gate_rows(a.cell, a.hidden)), self.dtype)
-        self.stack.step(st.x, st.h, st.c, st.work)                               # z~_-1
-        st.ids = np.full(B, BOS, np.intp)
-        st.lp, st.alpha = None, None
+        st = self.new_state(CaptionState, *self.dec_stack.zero_state(len(f), self.dtype))
+        st.x[...] = self.project(f)                                              # [B, E]
+        self.dec_stack.step(st.x, st.h, st.c, st.work)                           # z~_-1
         st.enc, st.keys, st.mask = self._grid(f)
         return self._step(st)
 
-    def advance(self, state: CaptionState, ids: np.ndarray) -> CaptionState:
-        """Feed one token per stream; the state is updated IN PLACE and returned."""
-        ids = np.asarray(ids)
-        if ids.shape != (state.batch,):
-            raise RnnkitError(f"advance: expected {state.batch} token ids, got shape {ids.shape}")
-        self._check_ids(ids)
-        state.ids[:] = ids
-        return self._step(state)
-
-    def _step(self, state: CaptionState) -> CaptionState:
-        np.take(self.p["decoder.embedding.weight"], state.ids, axis=0, out=state.x)
-        self.stack.step(state.x, state.h, state.c, state.work)
-        return state
-
     def log_probs(self, state: CaptionState) -> np.ndarray:
         """log10 P(next token | image, tokens so far) [B, V]."""
-        if state.lp is None or state.lp.shape[0] != state.batch:
-            state.lp = np.empty((state.batch, self.arch.vocab_size), self.dtype)
         top = np.ascontiguousarray(state.h[-1])                                  # [B, H]
         if state.enc is not None:
-            att, alpha, _ = Seq2Seq._attend(self, top[None], state.enc, state.keys, state.mask)
+            att, alpha, _ = self.attn.forward(top[None], state.enc, state.keys, state.mask)
             state.alpha = alpha[:, 0]                                            # [B, R]
             top = np.ascontiguousarray(att[0])
-        self.output.log_probs(top, out=state.lp)
-        state.lp *= LOG10E
-        return state.lp
+        return self.output_log_probs(state, top)
 
     def caption(self, features, beam: int = 1, n_best: int = 1, max_len: int = 30,
-                alpha: float = 0.0):
+                alpha: float = 0.6):
         """Captions of images (features [B, D] or [D]): a list of n_best lists of
         (text, log10 p), best first, by beam search (beam 1: greedy)."""
         from ..decoding.beam import beam_search
@@ -435,6 +388,12 @@ class CaptionModel(FlatParameters):
                 for hs in hyps]
 
     # --- files ------------------------------------------------------------------------------------
+    @property
+    def extractor(self) -> dict | None:
+        """The record of the extractor of the training features (text/images.py), None in
+        models older than it."""
+        return self.meta.get("extractor")
+
     def metadata(self) -> dict:
         meta = dict(self.meta)
         meta.update({
@@ -466,16 +425,7 @@ def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=No
     except RnnkitError as e:
         raise ModelFileError(f"{path}: {e}") from None
     model = CaptionModel(arch, vocab, tok, meta=meta, backend=backend)
-    for name, shape in arch.tensor_shapes():
-        if name not in tensors:
-            raise ModelFileError(f"{path}: tensor {name} is missing (damaged file)")
-        t = tensors[name]
-        if tuple(t.shape) != tuple(shape):
-            raise ModelFileError(f"{path}: tensor {name} has shape {list(t.shape)}, the "
-                                 f"architecture needs {list(shape)}")
-        if not np.all(np.isfinite(t)):
-            raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
-        model.p[name][...] = t
+    model.load_tensors(path, tensors)
     D = arch.feature_size
     for name, target in (("encoder.normalize.mean", model.feature_mean),
                          ("encoder.normalize.std", model.feature_std)):

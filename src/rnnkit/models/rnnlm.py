@@ -27,6 +27,11 @@ C0 = cutoffs[0] head words, K clusters, D_i = H // div_value^(i+1), S_i words of
   decoder.tail.{i}.0.weight  [D_i, H]
   decoder.tail.{i}.1.weight  [S_i, D_i]
 
+or, with the class-factored softmax (output = "classes"; K classes, class i = ids
+[cutoffs[i], cutoffs[i+1]), cutoffs[0] = 0):
+  decoder.head.weight        [K, H]
+  decoder.tail.{i}.weight    [S_i, H]
+
 so a model file loads into a PyTorch `nn.LSTM` / `nn.RNN` language model with `load_state_dict`.
 (These flat names are the word-LM's only; models with a real encoder and decoder nest theirs,
 e.g. `encoder.rnn.weight_ih_l0_reverse`.)
@@ -49,9 +54,12 @@ from ..nn.backend import kernels
 from ..nn.output import (
     LOG10E,
     AdaptiveSoftmax,
+    ClassSoftmax,
     FullSoftmax,
     adaptive_softmax_shapes,
+    check_class_starts,
     check_cutoffs,
+    class_softmax_shapes,
     full_softmax_shapes,
 )
 from ..nn.params import FlatParameters, ParamLayout
@@ -60,7 +68,7 @@ from ..text.vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
 from .protocol import LanguageModel
 
 MODEL_TYPES = CELLS
-OUTPUTS = ("full", "adaptive")  # the output layers (nn/output.py)
+OUTPUTS = ("full", "adaptive", "classes")  # the output layers (nn/output.py)
 SCORE_POSITIONS = 1 << 15  # at most this many padded positions [T x B] per scoring batch
 SCORE_WINDOW = 256    # steps per window kernel call when scoring long sentences
 
@@ -76,8 +84,9 @@ class Architecture:
     layers: int
     tie_weights: bool = False
     dropout: float = 0.0  # on the non-recurrent connections, while training only
-    output: str = "full"             # "full" softmax or "adaptive" (files without it: full)
-    cutoffs: tuple[int, ...] = ()    # adaptive only: the head's size and the clusters' starts
+    output: str = "full"             # "full", "adaptive" or "classes" (files without it: full)
+    cutoffs: tuple[int, ...] = ()    # adaptive: the head's size and the clusters' starts;
+    #                                  classes: each class's first id (0 first)
     div_value: float = 4.0           # adaptive only: D_i = H // div_value^(i+1)
     head_bias: bool = False          # adaptive only: a bias on the head (PyTorch's default: no)
 
@@ -108,6 +117,14 @@ class Architecture:
                 check_cutoffs(self.vocab_size, self.hidden, self.cutoffs, self.div_value)
             except ValueError as e:
                 raise RnnkitError(f"--cutoffs: {e}") from None
+        elif self.output == "classes":
+            if self.tie_weights:
+                raise RnnkitError("--tie-weights needs the full softmax (--output full): the "
+                                  "class softmax has no [V, H] matrix to share")
+            try:
+                check_class_starts(self.vocab_size, self.cutoffs)
+            except ValueError as e:
+                raise RnnkitError(f"the word classes: {e}") from None
         elif self.cutoffs:
             raise RnnkitError("--cutoffs applies to --output adaptive only")
 
@@ -139,6 +156,8 @@ class Architecture:
         if self.output == "adaptive":
             return adaptive_softmax_shapes(V, H, self.cutoffs, self.div_value, self.head_bias,
                                            prefix="decoder.")
+        if self.output == "classes":
+            return class_softmax_shapes(V, H, self.cutoffs, prefix="decoder.")
         return full_softmax_shapes(V, H, prefix="decoder.", tied=self.tie_weights)
 
     def layout(self) -> ParamLayout:
@@ -256,6 +275,9 @@ class RNNLM(FlatParameters, LanguageModel):
             self.output = AdaptiveSoftmax(a.vocab_size, a.hidden, a.cutoffs, self.backend, self.p,
                                           self.g, prefix="decoder.", div_value=a.div_value,
                                           head_bias=a.head_bias)
+        elif a.output == "classes":
+            self.output = ClassSoftmax(a.vocab_size, a.hidden, a.cutoffs, self.backend, self.p,
+                                       self.g, prefix="decoder.")
         else:
             self.output = FullSoftmax(a.vocab_size, a.hidden, self.backend, self.p, self.g,
                                       prefix="decoder.", tied=a.tie_weights)
@@ -442,6 +464,10 @@ class RNNLM(FlatParameters, LanguageModel):
                             "head_bias), decoder.tail.{i}.0.weight [H // div_value^(i+1), H], "
                             "decoder.tail.{i}.1.weight [cluster size, H // div_value^(i+1)] "
                             "(PyTorch's AdaptiveLogSoftmaxWithLoss; C0 = cutoffs[0])",
+                "classes": "with output classes, instead of decoder.weight and decoder.bias: "
+                           "decoder.head.weight [K, H] (one row per class), "
+                           "decoder.tail.{i}.weight [class size, H]; class i holds ids "
+                           "cutoffs[i] .. cutoffs[i+1] - 1 (Mikolov et al. 2011)",
                 "peephole": "rnn.weight_peep_l{k} [3, H]: diagonal peephole weights of the "
                             "input, forget and output gates (rows i, f, o; Gers et al. 2002)",
             },

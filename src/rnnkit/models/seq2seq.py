@@ -18,6 +18,10 @@ The two designs of the lecture (figures 8-21 and 8-22):
                        and the output layer reads h~_t instead of h_t. The scores: dot
                        h_t . s_s (needs D = H); general h_t . W_k s_s (Luong eq. 8);
                        additive v . tanh(W_q h_t + W_k s_s) (Bahdanau et al. 2015, eq. 6).
+With --input-feeding (Luong et al. 2015, section 3.3) the attentional vector of the previous step
+is part of the decoder's input: x_t = [E z_t; h~_{t-1}] (h~_0 = 0), so the decoder knows what
+it attended to before; its first layer reads E + H inputs, and it runs one step at a time in
+training too (each step's attention before the next step's cell).
 A bidirectional encoder (--bidirectional) reads the source both ways; each direction runs the
 compiled window kernels, the backward one on every sentence reversed within its own length (so
 padding never comes first). Every source sentence ends with </s>; targets are read as x =
@@ -28,7 +32,7 @@ Tensors, nested PyTorch-style names (nn.LSTM's within each `rnn`):
   encoder.rnn.weight_ih_l{k}[_reverse] [G, E] for k = 0, [G, D] above; weight_hh, biases as nn.LSTM
   decoder.embedding.weight            [Vt, E]
   decoder.bridge.weight, .bias        [H, D], [H]
-  decoder.rnn.weight_ih_l{k} ...      [G, E] for k = 0, [G, H] above
+  decoder.rnn.weight_ih_l{k} ...      [G, E] for k = 0 ([G, E + H] input feeding), [G, H] above
   decoder.attention.key_layer.weight  [H, D] general, [A, D] additive
   decoder.attention.query_layer.weight [A, H]  additive
   decoder.attention.energy_layer.weight [1, A] additive
@@ -43,16 +47,15 @@ import numpy as np
 
 from ..decoding.translate import TranslateOptions, translate_lines
 from ..errors import ModelFileError, RnnkitError
-from ..nn.backend import kernels
+from ..nn.attention import ATTENTIONS, Attention, attention_shapes, length_mask
 from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
-from ..nn.params import FlatParameters, ParamLayout
-from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
+from ..nn.params import ParamLayout
+from ..nn.recurrent import CELLS, RecurrentStack, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
+from .conditioned import ConditionedDecoder, DecoderState
 from .protocol import LanguageModel
 
 MODEL_TYPE = "seq2seq"
-ATTENTIONS = ("none", "dot", "general", "additive")
-NEG = -1e30  # the score of a padding position: exp() makes it exactly 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Seq2SeqArchitecture:
     attention_size: int = 0     # A of the additive score (0: H)
     tie_target: bool = False    # decoder.output.weight is decoder.embedding.weight (E = H)
     dropout: float = 0.0        # on embeddings, between layers and below the output layer
+    input_feeding: bool = False  # h~_{t-1} joins the decoder's input at step t (attention only)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -93,6 +97,14 @@ class Seq2SeqArchitecture:
                               f"{self.hidden})")
         if not 0.0 <= self.dropout < 1.0:
             raise RnnkitError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.input_feeding and self.attention == "none":
+            raise RnnkitError("--input-feeding feeds the attentional vector back: it needs "
+                              "--attention dot, general or additive")
+
+    @property
+    def dec_input_size(self) -> int:
+        """The decoder's first layer's input: E, or E + H with input feeding."""
+        return self.emb + (self.hidden if self.input_feeding else 0)
 
     @property
     def enc_size(self) -> int:
@@ -116,15 +128,9 @@ class Seq2SeqArchitecture:
                                        suffix, first_layer=k)
         shapes += [("decoder.embedding.weight", (self.trg_vocab_size, E)),
                    ("decoder.bridge.weight", (H, D)), ("decoder.bridge.bias", (H,))]
-        shapes += stack_shapes(self.cell, E, H, self.dec_layers, "decoder.rnn.")
-        if self.attention == "general":
-            shapes.append(("decoder.attention.key_layer.weight", (H, D)))
-        elif self.attention == "additive":
-            shapes += [("decoder.attention.key_layer.weight", (A, D)),
-                       ("decoder.attention.query_layer.weight", (A, H)),
-                       ("decoder.attention.energy_layer.weight", (1, A))]
-        if self.attention != "none":
-            shapes += [("decoder.att_vector.weight", (H, D + H)), ("decoder.att_vector.bias", (H,))]
+        shapes += stack_shapes(self.cell, self.dec_input_size, H, self.dec_layers,
+                               "decoder.rnn.")
+        shapes += attention_shapes(self.attention, D, H, A)
         shapes += full_softmax_shapes(self.trg_vocab_size, H, "decoder.output.",
                                       tied=self.tie_target)
         return shapes
@@ -204,37 +210,25 @@ def _gather_time(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.take(x.reshape((S * B,) + x.shape[2:]), flat, axis=0).reshape(x.shape)
 
 
-def _softmax_last(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 # ------------------------------------------------------------------------------------------------
 # the decoding state
 # ------------------------------------------------------------------------------------------------
-class Seq2SeqState:
+class Seq2SeqState(DecoderState):
     """B decoding streams: the encoded sources and the decoder's state (see Seq2Seq.start).
 
     The encoder's outputs, keys and masks stay as start() made them, one per source sentence;
     `src` [B] says which sentence each stream reads, so branching (select) copies only the
     decoder's state, never the encoded sources."""
 
-    __slots__ = ("enc", "keys", "mask", "src", "h", "c", "x", "work", "ids", "alpha", "lp")
+    __slots__ = ("enc", "keys", "mask", "src", "feed")
 
     def select(self, rows) -> "Seq2SeqState":
         rows = np.asarray(rows)
-        new = object.__new__(Seq2SeqState)
+        new = self._select_decoder(object.__new__(Seq2SeqState), rows)
         new.enc, new.keys, new.mask = self.enc, self.keys, self.mask
         new.src = self.src[rows]
-        new.h = np.ascontiguousarray(self.h[:, rows])
-        new.c = None if self.c is None else np.ascontiguousarray(self.c[:, rows])
-        n = len(rows)
-        new.x = np.empty((n, self.x.shape[1]), self.x.dtype)
-        new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
-        new.ids = np.empty(n, np.intp)
         new.alpha = None if self.alpha is None else self.alpha[rows]
-        new.lp = None
+        new.feed = None if self.feed is None else self.feed[rows]
         return new
 
     def groups(self) -> tuple[int, np.ndarray | None]:
@@ -249,15 +243,11 @@ class Seq2SeqState:
         runs = src.reshape(-1, K)
         return (K, runs[:, 0].copy()) if (runs == runs[:, :1]).all() else (0, None)
 
-    @property
-    def batch(self) -> int:
-        return self.h.shape[1]
-
 
 # ------------------------------------------------------------------------------------------------
 # the model
 # ------------------------------------------------------------------------------------------------
-class Seq2Seq(FlatParameters):
+class Seq2Seq(ConditionedDecoder):
     """An encoder-decoder translation model over ONE flat parameter buffer (nn/params.py).
 
     Training: forward_backward(batch, scale, rng). Decoding through the protocol of the language
@@ -280,19 +270,8 @@ class Seq2Seq(FlatParameters):
         self.src_vocab, self.trg_vocab = src_vocab, trg_vocab
         self.src_tokenizer = src_tokenizer or Tokenizer()
         self.trg_tokenizer = trg_tokenizer or Tokenizer()
-        self.meta = dict(meta or {})
         self.layout = arch.layout()
-        self.dtype = np.dtype(dtype)
-        if flat is None:
-            flat = np.zeros(self.layout.size, self.dtype)
-        if flat.shape != (self.layout.size,) or flat.dtype != self.dtype:
-            raise RnnkitError(f"the flat parameter buffer must be a contiguous "
-                              f"[{self.layout.size}] {self.dtype} array")
-        self.flat = flat                        # [P]
-        self.p = self.layout.views(flat)
-        self._grad = None                       # [P]
-        self.g = None
-        self.backend = kernels() if backend is None else backend
+        self._init_buffers(flat, meta, backend, dtype)
         self._build()
 
     # the target side is what the decoder's protocol speaks
@@ -304,6 +283,10 @@ class Seq2Seq(FlatParameters):
     def tokenizer(self) -> Tokenizer:
         return self.trg_tokenizer
 
+    @property
+    def target_vocab_size(self) -> int:
+        return self.arch.trg_vocab_size
+
     def _build(self) -> None:
         a, K, p, g = self.arch, self.backend, self.p, self.g
         D = a.enc_size
@@ -311,10 +294,12 @@ class Seq2Seq(FlatParameters):
         self.enc_stacks = [[RecurrentStack(a.cell, a.emb if k == 0 else D, a.hidden, 1, K, p, g,
                                            "encoder.rnn.", suffix, first_layer=k)
                             for suffix in a.directions] for k in range(a.enc_layers)]
-        self.dec_stack = RecurrentStack(a.cell, a.emb, a.hidden, a.dec_layers, K, p, g,
-                                        "decoder.rnn.")
+        self.dec_stack = RecurrentStack(a.cell, a.dec_input_size, a.hidden, a.dec_layers, K, p,
+                                        g, "decoder.rnn.")
         self.output = FullSoftmax(a.trg_vocab_size, a.hidden, K, p, g, "decoder.output.",
                                   tied=a.tie_target)
+        self.attn = None if a.attention == "none" else Attention(a.attention, D, a.hidden, p, g,
+                                                                 self.dtype)
 
     # --- the encoder ---------------------------------------------------------------------------
     def encode(self, src: np.ndarray, src_len: np.ndarray, rng=None, cache: dict | None = None):
@@ -383,39 +368,6 @@ class Seq2Seq(FlatParameters):
         c = np.zeros_like(h) if self.dec_stack.lstm else None
         return h0, h, c
 
-    def _keys(self, enc: np.ndarray):
-        """What the score compares decoder states with: [S, B, H or A], or None (none)."""
-        att = self.arch.attention
-        if att == "dot":
-            return enc
-        if att in ("general", "additive"):
-            return enc @ self.p["decoder.attention.key_layer.weight"].T
-        return None
-
-    def _attend(self, top: np.ndarray, enc: np.ndarray, keys: np.ndarray, mask: np.ndarray):
-        """Attention for decoder states top [T, B, H] over enc [S, B, D] (mask [B, S] real
-        positions): (h~ [T, B, H], alpha [B, T, S], and what backward needs).
-
-        The batched products are np.matmul on transposed views (BLAS with leading dimensions,
-        no copies; einsum took 3-4x longer at the Multi30k configuration)."""
-        a, p = self.arch, self.p
-        T, B, H = top.shape
-        D = enc.shape[2]
-        if a.attention == "additive":
-            q = top @ p["decoder.attention.query_layer.weight"].T                 # [T, B, A]
-            e = np.tanh(q[:, None] + keys[None])                                 # [T, S, B, A]
-            scores = (e @ p["decoder.attention.energy_layer.weight"][0]).transpose(2, 0, 1)
-        else:
-            e = None
-            scores = np.matmul(top.transpose(1, 0, 2), keys.transpose(1, 2, 0))   # [B, T, S]
-        scores = np.where(mask[:, None, :], scores, NEG)
-        alpha = _softmax_last(scores).astype(self.dtype, copy=False)              # [B, T, S]
-        cat = np.empty((T, B, D + H), self.dtype)                                # [T, B, D + H]
-        np.matmul(alpha, enc.transpose(1, 0, 2), out=cat[..., :D].transpose(1, 0, 2))  # c_t
-        cat[..., D:] = top
-        att = np.tanh(cat @ p["decoder.att_vector.weight"].T + p["decoder.att_vector.bias"])
-        return att.astype(self.dtype, copy=False), alpha, (e, cat, att)
-
     # --- training --------------------------------------------------------------------------------
     def forward_backward(self, batch: PairBatch, scale: float,
                          rng: np.random.Generator | None = None,
@@ -441,21 +393,23 @@ class Seq2Seq(FlatParameters):
         enc, final = self.encode(batch.src, batch.src_len, rng if drop else None, cache)
         S, B = batch.src.shape
         T = batch.trg_in.shape[0]
-        mask = np.arange(S)[None, :] < batch.src_len[:, None]                   # [B, S]
+        mask = length_mask(batch.src_len, S)                                     # [B, S]
         h0, h, c = self._init_state(final)
         x = K.embedding_forward(batch.trg_in, p["decoder.embedding.weight"])     # [T, B, E]
         dmasks = None
         if drop:
-            dmasks = [self._dropout_mask(rng, (T, B, a.emb if k == 0 else a.hidden))
+            dmasks = [self._dropout_mask(rng, (T, B, a.dec_input_size if k == 0 else a.hidden))
                       for k in range(a.dec_layers)]
-        top, _, _ = self.dec_stack.forward(x, h, c, masks=dmasks,
-                                           caches=None if grad else [None] * a.dec_layers)
-        keys = None
-        if a.attention != "none":
-            keys = self._keys(enc)
-            out_in, alpha, saved = self._attend(top, enc, keys, mask)
+        keys = None if a.attention == "none" else self.attn.keys(enc)
+        if a.input_feeding:  # one step at a time: step t reads h~_{t-1}
+            out_in, steps = self._feed_forward(x, h, c, enc, keys, mask, dmasks)
         else:
-            out_in = top
+            top, _, _ = self.dec_stack.forward(x, h, c, masks=dmasks,
+                                               caches=None if grad else [None] * a.dec_layers)
+            if a.attention != "none":
+                out_in, alpha, saved = self.attn.forward(top, enc, keys, mask)
+            else:
+                out_in = top
         out_mask = self._dropout_mask(rng, out_in.shape) if drop else None
         if drop:
             out_in = out_in * out_mask
@@ -472,11 +426,14 @@ class Seq2Seq(FlatParameters):
             dout[valid] = drows
             if drop:
                 dout *= out_mask
-            if a.attention != "none":
-                dtop, denc = self._attend_backward(dout, top, enc, keys, alpha, saved)
+            if a.input_feeding:
+                dx, dh0, denc = self._feed_backward(dout, enc, keys, steps)
             else:
-                dtop, denc = dout, np.zeros_like(enc)
-            dx, dh0, _ = self.dec_stack.backward(np.ascontiguousarray(dtop), masks=dmasks)
+                if a.attention != "none":
+                    dtop, denc = self.attn.backward(dout, top, enc, keys, alpha, saved)
+                else:
+                    dtop, denc = dout, np.zeros_like(enc)
+                dx, dh0, _ = self.dec_stack.backward(np.ascontiguousarray(dtop), masks=dmasks)
             K.embedding_backward(dx, batch.trg_in, a.trg_vocab_size,
                                  out=g["decoder.embedding.weight"])
             if dtied is not None:
@@ -490,45 +447,51 @@ class Seq2Seq(FlatParameters):
 
         return loss, backward
 
-    def _attend_backward(self, datt, top, enc, keys, alpha, saved):
-        """Gradients through the attention: (d top [T, B, H], d enc [S, B, D]); writes the
-        attention's weight gradients."""
-        a, p, g = self.arch, self.p, self.g
-        e, cat, att = saved
-        D, H = a.enc_size, a.hidden
-        dpre = datt * (1.0 - att * att)                                          # [T, B, H]
-        g["decoder.att_vector.weight"][...] = dpre.reshape(-1, H).T @ cat.reshape(-1, D + H)
-        g["decoder.att_vector.bias"][...] = dpre.sum(axis=(0, 1))
-        dcat = dpre @ p["decoder.att_vector.weight"]                             # [T, B, D + H]
-        dctx, dtop = dcat[..., :D], dcat[..., D:].copy()
-        dalpha = np.matmul(dctx.transpose(1, 0, 2), enc.transpose(1, 2, 0))      # [B, T, S]
-        denc = np.empty(enc.shape, self.dtype)                                   # [S, B, D]
-        np.matmul(alpha.transpose(0, 2, 1), dctx.transpose(1, 0, 2), out=denc.transpose(1, 0, 2))
-        dscores = alpha * (dalpha - (dalpha * alpha).sum(axis=-1, keepdims=True))
-        if a.attention == "additive":
-            v = p["decoder.attention.energy_layer.weight"][0]                    # [A]
-            ds = dscores.transpose(1, 2, 0)                                      # [T, S, B]
-            g["decoder.attention.energy_layer.weight"][0] = np.einsum("tsb,tsba->a", ds, e)
-            de = ds[..., None] * v * (1.0 - e * e)                               # [T, S, B, A]
-            dq, dkeys = de.sum(axis=1), de.sum(axis=0)                           # [T,B,A], [S,B,A]
-            Wq = p["decoder.attention.query_layer.weight"]
-            g["decoder.attention.query_layer.weight"][...] = (
-                dq.reshape(-1, dq.shape[-1]).T @ top.reshape(-1, H))
-            dtop += dq @ Wq
-        else:
-            dscores = dscores.astype(self.dtype, copy=False)
-            dtop += np.matmul(dscores, keys.transpose(1, 0, 2)).transpose(1, 0, 2)
-            dkeys = np.empty(keys.shape, self.dtype)                             # [S, B, H]
-            np.matmul(dscores.transpose(0, 2, 1), top.transpose(1, 0, 2),
-                      out=dkeys.transpose(1, 0, 2))
-        if a.attention == "dot":
-            denc += dkeys
-        else:
-            Wk = p["decoder.attention.key_layer.weight"]
-            g["decoder.attention.key_layer.weight"][...] = (
-                dkeys.reshape(-1, dkeys.shape[-1]).T @ enc.reshape(-1, D))
-            denc += dkeys @ Wk
-        return dtop, denc
+    def _feed_forward(self, x, h, c, enc, keys, mask, dmasks=None):
+        """The decoder with input feeding, one step at a time: x [T, B, E] the embedded inputs,
+        h, c [L, B, H] the initial state -> (h~ [T, B, H], what _feed_backward needs)."""
+        T, B, E = x.shape
+        H = self.arch.hidden
+        out = np.empty((T, B, H), self.dtype)                                    # h~_1 .. h~_T
+        feed = np.zeros((B, H), self.dtype)                                      # h~_0
+        steps = []
+        for t in range(T):
+            xt = np.empty((B, E + H), self.dtype)   # [E z_t; h~_t-1], new: the caches keep it
+            xt[:, :E] = x[t]
+            xt[:, E:] = feed
+            m = None if dmasks is None else [mk[t:t + 1] for mk in dmasks]
+            top, h, c, caches = self.dec_stack.step_forward(xt, h, c, masks=m)
+            att, alpha, saved = self.attn.forward(top[None], enc, keys, mask)
+            out[t] = feed = att[0]
+            steps.append((caches, m, top[None], alpha, saved))
+        return out, steps
+
+    def _feed_backward(self, dout, enc, keys, steps):
+        """Back through _feed_forward from d h~ [T, B, H]: (dx [T, B, E], dh0 [L, B, H],
+        d enc [S, B, D]); the decoder's and the attention's weight gradients are accumulated
+        step by step (from zero), the gradient of h~_t reaching it both from the output layer
+        and from the input of step t + 1."""
+        a = self.arch
+        for name, v in self.g.items():
+            if name.startswith(("decoder.rnn.", "decoder.attention.", "decoder.att_vector.")):
+                v[...] = 0
+        T, B, H = dout.shape
+        E = a.emb
+        dx = np.empty((T, B, E), self.dtype)                                     # [T, B, E]
+        denc = np.zeros(enc.shape, self.dtype)                                   # [S, B, D]
+        dfeed = np.zeros((B, H), self.dtype)                # d h~_t from step t + 1's input
+        dh = np.zeros((a.dec_layers, B, H), self.dtype)
+        dc = np.zeros_like(dh) if self.dec_stack.lstm else None
+        for t in reversed(range(T)):
+            caches, m, top, alpha, saved = steps[t]
+            datt = (dout[t] + dfeed)[None]
+            dtop, de = self.attn.backward(datt, top, enc, keys, alpha, saved, accumulate=True)
+            denc += de
+            dxt, dh, dc = self.dec_stack.step_backward(np.ascontiguousarray(dtop[0]), dh, dc,
+                                                       caches, masks=m)
+            dx[t] = dxt[:, :E]
+            dfeed = dxt[:, E:]
+        return dx, dh, denc
 
     # --- scoring ---------------------------------------------------------------------------------
     def pair_log_probs(self, sources: list[np.ndarray], targets: list[np.ndarray],
@@ -562,13 +525,15 @@ class Seq2Seq(FlatParameters):
         a, K = self.arch, self.backend
         enc, final = self.encode(batch.src, batch.src_len)
         S = batch.src.shape[0]
-        mask = np.arange(S)[None, :] < batch.src_len[:, None]
+        mask = length_mask(batch.src_len, S)
         _, h, c = self._init_state(final)
         x = K.embedding_forward(batch.trg_in, self.p["decoder.embedding.weight"])
+        if a.input_feeding:
+            return self._feed_forward(x, h, c, enc, self.attn.keys(enc), mask)[0]
         top, _, _ = self.dec_stack.forward(x, h, c, caches=[None] * a.dec_layers)
         if a.attention == "none":
             return top
-        return self._attend(top, enc, self._keys(enc), mask)[0]
+        return self.attn.forward(top, enc, self.attn.keys(enc), mask)[0]
 
     # --- decoding protocol (log10), conditioned on the sources -----------------------------------
     def encode_sources(self, sources: list[np.ndarray]) -> PairBatch:
@@ -586,39 +551,37 @@ class Seq2Seq(FlatParameters):
             raise RnnkitError(f"start: {batch} streams for {len(context)} sources")
         pb = self.encode_sources(context)
         enc, final = self.encode(pb.src, pb.src_len)
-        a = self.arch
-        st = object.__new__(Seq2SeqState)
-        B = pb.size
+        _, h, c = self._init_state(final)
+        st = self.new_state(Seq2SeqState, h, c)
         st.enc = enc
-        st.keys = self._keys(enc)
-        st.mask = np.arange(pb.src.shape[0])[None, :] < pb.src_len[:, None]
-        st.src = np.arange(B)
-        _, st.h, st.c = self._init_state(final)
-        st.x = np.empty((B, a.emb), self.dtype)
-        st.work = np.empty((B, gate_rows(a.cell, a.hidden)), self.dtype)
-        st.ids = np.full(B, BOS, np.intp)
-        st.alpha, st.lp = None, None
+        st.keys = None if self.attn is None else self.attn.keys(enc)
+        st.mask = length_mask(pb.src_len, pb.src.shape[0])
+        st.src = np.arange(pb.size)
+        st.feed = np.zeros((pb.size, self.arch.hidden), self.dtype) if self.arch.input_feeding \
+            else None
         return self._step(st)
 
-    def advance(self, state: Seq2SeqState, ids: np.ndarray) -> Seq2SeqState:
-        """Feed one target token per stream; the state is updated IN PLACE and returned."""
-        ids = np.asarray(ids)
-        if ids.shape != (state.batch,):
-            raise RnnkitError(f"advance: expected {state.batch} token ids, got shape {ids.shape}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.arch.trg_vocab_size):
-            raise RnnkitError(f"advance: token ids must be in [0, {self.arch.trg_vocab_size})")
-        state.ids[:] = ids
-        return self._step(state)
-
     def _step(self, state: Seq2SeqState) -> Seq2SeqState:
-        np.take(self.p["decoder.embedding.weight"], state.ids, axis=0, out=state.x)
+        if state.feed is None:
+            return super()._step(state)
+        # input feeding: the cell reads [E z; h~ of the last step], then attends at once (the
+        # next step needs this step's h~)
+        E = self.arch.emb
+        state.x[:, :E] = self.p["decoder.embedding.weight"][state.ids]
+        state.x[:, E:] = state.feed
         self.dec_stack.step(state.x, state.h, state.c, state.work)
-        state.alpha = None
+        src = state.src
+        att, alpha, _ = self.attn.forward(state.h[-1][None], state.enc[:, src],
+                                          state.keys[:, src], state.mask[src])
+        state.feed = np.ascontiguousarray(att[0])                                # [B, H]
+        state.alpha = alpha[:, 0]                                                # [B, S]
         return state
 
     def log_probs(self, state: Seq2SeqState) -> np.ndarray:
         """log10 P(next target token) [B, Vt]; state.alpha [B, S] holds the attention used."""
         top = state.h[-1]                                                        # [B, H]
+        if state.feed is not None:       # input feeding: the step has attended already
+            return self.output_log_probs(state, state.feed)
         if self.arch.attention != "none":
             K, sent = state.groups()
             if K > 1 or (K == 1 and len(sent) == state.enc.shape[1]):
@@ -628,21 +591,17 @@ class Seq2Seq(FlatParameters):
                 enc, keys, mask = state.enc, state.keys, state.mask
                 if not np.array_equal(sent, np.arange(enc.shape[1])):  # some have finished
                     enc, keys, mask = enc[:, sent], keys[:, sent], mask[sent]
-                att, alpha, _ = self._attend(top.reshape(n // K, K, H).transpose(1, 0, 2),
-                                             enc, keys, mask)
+                att, alpha, _ = self.attn.forward(
+                    top.reshape(n // K, K, H).transpose(1, 0, 2), enc, keys, mask)
                 state.alpha = alpha.reshape(n, -1)                               # [B, S]
                 top = np.ascontiguousarray(att.transpose(1, 0, 2).reshape(n, H))
             else:
                 src = state.src
-                att, alpha, _ = self._attend(top[None], state.enc[:, src], state.keys[:, src],
-                                             state.mask[src])
+                att, alpha, _ = self.attn.forward(top[None], state.enc[:, src],
+                                                  state.keys[:, src], state.mask[src])
                 state.alpha = alpha[:, 0]                                        # [B, S]
                 top = np.ascontiguousarray(att[0])
-        if state.lp is None or state.lp.shape[0] != state.batch:
-            state.lp = np.empty((state.batch, self.arch.trg_vocab_size), self.dtype)
-        self.output.log_probs(top, out=state.lp)
-        state.lp *= LOG10E
-        return state.lp
+        return self.output_log_probs(state, top)
 
     # --- the Python API ------------------------------------------------------------------------
     def translate(self, sentences: list[str], beam: int = 5, **options) -> list[str]:
@@ -697,16 +656,7 @@ def from_file_parts(path, tensors: dict[str, np.ndarray], meta: dict, backend=No
     except RnnkitError as e:
         raise ModelFileError(f"{path}: {e}") from None
     model = Seq2Seq(arch, src_vocab, trg_vocab, src_tok, trg_tok, meta=meta, backend=backend)
-    for name, shape in arch.tensor_shapes():
-        if name not in tensors:
-            raise ModelFileError(f"{path}: tensor {name} is missing (damaged file)")
-        t = tensors[name]
-        if tuple(t.shape) != tuple(shape):
-            raise ModelFileError(f"{path}: tensor {name} has shape {list(t.shape)}, the "
-                                 f"architecture needs {list(shape)}")
-        if not np.all(np.isfinite(t)):
-            raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
-        model.p[name][...] = t
+    model.load_tensors(path, tensors)
     return model
 
 

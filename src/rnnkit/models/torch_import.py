@@ -3,6 +3,11 @@
 PyTorch's word_language_model names the tensors encoder.weight, rnn.*, decoder.*; the
 architecture is read off their shapes, and the vocabulary rows are permuted so that rnnkit's
 specials <unk>, <s>, </s> get the ids 0, 1, 2.
+
+The output layer is either an nn.Linear (decoder.weight [V, H], decoder.bias [V]) or an
+nn.AdaptiveLogSoftmaxWithLoss named `decoder` (decoder.head.weight [C0 + K, H], decoder.head.bias
+when head_bias, decoder.tail.{i}.0.weight [D_i, H], decoder.tail.{i}.1.weight [S_i, D_i]); its
+cutoffs, div_value and head_bias are read off those shapes (adaptive_from_shapes).
 """
 from __future__ import annotations
 
@@ -41,6 +46,77 @@ def read_token_list(path: str | os.PathLike) -> list[str]:
     return tokens
 
 
+def _div_value(path, H: int, dims: list[int]) -> float:
+    """A div_value d with H // d^(i+1) == dims[i] for every tail cluster i (PyTorch's
+    AdaptiveLogSoftmaxWithLoss: hsz = int(in_features // div_value ** (i + 1))), preferring a
+    round one (4.0, PyTorch's default, then integers, halves, tenths), else ModelFileError."""
+    lo, hi = 1.0, float("inf")   # d in (lo, hi]: floor(H / d^(i+1)) = D  <=>  H/(D+1) < d^(i+1) <= H/D
+    for i, D in enumerate(dims):
+        lo = max(lo, (H / (D + 1)) ** (1.0 / (i + 1)))
+        hi = min(hi, (H / D) ** (1.0 / (i + 1)))
+
+    def fits(d):
+        return d >= 1 and all(int(H // (d ** (i + 1))) == D for i, D in enumerate(dims))
+
+    candidates = [4.0] + [float(k) for k in range(1, 65)] + [k / 2 for k in range(2, 129)] \
+        + [k / 10 for k in range(10, 641)]
+    found = next((d for d in candidates if lo <= d <= hi and fits(d)), None)
+    if found is None and hi < float("inf") and fits(hi):
+        found = hi
+    if found is None:
+        raise ModelFileError(
+            f"{path}: the tail projections have sizes {', '.join(map(str, dims))} for hidden "
+            f"size {H}: no single div_value gives them as {H} // div_value^(i+1) (PyTorch's "
+            f"AdaptiveLogSoftmaxWithLoss rule); was the model built another way?")
+    return found
+
+
+def adaptive_from_shapes(path, tensors: dict[str, np.ndarray], V: int, H: int
+                         ) -> tuple[tuple[int, ...], float, bool]:
+    """(cutoffs, div_value, head_bias) of the AdaptiveLogSoftmaxWithLoss named `decoder` in a
+    state dict, read off its shapes: K clusters = the tail.{i} present, C0 = head rows - K,
+    cutoffs[i + 1] = cutoffs[i] + S_i, and the last cluster must end at V."""
+    def shape(name):
+        t = tensors.get(name)
+        if t is None:
+            raise ModelFileError(f"{path}: {name} is missing (an adaptive softmax of "
+                                 f"AdaptiveLogSoftmaxWithLoss names needs it)")
+        return tuple(t.shape)
+
+    K = 0
+    while f"decoder.tail.{K}.0.weight" in tensors or f"decoder.tail.{K}.1.weight" in tensors:
+        K += 1
+    if K == 0:
+        raise ModelFileError(f"{path}: decoder.head.weight without decoder.tail.0.0.weight: an "
+                             f"adaptive softmax needs at least one tail cluster")
+    head = shape("decoder.head.weight")
+    if len(head) != 2 or head[1] != H:
+        raise ModelFileError(f"{path}: decoder.head.weight has shape {list(head)}, expected "
+                             f"[C0 + {K}, {H}] (hidden size {H})")
+    C0 = head[0] - K
+    if C0 < 1:
+        raise ModelFileError(f"{path}: decoder.head.weight has {head[0]} rows for {K} tail "
+                             f"clusters: no row is left for the head's words")
+    cutoffs, dims = [C0], []
+    for i in range(K):
+        proj, out = shape(f"decoder.tail.{i}.0.weight"), shape(f"decoder.tail.{i}.1.weight")
+        if len(proj) != 2 or proj[1] != H or proj[0] < 1:
+            raise ModelFileError(f"{path}: decoder.tail.{i}.0.weight has shape {list(proj)}, "
+                                 f"expected [D_{i}, {H}]")
+        if len(out) != 2 or out[1] != proj[0] or out[0] < 1:
+            raise ModelFileError(f"{path}: decoder.tail.{i}.1.weight has shape {list(out)}, "
+                                 f"expected [S_{i}, {proj[0]}] (D_{i} = {proj[0]} from "
+                                 f"decoder.tail.{i}.0.weight)")
+        dims.append(proj[0])
+        cutoffs.append(cutoffs[-1] + out[0])
+    if cutoffs[-1] != V:
+        raise ModelFileError(
+            f"{path}: the adaptive softmax covers {cutoffs[-1]} words ({C0} in the head + "
+            f"{' + '.join(str(b - a) for a, b in zip(cutoffs, cutoffs[1:]))} in the clusters) "
+            f"but encoder.weight has {V} rows")
+    return tuple(cutoffs[:-1]), _div_value(path, H, dims), "decoder.head.bias" in tensors
+
+
 def _infer_architecture(path, tensors: dict[str, np.ndarray]) -> Architecture:
     names = sorted(tensors)
     if "encoder.weight" not in tensors or "rnn.weight_ih_l0" not in tensors:
@@ -73,9 +149,14 @@ def _infer_architecture(path, tensors: dict[str, np.ndarray]) -> Architecture:
     else:
         raise ModelFileError(f"{path}: rnn.weight_hh_l0 has shape [{G}, {H}], neither an LSTM "
                              f"([4H, H]) nor an RNN ([H, H])")
+    if "decoder.head.weight" in tensors:
+        cutoffs, div, head_bias = adaptive_from_shapes(path, tensors, int(V), int(H))
+        return Architecture(model_type, int(V), int(E), int(H), layers, output="adaptive",
+                            cutoffs=cutoffs, div_value=div, head_bias=head_bias)
     dec = tensors.get("decoder.weight")
     if dec is None:
-        raise ModelFileError(f"{path}: decoder.weight is missing")
+        raise ModelFileError(f"{path}: decoder.weight is missing (or decoder.head.weight, for "
+                             f"an AdaptiveLogSoftmaxWithLoss named decoder)")
     tie = E == H and dec.shape == tensors["encoder.weight"].shape and np.array_equal(
         dec, tensors["encoder.weight"])
     return Architecture(model_type, int(V), int(E), int(H), layers, tie_weights=bool(tie))
@@ -85,8 +166,10 @@ def _check_shapes(path, arch: Architecture, tensors: dict[str, np.ndarray]) -> N
     """Every tensor the inferred architecture needs, with its exact shape, before any is copied;
     and no tensor it would silently ignore (a layer or a bias of another model)."""
     expected = dict(arch.tensor_shapes())
-    expected.setdefault("decoder.weight", (arch.vocab_size, arch.hidden))
-    optional = {"decoder.bias"}
+    optional = set()
+    if arch.output == "full":
+        expected.setdefault("decoder.weight", (arch.vocab_size, arch.hidden))
+        optional = {"decoder.bias"}
     for name, shape in expected.items():
         t = tensors.get(name)
         if t is None:
@@ -128,7 +211,8 @@ def from_torch_state(path: str | os.PathLike, vocab: str | os.PathLike | list[st
     if model_type is not None and model_type != arch.model_type:
         if {model_type, arch.model_type} <= {"lstm", "lstm-nofg"}:
             arch = Architecture(model_type, arch.vocab_size, arch.emb, arch.hidden, arch.layers,
-                                arch.tie_weights)
+                                arch.tie_weights, output=arch.output, cutoffs=arch.cutoffs,
+                                div_value=arch.div_value, head_bias=arch.head_bias)
         else:
             raise ModelFileError(f"{path}: the tensors are of a {arch.model_type} model, not "
                                  f"{model_type}")
@@ -151,6 +235,13 @@ def from_torch_state(path: str | os.PathLike, vocab: str | os.PathLike | list[st
     taken = {s for s in special_src if s is not None}
     rest = [i for i in range(len(tokens)) if i not in taken]
     new_tokens = list(SPECIALS) + [tokens[i] for i in rest]
+    if arch.output == "adaptive":
+        model = _adaptive_model(path, arch, tensors, tokens, special_src, rest, new_tokens,
+                                tokenizer, backend)
+        model.meta.update({"imported_from": "pytorch-state-dict",
+                           "vocab_mapping": {"unk": special_src[0], "bos": special_src[1],
+                                             "eos": special_src[2]}})
+        return model
     new_arch = Architecture(arch.model_type, len(new_tokens), arch.emb, arch.hidden,
                             arch.layers, arch.tie_weights)
     model = RNNLM(new_arch, Vocab(new_tokens), tokenizer, backend=backend)
@@ -183,4 +274,56 @@ def from_torch_state(path: str | os.PathLike, vocab: str | os.PathLike | list[st
     model.meta.update({"imported_from": "pytorch-state-dict",
                        "vocab_mapping": {"unk": special_src[0], "bos": special_src[1],
                                          "eos": special_src[2]}})
+    return model
+
+
+def _adaptive_model(path, arch: Architecture, tensors, tokens, special_src, rest, new_tokens,
+                    tokenizer, backend) -> RNNLM:
+    """The RNNLM of an adaptive-softmax state dict, its rows permuted so <unk>, <s>, </s> are
+    ids 0, 1, 2. The specials must be head words (ids < C0): a permutation inside the head
+    keeps every probability; moving a word between clusters would not. A special the model
+    lacks becomes a new head word (so C0 and every cutoff grow by one) with a zero weight row
+    and a head bias of MISSING_LOGIT (the model gets a head bias of zeros if it had none: the
+    other words' log-probabilities move by ~e^-30)."""
+    C0 = arch.cutoffs[0]
+    outside = [f"{tokens[s]!r} (id {s}, read as {name})" for name, s in zip(SPECIALS, special_src)
+               if s is not None and s >= C0]
+    if outside:
+        raise ModelFileError(
+            f"{path}: {' and '.join(outside)} in a tail cluster of the adaptive softmax (the "
+            f"head holds ids 0..{C0 - 1}); rnnkit needs <unk>, <s> and </s> in the head, so this "
+            f"model cannot be imported exactly (retrain it with the specials among the most "
+            f"frequent ids)")
+    missing = sum(s is None for s in special_src)
+    new_arch = Architecture(arch.model_type, len(new_tokens), arch.emb, arch.hidden, arch.layers,
+                            output="adaptive", cutoffs=tuple(c + missing for c in arch.cutoffs),
+                            div_value=arch.div_value, head_bias=arch.head_bias or missing > 0)
+    model = RNNLM(new_arch, Vocab(new_tokens), tokenizer, backend=backend)
+    for name, _ in arch.tensor_shapes():
+        if name.startswith("rnn.") or name.startswith("decoder.tail."):
+            model.p[name][...] = tensors[name]
+    enc, head_w = tensors["encoder.weight"], tensors["decoder.head.weight"]
+    head_b = tensors.get("decoder.head.bias", np.zeros(len(head_w), np.float32))
+    eos_src = special_src[2]
+    src = np.array(rest, np.int64)   # the other words, in the model's order: head words first
+    model.p["encoder.weight"][3:] = enc[src]
+    n_head = C0 - (3 - missing)      # the head's non-special words
+    new_w, new_b = model.p["decoder.head.weight"], (model.p["decoder.head.bias"] if
+                                                    new_arch.head_bias else None)
+    new_w[3:3 + n_head] = head_w[src[:n_head]]
+    new_w[3 + n_head:] = head_w[C0:]                  # the K cluster tokens
+    if new_b is not None:
+        new_b[3:3 + n_head] = head_b[src[:n_head]]
+        new_b[3 + n_head:] = head_b[C0:]
+    for new_id, s in enumerate(special_src):
+        if s is not None:
+            model.p["encoder.weight"][new_id] = enc[s]
+            new_w[new_id] = head_w[s]
+            if new_b is not None:
+                new_b[new_id] = head_b[s]
+        else:
+            model.p["encoder.weight"][new_id] = enc[eos_src] if (
+                new_id == BOS and eos_src is not None) else 0.0
+            new_w[new_id] = 0.0
+            new_b[new_id] = MISSING_LOGIT
     return model

@@ -52,6 +52,7 @@ cdef extern from "csrc/rk_softmax.h":
     void rk_add_scalar(int n, float* z, float s) noexcept nogil
     void rk_scale(int n, float* z, float s) noexcept nogil
     void rk_axpy1(int n, const float* x, float* y) noexcept nogil
+    void rk_topk_row(int V, const float* z, int k, int64_t* idx, float* val) noexcept nogil
 
 cdef extern from "csrc/rk_gemm.h":
     int RK_NH
@@ -1099,3 +1100,26 @@ def embedding_backward(dx, ids, int V, out=None):
             rk_axpy1(E, dp + n * E, op + <size_t>ip[n] * E)
     return out
 
+
+def topk_rows(z, int k, out=None):
+    """The k largest entries of each row of z [R, V] (float32), best first: indices [R, k]
+    (int64). Ties go to the earlier index, a NaN counts as -inf: np.argsort(-z, axis=1,
+    kind="stable")[:, :k] for rows without NaN, in one pass over z (reference.topk_rows)."""
+    _f32("z", z, (None, None))
+    cdef int R = z.shape[0], V = z.shape[1]
+    if k < 1 or k > V:
+        raise ValueError(f"k must be in [1, {V}], got {k}")
+    if out is None:
+        out = np.empty((R, k), np.int64)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.int64 or out.shape != (R, k)
+          or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous int64 array of shape [{R}, {k}]")
+    val = np.empty(k, np.float32)
+    cdef const float* zp = fptr(z)
+    cdef float* vp = fptr(val)
+    cdef int64_t* op = <int64_t*>cnp.PyArray_DATA(out)
+    cdef int r
+    with nogil:
+        for r in range(R):
+            rk_topk_row(V, zp + <size_t>r * V, k, op + <size_t>r * k, vp)
+    return out

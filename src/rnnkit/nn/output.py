@@ -9,8 +9,10 @@ tensors itself and a class-factored or adaptive softmax plugs in without changin
   log_probs(h [B, H], out=None) -> [B, V] natural log of the full distribution (sums to 1)
   target_log_probs(h [N, H], targets [N]) -> [N] natural log p(target), in blocks of rows
 
-Two layers: FullSoftmax (every word's logit) and AdaptiveSoftmax (Grave et al. 2017: a head
-over the frequent words plus one token per tail cluster).
+Three layers: FullSoftmax (every word's logit), AdaptiveSoftmax (Grave et al. 2017: a head
+over the frequent words plus one token per tail cluster) and ClassSoftmax (Mikolov et al. 2011:
+a softmax over N word classes, then one over the words of the class; the adaptive softmax's
+machinery with no head words and no projections).
 """
 from __future__ import annotations
 
@@ -195,7 +197,7 @@ class AdaptiveSoftmax:
                 self._rows[i] = None
                 continue
             hi = np.ascontiguousarray(h[rows])                            # [n_i, H]
-            p = K.matmul(hi, self.proj[i], trans_b=True)                  # [n_i, D_i]
+            p = self._project(i, hi)                                      # [n_i, D_i]
             li, self._tail_caches[i] = K.softmax_xent_forward(
                 p, self.out[i], self.zero_b[i], t[rows] - self.bounds[i],
                 cache=self._tail_caches[i])
@@ -213,15 +215,25 @@ class AdaptiveSoftmax:
             g["head_b"][...] = db
         for i in range(self.K):
             if self._rows[i] is None:
-                g["proj"][i][...] = 0
+                if self.proj[i] is not None:
+                    g["proj"][i][...] = 0
                 g["out"][i][...] = 0
                 continue
             rows, hi = self._rows[i]
             dp, dwo, _ = K.softmax_xent_backward(scale, self._tail_caches[i])  # dp [n_i, D_i]
             g["out"][i][...] = dwo
+            if self.proj[i] is None:                                     # no projection: p = h
+                dh[rows] += dp
+                continue
             g["proj"][i][...] = K.matmul(dp, hi, trans_a=True)           # [D_i, H]
             dh[rows] += K.matmul(dp, self.proj[i])                       # [n_i, H]
         return dh, None
+
+    def _project(self, i: int, h: np.ndarray) -> np.ndarray:
+        """Cluster i's input: h [n, H] projected to [n, D_i] (h itself without a projection)."""
+        if self.proj[i] is None:
+            return h
+        return self.backend.matmul(h, self.proj[i], trans_b=True)
 
     def log_probs(self, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Natural-log probabilities [B, V] of every word given h [B, H] (sums to 1 per row)."""
@@ -231,7 +243,7 @@ class AdaptiveSoftmax:
         head = K.log_softmax(h, self.head_w, self.head_b)                # [B, C0 + K]
         out[:, :self.C0] = head[:, :self.C0]
         for i in range(self.K):
-            p = K.matmul(np.ascontiguousarray(h), self.proj[i], trans_b=True)   # [B, D_i]
+            p = self._project(i, np.ascontiguousarray(h))                       # [B, D_i]
             tail = K.log_softmax(p, self.out[i], self.zero_b[i])               # [B, S_i]
             tail += head[:, self.C0 + i, None]
             out[:, self.bounds[i]:self.bounds[i + 1]] = tail
@@ -253,7 +265,81 @@ class AdaptiveSoftmax:
             step = max(1, LOGIT_BLOCK // len(self.out[i]))
             for r in range(0, len(rows), step):
                 blk = rows[r:r + step]
-                p = K.matmul(np.ascontiguousarray(h[blk]), self.proj[i], trans_b=True)
+                p = self._project(i, np.ascontiguousarray(h[blk]))          # [n, D_i]
                 tail = K.log_softmax(p, self.out[i], self.zero_b[i])        # [n, S_i]
                 lp[blk] += tail[np.arange(len(blk)), t[blk] - self.bounds[i]]
         return lp
+
+
+# --- the class-factored softmax (Mikolov et al. 2011) --------------------------------------------
+# More dimension letters: K classes, S_i words of class i (contiguous ids [starts[i], starts[i+1])).
+
+def check_class_starts(V: int, starts) -> list[int]:
+    """The classes' first ids as a list of ints, or ValueError: 0 first, strictly increasing,
+    each below V (so no class is empty)."""
+    starts = [int(c) for c in starts]
+    if not starts or starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])) \
+            or starts[-1] >= V:
+        raise ValueError(f"class starts {','.join(map(str, starts))} must begin at 0 and "
+                         f"increase strictly below the vocabulary size {V}")
+    return starts
+
+
+def frequency_classes(counts, n: int) -> list[int]:
+    """Mikolov's frequency binning (Mikolov et al. 2011, "Extensions of recurrent neural network
+    language model", section 3; the RNNLM toolkit's default): walking the ids in order (sorted
+    by frequency), a word joins the current class while the unigram mass seen so far is at most
+    (class + 1) / n, so each class holds about 1/n of the mass -- the frequent words alone in
+    small classes, the rare ones many to a class. Returns the n classes' first ids; ValueError
+    when n is not in [1, V]. Every class gets at least one word."""
+    counts = np.asarray(counts, np.float64)
+    V = len(counts)
+    if not 1 <= n <= V:
+        raise ValueError(f"--classes {n} must be between 1 and the vocabulary size {V}")
+    total = counts.sum()
+    mass = np.cumsum(counts) / total if total > 0 else np.arange(1, V + 1) / V   # [V]
+    starts, cls = [0], 0
+    for i in range(1, V):
+        # word i - 1 closed class `cls` if the mass through it passed (cls + 1) / n; keep enough
+        # words for the classes still to come
+        if cls < n - 1 and (mass[i - 1] > (cls + 1) / n or V - i == n - 1 - cls):
+            starts.append(i)
+            cls += 1
+    return starts
+
+
+def class_softmax_shapes(V: int, H: int, starts, prefix: str = "decoder."
+                         ) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of a class softmax's tensors: head.weight [K, H] (one row per class),
+    tail.{i}.weight [S_i, H] (the words of class i)."""
+    starts = check_class_starts(V, starts)
+    bounds = starts + [V]
+    return [(f"{prefix}head.weight", (len(starts), H))] + [
+        (f"{prefix}tail.{i}.weight", (bounds[i + 1] - bounds[i], H)) for i in range(len(starts))]
+
+
+class ClassSoftmax(AdaptiveSoftmax):
+    """The class-factored softmax (Mikolov et al. 2011; the RNNLM toolkit's classes):
+    p(w | h) = p(class(w) | h) p(w | class(w), h), a softmax over the K classes (head.weight
+    [K, H]) times one over the words of the class (tail.{i}.weight [S_i, H]), both reading h
+    directly. It is the adaptive softmax with an empty head (C0 = 0) and no projections, so the
+    same code trains, scores and gives the exact full distribution; no biases, like it."""
+
+    def __init__(self, V: int, H: int, starts, backend, params: dict, grads: dict | None = None,
+                 prefix: str = "decoder."):
+        self.cutoffs = check_class_starts(V, starts)
+        self.V, self.H, self.backend, self.tied = V, H, backend, False
+        self.bounds = np.array(self.cutoffs + [V], np.int64)   # [K + 1]
+        self.C0, self.K = 0, len(self.cutoffs)
+        self.head_w = params[f"{prefix}head.weight"]           # [K, H]
+        self.head_bias = False
+        self.head_b = np.zeros(self.K, self.head_w.dtype)
+        self.proj = [None] * self.K
+        self.out = [params[f"{prefix}tail.{i}.weight"] for i in range(self.K)]   # [S_i, H]
+        self.zero_b = [np.zeros(len(w), self.head_w.dtype) for w in self.out]
+        self._g = None if grads is None else {
+            "head_w": grads[f"{prefix}head.weight"], "head_b": None, "proj": [None] * self.K,
+            "out": [grads[f"{prefix}tail.{i}.weight"] for i in range(self.K)]}
+        self._head_cache = None
+        self._tail_caches = [None] * self.K
+        self._rows = [None] * self.K

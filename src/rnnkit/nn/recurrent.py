@@ -127,14 +127,17 @@ class RecurrentStack:
         return x, hT, cT
 
     def backward(self, dh_top: np.ndarray, dhT: np.ndarray | None = None,
-                 dcT: np.ndarray | None = None, *, masks: list | None = None):
-        """Back through the last forward (with the stack's own caches).
+                 dcT: np.ndarray | None = None, *, masks: list | None = None,
+                 caches: list | None = None, accumulate: bool = False):
+        """Back through the last forward (with the stack's own caches, or `caches`).
 
         dh_top [T, B, H] the loss gradient of the top layer's outputs; dhT, dcT [L, B, H] that
         of the final state (None: zero, as truncated BPTT has it). Writes every weight gradient
-        into the grads views. Returns (dx [T, B, E], dh0 [L, B, H], dc0 [L, B, H] or None).
+        into the grads views (with accumulate, adds to them). Returns (dx [T, B, E],
+        dh0 [L, B, H], dc0 [L, B, H] or None).
         """
         K, L, H = self.backend, self.L, self.H
+        caches = self.caches if caches is None else caches
         T, B = dh_top.shape[:2]
         dtype = dh_top.dtype
         zeros = None
@@ -148,18 +151,52 @@ class RecurrentStack:
             if self.lstm:
                 dck = zeros if dcT is None else dcT[k]
                 dx, dh0[k], dc0[k], dw_ih, dw_hh, db_ih, db_hh, dw_peep = K.lstm_backward(
-                    dh, dhk, dck, self.caches[k])
+                    dh, dhk, dck, caches[k])
                 if self.peephole:
-                    self._dpeep[k][...] = dw_peep
+                    if accumulate:
+                        self._dpeep[k] += dw_peep
+                    else:
+                        self._dpeep[k][...] = dw_peep
             else:
-                dx, dh0[k], dw_ih, dw_hh, db_ih, db_hh = K.rnn_backward(dh, dhk, self.caches[k])
+                dx, dh0[k], dw_ih, dw_hh, db_ih, db_hh = K.rnn_backward(dh, dhk, caches[k])
             g = self._dw[k]
-            g[0][...] = dw_ih
-            g[1][...] = dw_hh
-            g[2][...] = db_ih
-            g[3][...] = db_hh
+            if accumulate:
+                g[0][...] += dw_ih
+                g[1][...] += dw_hh
+                g[2][...] += db_ih
+                g[3][...] += db_hh
+            else:
+                g[0][...] = dw_ih
+                g[1][...] = dw_hh
+                g[2][...] = db_ih
+                g[3][...] = db_hh
             dh = dx * masks[k] if masks is not None else dx
         return dh, dh0, dc0
+
+    # --- single steps with gradients (a decoder whose next input is its own output) ------------
+    def step_forward(self, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, *,
+                     masks: list | None = None):
+        """One step x [B, E] through every layer, keeping what step_backward needs:
+        (h_top [B, H], h [L, B, H], c [L, B, H] or None, caches). h0, c0 [L, B, H] are left
+        unchanged (the caches keep them). masks[k] [1, B, E or H] as forward's.
+
+        It is the window kernels' forward over a window of T = 1 (each step its own caches),
+        the one-step cell of input feeding: the kernels and their numpy references are the
+        window ones, checked by finite differences for every T."""
+        caches = [None] * self.L
+        top, h, c = self.forward(x[None], h0, c0, masks=masks, caches=caches)
+        return top[0], h, c, caches
+
+    def step_backward(self, dh_top: np.ndarray, dh: np.ndarray | None, dc: np.ndarray | None,
+                      caches: list, *, masks: list | None = None):
+        """Back through one step_forward: dh_top [B, H] the gradient of its top output, dh, dc
+        [L, B, H] that of the state it made (from the later steps; None: zero). ADDS the weight
+        gradients to the grads views (zero them before the last step's backward). Returns
+        (dx [B, E], dh0 [L, B, H], dc0 [L, B, H] or None): the gradients of its input and of
+        the state before it."""
+        dx, dh0, dc0 = self.backward(dh_top[None], dh, dc, masks=masks, caches=caches,
+                                     accumulate=True)
+        return dx[0], dh0, dc0
 
     # --- single steps ----------------------------------------------------------------------------
     def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray | None, work: np.ndarray

@@ -293,6 +293,13 @@ def embedding_backward(dx, ids, V, out=None):
     return _into(out, dw)
 
 
+def topk_rows(z, k, out=None):
+    """The k largest entries of each row of z [R, V], best first: indices [R, k] (int64); ties
+    go to the earlier index, a NaN counts as -inf."""
+    z = np.where(np.isnan(z), -np.inf, z)
+    return _into(out, np.argsort(-z, axis=1, kind="stable")[:, :k].astype(np.int64))
+
+
 def _into(out, value):
     """`value`, or written into `out` (the kernels' optional output buffers) and `out`."""
     if out is None:

@@ -34,6 +34,7 @@ class Features:
     ids: list[str]
     array: np.ndarray
     source: str = ""
+    extractor: dict | None = None   # what made them (text/images.py), None when unknown
 
     def __post_init__(self):
         if len(self.ids) != len(self.array):
@@ -101,20 +102,31 @@ def read_features(path: str | os.PathLike) -> Features:
                 else [str(i) for i in range(len(arr))]
         except (json.JSONDecodeError, TypeError):
             raise InputError(f"{p}: the metadata entry 'ids' is not a JSON list") from None
+        extractor = None
+        if "extractor" in meta:
+            try:
+                extractor = json.loads(meta["extractor"])
+            except json.JSONDecodeError:
+                extractor = None
+            if not isinstance(extractor, dict):
+                raise InputError(f"{p}: the metadata entry 'extractor' is not a JSON object "
+                                 f"(a damaged file? re-extract with `rnnkit features`)")
     elif suffix == ".npy":
+        extractor = None
         try:
             arr = np.load(p, allow_pickle=False)
         except ValueError as e:
             raise InputError(f"{p}: not a numeric .npy array ({e})") from None
         ids = _sidecar_ids(p, len(arr))
     elif suffix == ".mat":
+        extractor = None
         arr, ids = _read_neuraltalk(p)
     else:
         raise InputError(f"{p}: unknown features format {p.suffix!r}: use .safetensors, .npy or "
                          f"neuraltalk's .mat")
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)
-    return Features(ids, np.ascontiguousarray(arr, np.float32), str(p))
+    return Features(ids, np.ascontiguousarray(arr, np.float32), str(p), extractor)
 
 
 def _read_neuraltalk(p: Path) -> tuple[np.ndarray, list[str]]:
@@ -149,10 +161,13 @@ def _dataset_images(path: Path) -> list[dict]:
 
 
 def write_features(path: str | os.PathLike, features: Features) -> None:
-    """One [N, D] (or [N, R, D]) float32 tensor and the ids in the metadata, atomically."""
+    """One [N, D] (or [N, R, D]) float32 tensor, and the ids and the extractor's record in the
+    metadata, atomically."""
     from safetensors.numpy import save
-    data = save({FEATURES_KEY: np.ascontiguousarray(features.array, np.float32)},
-                metadata={"ids": json.dumps(features.ids, ensure_ascii=False)})
+    meta = {"ids": json.dumps(features.ids, ensure_ascii=False)}
+    if features.extractor is not None:
+        meta["extractor"] = json.dumps(features.extractor, sort_keys=True)
+    data = save({FEATURES_KEY: np.ascontiguousarray(features.array, np.float32)}, metadata=meta)
     with atomic_write(path, "wb") as f:
         f.write(data)
 

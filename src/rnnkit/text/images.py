@@ -4,9 +4,18 @@ through ONNX Runtime, or rnnkit's demo extractor (scenes.demo_features) -- in ba
 Dimension letters: N images, C channels, S image side, D feature size, R grid cells.
 
 Pillow and onnxruntime form the optional extra `rnnkit[images]`; nothing is downloaded.
+
+Every features file records the extractor that made it (`extractor_record`): the demo extractor
+with its version and parameters, or an ONNX model's file name, sha256, output layer, input size,
+mean, std and layout (pooled or grid). A caption model keeps the record of its training features,
+so captioning refuses features of another extractor (`check_extractor`) and re-extracts images with
+the model's own settings (`extract_for_model`). Two records name the same extractor when they
+agree on everything but the ONNX file's name.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from .captions import Features
-from .scenes import DEMO_SIZE, demo_features, need_pillow
+from .scenes import DEMO_SIZE, demo_extractor_record, demo_features, need_pillow
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -92,7 +101,7 @@ def extract_features(inputs, onnx: str | os.PathLike | None = None, *, size: int
             rows.append(demo_features(load_pixels(files[s:s + batch], DEMO_SIZE)))
             if progress:
                 progress(len(files[s:s + batch]))
-        return Features(ids, np.concatenate(rows), "demo extractor")
+        return Features(ids, np.concatenate(rows), "demo extractor", demo_extractor_record())
     sess = _onnx_session(onnx, threads)
     inp = sess.get_inputs()[0]
     if size is None:
@@ -121,4 +130,93 @@ def extract_features(inputs, onnx: str | os.PathLike | None = None, *, size: int
         rows.append(y)
         if progress:
             progress(len(x))
-    return Features(ids, np.ascontiguousarray(np.concatenate(rows)), str(onnx))
+    arr = np.ascontiguousarray(np.concatenate(rows))
+    record = {"kind": "onnx", "file": Path(onnx).name, "sha256": file_sha256(onnx),
+              "output": out_name, "input_size": int(size),
+              "mean": [float(v) for v in mean.reshape(-1)],
+              "std": [float(v) for v in std.reshape(-1)],
+              "layout": "grid" if arr.ndim == 3 else "pooled", "dim": int(arr.shape[-1])}
+    return Features(ids, arr, str(onnx), record)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _identity(record: dict) -> dict:
+    """What decides the features: the record without the ONNX file's name (a renamed file
+    makes the same features), floats as JSON writes them."""
+    return json.loads(json.dumps({k: v for k, v in record.items() if k != "file"},
+                                 sort_keys=True))
+
+
+def describe_extractor(record: dict | None) -> str:
+    if record is None:
+        return "an unrecorded extractor"
+    if record.get("kind") == "demo":
+        return f"rnnkit's demo extractor (version {record.get('version')})"
+    return (f"ONNX model {record.get('file')} (sha256 {str(record.get('sha256'))[:12]}..., output "
+            f"{record.get('output')!r}, {record.get('input_size')} px, mean "
+            f"{record.get('mean')}, std {record.get('std')}, {record.get('layout')})")
+
+
+def check_extractor(model_record: dict | None, features: Features, model_name: str
+                    ) -> str | None:
+    """InputError when the features were made by another extractor than the model's training
+    features; a warning (text) when either side has no record (files older than the record)."""
+    if model_record is None or features.extractor is None:
+        which = model_name if model_record is None else features.source
+        return (f"{which} does not record which extractor made its features (an older file); "
+                f"the features cannot be checked against the model's")
+    if _identity(model_record) != _identity(features.extractor):
+        diff = sorted(k for k in set(model_record) | set(features.extractor) if k != "file"
+                      and _identity(model_record).get(k) != _identity(features.extractor).get(k))
+        raise InputError(f"{features.source}: features made by "
+                         f"{describe_extractor(features.extractor)}, but {model_name} was trained "
+                         f"on features of {describe_extractor(model_record)} (they differ in "
+                         f"{', '.join(diff)}); give the images instead and the model's "
+                         f"extractor runs on them")
+    return None
+
+
+def extract_for_model(inputs, model_record: dict | None, onnx: str | os.PathLike | None,
+                      model_path: str | os.PathLike, *, batch: int = 32,
+                      threads: int | None = None) -> tuple[Features, str | None]:
+    """Features of images made the way the model's training features were (its extractor
+    record): (features, a warning or None). An ONNX model is `onnx`, else the recorded file
+    beside the model or in the working directory; its sha256 must match the record."""
+    if model_record is None:
+        return (extract_features(inputs, onnx, batch=batch, threads=threads),
+                f"{model_path} does not record which extractor made its training features (an "
+                f"older model); using {'--onnx ' + str(onnx) if onnx else 'the demo extractor'} "
+                f"with its default settings")
+    if model_record.get("kind") == "demo":
+        if onnx is not None:
+            raise InputError(f"{model_path} was trained on features of rnnkit's demo extractor, "
+                             f"not of an ONNX model: drop --onnx {onnx}")
+        if _identity(model_record) != _identity(demo_extractor_record()):
+            raise InputError(f"{model_path} was trained on features of "
+                             f"{describe_extractor(model_record)}; this rnnkit has "
+                             f"{describe_extractor(demo_extractor_record())}: use the rnnkit "
+                             f"release that trained the model")
+        return extract_features(inputs, batch=batch), None
+    if model_record.get("kind") != "onnx":
+        raise InputError(f"{model_path}: unknown feature extractor {model_record.get('kind')!r} "
+                         f"in the model file")
+    name, sha = model_record.get("file", ""), model_record.get("sha256")
+    if onnx is None:
+        found = [p for p in (Path(model_path).parent / name, Path(name)) if name and p.is_file()]
+        if not found:
+            raise InputError(f"{model_path} was trained on features of "
+                             f"{describe_extractor(model_record)}: give that model with --onnx")
+        onnx = found[0]
+    if file_sha256(onnx) != sha:
+        raise InputError(f"{onnx}: not the ONNX model {model_path} was trained with (sha256 "
+                         f"differs from {name}'s, {str(sha)[:12]}...); give that file with --onnx")
+    return extract_features(inputs, onnx, size=model_record["input_size"],
+                            mean=model_record["mean"], std=model_record["std"],
+                            output=model_record["output"], batch=batch, threads=threads), None

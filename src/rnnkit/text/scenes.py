@@ -154,6 +154,15 @@ DEMO_FILTERS = 16   # F fixed random 5x5 filters
 DEMO_GRID = 4       # G: the filter responses are max- and mean-pooled over a G x G grid
 DEMO_THUMB = 8      # and the image itself is kept as a DEMO_THUMB x DEMO_THUMB colour thumbnail
 DEMO_DIM = 2 * DEMO_FILTERS * DEMO_GRID * DEMO_GRID + DEMO_THUMB * DEMO_THUMB * 3  # D = 704
+DEMO_VERSION = 1    # raise it whenever demo_features computes anything differently
+
+
+def demo_extractor_record() -> dict:
+    """The demo extractor's identity, as features files and caption models record it: features
+    of two records that differ are not interchangeable."""
+    return {"kind": "demo", "version": DEMO_VERSION, "size": DEMO_SIZE, "filters": DEMO_FILTERS,
+            "filter_seed": 0, "grid": DEMO_GRID, "thumb": DEMO_THUMB, "layout": "pooled",
+            "dim": DEMO_DIM}
 
 
 def _demo_filters() -> np.ndarray:

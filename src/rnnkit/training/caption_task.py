@@ -13,6 +13,10 @@ Batches are buckets of captions of similar length (each caption is one example w
 an image with 5 captions appears 5 times per epoch, as in Show and Tell), visited in an order
 drawn from (--seed, epoch), the same after a resume. The loss of a batch is the cross-entropy
 (eq. 8.51) summed over its tokens and averaged over its captions.
+
+Data-parallel (--distributed, training/distributed.py): each rank trains on its part of every
+bucket, with the loss averaged over the whole bucket; rank 0 measures perplexity and broadcasts
+it.
 """
 from __future__ import annotations
 
@@ -36,7 +40,9 @@ from ..models.seq2seq import ATTENTIONS
 from ..nn.recurrent import CELLS
 from ..text.captions import Features, check_aligned, read_captions, read_features
 from ..text.vocab import SPECIALS, Tokenizer, Vocab
+from .buckets import epoch_order, length_buckets, sorted_chunks
 from .checkpoint import model_out_path
+from .distributed import ShardedExamples
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 VALID_EVERY = 20   # image i (sorted ids) is a validation image when i % 20 == 19
@@ -118,7 +124,7 @@ class CaptionOptions:
             raise InputError(f"--init-scale must be a finite number >= 0, got {self.init_scale}")
 
 
-class CaptionTask(Task):
+class CaptionTask(ShardedExamples, Task):
     """A CaptionModel trained on CaptionData."""
 
     def __init__(self, data: CaptionData):
@@ -135,10 +141,11 @@ class CaptionTask(Task):
         self.attention = opts.attention if f.array.ndim == 3 else "none"
         self.rows, self.caps = self.data.examples("train", vocab)
         lengths = np.array([len(c) for c in self.caps], np.int64)
-        order = np.argsort(lengths, kind="stable")
-        self.buckets = [order[i:i + opts.batch] for i in range(0, len(order), opts.batch)]
+        self.buckets = length_buckets(opts.batch, lengths)
         self.num_batches = len(self.buckets)
-        self.epoch_tokens = int(lengths.sum() + len(lengths))
+        self.cap_tokens = lengths + 1                                # [captions] words and </s>
+        self.epoch_tokens = int(self.cap_tokens.sum())
+        self.check_shard(opts.batch, "captions")
 
     def fingerprint(self) -> dict:
         return {"vocab_sha256": self.vocab.sha256(), "train_captions": len(self.caps),
@@ -186,20 +193,31 @@ class CaptionTask(Task):
         return make_caption_batch(self.data.features.array[self.rows[idx]],
                                   [self.caps[i] for i in idx])
 
-    def batches(self, epoch: int, start: int) -> Iterator[tuple[CaptionBatch, int]]:
-        order = np.random.default_rng([self.opts.seed, 3, epoch]).permutation(self.num_batches)
+    def batches(self, epoch: int, start: int
+                ) -> Iterator[tuple[tuple[CaptionBatch | None, int], int]]:
+        """((this rank's captions of the bucket, or None if it has none; the bucket's size),
+        the bucket's tokens)."""
+        order = epoch_order(self.opts.seed, 3, epoch, self.num_batches)
         for i in order[start:]:
-            batch = self._batch(self.buckets[i])
-            yield batch, batch.tokens
+            bucket = self.buckets[i]
+            mine = self.my_examples(bucket)
+            yield ((self._batch(mine) if len(mine) else None, len(bucket)),
+                   int(self.cap_tokens[bucket].sum()))
 
-    def loss_and_grad(self, batch: CaptionBatch, rng: np.random.Generator) -> float:
-        return self.model.forward_backward(batch, 1.0 / batch.size, rng)
+    def loss_and_grad(self, batch: tuple[CaptionBatch | None, int], rng: np.random.Generator
+                      ) -> float:
+        captions, bucket_size = batch
+        if captions is None:   # a rank with no caption of a short last bucket
+            self.model.grad[...] = 0
+            return 0.0
+        return self.model.forward_backward(captions, 1.0 / bucket_size, rng)
 
     def perplexity(self, split: str) -> float | None:
         rows, caps = self.data.examples(split, self.vocab)
         if not caps:
             return None
-        return caption_perplexity(self.model, self.data.features.array[rows], caps)
+        return self.on_root(lambda: caption_perplexity(self.model, self.data.features.array[rows],
+                                                       caps))
 
     def checkpoint_meta(self) -> dict:
         return {"architecture": self.model.arch.to_dict(), "vocab": self.vocab.tokens,
@@ -208,16 +226,16 @@ class CaptionTask(Task):
     def save_model(self, path: Path, training: dict) -> None:
         data = {**self.fingerprint(), "captions": self.data.source,
                 "features": self.data.features.source}
-        self.model.save(path, training={**training, "data": data})
+        extra = {} if self.data.features.extractor is None else \
+            {"extractor": self.data.features.extractor}   # caption re-extracts images with it
+        self.model.save(path, training={**training, "data": data}, **extra)
 
 
 def caption_perplexity(model: CaptionModel, features: np.ndarray, captions: list[np.ndarray],
                        batch: int = EVAL_BATCH) -> float:
     """exp(cross-entropy per token, </s> included) of captions given their images' features."""
-    order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
     nats, tokens = 0.0, 0
-    for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
+    for idx in sorted_chunks([len(c) for c in captions], batch):
         b = make_caption_batch(features[idx], [captions[i] for i in idx])
         nats += model.forward_loss(b)
         tokens += b.tokens
@@ -239,9 +257,10 @@ class CaptionTrainOptions(LoopOptions, CaptionOptions):
 
 
 def train_caption(data, out_path: str | os.PathLike, options: CaptionTrainOptions | None = None,
-                  events: TrainEvents | None = None, *, features=None, **kw) -> dict:
+                  events: TrainEvents | None = None, *, features=None, world=None, **kw) -> dict:
     """Train a caption model on CaptionData (or a captions file/directory, with `features`, a
-    features file) and write the best model to out_path; returns the summary."""
+    features file) and write the best model to out_path; returns the summary. world: a
+    distributed.World for data-parallel training over MPI."""
     opts = options or CaptionTrainOptions(**kw)
     opts.check()
     out_path = model_out_path(out_path)
@@ -250,4 +269,4 @@ def train_caption(data, out_path: str | os.PathLike, options: CaptionTrainOption
             raise InputError("a caption model needs the images' features: --features FILE "
                              "(made by `rnnkit features`)")
         data = load_caption_data(data, features)
-    return Trainer(CaptionTask(data), out_path, opts, events or TrainEvents()).run()
+    return Trainer(CaptionTask(data), out_path, opts, events or TrainEvents(), world=world).run()

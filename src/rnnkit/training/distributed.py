@@ -4,7 +4,9 @@ Dimension letters: P parameters (the flat buffer), N ranks, B the global batch (
 b = B / N the streams of one rank.
 
 Every rank holds the whole model and trains on its shard of the batch: the task cuts the same
-B streams a single process would read and keeps streams [rank * b, (rank + 1) * b) (Task.shard).
+B streams a single process would read and keeps streams [rank * b, (rank + 1) * b) (Task.shard);
+the translation and caption tasks, whose batch is a bucket of B independent examples, keep
+part `rank` of each bucket (ShardedExamples), every rank visiting the buckets in the same order.
 Each step every rank computes the gradient of its streams' loss, already scaled for the global
 batch, and ONE allreduce (sum) of a [P + 2] buffer -- the flat gradient, the loss, a stop flag --
 gives every rank the gradient a single process with batch B would compute (up to the order of
@@ -17,6 +19,10 @@ a single process's, and --resume needs the same N (the dropout generators are pe
 A rank that dies (killed, out of memory) makes mpiexec end the others (MPICH's Hydra reports the
 bad termination); a rank that fails with an error calls Abort from the command line, so the
 job never hangs in an allreduce waiting for it.
+
+What the ranks must agree on after an epoch (validation perplexity, BLEU: they drive the
+learning-rate schedule, early stopping and the best model) is computed once, on rank 0, and
+broadcast (ShardedExamples.on_root), instead of by every rank.
 """
 from __future__ import annotations
 
@@ -95,6 +101,10 @@ class World:
             return None
         return {name: np.concatenate([p[name] for p in parts], axis=axis) for name in tensors}
 
+    def bcast(self, obj):
+        """Rank 0's obj on every rank (a small picklable value: numbers, a dict of them)."""
+        return self.comm.bcast(obj, root=0)
+
     def gather(self, obj):
         """Every rank's obj, in rank order, on rank 0 (None elsewhere)."""
         return self.comm.gather(obj, root=0)
@@ -112,3 +122,36 @@ def shard_slice(total: int, rank: int, size: int, what: str) -> slice:
                          f"of {size} (each rank trains --batch / N {what})")
     b = total // size
     return slice(rank * b, (rank + 1) * b)
+
+
+class ShardedExamples:
+    """Data-parallel for tasks whose batch is a bucket of B independent examples (sentence
+    pairs, captions), mixed into their Task: rank r of N trains on the r-th contiguous part of
+    every bucket (B / N examples; a last, shorter bucket gives parts that differ by one, possibly
+    empty), with the loss still averaged over the whole bucket, so the allreduced gradient is the
+    one a single process computes for the bucket. Nothing is carried between batches, so there
+    is no state to shard."""
+
+    _shard: tuple[int, int] | None = None   # (rank, ranks) when data-parallel
+
+    def shard(self, rank: int, size: int) -> None:
+        self._shard = (rank, size)
+
+    def check_shard(self, batch: int, what: str) -> None:
+        """InputError unless --batch divides among the ranks."""
+        if self._shard is not None:
+            shard_slice(batch, *self._shard, what)
+
+    def my_examples(self, idx: np.ndarray) -> np.ndarray:
+        """This rank's part of a bucket's example indices (all of them without sharding)."""
+        if self._shard is None:
+            return idx
+        rank, size = self._shard
+        return np.array_split(np.asarray(idx), size)[rank]
+
+    def on_root(self, fn):
+        """fn() computed on rank 0 and broadcast to every rank (fn() itself without sharding)."""
+        world = _active if self._shard is not None else None
+        if world is None or world.size == 1:
+            return fn()
+        return world.bcast(fn() if world.root else None)

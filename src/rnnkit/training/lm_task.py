@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError, RnnkitError
 from ..models.rnnlm import MODEL_TYPES, OUTPUTS, RNNLM, Architecture
 from ..models.rnnlm import load as load_rnnlm
+from ..nn.output import frequency_classes
 from ..text.prepare import Corpus, load_data
 from ..text.vocab import BOS, EOS
 from .checkpoint import model_out_path
@@ -51,6 +52,7 @@ class LMOptions:
     output: str = "full"          # the output layer: full softmax or adaptive (nn/output.py)
     cutoffs: tuple[int, ...] = ()  # the adaptive softmax's head size and cluster starts
     div_value: float = 4.0        # the adaptive softmax's projection divisor
+    classes: int = 0              # the class softmax's number of classes (frequency binning)
 
     def check(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -72,15 +74,27 @@ class LMOptions:
         if self.output == "adaptive" and not self.cutoffs:
             raise InputError("--output adaptive needs --cutoffs (e.g. --cutoffs 2000,10000: a "
                              "head of the 2000 most frequent ids, clusters from there on)")
-        if self.output == "full" and self.cutoffs:
+        if self.output != "adaptive" and self.cutoffs:
             raise InputError("--cutoffs applies to --output adaptive only")
+        if self.output == "classes" and self.classes < 1:
+            raise InputError("--output classes needs --classes N (e.g. --classes 200; about "
+                             "sqrt(vocabulary size) is the usual choice)")
+        if self.output != "classes" and self.classes:
+            raise InputError("--classes applies to --output classes only")
 
-    def architecture(self, vocab_size: int) -> Architecture:
-        """The architecture these options give for a vocabulary of vocab_size tokens."""
+    def architecture(self, vocab_size: int, counts=None) -> Architecture:
+        """The architecture these options give for a vocabulary of vocab_size tokens (counts
+        [V]: the words' training counts, which the class softmax bins into --classes)."""
+        cutoffs = tuple(self.cutoffs)
         try:
+            if self.output == "classes":
+                counts = np.ones(vocab_size) if counts is None else counts
+                cutoffs = tuple(frequency_classes(counts, self.classes))
             return Architecture(self.model_type, vocab_size, self.emb, self.hidden, self.layers,
                                 self.tie_weights, self.dropout, output=self.output,
-                                cutoffs=tuple(self.cutoffs), div_value=self.div_value)
+                                cutoffs=cutoffs, div_value=self.div_value)
+        except ValueError as e:
+            raise InputError(f"{e}") from None
         except RnnkitError as e:
             raise InputError(f"{e} (the vocabulary has {vocab_size} tokens)") from None
 
@@ -156,7 +170,7 @@ def init_from_model(opts: LMOptions, corpus: Corpus, rng: np.random.Generator) -
     a = old.arch
     if a.output != "full":
         raise InputError(f"{opts.init_from}: --init-from maps the rows of a full softmax; this "
-                         f"model has an {a.output} output layer")
+                         f"model's output layer is {a.output!r}")
     arch = Architecture(a.model_type, len(corpus.vocab), a.emb, a.hidden, a.layers,
                         a.tie_weights, opts.dropout)
     model = RNNLM(arch, corpus.vocab, corpus.tokenizer)
@@ -235,7 +249,7 @@ class LMTask(Task):
         if opts.init_from:
             self.model = init_from_model(opts, self.corpus, rng)
         else:
-            arch = opts.architecture(len(vocab))
+            arch = opts.architecture(len(vocab), vocab.counts)
             self.model = RNNLM(arch, vocab, self.corpus.tokenizer)
             self.model.init_uniform(rng, opts.init_scale)
         self.h, self.c = self.model.zero_state(self.xb.shape[1])
@@ -268,7 +282,8 @@ class LMTask(Task):
         a = self.model.arch
         return {"model_type": self.model.model_type, "parameters": self.model.num_parameters,
                 "vocab_size": len(self.model.vocab),
-                "output": a.output + (f" {','.join(map(str, a.cutoffs))}" if a.cutoffs else "")}
+                "output": (f"classes {len(a.cutoffs)}" if a.output == "classes" else
+                           a.output + (f" {','.join(map(str, a.cutoffs))}" if a.cutoffs else ""))}
 
     # --- training --------------------------------------------------------------------------------
     def batches(self, epoch: int, start: int

@@ -8,6 +8,10 @@ into groups of --batch pairs), so little of a batch is padding; each epoch visit
 order drawn from (--seed, epoch), the same after a resume. The loss of a batch is the
 cross-entropy summed over its target tokens and averaged over its pairs. Nothing is carried from
 batch to batch.
+
+Data-parallel (--distributed, training/distributed.py): each rank trains on its part of every
+bucket, with the loss averaged over the whole bucket; rank 0 measures perplexity and BLEU and
+broadcasts them.
 """
 from __future__ import annotations
 
@@ -32,7 +36,9 @@ from ..models.seq2seq import (
 )
 from ..nn.recurrent import CELLS
 from ..text.parallel import ParallelCorpus
+from .buckets import epoch_order, length_buckets, sorted_chunks
 from .checkpoint import model_out_path
+from .distributed import ShardedExamples
 from .loop import LoopOptions, Task, Trainer, TrainEvents
 
 EVAL_BATCH = 64  # pairs per batch when measuring perplexity (any value gives the same result)
@@ -49,6 +55,7 @@ class Seq2SeqOptions:
     layers: int = 1
     attention: str = "general"
     bidirectional: bool = False
+    input_feeding: bool = False  # h~_{t-1} joins the decoder's input (Luong et al. 2015, 3.3)
     dropout: float = 0.0
     tie_weights: bool = False  # the decoder's output layer reuses its input embedding
     batch: int = 32
@@ -63,6 +70,9 @@ class Seq2SeqOptions:
         if self.attention not in ATTENTIONS:
             raise InputError(f"unknown --attention {self.attention!r}: use one of "
                              f"{', '.join(ATTENTIONS)}")
+        if self.input_feeding and self.attention == "none":
+            raise InputError("--input-feeding feeds the attentional vector back: it needs "
+                             "--attention dot, general or additive")
         for name in ("emb", "hidden", "layers", "batch"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name} must be at least 1, got {getattr(self, name)}")
@@ -83,7 +93,7 @@ def _pairs(corpus, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
         return []
 
 
-class Seq2SeqTask(Task):
+class Seq2SeqTask(ShardedExamples, Task):
     """A Seq2Seq model trained on a parallel corpus (text/parallel.py: .src and .trg corpora,
     .pairs(split) -> [(source ids, target ids)] without </s>)."""
 
@@ -97,10 +107,11 @@ class Seq2SeqTask(Task):
     def _bucket(self, opts: Seq2SeqOptions) -> None:
         self.opts = opts
         lengths = np.array([(len(t), len(s)) for s, t in self.train_pairs], np.int64)
-        order = np.lexsort((lengths[:, 1], lengths[:, 0]))          # by target, then source
-        self.buckets = [order[i:i + opts.batch] for i in range(0, len(order), opts.batch)]
+        self.buckets = length_buckets(opts.batch, lengths[:, 0], lengths[:, 1])  # trg, src
         self.num_batches = len(self.buckets)
-        self.epoch_tokens = int(lengths[:, 0].sum() + len(lengths))
+        self.trg_tokens = lengths[:, 0] + 1                          # [pairs] targets and </s>
+        self.epoch_tokens = int(self.trg_tokens.sum())
+        self.check_shard(opts.batch, "pairs")
 
     def fingerprint(self) -> dict:
         c = self.corpus
@@ -113,7 +124,7 @@ class Seq2SeqTask(Task):
         arch = Seq2SeqArchitecture(len(c.src.vocab), len(c.trg.vocab), opts.emb, opts.hidden,
                                    opts.layers, opts.layers, opts.cell, opts.bidirectional,
                                    opts.attention, tie_target=opts.tie_weights,
-                                   dropout=opts.dropout)
+                                   dropout=opts.dropout, input_feeding=opts.input_feeding)
         self.model = Seq2Seq(arch, c.src.vocab, c.trg.vocab, c.src.tokenizer, c.trg.tokenizer)
         self.model.init_uniform(rng, opts.init_scale)
         if opts.init_from:
@@ -159,20 +170,31 @@ class Seq2SeqTask(Task):
         return {"model_type": "seq2seq", "parameters": self.model.num_parameters,
                 "vocab_size": a.trg_vocab_size, "src_vocab_size": a.src_vocab_size,
                 "attention": a.attention, "bidirectional": a.bidirectional,
+                "input_feeding": a.input_feeding,
                 "train_pairs": len(self.train_pairs)}
 
     def _batch(self, idx) -> PairBatch:
         return make_batch([self.train_pairs[i][0] for i in idx],
                           [self.train_pairs[i][1] for i in idx])
 
-    def batches(self, epoch: int, start: int) -> Iterator[tuple[PairBatch, int]]:
-        order = np.random.default_rng([self.opts.seed, 2, epoch]).permutation(self.num_batches)
+    def batches(self, epoch: int, start: int
+                ) -> Iterator[tuple[tuple[PairBatch | None, int], int]]:
+        """((this rank's pairs of the bucket, or None if it has none; the bucket's size),
+        the bucket's target tokens)."""
+        order = epoch_order(self.opts.seed, 2, epoch, self.num_batches)
         for i in order[start:]:
-            batch = self._batch(self.buckets[i])
-            yield batch, batch.tokens
+            bucket = self.buckets[i]
+            mine = self.my_examples(bucket)
+            yield ((self._batch(mine) if len(mine) else None, len(bucket)),
+                   int(self.trg_tokens[bucket].sum()))
 
-    def loss_and_grad(self, batch: PairBatch, rng: np.random.Generator) -> float:
-        return self.model.forward_backward(batch, 1.0 / batch.size, rng,
+    def loss_and_grad(self, batch: tuple[PairBatch | None, int], rng: np.random.Generator
+                      ) -> float:
+        pairs, bucket_size = batch
+        if pairs is None:      # a rank with no pair of a short last bucket
+            self.model.grad[...] = 0
+            return 0.0
+        return self.model.forward_backward(pairs, 1.0 / bucket_size, rng,
                                            self.opts.label_smoothing)
 
     def epoch_metrics(self) -> dict:
@@ -180,7 +202,7 @@ class Seq2SeqTask(Task):
         pairs = _pairs(self.corpus, "valid")[:BLEU_PAIRS]
         if not pairs:
             return {}
-        return {"valid_bleu": round(greedy_bleu(self.model, pairs), 2)}
+        return {"valid_bleu": self.on_root(lambda: round(greedy_bleu(self.model, pairs), 2))}
 
     def criterion(self, record: dict) -> float | None:
         if self.opts.early_stopping == "bleu" and "valid_bleu" in record:
@@ -191,7 +213,7 @@ class Seq2SeqTask(Task):
         pairs = _pairs(self.corpus, split)
         if not pairs:
             return None
-        return pair_perplexity(self.model, pairs)
+        return self.on_root(lambda: pair_perplexity(self.model, pairs))
 
     def checkpoint_meta(self) -> dict:
         return {"architecture": self.model.arch.to_dict(), "data": self.fingerprint()}
@@ -214,10 +236,8 @@ def greedy_bleu(model: Seq2Seq, pairs) -> float:
 
 def pair_perplexity(model: Seq2Seq, pairs, batch: int = EVAL_BATCH) -> float:
     """exp(cross-entropy per target token, </s> included) of the targets given their sources."""
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
     nats, tokens = 0.0, 0
-    for a in range(0, len(order), batch):
-        idx = order[a:a + batch]
+    for idx in sorted_chunks([len(t) for _, t in pairs], batch):
         b = make_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
         nats += model.forward_loss(b)
         tokens += b.tokens
@@ -239,13 +259,14 @@ class Seq2SeqTrainOptions(LoopOptions, Seq2SeqOptions):
 
 
 def train_seq2seq(data, out_path: str | os.PathLike, options: Seq2SeqTrainOptions | None = None,
-                  events: TrainEvents | None = None, **kw) -> dict:
+                  events: TrainEvents | None = None, world=None, **kw) -> dict:
     """Train a translation model on a parallel corpus (a directory made by `rnnkit prepare
     --parallel`, or a ParallelCorpus) and write the best model to out_path; returns the
-    summary. Options as Seq2SeqTrainOptions (or keyword arguments)."""
+    summary. Options as Seq2SeqTrainOptions (or keyword arguments); world: a distributed.World
+    for data-parallel training over MPI."""
     opts = options or Seq2SeqTrainOptions(**kw)
     opts.check()
     out_path = model_out_path(out_path)
     if isinstance(data, (str, os.PathLike)):
         data = ParallelCorpus.load(data)
-    return Trainer(Seq2SeqTask(data), out_path, opts, events or TrainEvents()).run()
+    return Trainer(Seq2SeqTask(data), out_path, opts, events or TrainEvents(), world=world).run()

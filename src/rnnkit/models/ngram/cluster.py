@@ -296,7 +296,7 @@ def _by_context(shard, P: int):
 
 def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, *pieces):
     """Stage 3, reduce: one shard of contexts. Sorted by (context, word) as the in-memory table,
-    so estimate._context_sums adds each context's k-grams in the same order. Returns the k-grams'
+    so estimate.initial_order's sums add each context's k-grams in the same order. Returns the k-grams'
     (W, q = num/den(h), gamma(h)) split by their suffix (or, for k = 2, p itself split by the
     whole 2-gram) and each context's gamma (the backoff of the order below, on the shard of the
     context's own hash)."""
@@ -305,11 +305,13 @@ def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, *pieces):
     W, adjusted = W[perm], adjusted[perm]
     ctx_new = _group_starts(W[:, :-1])
     idx = np.cumsum(ctx_new) - 1  # local context index of each k-gram
-    a, num, gnum_each = est._order_numerators(adjusted, disc_k, smoothing, 0.0)
-    den, gnum = est._context_sums(idx, a, gnum_each, int(ctx_new.sum()), smoothing, 0.0, V)
+    num, den, gnum = est.initial_order(adjusted, disc_k, smoothing, idx, int(ctx_new.sum()),
+                                       None, 0.0, V)
+    # estimate.interpolate_order split in two: its p = num / den[ctx] and gamma here, its
+    # p += gamma[ctx] * p(suffix) where p(suffix) is (_interpolate; here for k = 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.divide(gnum, den, out=np.zeros_like(gnum), where=den > 0)  # gamma(h)
-        q = num / den[idx]  # as estimate.interpolate: p = num / den[ctx] ...
+        q = num / den[idx]
     gk = g[idx]
     contexts = W[ctx_new, :-1]
     if p1 is not None:  # k = 2: the suffix is one word, p of the order below is on every worker
@@ -482,8 +484,8 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
     done("adjust", [f for k in adjusted for f in adjusted[k]])
 
     # --- stage 1 of the model: unigrams on the driver (estimate.interpolate, k = 1) ------------
-    a, num, gnum_each = est._order_numerators(a1, disc[0], smoothing, 0.0)
-    den, gnum = est._context_sums(np.zeros(V, np.int64), a, gnum_each, 1, smoothing, 0.0, V)
+    num, den, gnum = est.initial_order(a1, disc[0], smoothing, np.zeros(V, np.int64), 1, None,
+                                       0.0, V)
     gamma0 = gnum[0] / den[0]
     p1 = num / den[0]
     p1 += gamma0 * (1.0 / (V - 1))

@@ -327,26 +327,23 @@ def initial_probabilities(counts: NgramCounts, adjusted: list[np.ndarray], disc:
     """
     N, V = counts.order, counts.vocab_size
     for k in range(1, N + 1):
-        a, num, gnum_each = _order_numerators(adjusted[k - 1], disc[k - 1], smoothing, add_k)
-        kept = keep[k - 1]
         if k == 1:
             idx = np.zeros(V, np.int64)
             n_ctx = 1
         else:
             idx = counts.ctx[k - 1]
             n_ctx = len(counts.raw[k - 2])
-        den, gnum = _context_sums(idx, a, gnum_each, n_ctx, smoothing, add_k, V)
-        if kept is not None and smoothing != "addk":
-            gnum = gnum + np.bincount(idx[~kept], weights=num[~kept], minlength=n_ctx)
+        num, den, gnum = initial_order(adjusted[k - 1], disc[k - 1], smoothing, idx, n_ctx,
+                                       keep[k - 1], add_k, V)
         adjusted[k - 1] = None
-        del a
         yield num, den, gnum
 
 
-def _order_numerators(adjusted: np.ndarray, disc_k: np.ndarray, smoothing: str, add_k: float):
-    """One order's (a float64 [n], numerator num [n], gamma numerator per k-gram [n] or None)
-    from its adjusted counts [n] and discounts disc_k [4]. Element by element, so any subset of
-    the k-grams (a partition of the cluster estimator) gets the same bits."""
+def initial_order(adjusted: np.ndarray, disc_k: np.ndarray, smoothing: str, idx: np.ndarray,
+                  n_ctx: int, kept, add_k: float, V: int):
+    """Stage 3 for the k-grams of one order, or for any run of them that holds whole contexts
+    (the external estimator calls it per block): (num [n], den [n_ctx], gnum [n_ctx] or None).
+    `idx` [n] is each k-gram's context, numbered 0..n_ctx-1; `kept` [n] bool or None."""
     a = adjusted.astype(np.float64)
     if smoothing in ("kn", "mkn"):
         d = disc_k[np.minimum(adjusted, 3)]  # D(a); D(0) = 0
@@ -361,14 +358,6 @@ def _order_numerators(adjusted: np.ndarray, disc_k: np.ndarray, smoothing: str, 
     else:  # mle
         num = a
         gnum_each = np.zeros_like(a)
-    return a, num, gnum_each
-
-
-def _context_sums(idx: np.ndarray, a: np.ndarray, gnum_each, n_ctx: int, smoothing: str,
-                  add_k: float, V: int):
-    """Per context (idx [n] its index, the k-grams in (context, word) order): the denominator
-    and the gamma numerator [n_ctx]. np.bincount adds each context's k-grams in array order,
-    so a context's sums have the same bits wherever its k-grams sit (one table or a shard)."""
     den = np.bincount(idx, weights=a, minlength=n_ctx)  # sum_w a(hw) [contexts]
     if smoothing == "wb":
         nplus = np.bincount(idx, weights=gnum_each, minlength=n_ctx)
@@ -378,7 +367,9 @@ def _context_sums(idx: np.ndarray, a: np.ndarray, gnum_each, n_ctx: int, smoothi
         gnum = None
     else:
         gnum = np.bincount(idx, weights=gnum_each, minlength=n_ctx)
-    return den, gnum
+    if kept is not None and smoothing != "addk":
+        gnum = gnum + np.bincount(idx[~kept], weights=num[~kept], minlength=n_ctx)
+    return num, den, gnum
 
 
 def interpolate(counts: NgramCounts, initial, smoothing: str, keep: list,
@@ -401,30 +392,45 @@ def interpolate(counts: NgramCounts, initial, smoothing: str, keep: list,
                 p = num / den[0]
                 p += gamma0 * uniform
             else:
-                ctx = counts.ctx[k - 1]
-                g = np.divide(gnum, den, out=np.zeros_like(gnum), where=den > 0)  # gamma(h)
-                # interpolated (modified) Kneser-Ney, Chen and Goodman section 3:
-                # p(w|h) = (a(hw) - D(a))/sum_x a(hx) + gamma(h) p(w|h'), with
-                # gamma(h) = (D1 N1(h.) + D2 N2(h.) + D3+ N3+(h.)) / sum_x a(hx);
-                # Witten-Bell: gamma(h) = N1+(h.) / (c(h) + N1+(h.)); MLE: gamma = 0
-                p = num / den[ctx]
-                p += g[ctx] * prev[counts.suffix[k - 1]]
+                p, g = interpolate_order(num, den, gnum, counts.ctx[k - 1],
+                                         prev[counts.suffix[k - 1]])
             del num, den, gnum
             if k == 1:
                 p[BOS] = 1.0  # written as log10 p = 0, as lmplz does; <s> is never predicted
             if g is not None:  # the backoff of the k-1-grams: log10 gamma where they have children
-                children = counts.ctx[k - 1]
-                if keep[k - 1] is not None:
-                    children = children[keep[k - 1]]
-                has_children = np.bincount(children, minlength=len(g)) > 0
-                g[~has_children] = 1.0
-                backoff.append(np.log10(g).astype(np.float32))
+                backoff.append(context_backoff(g, counts.ctx[k - 1], keep[k - 1]))
             logp.append(np.log10(p).astype(np.float32))
             prev = p
     backoff.append(np.zeros(len(logp[-1]), np.float32))  # the top order has no backoff
     tables = NgramTables(N, V, word=list(counts.word), ctx=list(counts.ctx),
                          suffix=list(counts.suffix), logp=logp, backoff=backoff)
     return _apply_prune(tables, keep)
+
+
+def interpolate_order(num: np.ndarray, den: np.ndarray, gnum: np.ndarray, ctx: np.ndarray,
+                      prev_at_suffix: np.ndarray):
+    """Stage 4 for the k-grams of one order k >= 2 (or a run of them holding whole contexts):
+    (p [n] float64, gamma [n_ctx] float64). `ctx` [n] numbers the contexts 0..n_ctx-1 and
+    `prev_at_suffix` [n] is p(w|h') of each k-gram's suffix."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.divide(gnum, den, out=np.zeros_like(gnum), where=den > 0)  # gamma(h)
+        # interpolated (modified) Kneser-Ney, Chen and Goodman section 3:
+        # p(w|h) = (a(hw) - D(a))/sum_x a(hx) + gamma(h) p(w|h'), with
+        # gamma(h) = (D1 N1(h.) + D2 N2(h.) + D3+ N3+(h.)) / sum_x a(hx);
+        # Witten-Bell: gamma(h) = N1+(h.) / (c(h) + N1+(h.)); MLE: gamma = 0
+        p = num / den[ctx]
+        p += g[ctx] * prev_at_suffix
+    return p, g
+
+
+def context_backoff(g: np.ndarray, ctx: np.ndarray, kept) -> np.ndarray:
+    """log10 backoff (float32) of the contexts [n_ctx] whose gamma is `g` (modified in place):
+    log10 gamma where a kept k-gram extends the context, 0 elsewhere. `ctx` [n] as above."""
+    children = ctx if kept is None else ctx[kept]
+    has_children = np.bincount(children, minlength=len(g)) > 0
+    g[~has_children] = 1.0
+    with np.errstate(divide="ignore"):
+        return np.log10(g).astype(np.float32)
 
 
 def _addk_order(counts, k, num, den, prev, keep, add_k):

@@ -38,18 +38,20 @@ typedef struct {
     rk_dot_fn dot_gemm;
     float (*row_max)(int V, const float* z);
     double (*exp_sum)(int V, float* z, float m, int store);
+    int (*scan_gt)(int v, int V, const float* z, float thr);
 } rk_isa_kernels;
 
 static const rk_isa_kernels rk_isa_table[RK_ISA_COUNT] = {
-    {"generic", "none", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
+    {"generic", "none", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c, rk_scan_gt_c},
 #ifdef RK_X86
     {"avx2", "x86-64-v3", 1, rk_pack_b256, rk_gemm256, rk_gemv256, rk_dot_gemm256,
-     rk_row_max256, rk_exp_sum256},
+     rk_row_max256, rk_exp_sum256, rk_scan_gt256},
     {"avx512", "x86-64-v4", 1, rk_pack_b512, rk_gemm512, rk_gemv512, rk_dot_gemm512,
-     rk_row_max512, rk_exp_sum512},
+     rk_row_max512, rk_exp_sum512, rk_scan_gt512},
 #else  /* never selected: rk_isa_supported says no */
-    {"avx2", "x86-64-v3", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
-    {"avx512", "x86-64-v4", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c},
+    {"avx2", "x86-64-v3", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c, rk_scan_gt_c},
+    {"avx512", "x86-64-v4", 0, NULL, NULL, NULL, NULL, rk_row_max_c, rk_exp_sum_c,
+     rk_scan_gt_c},
 #endif
 };
 static const rk_isa_kernels* rk_kern = &rk_isa_table[RK_ISA_GENERIC];
@@ -88,6 +90,39 @@ static inline void rk_dot_gemm(int B, int N, int K, const float* x, int ldx, con
 static inline float rk_row_max(int V, const float* z) { return rk_kern->row_max(V, z); }
 static inline double rk_exp_sum(int V, float* z, float m, int store) {
     return rk_kern->exp_sum(V, z, m, store);
+}
+
+/* The k largest entries of a row z [V] (1 <= k <= V), best first: their indices in idx [k]
+   (val [k] is scratch). Ties go to the earlier index and a NaN counts as -inf, so the result is
+   np.argsort(-z, kind="stable")[:k] (reference.topk_rows) for rows without NaN. After the first k
+   entries the selected path's scan skips every block of 32 that holds nothing above the current
+   k-th value; an entry is inserted only when it beats it (a few dozen times per row on a peaked
+   distribution). The beam search's first cut of every [rows, V] log-probability matrix. */
+static inline void rk_topk_insert(int k, float* val, int64_t* idx, int n, float x, int64_t i) {
+    int p = n < k ? n : k - 1;            /* the free slot: the end, or the k-th when full */
+    while (p > 0 && val[p - 1] < x) {
+        val[p] = val[p - 1];
+        idx[p] = idx[p - 1];
+        p--;
+    }
+    val[p] = x;
+    idx[p] = i;
+}
+static void rk_topk_row(int V, const float* z, int k, int64_t* idx, float* val) {
+    for (int v = 0; v < k; v++)
+        rk_topk_insert(k, val, idx, v, z[v] == z[v] ? z[v] : -INFINITY, v);
+    float thr = val[k - 1];
+    int v = k;
+    for (;;) {
+        v = rk_kern->scan_gt(v, V, z, thr);
+        int end = v + 32 <= V ? v + 32 : V;   /* a block with a hit, or the tail */
+        for (; v < end; v++)
+            if (z[v] > thr) {
+                rk_topk_insert(k, val, idx, k, z[v], v);
+                thr = val[k - 1];
+            }
+        if (end == V) break;
+    }
 }
 
 #endif /* RK_ISA_H */

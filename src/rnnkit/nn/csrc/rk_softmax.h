@@ -3,6 +3,7 @@
 #define RK_SOFTMAX_H
 
 #include <math.h>
+#include <stdint.h>
 #include "rk_math.h"
 
 /* ---- softmax rows ----------------------------------------------------------------------- */
@@ -143,5 +144,41 @@ RK_INLINE void rk_axpy1_impl(int n, const float* x, float* y) {
 }
 RK_MULTI(rk_axpy1, (int n, const float* x, float* y),
          (n, x, y))
+
+/* Top-k scans: from v, the start of the first block of 32 entries of z [V] holding one above
+   thr (a NaN is never above), or the first v with fewer than 32 entries left. The k-th best of
+   a row only rises, so after the first blocks almost every block is passed by one compare. */
+#ifdef RK_X86
+__attribute__((target("avx512f")))
+static int rk_scan_gt512(int v, int V, const float* z, float thr) {
+    __m512 t = _mm512_set1_ps(thr);
+    for (; v + 32 <= V; v += 32) {
+        __mmask16 a = _mm512_cmp_ps_mask(_mm512_loadu_ps(z + v), t, _CMP_GT_OQ);
+        __mmask16 b = _mm512_cmp_ps_mask(_mm512_loadu_ps(z + v + 16), t, _CMP_GT_OQ);
+        if (a | b) return v;
+    }
+    return v;
+}
+__attribute__((target("avx2")))
+static int rk_scan_gt256(int v, int V, const float* z, float thr) {
+    __m256 t = _mm256_set1_ps(thr);
+    for (; v + 32 <= V; v += 32) {
+        __m256 a = _mm256_cmp_ps(_mm256_loadu_ps(z + v), t, _CMP_GT_OQ);
+        __m256 b = _mm256_cmp_ps(_mm256_loadu_ps(z + v + 8), t, _CMP_GT_OQ);
+        __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(z + v + 16), t, _CMP_GT_OQ);
+        __m256 d = _mm256_cmp_ps(_mm256_loadu_ps(z + v + 24), t, _CMP_GT_OQ);
+        if (_mm256_movemask_ps(_mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d)))) return v;
+    }
+    return v;
+}
+#endif
+static int rk_scan_gt_c(int v, int V, const float* z, float thr) {
+    for (; v + 32 <= V; v += 32) {
+        int hit = 0;
+        for (int j = 0; j < 32; j++) hit |= z[v + j] > thr;
+        if (hit) return v;
+    }
+    return v;
+}
 
 #endif /* RK_SOFTMAX_H */
