@@ -59,3 +59,16 @@ class Trained:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Trained:
     return Trained(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A client of a local Dask cluster (2 single-threaded worker processes), one per test
+    module (a second or two to start) rather than per session: a cluster left running keeps
+    threads busy in this process, whose allocations would land in other tests' tracemalloc
+    windows (test_kernels' allocation checks). Skips when rnnkit[cluster] is not installed."""
+    distributed = pytest.importorskip("distributed", reason="rnnkit[cluster] (dask) is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster:
+        with distributed.Client(cluster) as client:
+            yield client

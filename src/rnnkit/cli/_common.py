@@ -249,7 +249,7 @@ _SIZE = (1, 1 << 20)  # a size beyond this cannot be allocated on any machine rn
 NUMERIC_RANGES: dict[str, tuple[float | None, float | None]] = {
     "--seed": (0, 2**32 - 1), "--emb": _SIZE, "--hidden": _SIZE, "--layers": (1, 64),
     "--order": (1, 9), "--bptt": (1, None), "--batch": (1, None), "--epochs": (0, 1 << 20),
-    "--threads": (1, 1024), "--patience": (1, 1 << 20), "--decay-after": (0, 1 << 20),
+    "--threads": (1, 1024), "--workers": (1, 1024), "--patience": (1, 1 << 20), "--decay-after": (0, 1 << 20),
     "--dropout": (0.0, 0.99), "--init-scale": (0.0, 10.0), "--lr": (0.0, 1e6),
     "--lr-decay": (0.0, 1.0), "--clip": (0.0, None), "--add-k": (0.0, None),
     "--checkpoint-every": (0.0, None), "--num": (0, 1 << 40), "--max-len": (1, 1 << 20),

@@ -45,6 +45,10 @@ def ngram_table(s: dict) -> Table:
         if s.get("discounts"):
             row += [f"{d:.6g}" for d in s["discounts"][k - 1]]
         t.add_row(*row)
+    if s.get("estimator") == "dask":
+        n = s["workers"]
+        t.caption = f"Dask, {n} worker{'s' * (n != 1)}, {s['partitions']} shards: " + ", ".join(
+            f"{name} {sec:.2f} s" for name, sec in s["stage_seconds"].items())
     for split in ("valid", "test"):
         if f"{split}_perplexity" in s:
             t.caption = (t.caption + "  " if t.caption else "") + \

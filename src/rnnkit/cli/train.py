@@ -14,7 +14,7 @@ import typer
 from ..decoding.scoring import split_perplexity
 from ..errors import RnnkitError
 from ..loader import load
-from ..models.ngram import external
+from ..models.ngram import cluster, external
 from ..models.ngram.estimate import train as train_ngram
 from ..text.corpus import Corpus
 from ..text.prepare import load_data
@@ -56,6 +56,7 @@ OUTPUT = "Checkpoints/Output"
 @app.command(epilog="Examples:\n\n"
              "rnnkit train data/ --type ngram --order 3 --out tri.rnnkit\n\n"
              "rnnkit train big/ --type ngram --order 5 --memory 2G --out big.rnnkit\n\n"
+             "rnnkit train data/ --type ngram --order 5 --scheduler tcp://head:8786 --out 5.rnnkit\n\n"
              "rnnkit train data/ --type lstm --hidden 200 --layers 2 --epochs 13 --out lstm.rnnkit\n\n"
              "rnnkit train wikitext-2/ --type lstm --output adaptive --cutoffs 2000,10000 --out wt2.rnnkit\n\n"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit\n\n"
@@ -93,6 +94,16 @@ def train(
     discount_fallback: Annotated[bool, typer.Option(
         "--discount-fallback", help="Use 0.5, 1, 1.5 where the closed-form Kneser-Ney discounts "
         "are invalid (tiny or artificial data), as KenLM does.", rich_help_panel=NGRAM)] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Estimate on a local Dask cluster of this many worker processes (bit-identical "
+        "to one process; needs rnnkit[cluster]; docs/cluster.md).", rich_help_panel=NGRAM)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Estimate on the Dask cluster of this scheduler, e.g. tcp://HOST:8786.",
+        rich_help_panel=NGRAM)] = None,
+    shared_data: Annotated[bool, typer.Option(
+        "--shared-data", help="With --workers/--scheduler: the workers read DATA (a prepared "
+        "corpus) from a filesystem they share, instead of receiving the ids from here.",
+        rich_help_panel=NGRAM)] = False,
     # recurrent options
     emb: Annotated[int, typer.Option(help="Embedding size.", rich_help_panel=RECURRENT)] = 200,
     hidden: Annotated[int, typer.Option(help="Hidden units per layer.",
@@ -200,6 +211,12 @@ def train(
     if distributed and model_type.value == "ngram":
         raise RnnkitError("--distributed trains recurrent models (language, translation, "
                           "caption), not n-gram models (counting needs no gradient steps)")
+    if (workers is not None or scheduler is not None) and model_type.value != "ngram":
+        raise RnnkitError(f"--workers/--scheduler estimate n-gram models only, not "
+                          f"--type {model_type.value} (recurrent models: --distributed)")
+    if (workers is not None or scheduler is not None) and memory is not None:
+        raise RnnkitError("--memory (one machine, on disk) and --workers/--scheduler (a Dask "
+                          "cluster) are two estimators: choose one")
     inputs = [data, valid, init_from, features]
     # data-parallel: the ranks start first, and rank 0 alone holds the output's lock (the others
     # would find it taken); a rank that fails then ends the whole job (cli.main)
@@ -233,7 +250,8 @@ def _train(data, valid, out_path, model_type, o) -> dict | None:
         return _train_ngram(corpus, data, out_path, order=o["order"],
                             smoothing=o["smoothing"].value, add_k=o["add_k"], prune=o["prune"],
                             discount_fallback=o["discount_fallback"], quiet=o["as_json"],
-                            memory=o["memory"], temp_dir=o["temp_dir"])
+                            memory=o["memory"], temp_dir=o["temp_dir"], workers=o["workers"],
+                            scheduler=o["scheduler"], shared_data=o["shared_data"])
     if model_type.value == "seq2seq":
         opts = Seq2SeqTrainOptions(
             **common, **adam, attention=o["attention"].value, bidirectional=o["bidirectional"],
@@ -281,11 +299,21 @@ def parse_cutoffs(text: str | None) -> tuple[int, ...]:
 
 
 def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, discount_fallback,
-                 quiet, memory=None, temp_dir=None):
+                 quiet, memory=None, temp_dir=None, workers=None, scheduler=None,
+                 shared_data=False):
     """Train, save, print a summary table unless quiet; return the summary. With `memory`
     (bytes) the staged external estimator writes the model and the summary adds its stage
-    timings, temporary disk and peak RSS."""
+    timings, temporary disk and peak RSS; with `workers` or `scheduler` the Dask estimator
+    (models/ngram/cluster.py) does, and the summary adds its stage timings."""
     t0 = time.perf_counter()
+    on_cluster = workers is not None or scheduler is not None
+    if on_cluster and prune:
+        raise RnnkitError("--prune is not available with --workers/--scheduler yet; train in "
+                          "one process, or without --prune")
+    if shared_data and not on_cluster:
+        raise RnnkitError("--shared-data goes with --workers or --scheduler")
+    if on_cluster:
+        cluster.check_available()
     files = [data] if isinstance(corpus, str) and os.path.isfile(data) else []
     with contextlib.ExitStack() as stack:
         if isinstance(corpus, str) and files and memory is not None:
@@ -301,13 +329,16 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
                 corpus = load_data(data, progress=advance if files else None)
         return _train_ngram_corpus(corpus, data, out_path, t0, order=order, smoothing=smoothing,
                                    add_k=add_k, prune=prune, discount_fallback=discount_fallback,
-                                   quiet=quiet, memory=memory, temp_dir=temp_dir)
+                                   quiet=quiet, memory=memory, temp_dir=temp_dir,
+                                   cluster_args=(dict(workers=workers, scheduler=scheduler,
+                                                      shared=shared_data) if on_cluster else None))
 
 
 def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, prune,
-                        discount_fallback, quiet, memory, temp_dir):
+                        discount_fallback, quiet, memory, temp_dir, cluster_args=None):
     extra = {}
-    auto = memory is None and external.auto_memory(len(corpus["train"])) is not None
+    auto = (memory is None and cluster_args is None
+            and external.auto_memory(len(corpus["train"])) is not None)
     if auto:  # a large corpus: the staged estimator is faster there, and bounded (same model)
         memory = external.auto_memory(len(corpus["train"]))
     if memory is not None:
@@ -320,6 +351,14 @@ def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, 
                                       "count_runs", "peak_rss_bytes")}
         extra["estimator"] = "external (auto: a large corpus)" if auto else "external"
         tr = {**info, "data": str(data)}
+    elif cluster_args is not None:
+        model = cluster.train(corpus, order, smoothing, discount_fallback=discount_fallback,
+                              **cluster_args)
+        model.meta["training"]["data"] = str(data)
+        model.save(out_path)
+        tr = model.meta["training"]
+        extra = {k: tr[k] for k in ("workers", "partitions", "stage_seconds")}
+        extra["estimator"] = "dask"
     else:
         model = train_ngram(corpus, order, smoothing, add_k=add_k, prune=prune,
                             discount_fallback=discount_fallback)
@@ -330,7 +369,7 @@ def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, 
                "vocab": len(model.vocab), "sentences": tr["sentences"], "tokens": tr["tokens"],
                "ngrams": tr["ngrams"], "discounts": tr["discounts"],
                "seconds": round(time.perf_counter() - t0, 3), **extra}
-    if memory is None:
+    if memory is None and cluster_args is None:
         summary.update(estimator="in memory", peak_rss_bytes=external.peak_rss())
     for split in ("valid", "test"):
         if split in corpus and len(corpus[split]):
