@@ -196,6 +196,8 @@ def compare_lmplz(args, tmp: Path, corpus: Path, wt2: Path, env) -> list[tuple]:
         rows.append((f"5-gram {name}: peak RSS (MiB)", f"{rmib:.0f}", "lmplz", f"{lmib:.0f}",
                      f"{lmib / rmib:.2f}x"))
         rows.append((f"5-gram {name}: prepare + train (s)", f"{pw:.1f} + {tw:.1f}", "", "", ""))
+        for row in rows[-3:]:  # as they come: a long run that dies later keeps them
+            print("  " + " | ".join(row), file=sys.stderr, flush=True)
         if args.build_binary:
             binary = tmp / "lmplz.binary"
             subprocess.run([args.build_binary, "trie", str(arpa), str(binary)], check=True,
