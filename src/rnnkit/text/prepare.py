@@ -277,16 +277,10 @@ def _as_list(inputs) -> list[str]:
     return [os.fspath(p) for p in inputs]
 
 
-def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
-                 lowercase: bool = False, min_count: int = 1, max_vocab: int | None = None,
-                 vocab: str | os.PathLike | None = None, valid=None, test=None, split=None,
-                 seed: int = 0, normalize: str = "nfc", errors: str = "strict",
-                 vocab_size: int | None = None, subword_model: str = "unigram",
-                 progress: Progress | None = None) -> "Corpus":
-    """Read and tokenise the inputs into an in-memory Corpus (see `prepare` for the options)."""
-    inputs = _as_list(inputs)
-    valid = os.fspath(valid) if valid else None
-    test = os.fspath(test) if test else None
+def check_options(inputs: list[str], sample, min_count: int, max_vocab, vocab, valid, test,
+                  split, errors: str) -> tuple[list[str], tuple | None]:
+    """The checks every way of preparing shares: (the input paths, --sample resolved; the split
+    fractions, None with --valid/--test), or InputError saying which option is wrong."""
     if sample is not None:
         if inputs:
             raise InputError("give either input files or --sample, not both")
@@ -306,6 +300,21 @@ def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
     check_errors(errors)
     fractions = None if (valid or test) else _parse_split(split)
     _check_inputs(inputs + [p for p in (valid, test) if p])
+    return inputs, fractions
+
+
+def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
+                 lowercase: bool = False, min_count: int = 1, max_vocab: int | None = None,
+                 vocab: str | os.PathLike | None = None, valid=None, test=None, split=None,
+                 seed: int = 0, normalize: str = "nfc", errors: str = "strict",
+                 vocab_size: int | None = None, subword_model: str = "unigram",
+                 progress: Progress | None = None) -> "Corpus":
+    """Read and tokenise the inputs into an in-memory Corpus (see `prepare` for the options)."""
+    inputs = _as_list(inputs)
+    valid = os.fspath(valid) if valid else None
+    test = os.fspath(test) if test else None
+    inputs, fractions = check_options(inputs, sample, min_count, max_vocab, vocab, valid, test,
+                                      split, errors)
     if level == "subword":
         if vocab is not None:
             raise InputError("--vocab cannot be combined with --level subword: the subword units "

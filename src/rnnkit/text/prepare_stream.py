@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError
 from . import prepare as prep
 from .corpus import SPLITS, Corpus, _sha256
-from .textio import atomic_directory, check_errors, display_name, read_blocks
+from .textio import atomic_directory, display_name, read_blocks
 from .vocab import EOS, UNK, Tokenizer, Vocab
 
 
@@ -72,25 +72,8 @@ def prepare_streamed(inputs=None, out_dir=None, *, memory: int, temp_dir=None,
     test = os.fspath(test) if test else None
     out_dir = Path(out_dir)
     prep._check_out_dir(out_dir, force, inputs + [p for p in (valid, test) if p])
-    if sample is not None:
-        if inputs:
-            raise InputError("give either input files or --sample, not both")
-        inputs = [str(prep.sample_path(sample))]
-    if not inputs:
-        raise InputError("no input: give one or more text files, `-` for stdin, or --sample en|ko")
-    if min_count < 1:
-        raise InputError(f"--min-count {min_count}: must be at least 1 (1 keeps every token)")
-    if max_vocab is not None and max_vocab < 4:
-        raise InputError(f"--max-vocab {max_vocab}: must be at least 4 (the 3 specials and a "
-                         f"token)")
-    if vocab is not None and (min_count != 1 or max_vocab is not None):
-        raise InputError("--vocab reuses a vocabulary as it is; it cannot be combined with "
-                         "--min-count or --max-vocab")
-    if (valid or test) and split is not None:
-        raise InputError("--split divides the input; it cannot be combined with --valid/--test")
-    check_errors(errors)
-    fractions = None if (valid or test) else prep._parse_split(split)
-    prep._check_inputs(inputs + [p for p in (valid, test) if p])
+    inputs, fractions = prep.check_options(inputs, sample, min_count, max_vocab, vocab, valid,
+                                           test, split, errors)
     tokenizer = Tokenizer(level=level, normalize=normalize, lowercase=lowercase)
     given_vocab = Vocab.read(vocab) if vocab is not None else None
     rows = max(int(memory) // 64, 1 << 12)  # ids per block: ~64 bytes each in flight (int64

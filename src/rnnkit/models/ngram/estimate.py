@@ -297,21 +297,30 @@ class NgramTables:
     backoff: list  # [n_k] float32 log10 backoff (orders < N; 0 where the k-gram is no context)
 
 
-def _keep_masks(counts: NgramCounts, prune) -> list[np.ndarray | None]:
-    """Which k-grams survive --prune (raw count above the order's threshold)."""
-    N = counts.order
+def prune_thresholds(prune, order: int) -> list[int] | None:
+    """--prune's count threshold per order (the last one repeated up to `order`), or None
+    without pruning; TrainingError when they cannot be applied."""
     if not prune:
-        return [None] * N
+        return None
     t = [int(v) for v in prune]
     if any(v < 0 for v in t):
         raise TrainingError(f"--prune thresholds must not be negative, got {t}")
-    t = (t + [t[-1]] * N)[:N]
+    t = (t + [t[-1]] * order)[:order]
     if t[0] != 0:
         raise TrainingError("--prune: unigrams cannot be pruned (they are the vocabulary); "
                             "the first threshold must be 0, e.g. --prune 0 --prune 1")
     if any(b < a for a, b in zip(t, t[1:])):
         raise TrainingError(f"--prune thresholds must not decrease with the order (got {t}): "
                             f"a kept n-gram needs its context and suffix kept too")
+    return t
+
+
+def _keep_masks(counts: NgramCounts, prune) -> list[np.ndarray | None]:
+    """Which k-grams survive --prune (raw count above the order's threshold)."""
+    N = counts.order
+    t = prune_thresholds(prune, N)
+    if t is None:
+        return [None] * N
     return [None] + [counts.raw[k - 1] > t[k - 1] if t[k - 1] > 0 else None
                      for k in range(2, N + 1)]
 

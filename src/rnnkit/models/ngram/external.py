@@ -848,7 +848,7 @@ def train_to_file(data, out_path, order: int = 3, smoothing: str = "mkn", *, mem
     V = len(corpus.vocab)
     if V < 4:
         raise TrainingError("the vocabulary has no word besides <unk>, <s> and </s>")
-    thresholds = _thresholds(prune, order)
+    thresholds = est.prune_thresholds(prune, order)
     quirk = lmplz_quirk and smoothing in ("kn", "mkn")
     spill = _Spill(temp_dir, progress)
     timings = {}
@@ -902,20 +902,3 @@ def train_to_file(data, out_path, order: int = 3, smoothing: str = "mkn", *, mem
     return {**stats, "memory": memory, "temp_peak_bytes": spill.peak, "count_runs": spill.runs,
             "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
             "seconds": round(time.perf_counter() - t_all, 3), "peak_rss_bytes": peak_rss()}
-
-
-def _thresholds(prune, order: int) -> list[int] | None:
-    """--prune thresholds per order (checked as estimate._keep_masks checks them)."""
-    if not prune:
-        return None
-    t = [int(v) for v in prune]
-    if any(v < 0 for v in t):
-        raise TrainingError(f"--prune thresholds must not be negative, got {t}")
-    t = (t + [t[-1]] * order)[:order]
-    if t[0] != 0:
-        raise TrainingError("--prune: unigrams cannot be pruned (they are the vocabulary); "
-                            "the first threshold must be 0, e.g. --prune 0 --prune 1")
-    if any(b < a for a, b in zip(t, t[1:])):
-        raise TrainingError(f"--prune thresholds must not decrease with the order (got {t}): "
-                            f"a kept n-gram needs its context and suffix kept too")
-    return t
