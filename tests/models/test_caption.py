@@ -17,6 +17,7 @@ from rnnkit.models.caption import (
 )
 from rnnkit.nn import reference as ref
 from rnnkit.text.vocab import SPECIALS, Vocab
+from fd import numeric_gradient
 
 VOCAB = Vocab(list(SPECIALS) + "a red blue circle square above".split())
 D = 5
@@ -71,16 +72,7 @@ def test_gradient_matches_finite_differences(cell, layers, tie, dropout, attenti
 
     loss()
     analytic = m.grad.copy()
-    numeric = np.zeros_like(m.flat)
-    eps = 1e-6
-    for i in range(len(m.flat)):
-        old = m.flat[i]
-        m.flat[i] = old + eps
-        fp = loss()
-        m.flat[i] = old - eps
-        fm = loss()
-        m.flat[i] = old
-        numeric[i] = scale * (fp - fm) / (2 * eps)
+    numeric = numeric_gradient(m.flat, loss, scale)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
     proj = m.layout.views(analytic)["encoder.projection.weight"]
     assert np.abs(proj).max() > 1e-4  # the image matters to the loss

@@ -20,6 +20,7 @@ from rnnkit.models.rnnlm import RNNLM, Architecture, load, views
 from rnnkit.models.torch_import import from_torch_state, read_token_list
 from rnnkit.nn import reference as ref
 from rnnkit.text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
+from fd import numeric_gradient
 
 runner = CliRunner()
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat"]
@@ -100,16 +101,7 @@ def test_whole_model_gradient_matches_finite_differences(model_type, tie, dropou
 
     loss()
     analytic = m.grad.copy()
-    eps = 1e-6
-    numeric = np.zeros_like(m.flat)
-    for i in range(len(m.flat)):
-        old = m.flat[i]
-        m.flat[i] = old + eps
-        fp = loss()
-        m.flat[i] = old - eps
-        fm = loss()
-        m.flat[i] = old
-        numeric[i] = scale * (fp - fm) / (2 * eps)
+    numeric = numeric_gradient(m.flat, loss, scale)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
     if model_type == "lstm-nofg":  # the forget-gate rows are unused: zero gradient
         g = views(m.grad, m.arch)

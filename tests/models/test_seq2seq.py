@@ -18,6 +18,7 @@ from rnnkit import modelfile
 from rnnkit.nn import reference as ref
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.vocab import SPECIALS, Vocab
+from fd import numeric_gradient
 
 SRC = Vocab(list(SPECIALS) + "a b c d e".split())
 TRG = Vocab(list(SPECIALS) + "v w x y z q".split())
@@ -81,16 +82,7 @@ def test_gradient_matches_finite_differences(attention, bi, cell, tie, layers, d
 
     loss()
     analytic = m.grad.copy()
-    numeric = np.zeros_like(m.flat)
-    eps = 1e-6
-    for i in range(len(m.flat)):
-        old = m.flat[i]
-        m.flat[i] = old + eps
-        fp = loss()
-        m.flat[i] = old - eps
-        fm = loss()
-        m.flat[i] = old
-        numeric[i] = scale * (fp - fm) / (2 * eps)
+    numeric = numeric_gradient(m.flat, loss, scale)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 

@@ -13,6 +13,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqArchitecture, from_file_parts, make_batch
 from rnnkit.nn import reference as ref
 from rnnkit.text.vocab import SPECIALS, Vocab
+from fd import numeric_gradient
 
 SRC = Vocab(list(SPECIALS) + "a b c d e".split())
 TRG = Vocab(list(SPECIALS) + "v w x y z q".split())
@@ -63,16 +64,7 @@ def test_gradient_matches_finite_differences(attention, bi, cell, layers, dropou
     analytic = m.grad.copy()
     loss()                                    # a second pass gives the same (no stale sums)
     np.testing.assert_array_equal(m.grad, analytic)
-    numeric = np.zeros_like(m.flat)
-    eps = 1e-6
-    for i in range(len(m.flat)):
-        old = m.flat[i]
-        m.flat[i] = old + eps
-        fp = loss()
-        m.flat[i] = old - eps
-        fm = loss()
-        m.flat[i] = old
-        numeric[i] = scale * (fp - fm) / (2 * eps)
+    numeric = numeric_gradient(m.flat, loss, scale)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
     assert np.abs(m.g["decoder.rnn.weight_ih_l0"][:, 4:]).max() > 0   # the fed columns learn
 
