@@ -20,6 +20,7 @@ from ..nn.output import LOG10E
 from ..nn.params import FlatParameters
 from ..nn.recurrent import gate_rows
 from ..text.vocab import BOS
+from .protocol import advance_ids
 
 
 class DecoderState:
@@ -82,13 +83,7 @@ class ConditionedDecoder(FlatParameters):
 
     def advance(self, state: DecoderState, ids: np.ndarray) -> DecoderState:
         """Feed one target token per stream; the state is updated IN PLACE and returned."""
-        ids = np.asarray(ids)
-        if ids.shape != (state.batch,):
-            raise RnnkitError(f"advance: expected {state.batch} token ids, got shape {ids.shape}")
-        V = self.target_vocab_size
-        if ids.size and (ids.min() < 0 or ids.max() >= V):
-            raise RnnkitError(f"advance: token ids must be in [0, {V})")
-        state.ids[:] = ids
+        state.ids[:] = advance_ids(ids, state.batch, self.target_vocab_size)
         return self._step(state)
 
     def _step(self, state: DecoderState) -> DecoderState:

@@ -31,11 +31,22 @@ from ..decoding.prefix import prefix_log_probs
 from ..decoding.sampling import sample
 from ..decoding.scoring import pow10
 from ..decoding.state import select_state  # noqa: F401  (part of the protocol's API)
+from ..errors import RnnkitError
 from ..text.vocab import BOS, EOS, UNK, Tokenizer, Vocab
 
 
 # str.split() whitespace outside ASCII (the ASCII ones are split by the compiled encoder)
 _UNICODE_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+
+
+def advance_ids(ids, batch: int, V: int) -> np.ndarray:
+    """The ids given to `advance`, checked: one per stream, each in [0, V)."""
+    ids = np.asarray(ids)
+    if ids.shape != (batch,):
+        raise RnnkitError(f"advance: expected {batch} token ids, got shape {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= V):
+        raise RnnkitError(f"advance: token ids must be in [0, {V})")
+    return ids
 
 
 class LanguageModel:

@@ -65,7 +65,7 @@ from ..nn.output import (
 from ..nn.params import FlatParameters, ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
-from .protocol import LanguageModel
+from .protocol import LanguageModel, advance_ids
 
 MODEL_TYPES = CELLS
 OUTPUTS = ("full", "adaptive", "classes")  # the output layers (nn/output.py)
@@ -376,12 +376,7 @@ class RNNLM(FlatParameters, LanguageModel):
     def advance(self, state: RecurrentState, ids: np.ndarray) -> RecurrentState:
         """Feed one token per stream. The state is updated IN PLACE and returned (the step
         kernels write h and c where they are; use state.copy() to branch)."""
-        ids = np.asarray(ids)
-        if ids.shape != (state.batch,):
-            raise RnnkitError(f"advance: expected {state.batch} token ids, got shape {ids.shape}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.arch.vocab_size):
-            raise RnnkitError(f"advance: token ids must be in [0, {self.arch.vocab_size})")
-        state.ids[:] = ids
+        state.ids[:] = advance_ids(ids, state.batch, self.arch.vocab_size)
         return self.step(state)
 
     def step(self, state: RecurrentState) -> RecurrentState:

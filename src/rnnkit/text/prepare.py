@@ -303,6 +303,17 @@ def check_options(inputs: list[str], sample, min_count: int, max_vocab, vocab, v
     return inputs, fractions
 
 
+def manifest_options(inputs, sample, min_count, max_vocab, vocab, valid, test, fractions,
+                     seed, errors) -> dict:
+    """The options a prepared directory's manifest records (both ways of preparing)."""
+    return {"inputs": [display_name(p) for p in inputs], "sample": sample,
+            "min_count": min_count, "max_vocab": max_vocab,
+            "vocab": os.fspath(vocab) if vocab is not None else None,
+            "valid": valid, "test": test,
+            "split": list(fractions) if fractions is not None else None,
+            "seed": seed, "errors": errors}
+
+
 def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
                  lowercase: bool = False, min_count: int = 1, max_vocab: int | None = None,
                  vocab: str | os.PathLike | None = None, valid=None, test=None, split=None,
@@ -359,12 +370,8 @@ def build_corpus(inputs=None, *, sample: str | None = None, level: str = "word",
         splits[name] = _remap(splits[name], remap)  # [N] final ids
     counts = _bincount(splits["train"], len(tokens))  # [V] by final id
     counts[1] = counts[EOS]  # one <s> per sentence
-    options = {"inputs": [display_name(p) for p in inputs], "sample": sample,
-               "min_count": min_count, "max_vocab": max_vocab,
-               "vocab": os.fspath(vocab) if vocab is not None else None,
-               "valid": valid, "test": test,
-               "split": list(fractions) if fractions is not None else None,
-               "seed": seed, "errors": errors}
+    options = manifest_options(inputs, sample, min_count, max_vocab, vocab, valid, test,
+                               fractions, seed, errors)
     if level == "subword":
         options.update(vocab_size=vocab_size, subword_model=subword_model)
     return Corpus(Vocab(tokens, counts), tokenizer, splits, options=options)

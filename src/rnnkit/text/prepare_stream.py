@@ -132,12 +132,8 @@ def prepare_streamed(inputs=None, out_dir=None, *, memory: int, temp_dir=None,
         else:
             tokens, remap = given_vocab.tokens, prep._vocab_remap(given_vocab, table)
         del table
-        options = {"inputs": [display_name(p) for p in inputs], "sample": sample,
-                   "min_count": min_count, "max_vocab": max_vocab,
-                   "vocab": os.fspath(vocab) if vocab is not None else None,
-                   "valid": valid, "test": test,
-                   "split": list(fractions) if fractions is not None else None,
-                   "seed": seed, "errors": errors}
+        options = prep.manifest_options(inputs, sample, min_count, max_vocab, vocab, valid,
+                                        test, fractions, seed, errors)
         order = [name for name in SPLITS if name in files or name in held]
         with atomic_directory(out_dir) as tmp:
             stats, final_counts = {}, None
