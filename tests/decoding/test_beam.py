@@ -156,3 +156,35 @@ def test_the_search_goes_on_while_an_alive_hypothesis_can_still_win():
         assert best.normalized >= greedy_norm - 1e-9
     (best,), = beam_search(m, [None], beam=2, alpha=0.0, max_len=10)
     assert best.tokens == [A, D, G]
+
+
+def test_blas_is_held_to_one_thread_while_decoding_on_the_packed_kernels():
+    # OpenBLAS's threads spin after each numpy product and took the cores from the kernels'
+    # pool (beam-3 captions: the LSTM step 77 -> 230 us); the decoding entry points hold BLAS
+    # at one thread while the packed kernels do the threading, and give it back after
+    from threadpoolctl import threadpool_info
+
+    from rnnkit.nn.backend import kernels
+
+    def blas_threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info()
+                if i["user_api"] == "blas"}
+
+    seen = []
+
+    class Watching(HandModel):
+        def log_probs(self, state):
+            seen.append(blas_threads())
+            return super().log_probs(state)
+
+    before = blas_threads()
+    beam_search(Watching(), [0, 1], beam=2, max_len=4)
+    assert seen and blas_threads() == before
+    packed = kernels().gemm_backend() == "packed"
+    for during in seen:
+        assert set(during) == set(before)
+        if packed:
+            assert all(n == 1 for n in during.values())
+        else:
+            assert during == before or all(n == kernels().get_num_threads()
+                                           for n in during.values())

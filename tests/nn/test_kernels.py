@@ -171,7 +171,7 @@ def test_rnn_two_windows_equal_one_window_of_2T(backend):
         np.testing.assert_allclose(ga[k] + gb[k], full[k], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("B", [1, 4])
+@pytest.mark.parametrize("B", [1, 4, 24])   # 24: the packed-GEMM step (many streams)
 @pytest.mark.parametrize("peep,fg", VARIANTS)
 def test_lstm_T_single_steps_equal_one_call(peep, fg, B, backend):
     rng = np.random.default_rng(13)
@@ -193,7 +193,7 @@ def test_lstm_T_single_steps_equal_one_call(peep, fg, B, backend):
     close(hs, hr), close(cs, cr)
 
 
-@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("B", [1, 3, 24])
 def test_rnn_T_single_steps_equal_one_call(B):
     rng = np.random.default_rng(14)
     f = np.float32
@@ -478,7 +478,7 @@ def test_thread_count_is_checked():
 
 
 @settings(max_examples=30, deadline=None)
-@given(B=st.integers(1, 9), E=st.integers(1, 40), H=st.integers(1, 40),
+@given(B=st.integers(1, 40), E=st.integers(1, 40), H=st.integers(1, 40),
        variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**31 - 1),
        backend=st.sampled_from(BACKENDS))
 def test_steps_match_reference(B, E, H, variant, seed, backend):
@@ -500,7 +500,7 @@ def test_steps_match_reference(B, E, H, variant, seed, backend):
                            **f64(rw)), "rnn h")
 
 
-@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("B", [1, 3, 48])   # 48: the packed-GEMM step
 def test_threaded_steps_give_the_same_numbers(B, backend):
     rng = np.random.default_rng(26)
     E, H = 600, 300  # big enough for the steps to use threads
@@ -521,7 +521,7 @@ def test_threaded_steps_give_the_same_numbers(B, backend):
         np.testing.assert_array_equal(c, outs[0][1])
 
 
-@pytest.mark.parametrize("B,H", [(1, 5), (1, 300), (4, 37)])
+@pytest.mark.parametrize("B,H", [(1, 5), (1, 300), (4, 37), (24, 37)])
 def test_a_step_gives_the_same_numbers_on_every_call(B, H):
     # successive steps visit the gates in opposite orders (to start on weights still in
     # cache); every output must come out bit for bit the same either way
@@ -538,6 +538,31 @@ def test_a_step_gives_the_same_numbers_on_every_call(B, H):
     rw = {k: p[k][:H].copy() for k in ["w_ih", "w_hh", "b_ih", "b_hh"]}
     hs = [K.rnn_step(p["x"][0], p["h0"].copy(), **rw) for _ in range(2)]
     np.testing.assert_array_equal(hs[0], hs[1])
+
+
+@pytest.mark.parametrize("H", [16, 37, 100])
+def test_many_stream_steps_agree_on_both_kernels(H):
+    # from a few streams on, a step multiplies by weights it packs itself (each thread its own
+    # columns, in its own scratch); the dot-product kernel below that count must agree with it
+    rng = np.random.default_rng(28)
+    B, E = 33, 29
+    p = lstm_params(rng, 1, B, E, H, True)
+    w = {k: p[k] for k in ["w_ih", "w_hh", "b_ih", "b_hh", "w_peep"]}
+    old, outs = K._step_gemm_min_b(), []
+    try:
+        for n in (2, 1000):                       # the GEMM path, then the dot-product one
+            K._step_gemm_min_b(n)
+            h, c = p["h0"].copy(), p["c0"].copy()
+            K.lstm_step(p["x"][0], h, c, **w)
+            outs.append((h, c))
+    finally:
+        K._step_gemm_min_b(old)
+    for h, c in outs:
+        np.testing.assert_allclose(h, outs[0][0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(c, outs[0][1], rtol=1e-5, atol=1e-5)
+    hr, cr = p["h0"].astype(np.float64), p["c0"].astype(np.float64)
+    ref.lstm_step(p["x"][0].astype(np.float64), hr, cr, **f64(w))
+    close(outs[0][0], hr), close(outs[0][1], cr)
 
 
 def test_threads_work_in_a_forked_child():

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..nn.backend import kernels
+from ..nn.backend import held_threads, kernels
 from ..text.vocab import EOS
 from .state import select_state
 
@@ -59,6 +59,7 @@ def length_penalty(n: np.ndarray | int, alpha: float):
     return ((5.0 + np.asarray(n, np.float64)) / 6.0) ** alpha
 
 
+@held_threads
 def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 1,
                 alpha: float = 1.0, keep_attention: bool = False) -> list[list[Hypothesis]]:
     """The n_best hypotheses (best first) for each of the len(context) inputs.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..nn.backend import held_threads
 from ..nn.output import LN10
 from ..text.vocab import BOS, EOS
 
@@ -94,6 +95,7 @@ def sample(model, num: int = 1, *, max_len: int = 100, temperature: float = 1.0,
                                             top_k=top_k, top_p=top_p, seed=seed, prompt=prompt)]
 
 
+@held_threads
 def sample_sentences(model, num: int = 1, *, max_len: int = 100, temperature: float = 1.0,
                      top_k: int | None = None, top_p: float | None = None,
                      seed: int | None = None, prompt: str | None = None) -> list[Sample]:

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import InputError, ModelFileError, RnnkitError
 from ..nn.attention import ATTENTIONS, Attention, attention_shapes
+from ..nn.backend import held_threads
 from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
 from ..nn.params import ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, stack_shapes
@@ -319,6 +320,7 @@ class CaptionModel(ConditionedDecoder):
         return loss, backward
 
     # --- scoring ----------------------------------------------------------------------------------
+    @held_threads
     def caption_log_probs(self, features, captions: list[np.ndarray], max_batch: int = 64
                           ) -> list[np.ndarray]:
         """log10 p of z1 .. zT and </s> of each caption (id arrays without </s>) given its

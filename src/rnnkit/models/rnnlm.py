@@ -50,7 +50,7 @@ import numpy as np
 
 from .. import modelfile
 from ..errors import ModelFileError, RnnkitError
-from ..nn.backend import kernels
+from ..nn.backend import held_threads, kernels
 from ..nn.output import (
     LOG10E,
     AdaptiveSoftmax,
@@ -398,6 +398,7 @@ class RNNLM(FlatParameters, LanguageModel):
         state.lp *= LOG10E
         return state.lp
 
+    @held_threads
     def token_log_probs(self, sentences: list[np.ndarray], max_batch: int = 64
                         ) -> list[np.ndarray]:
         """log10 p of z1..zT and </s> for each sentence, from <s> (zero state before it).

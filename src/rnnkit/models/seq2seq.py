@@ -48,6 +48,7 @@ import numpy as np
 from ..decoding.translate import TranslateOptions, translate_lines
 from ..errors import ModelFileError, RnnkitError
 from ..nn.attention import ATTENTIONS, Attention, attention_shapes, length_mask
+from ..nn.backend import held_threads
 from ..nn.output import LOG10E, FullSoftmax, full_softmax_shapes
 from ..nn.params import ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, stack_shapes
@@ -494,6 +495,7 @@ class Seq2Seq(ConditionedDecoder):
         return dx, dh, denc
 
     # --- scoring ---------------------------------------------------------------------------------
+    @held_threads
     def pair_log_probs(self, sources: list[np.ndarray], targets: list[np.ndarray],
                        max_batch: int = 64) -> list[np.ndarray]:
         """log10 p of z1 .. zT and </s> of each target given its source (teacher forcing)."""

@@ -48,10 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..errors import InputError, ModelFileError, TrainingError
-from ..nn.backend import kernels
+from ..nn.backend import kernels, thread_limit
 from ..nn.optim import DEFAULT_LR, OPTIMIZERS, clip_grad_norm, make_optimizer
 from .checkpoint import (
     append_metric,
@@ -233,26 +232,6 @@ class Task(ABC):
     def save_model(self, path: Path, training: dict) -> None:
         """Write the model file with the current parameters; `training` (options, records,
         best epoch, ...) goes into its metadata."""
-
-
-@contextmanager
-def thread_limit(threads: int | None):
-    """Threads of the kernels and of BLAS for the block: results are deterministic per count.
-
-    With the packed backend the kernels' own pool does the threading, and BLAS is held to one
-    thread: OpenBLAS's threads spin after each call and took the cores from the pool's (PTB
-    small config, 2 threads: 6,500 tokens/s with both pools at 2 threads, 14,200 with BLAS at 1).
-    """
-    K = kernels()
-    old = K.get_num_threads()
-    n = old if threads is None else threads
-    blas = 1 if K.gemm_backend() == "packed" else n
-    try:
-        K.set_num_threads(n)
-        with threadpool_limits(limits=blas):
-            yield
-    finally:
-        K.set_num_threads(old)
 
 
 class _StopOnSigint:

@@ -3,6 +3,7 @@
 #define RK_POOL_H
 
 #include <stdint.h>
+#include <stdlib.h>
 
 /* ---- a small thread pool ----------------------------------------------------------------
    rk_pool_run(nt, fn, arg) runs fn(tid, nt, arg) on the calling thread (tid 0) and nt-1
@@ -135,6 +136,20 @@ static int rk_pool_run(int nt, void (*fn)(int, int, void*), void* arg) {
     while ((d = atomic_load(&rk_pool.done)) != nt - 1) rk_wait_change(&rk_pool.done, d);
     pthread_mutex_unlock(&rk_pool.lock);
     return nt;
+}
+/* n floats of scratch owned by the calling thread (64-byte aligned; kept and grown, never
+   shrunk: a per-call malloc of a few hundred KB is a fresh mmap, its page faults cost more
+   than a small step). NULL when the memory is not there. */
+static float* rk_scratch(size_t n) {
+    static __thread float* buf = NULL;
+    static __thread size_t cap = 0;
+    if (n > cap) {
+        free(buf);
+        size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+        buf = (float*)aligned_alloc(64, bytes);
+        cap = buf ? n : 0;
+    }
+    return buf;
 }
 /* an even split of n units: this thread's [lo, hi) */
 static inline void rk_split(int n, int tid, int nt, int* lo, int* hi) {
