@@ -13,8 +13,9 @@ sentence), bucketed by length as `train --type seq2seq` does. Each side runs in 
 and the same initial weights: the rnnkit model file is what PyTorch loads. Correctness first:
 the PyTorch model's loss and every gradient on the first batch must agree with rnnkit's (loss
 1e-5 relative, gradients 1e-4 of each tensor's largest entry) before anything is timed.
-Decoding uses the untrained weights with a fixed limit of M output tokens (a random model rarely
-ends with </s>, so both sides do the same M steps): sentences/s counts sources translated.
+Decoding uses the untrained weights (reloaded after the timed training) with a fixed limit of M
+output tokens (a random model rarely ends with </s>, so both sides do the same M steps; the
+steps are counted and printed): sentences/s counts sources translated.
 
 --full trains on Multi30k (task 1, de->en by default) with rnnkit's training loop within a time
 budget and reports test_2016_flickr BLEU (sacreBLEU, detokenized, cased and lowercased) with beam
@@ -111,10 +112,15 @@ def rnnkit_worker(args, cfg) -> dict:
     out.update(time_training(lambda b: model.forward_backward(b, 1.0 / b.size),
                              lambda: model.flat.__isub__(1e-3 * model.grad), batches[1:]))
 
+    # decoding with the untrained weights (training moved them: after 100 steps on random ids
+    # the model's first choice is </s>, and the searches ended after 2 steps)
+    model = from_file_parts(args.init, tensors, meta)
+    steps = count_calls(model, "log_probs")
+
     def decode(srcs, beam):
         return beam_search(model, srcs, beam, args.max_len, 1, 1.0)
 
-    out.update(time_decoding(decode, sources, args))
+    out.update(time_decoding(decode, sources, args, steps))
     out["peak_mb"] = peak_mb()
     return out
 
@@ -143,13 +149,16 @@ def torch_worker(args, cfg) -> dict:
 
     out.update(time_training(fb, opt.step, batches[1:]))
 
+    model = ts.load_rnnkit_file(args.init)     # the untrained weights, as rnnkit's side
+    steps = count_calls(model, "_step")
+
     def decode(srcs, beam):
         from rnnkit.models.seq2seq import make_batch
         pb = make_batch(srcs, None)
         return model.beam_search(torch.from_numpy(pb.src), torch.from_numpy(pb.src_len), beam,
                                  args.max_len, 1.0)
 
-    out.update(time_decoding(decode, sources, args))
+    out.update(time_decoding(decode, sources, args, steps))
     out["peak_mb"] = peak_mb()
     return out
 
@@ -167,16 +176,29 @@ def time_training(forward_backward, update, batches) -> dict:
             "train_tok_cpu_s": tokens / dc}
 
 
-def time_decoding(decode, sources, args) -> dict:
+def count_calls(obj, name: str) -> list[int]:
+    """Count the calls of obj.name (a decoder step): [count], read after each timing."""
+    n, f = [0], getattr(obj, name)
+
+    def counted(*a, **k):
+        n[0] += 1
+        return f(*a, **k)
+    setattr(obj, name, counted)
+    return n
+
+
+def time_decoding(decode, sources, args, steps) -> dict:
     rng = np.random.default_rng(args.seed + 1)
     B = 64
     groups = [[sources[i] for i in rng.choice(len(sources), B, replace=False)]
               for _ in range(args.decode_batches)]
     decode(groups[0][:8], 5)  # warm-up
+    steps[0] = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for g in groups:
         decode(g, 5)
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    decode_steps = steps[0]
     ones = [sources[i] for i in rng.choice(len(sources), args.latency_sentences, replace=False)]
     lat, lat_cpu = [], []
     for s in ones:
@@ -184,7 +206,7 @@ def time_decoding(decode, sources, args) -> dict:
         decode([s], 5)
         lat.append(time.perf_counter() - t)
         lat_cpu.append(time.process_time() - c)
-    return {"decode_sent_s": B * len(groups) / dt, "decode_sent_cpu_s": B * len(groups) / dc,
+    return {"decode_sent_s": B * len(groups) / dt, "decode_steps": decode_steps, "decode_sent_cpu_s": B * len(groups) / dc,
             "latency_ms": 1000 * float(np.median(lat)),
             "latency_cpu_ms": 1000 * float(np.median(lat_cpu))}
 
@@ -264,6 +286,8 @@ def speed(args) -> None:
         ratio = r[key] / tv if higher else tv / r[key]
         tgt = f">= {target:g}x" if target else ""
         print(f"| {label:<42} | {r[key]:>10.1f} | {tv:>10.1f} | {ratio:>5.2f}x | {tgt:<6} |")
+    print(f"# decoder steps over the timed batches (each over every alive row): rnnkit "
+          f"{r['decode_steps']}, PyTorch {t['decode_steps'] if t else '-'}")
     print("# ratio: rnnkit / PyTorch for speeds, PyTorch / rnnkit for latency and memory "
           "(> 1: rnnkit better); per CPU second: the work done per second of the process's CPU "
           "time, steadier than wall time on a shared machine (with 1 thread)")
