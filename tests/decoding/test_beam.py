@@ -188,3 +188,53 @@ def test_blas_is_held_to_one_thread_while_decoding_on_the_packed_kernels():
         else:
             assert during == before or all(n == kernels().get_num_threads()
                                            for n in during.values())
+
+
+class Tables:
+    """A first-order model with one random table per input (the context picks it)."""
+
+    def __init__(self, rng, n, V, conc):
+        self.tables = rng.dirichlet(np.ones(V) * conc, size=(n, V))
+
+    class State:
+        def __init__(self, ctx, ids):
+            self.ctx, self.ids = ctx, ids
+
+        def select(self, rows):
+            rows = np.asarray(rows)
+            return Tables.State(self.ctx[rows], self.ids[rows])
+
+    def start(self, batch, context=None):
+        return Tables.State(np.asarray(context), np.full(len(context), BOS))
+
+    def advance(self, state, ids):
+        state.ids = np.asarray(ids, np.int64).copy()
+        return state
+
+    def log_probs(self, state):
+        with np.errstate(divide="ignore"):
+            return np.log10(self.tables[state.ctx, state.ids]).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_vectorized_search_returns_what_the_loop_over_inputs_did(seed):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from beam_loop import loop_beam_search
+
+    rng = np.random.default_rng(seed)
+    n, V = int(rng.integers(1, 7)), int(rng.choice([3, 5, 9, 40]))
+    model = Tables(rng, n, V, float(rng.choice([0.05, 0.3, 1.0])))
+    if seed % 5 == 0:
+        model.tables[..., EOS] = 0.0              # only the length limit ends a hypothesis
+        model.tables /= model.tables.sum(-1, keepdims=True)
+    K = int(rng.integers(1, 6))
+    nb = int(rng.integers(1, K + 1))
+    alpha = float(rng.choice([0.0, 0.6, 1.0]))
+    limits = rng.integers(1, 9, n).tolist() if seed % 2 else int(rng.integers(1, 12))
+    ctx = list(range(n))
+    got = beam_search(model, ctx, K, limits, nb, alpha)
+    want = loop_beam_search(model, ctx, K, limits, nb, alpha)
+    assert [[(h.tokens, h.score, h.normalized, h.complete) for h in hs] for hs in got] == \
+        [[(h.tokens, h.score, h.normalized, h.complete) for h in hs] for hs in want]
