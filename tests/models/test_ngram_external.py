@@ -79,6 +79,37 @@ def test_the_budget_does_not_change_the_model(corpus, tmp_path):
     assert_same_tables(ref.tables, small.tables)
 
 
+def test_counting_threads_do_not_change_the_model(corpus, tmp_path):
+    """Chunks are counted on several threads (each a share of the budget), written in order."""
+    ref = est.train(corpus, 4, "mkn", discount_fallback=True)
+    runs = {}
+    for threads in (1, 3):
+        model, info = external_model(corpus, tmp_path, 4, threads=threads)
+        assert_same_tables(ref.tables, model.tables)
+        runs[threads] = info["count_runs"]
+    assert all(b > a for a, b in zip(runs[1], runs[3]))  # smaller chunks: a third of the budget
+
+
+def test_ordered_map_keeps_the_order_and_bounds_the_work_in_flight():
+    import threading
+    import time
+
+    live, most, lock = [0], [0], threading.Lock()
+
+    def work(i):
+        with lock:
+            live[0] += 1
+            most[0] = max(most[0], live[0])
+        time.sleep(0.002 * (i % 3))
+        with lock:
+            live[0] -= 1
+        return i * i
+
+    assert list(ext._ordered_map(work, iter(range(20)), 3)) == [i * i for i in range(20)]
+    assert most[0] <= 3
+    assert list(ext._ordered_map(work, iter(range(5)), 1)) == [0, 1, 4, 9, 16]
+
+
 def test_a_prepared_corpus_is_read_from_disk_in_chunks(corpus, tmp_path):
     """A prepared corpus's ids are a memory map: the estimator reads them in chunks with file
     reads, never the whole array, and gets the same model (the quirk n-gram included)."""

@@ -251,7 +251,8 @@ def _train(data, valid, out_path, model_type, o) -> dict | None:
                             smoothing=o["smoothing"].value, add_k=o["add_k"], prune=o["prune"],
                             discount_fallback=o["discount_fallback"], quiet=o["as_json"],
                             memory=o["memory"], temp_dir=o["temp_dir"], workers=o["workers"],
-                            scheduler=o["scheduler"], shared_data=o["shared_data"])
+                            scheduler=o["scheduler"], shared_data=o["shared_data"],
+                            threads=o["threads"])
     if model_type.value == "seq2seq":
         opts = Seq2SeqTrainOptions(
             **common, **adam, attention=o["attention"].value, bidirectional=o["bidirectional"],
@@ -300,7 +301,7 @@ def parse_cutoffs(text: str | None) -> tuple[int, ...]:
 
 def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, discount_fallback,
                  quiet, memory=None, temp_dir=None, workers=None, scheduler=None,
-                 shared_data=False):
+                 shared_data=False, threads=None):
     """Train, save, print a summary table unless quiet; return the summary. With `memory`
     (bytes) the staged external estimator writes the model and the summary adds its stage
     timings, temporary disk and peak RSS; with `workers` or `scheduler` the Dask estimator
@@ -330,12 +331,13 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
         return _train_ngram_corpus(corpus, data, out_path, t0, order=order, smoothing=smoothing,
                                    add_k=add_k, prune=prune, discount_fallback=discount_fallback,
                                    quiet=quiet, memory=memory, temp_dir=temp_dir,
-                                   cluster_args=(dict(workers=workers, scheduler=scheduler,
+                                   threads=threads, cluster_args=(dict(workers=workers, scheduler=scheduler,
                                                       shared=shared_data) if on_cluster else None))
 
 
 def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, prune,
-                        discount_fallback, quiet, memory, temp_dir, cluster_args=None):
+                        discount_fallback, quiet, memory, temp_dir, threads=None,
+                        cluster_args=None):
     extra = {}
     auto = (memory is None and cluster_args is None
             and external.auto_memory(len(corpus["train"])) is not None)
@@ -345,7 +347,8 @@ def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, 
         with stage_progress(external.STAGES) as advance:
             info = external.train_to_file(
                 corpus, out_path, order, smoothing, memory=memory, temp_dir=temp_dir,
-                add_k=add_k, prune=prune, discount_fallback=discount_fallback, progress=advance)
+                add_k=add_k, prune=prune, discount_fallback=discount_fallback, progress=advance,
+                threads=threads)
         model = load(out_path, mmap=True)
         extra = {k: info[k] for k in ("memory", "stage_seconds", "temp_peak_bytes",
                                       "count_runs", "peak_rss_bytes")}

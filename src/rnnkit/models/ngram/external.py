@@ -27,6 +27,7 @@ V-sized arrays (unigrams, the vocabulary) are held in memory.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import json
@@ -36,6 +37,7 @@ import shutil
 import struct
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,7 @@ import numpy as np
 from ... import modelfile
 from ..._version import __version__
 from ...errors import TrainingError
+from ...nn.backend import kernels
 from ...text.prepare import Corpus, load_data
 from ...text.textio import atomic_write
 from ...text.vocab import BOS, EOS, UNK
@@ -205,12 +208,14 @@ class _Array:
 class _Budget:
     """Rows per block for each kind of work, from the memory left after the interpreter's own."""
 
-    def __init__(self, memory: int):
+    def __init__(self, memory: int, threads: int = 1):
         if memory <= 0:
             raise TrainingError(f"--memory must be positive, got {memory}")
         self.memory = memory
+        self.threads = max(1, threads)
         self.work = max(memory - current_rss(), memory // 4)
-        self.chunk = max(self.work // 128, _MIN_ROWS)  # count: ~90 bytes per position in flight
+        # count: ~90 bytes per position in flight, a chunk per thread
+        self.chunk = max(self.work // 128 // self.threads, _MIN_ROWS)
         self.rows = max(self.work // 192, _MIN_ROWS)  # table blocks: ~12 float64/int64 columns
         self.piece = max(self.work // 4 // 8, _MIN_ROWS)  # a gather's or bincount's range
 
@@ -360,6 +365,41 @@ def _merge_runs(runs, rows: int, V: int, table: _Table, maps) -> None:
         m.done()
 
 
+def _ordered_map(fn, items, threads: int):
+    """fn over items on `threads` threads, the results in the items' order, at most `threads`
+    items in flight (each holds a chunk's arrays: the budget divides the chunk by the threads).
+    The work is numpy's sorts and gathers, which release the GIL."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    pending = collections.deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="rnnkit-count") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def _count_chunk(item, k: int, V: int):
+    """The k-grams of one chunk: (c, a, block, x, offset, distinct keys [U] ascending, inverse
+    [positions], counts [U], suffix [U]: the (k-1)-gram index of each key's last k-1 words)."""
+    c, a, block, x, offset, g_prev, start = item
+    gp = x if g_prev is None else g_prev.read(start, start + len(x))
+    pos = np.flatnonzero(offset >= k - 1)
+    key = gp[pos - 1].astype(np.int64) * V + x[pos]
+    uniq, inv, cnt = est._unique(key)
+    del key
+    suf = np.empty(len(uniq), np.int32)
+    suf[inv] = gp[pos]
+    return c, a, block, x, offset, uniq, inv, cnt, suf
+
+
 def _count(ids, order: int, V: int, quirk: bool, spill: _Spill, budget: _Budget):
     """Stage 1 on disk: (tables [N] (None for k = 1), raw unigram counts [V], sentences, tokens,
     quirk rows per order)."""
@@ -396,19 +436,18 @@ def _count(ids, order: int, V: int, quirk: bool, spill: _Spill, budget: _Budget)
     for k in range(2, order + 1):
         table = _Table(spill, k)
         runs, invs = [], []
-        start = 0  # where the chunk begins in the padded stream
-        for c, (a, block) in enumerate(_chunks(ids, budget.chunk)):
-            x, offset, _ = _chunk_stream(block, a + len(block) == n_ids)
+
+        def streams(g_prev=g_prev):
+            start = 0  # where the chunk begins in the padded stream
+            for c, (at, chunk) in enumerate(_chunks(ids, budget.chunk)):
+                xs, offs, _ = _chunk_stream(chunk, at + len(chunk) == n_ids)
+                yield c, at, chunk, xs, offs, g_prev, start
+                start += len(xs)
+
+        for c, a, block, x, offset, uniq, inv, cnt, suf in _ordered_map(
+                lambda item, k=k: _count_chunk(item, k, V), streams(), budget.threads):
             if quirk and k == 2:
                 best = _quirk_candidate(x, offset, order, ranks, best)
-            gp = x if g_prev is None else g_prev.read(start, start + len(x))
-            start += len(x)
-            pos = np.flatnonzero(offset >= k - 1)
-            key = gp[pos - 1].astype(np.int64) * V + x[pos]
-            uniq, inv, cnt = est._unique(key)
-            del key
-            suf = np.empty(len(uniq), np.int32)
-            suf[inv] = gp[pos]
             run = (spill.array(f"run{k}-{c}-key", np.int64),
                    spill.array(f"run{k}-{c}-cnt", np.int64),
                    spill.array(f"run{k}-{c}-suf", np.int32))
@@ -826,7 +865,7 @@ def _write_model(path, cols, order: int, meta: dict, spill: _Spill, budget: _Bud
 # ------------------------------------------------------------------------------------------------
 def train_to_file(data, out_path, order: int = 3, smoothing: str = "mkn", *, memory: int,
                   temp_dir=None, add_k: float = 0.1, prune=None, discount_fallback: bool = False,
-                  lmplz_quirk: bool = True, progress=None) -> dict:
+                  lmplz_quirk: bool = True, progress=None, threads: int | None = None) -> dict:
     """Train an n-gram model on DATA within `memory` bytes and write it to `out_path`.
 
     The model file holds the same tables, bit for bit, as estimate.train(...).save(out_path).
@@ -841,7 +880,9 @@ def train_to_file(data, out_path, order: int = 3, smoothing: str = "mkn", *, mem
         raise TrainingError(f"--order must be between 1 and {est.MAX_ORDER}, got {order}")
     if smoothing == "addk" and not (add_k > 0 and np.isfinite(add_k)):
         raise TrainingError(f"--add-k must be a positive number, got {add_k}")
-    budget = _Budget(memory)
+    if threads is None:
+        threads = kernels().get_num_threads()
+    budget = _Budget(memory, threads)
     corpus = data if isinstance(data, Corpus) else load_data(data)
     if "train" not in corpus or len(corpus["train"]) == 0:
         raise TrainingError("the training split is empty: there is nothing to count")
