@@ -369,7 +369,8 @@ cdef void product_job(int tid, int nt, void* arg) noexcept nogil:
 
 def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0.0):
     """C = op(a) · op(b) + beta · c through the layers' product on the current backend
-    (see gemm_backend): the packed-weight kernel or BLAS. For tests and benchmarks."""
+    (see gemm_backend): the packed-weight kernel or BLAS, on the layers' threads. The 2-D
+    products of the attention and of the adaptive softmax's clusters, tests and benchmarks."""
     cdef int m, n, k
     m, n, k = _product_shape(a, b, c, trans_a, trans_b)
     if c is None:
@@ -381,8 +382,12 @@ def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0
     cdef Product P
     P.m, P.n, P.k, P.lda, P.ldb = m, n, k, a.shape[1], b.shape[1]
     P.packed, P.ta, P.tb, P.beta = use_packed, trans_a, trans_b, beta
-    pack = np.empty(pack_size(k, n), np.float32)
-    P.a, P.b, P.c, P.pack = fptr(a), fptr(b), fptr(c), fptr(pack)
+    P.a, P.b, P.c = fptr(a), fptr(b), fptr(c)
+    pack = None
+    P.pack = rk_scratch(pack_size(k, n)) if P.packed else NULL   # kept between calls
+    if P.packed and P.pack == NULL:
+        pack = np.empty(pack_size(k, n), np.float32)
+        P.pack = fptr(pack)
     with nogil:
         rk_pool_run(threads_for(P.packed), product_job, &P)
     return c

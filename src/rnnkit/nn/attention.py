@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import kernels
+
 ATTENTIONS = ("none", "dot", "general", "additive")
 NEG = -1e30  # the score of a padding position: exp() makes it exactly 0
 
@@ -52,6 +54,15 @@ def softmax_last(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _mm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False):
+    """op(a) op(b) of 2-D arrays: float32 on the kernels' product (threaded like the layers;
+    numpy's BLAS is held to one thread while they run), other dtypes with numpy."""
+    if a.dtype == np.float32 and b.dtype == np.float32:
+        return kernels().matmul(np.ascontiguousarray(a), np.ascontiguousarray(b),
+                                trans_a=trans_a, trans_b=trans_b)
+    return (a.T if trans_a else a) @ (b.T if trans_b else b)
+
+
 class Attention:
     """One attention mechanism (`kind`: dot, general or additive) over the views `params` (and
     `grads`, for training) of a model's flat buffers.
@@ -76,7 +87,9 @@ class Attention:
         """What the score compares decoder states with [S, B, H or A], for enc [S, B, D]."""
         if self.kind == "dot":
             return enc
-        return enc @ self.p["attention.key_layer.weight"].T
+        S, B, D = enc.shape
+        return _mm(enc.reshape(S * B, D), self.p["attention.key_layer.weight"],
+                   trans_b=True).reshape(S, B, -1)
 
     def forward(self, top: np.ndarray, enc: np.ndarray, keys: np.ndarray, mask: np.ndarray):
         """Attention for decoder states top [T, B, H] over enc [S, B, D] (mask [B, S] real
@@ -99,7 +112,9 @@ class Attention:
         cat = np.empty((T, B, D + H), self.dtype)                                # [T, B, D + H]
         np.matmul(alpha, enc.transpose(1, 0, 2), out=cat[..., :D].transpose(1, 0, 2))  # c_t
         cat[..., D:] = top
-        att = np.tanh(cat @ p["att_vector.weight"].T + p["att_vector.bias"])
+        att = _mm(cat.reshape(T * B, D + H), p["att_vector.weight"], trans_b=True)
+        att += p["att_vector.bias"]
+        att = np.tanh(att, out=att).reshape(T, B, H)
         return att.astype(self.dtype, copy=False), alpha, (e, cat, att)
 
     def backward(self, datt, top, enc, keys, alpha, saved, accumulate: bool = False):
@@ -116,9 +131,11 @@ class Attention:
                 g[name][...] = value
 
         dpre = datt * (1.0 - att * att)                                          # [T, B, H]
-        put("att_vector.weight", dpre.reshape(-1, H).T @ cat.reshape(-1, D + H))
+        T, B = dpre.shape[:2]
+        dpre2 = dpre.reshape(T * B, H)
+        put("att_vector.weight", _mm(dpre2, cat.reshape(T * B, D + H), trans_a=True))
         put("att_vector.bias", dpre.sum(axis=(0, 1)))
-        dcat = dpre @ p["att_vector.weight"]                                     # [T, B, D + H]
+        dcat = _mm(dpre2, p["att_vector.weight"]).reshape(T, B, D + H)           # [T, B, D + H]
         dctx, dtop = dcat[..., :D], dcat[..., D:].copy()
         dalpha = np.matmul(dctx.transpose(1, 0, 2), enc.transpose(1, 2, 0))      # [B, T, S]
         denc = np.empty(enc.shape, self.dtype)                                   # [S, B, D]
@@ -146,7 +163,7 @@ class Attention:
             denc += dkeys
         else:
             Wk = p["attention.key_layer.weight"]
-            put("attention.key_layer.weight", dkeys.reshape(-1, dkeys.shape[-1]).T @
-                enc.reshape(-1, D))
-            denc += dkeys @ Wk
+            dk2 = dkeys.reshape(-1, dkeys.shape[-1])
+            put("attention.key_layer.weight", _mm(dk2, enc.reshape(-1, D), trans_a=True))
+            denc += _mm(dk2, Wk).reshape(denc.shape)
         return dtop, denc
