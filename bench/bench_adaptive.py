@@ -196,7 +196,7 @@ def make_model(corpus, output, seed=0, classes=0):
 
 def train_rnnkit(model, corpus, args) -> dict:
     from rnnkit.nn.optim import clip_grad_norm
-    from rnnkit.training.loop import thread_limit
+    from rnnkit.nn.backend import thread_limit
 
     c = CONFIG
     T, B = c["bptt"], c["batch"]

@@ -150,7 +150,7 @@ def main() -> None:
     import rnnkit
     from rnnkit.models.rnnlm import RNNLM, Architecture, load
     from rnnkit.decoding.sampling import draw, sample_sentences
-    from rnnkit.training.loop import thread_limit
+    from rnnkit.nn.backend import thread_limit
     from rnnkit.text.vocab import SPECIALS, Vocab
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_generate."))

@@ -4,7 +4,7 @@
    scoring, as it did in training? The same LSTM (2 layers of 200, V = 10,000: Zaremba's "small"
    shape, random weights -- the arithmetic is that of a trained one) scores the same sentences
    with the kernels at --threads and BLAS (A) left at its default, (B) held to one thread, the
-   way `training.loop.thread_limit` holds it. Runs alternate A, B, A, B, ... so that a busy
+   way `nn.backend.thread_limit` holds it. Runs alternate A, B, A, B, ... so that a busy
    machine's load falls on both alike; the table gives the median of each.
 2. `rescore --share-prefixes` against plain batched scoring on N-best groups of 10 candidates
    that share prefixes as a recogniser's do (one sentence and 9 variants changed past a random

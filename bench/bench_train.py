@@ -226,7 +226,7 @@ def main() -> None:
 
     import rnnkit
     from rnnkit.models.rnnlm import RNNLM, Architecture
-    from rnnkit.training.loop import thread_limit
+    from rnnkit.nn.backend import thread_limit
     from rnnkit.training import TrainEvents
 
     char = args.corpus == "tinyshakespeare"

@@ -169,7 +169,7 @@ def test_thread_limit_holds_blas_to_one_thread_under_the_packed_kernels():
     from threadpoolctl import threadpool_info
 
     from rnnkit.nn.backend import kernels
-    from rnnkit.training.loop import thread_limit
+    from rnnkit.nn.backend import thread_limit
 
     K = kernels()
     with thread_limit(2):
