@@ -168,8 +168,7 @@ def test_thread_limit_holds_blas_to_one_thread_under_the_packed_kernels():
     """The kernels' own pool threads the layers; BLAS's spinning threads would take its cores."""
     from threadpoolctl import threadpool_info
 
-    from rnnkit.nn.backend import kernels
-    from rnnkit.nn.backend import thread_limit
+    from rnnkit.nn.backend import kernels, thread_limit
 
     K = kernels()
     with thread_limit(2):
