@@ -134,6 +134,7 @@ def torch_worker(args) -> None:
     n = min(args.windows, len(starts)) if args.windows else len(starts)
     params = list(model.parameters())
     warm = min(2, n // 5)
+    sgd = make_optimizer("sgd", model.flat.shape[0])
     tokens, seconds = 0, 0.0
     t_train, c_train = time.perf_counter(), time.process_time()
     for _ in range(args.epochs):
@@ -195,7 +196,7 @@ def make_model(corpus, output, seed=0, classes=0):
 
 
 def train_rnnkit(model, corpus, args) -> dict:
-    from rnnkit.nn.optim import clip_grad_norm
+    from rnnkit.nn.optim import clip_grad_norm, make_optimizer
     from rnnkit.nn.backend import thread_limit
 
     c = CONFIG
@@ -214,7 +215,7 @@ def train_rnnkit(model, corpus, args) -> dict:
                 s = starts[i]
                 model.forward_backward(xb[s:s + T], yb[s:s + T], h, cc, 1.0 / B)
                 clip_grad_norm(model.grad, c["clip"])
-                model.flat -= c["lr"] * model.grad
+                sgd.step(model.flat, model.grad, c["lr"])   # in place, as `rnnkit train` does
                 if i >= warm:
                     seconds += time.perf_counter() - t0
                     tokens += min(T, xb.shape[0] - s) * B

@@ -98,6 +98,8 @@ def rnnkit_worker(args, cfg) -> dict:
     from rnnkit import modelfile
     from rnnkit.decoding.beam import beam_search
     from rnnkit.models.seq2seq import from_file_parts
+    from rnnkit.nn.backend import thread_limit
+    from rnnkit.nn.optim import make_optimizer
 
     threadpool_limits(args.threads)
     os.environ["RNNKIT_NUM_THREADS"] = str(args.threads)
@@ -109,8 +111,10 @@ def rnnkit_worker(args, cfg) -> dict:
     modelfile.save(Path(args.tmp) / "rnnkit-grads.rnnkit",
                    {n: np.array(g) for n, g in model.g.items()}, {"model_type": "grads"})
     out["loss0"] = model.forward_loss(batches[0])
-    out.update(time_training(lambda b: model.forward_backward(b, 1.0 / b.size),
-                             lambda: model.flat.__isub__(1e-3 * model.grad), batches[1:]))
+    sgd = make_optimizer("sgd", model.flat.shape[0])
+    with thread_limit(args.threads):   # as `rnnkit train` runs: BLAS at 1 thread, the pool at N
+        out.update(time_training(lambda b: model.forward_backward(b, 1.0 / b.size),
+                                 lambda: sgd.step(model.flat, model.grad, 1e-3), batches[1:]))
 
     # decoding with the untrained weights (training moved them: after 100 steps on random ids
     # the model's first choice is </s>, and the searches ended after 2 steps)
