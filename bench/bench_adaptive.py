@@ -205,6 +205,7 @@ def train_rnnkit(model, corpus, args) -> dict:
     starts = list(range(0, xb.shape[0], T))
     n = min(args.windows, len(starts)) if args.windows else len(starts)
     warm = min(2, n // 5)
+    sgd = make_optimizer("sgd", model.flat.shape[0])
     tokens, seconds = 0, 0.0
     t_train, c_train = time.perf_counter(), time.process_time()
     with thread_limit(args.threads):
