@@ -134,7 +134,6 @@ def torch_worker(args) -> None:
     n = min(args.windows, len(starts)) if args.windows else len(starts)
     params = list(model.parameters())
     warm = min(2, n // 5)
-    sgd = make_optimizer("sgd", model.flat.shape[0])
     tokens, seconds = 0, 0.0
     t_train, c_train = time.perf_counter(), time.process_time()
     for _ in range(args.epochs):
