@@ -57,6 +57,19 @@ def assert_same(ref: est.NgramTables, got: est.NgramTables):
             assert np.array_equal(a, b), f"{name} of order {k + 1} differs"
 
 
+def test_progress_reports_every_stage_in_order_up_to_the_corpus_bytes(client, ids):
+    calls = []
+    cluster.estimate(client, ids, V, 4, "mkn", progress=lambda *a: calls.append(a))
+    stages = [c[0] for c in calls]
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == \
+        list(cluster.STAGES)                                   # each stage once, in order
+    for name in cluster.STAGES:
+        done = [c[1] for c in calls if c[0] == name]
+        assert done == sorted(done) and done[0] == 0 and done[-1] == 4 * len(ids)
+    assert all(c[2] == 4 * len(ids) and c[3] is None for c in calls)
+    assert sum(c[0] == "count" for c in calls) > 3           # chunk by chunk, not only the ends
+
+
 @pytest.mark.parametrize("order", [2, 3, 4, 5])
 def test_mkn_tables_are_bit_identical_to_in_memory(client, ids, order):
     ref, rs = est.estimate(ids, V, order, "mkn")

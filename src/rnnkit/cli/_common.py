@@ -118,9 +118,9 @@ def stream_progress(label: str, path: str):
 
 @contextlib.contextmanager
 def stage_progress(stages):
-    """One Rich bar per stage on stderr (bytes done, bytes/s, the temporary disk in use); yields
-    the library's callback progress(stage, done, total, temp_bytes) (a no-op when stderr is not a
-    terminal, as byte_progress)."""
+    """One Rich bar per stage on stderr (bytes done, bytes/s, the temporary disk in use, "-" when
+    temp_bytes is None); yields the library's callback progress(stage, done, total, temp_bytes)
+    (a no-op when stderr is not a terminal, as byte_progress)."""
     if not err.is_terminal:
         yield lambda *a: None
         return
@@ -134,7 +134,7 @@ def stage_progress(stages):
         def advance(stage, done, total, temp):
             if stage in tasks:
                 bar.update(tasks[stage], completed=done, total=total or None, visible=True,
-                           temp=format_size(temp))
+                           temp="-" if temp is None else format_size(temp))
         yield advance
 
 

@@ -355,8 +355,9 @@ def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, 
         extra["estimator"] = "external (auto: a large corpus)" if auto else "external"
         tr = {**info, "data": str(data)}
     elif cluster_args is not None:
-        model = cluster.train(corpus, order, smoothing, discount_fallback=discount_fallback,
-                              **cluster_args)
+        with stage_progress(cluster.STAGES) as advance:
+            model = cluster.train(corpus, order, smoothing, discount_fallback=discount_fallback,
+                                  progress=advance, **cluster_args)
         model.meta["training"]["data"] = str(data)
         model.save(out_path)
         tr = model.meta["training"]

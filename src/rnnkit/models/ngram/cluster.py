@@ -37,6 +37,7 @@ from ...text.vocab import BOS, EOS
 from . import estimate as est
 
 CLUSTER_HINT = "pip install 'rnnkit[cluster]' (dask and distributed)"
+STAGES = ("count", "adjust", "probabilities", "assemble")   # what progress() reports
 SMOOTHINGS = ("mkn", "kn", "wb", "mle")  # addk and --prune stay in-memory only
 CHUNK_TOKENS = 4_000_000  # at most this many ids per counting task
 _MIX = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's fmix64 constant
@@ -386,7 +387,8 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
     (default: 2 per worker).
     ids_path: a .npy file holding `ids` that every worker can read (a shared filesystem); the
     workers then read their own sentence ranges instead of receiving them from the driver.
-    progress(stage) is called as each stage starts."""
+    progress(stage, done, total, temp_bytes) reports each stage's advance in bytes of the
+    corpus's ids (temp_bytes None: the workers' spill is theirs), as the external estimator's."""
     if smoothing not in SMOOTHINGS:
         raise TrainingError(f"--smoothing {smoothing} is not available on a cluster (use one of "
                             f"{', '.join(SMOOTHINGS)}, or train without --workers/--scheduler)")
@@ -406,14 +408,19 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
         return client.submit(fn, *args, pure=False)  # every call is new work, never deduplicated
 
     times = {}
+    nbytes = 4 * len(ids)
+
+    def report(name, fraction):
+        if progress is not None:
+            progress(name, int(nbytes * min(fraction, 1.0)), nbytes, None)
 
     def stage(name):
-        if progress is not None:
-            progress(name)
+        report(name, 0.0)
         times[name] = time.perf_counter()
 
     def done(name, futures):
         _wait(client, futures)
+        report(name, 1.0)
         times[name] = round(time.perf_counter() - times[name], 3)
 
     # --- stage 1: count ------------------------------------------------------------------------
@@ -432,6 +439,7 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
         ranks[np.argsort(first, kind="stable")] = np.arange(V)
         ranks = client.scatter(ranks, broadcast=True, hash=False)
     counted = [submit(_count_chunk, c, N, V, P, ranks) for c in chunk_f]
+    _wait(client, counted, lambda i, n: report("count", 0.9 * i / n))
     heads = client.gather([submit(_slice, f, 0, 3) for f in counted])
     raw1 = np.sum([h[0] for h in heads], axis=0)
     sentences = sum(h[2][0] for h in heads)
@@ -473,6 +481,7 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
             coc[k - 1] += c
             if f is not None:
                 found[k] = f
+        report("adjust", (k - 1) / N)
     del shards
     coc[:, 0] = 0
     for k, (a, r) in found.items():  # estimate.counts_of_counts: lmplz's quirk
@@ -512,8 +521,10 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
             outs = [submit(_rehash, j, P) for j in joined]
         final[k] = [submit(_store, *[submit(_pick, o, p) for o in outs]) for p in range(P)]
         _wait(client, final[k])
+        report("probabilities", (k - 1) / (N - 1))
         stage_p += time.perf_counter() - t0
         del adjusted[k]
+    report("probabilities", 1.0)
     times["probabilities"] = round(stage_p, 3)
 
     # --- assemble: gather, sort, number the contexts and suffixes ------------------------------
@@ -554,6 +565,8 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
         logp.append(lp)
         backoff.append(bo if k < N else np.zeros(len(w), np.float32))
         key_of[k] = key
+        report("assemble", (k - 1) / (N - 1))
+    report("assemble", 1.0)
     times["assemble"] = round(time.perf_counter() - times["assemble"], 3)
     tables = est.NgramTables(N, V, word=word, ctx=ctx, suffix=suffix, logp=logp, backoff=backoff)
     stats = {
@@ -567,9 +580,14 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
     return tables, stats
 
 
-def _wait(client, futures) -> None:
-    """Wait for futures; a task's exception (a TrainingError from a worker) is raised here."""
-    _dask().wait(futures)
+def _wait(client, futures, report=None) -> None:
+    """Wait for futures; a task's exception (a TrainingError from a worker) is raised here.
+    report(i, n) after each of the n futures finishes."""
+    if report is None:
+        _dask().wait(futures)
+    else:
+        for i, _ in enumerate(_dask().as_completed(futures), 1):
+            report(i, len(futures))
     for f in futures:
         if f.status == "error":
             f.result()
