@@ -55,10 +55,16 @@ def test_workers_start_a_local_cluster(corpus_dir, tmp_path, capsys):
     assert "Dask, 1 worker, 2 shards: count" in " ".join(out.split())
     a, b = load_file(mem), load_file(dist)
     assert all(np.array_equal(a[n], b[n]) for n in a) and sorted(a) == sorted(b)
+    # and pruned: the same tables as the in-memory estimator's pruned model
+    prune = ["--prune", "0", "--prune", "1"]
+    assert run(capsys, *common, *prune, "--out", str(mem))[0] == 0
+    code, out, err = run(capsys, *common, *prune, "--out", str(dist), "--workers", "1")
+    assert code == 0, err
+    a, b = load_file(mem), load_file(dist)
+    assert all(np.array_equal(a[n], b[n]) for n in a) and sorted(a) == sorted(b)
 
 
 @pytest.mark.parametrize("args,pattern", [
-    (["--workers", "2", "--prune", "0", "--prune", "1"], "--prune is not available"),
     (["--shared-data"], "--shared-data goes with --workers or --scheduler"),
     (["--workers", "2", "--memory", "1G"], "are two estimators: choose one"),
     (["--scheduler", "no-port-here"], "could not reach the Dask scheduler at 'no-port-here'"),

@@ -57,6 +57,17 @@ def assert_same(ref: est.NgramTables, got: est.NgramTables):
             assert np.array_equal(a, b), f"{name} of order {k + 1} differs"
 
 
+@pytest.mark.parametrize("order,prune,smoothing", [(3, [0, 1], "mkn"), (4, [0, 0, 1], "kn"),
+                                                   (4, [0, 1, 2], "wb"), (2, [0, 3], "mkn")])
+def test_pruned_tables_are_bit_identical_to_in_memory(client, ids, order, prune, smoothing):
+    ref, rs = est.estimate(ids, V, order, smoothing, prune=prune)
+    got, gs = cluster.estimate(client, ids, V, order, smoothing, prune=prune, partitions=3)
+    assert_same(ref, got)
+    assert gs["ngrams"] == rs["ngrams"] and gs["ngrams_before_pruning"] == \
+        rs["ngrams_before_pruning"]
+    assert gs["ngrams"][-1] < gs["ngrams_before_pruning"][-1]   # something was pruned
+
+
 def test_progress_reports_every_stage_in_order_up_to_the_corpus_bytes(client, ids):
     calls = []
     cluster.estimate(client, ids, V, 4, "mkn", progress=lambda *a: calls.append(a))

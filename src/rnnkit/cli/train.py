@@ -308,9 +308,6 @@ def _train_ngram(corpus, data, out_path, *, order, smoothing, add_k, prune, disc
     (models/ngram/cluster.py) does, and the summary adds its stage timings."""
     t0 = time.perf_counter()
     on_cluster = workers is not None or scheduler is not None
-    if on_cluster and prune:
-        raise RnnkitError("--prune is not available with --workers/--scheduler yet; train in "
-                          "one process, or without --prune")
     if shared_data and not on_cluster:
         raise RnnkitError("--shared-data goes with --workers or --scheduler")
     if on_cluster:
@@ -356,8 +353,9 @@ def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, 
         tr = {**info, "data": str(data)}
     elif cluster_args is not None:
         with stage_progress(cluster.STAGES) as advance:
-            model = cluster.train(corpus, order, smoothing, discount_fallback=discount_fallback,
-                                  progress=advance, **cluster_args)
+            model = cluster.train(corpus, order, smoothing, prune=prune,
+                                  discount_fallback=discount_fallback, progress=advance,
+                                  **cluster_args)
         model.meta["training"]["data"] = str(data)
         model.save(out_path)
         tr = model.meta["training"]

@@ -38,7 +38,7 @@ from . import estimate as est
 
 CLUSTER_HINT = "pip install 'rnnkit[cluster]' (dask and distributed)"
 STAGES = ("count", "adjust", "probabilities", "assemble")   # what progress() reports
-SMOOTHINGS = ("mkn", "kn", "wb", "mle")  # addk and --prune stay in-memory only
+SMOOTHINGS = ("mkn", "kn", "wb", "mle")  # addk stays in one process
 CHUNK_TOKENS = 4_000_000  # at most this many ids per counting task
 _MIX = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's fmix64 constant
 
@@ -278,7 +278,7 @@ def _adjust(shard, quirk, kn: bool, *pieces):
         hit = np.flatnonzero(np.all(W == np.asarray(quirk, np.int32), axis=1))
         if len(hit):
             found = (int(a[hit[0]]), int(raw[hit[0]]))
-    return (W, a), coc, found
+    return (W, a, raw), coc, found
 
 
 def _get(x, i):
@@ -290,24 +290,26 @@ def _slice(x, a, b):
 
 
 def _by_context(shard, P: int):
-    """Stage 3, map: a shard's (W, adjusted) split by the context w1..wk-1."""
-    W, a = shard
-    return _split(P, _shard(W[:, :-1], P), W, a)
+    """Stage 3, map: a shard's (W, adjusted, raw) split by the context w1..wk-1."""
+    W, a, raw = shard
+    return _split(P, _shard(W[:, :-1], P), W, a, raw)
 
 
-def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, *pieces):
+def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, threshold: int, *pieces):
     """Stage 3, reduce: one shard of contexts. Sorted by (context, word) as the in-memory table,
     so estimate.initial_order's sums add each context's k-grams in the same order. Returns the k-grams'
-    (W, q = num/den(h), gamma(h)) split by their suffix (or, for k = 2, p itself split by the
-    whole 2-gram) and each context's gamma (the backoff of the order below, on the shard of the
-    context's own hash)."""
-    W, adjusted = _concat(*pieces)
+    (W, q = num/den(h), gamma(h), kept) split by their suffix (or, for k = 2, (W, p, kept) split
+    by the whole 2-gram) and each context's gamma (the backoff of the order below, on the shard
+    of the context's own hash; 1 where no kept k-gram extends it). kept: the raw count is above
+    --prune's `threshold` (all kept at 0); a pruned k-gram's numerator goes to gamma(h)."""
+    W, adjusted, raw = _concat(*pieces)
     perm = _lexsort(W)
-    W, adjusted = W[perm], adjusted[perm]
+    W, adjusted, raw = W[perm], adjusted[perm], raw[perm]
     ctx_new = _group_starts(W[:, :-1])
     idx = np.cumsum(ctx_new) - 1  # local context index of each k-gram
+    kept = raw > threshold if threshold > 0 else None
     num, den, gnum = est.initial_order(adjusted, disc_k, smoothing, idx, int(ctx_new.sum()),
-                                       None, 0.0, V)
+                                       kept, 0.0, V)
     # estimate.interpolate_order split in two: its p = num / den[ctx] and gamma here, its
     # p += gamma[ctx] * p(suffix) where p(suffix) is (_interpolate; here for k = 2)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -315,46 +317,52 @@ def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, *pieces):
         q = num / den[idx]
     gk = g[idx]
     contexts = W[ctx_new, :-1]
+    if kept is None:
+        kept = np.ones(len(W), bool)
+    else:  # estimate.context_backoff: backoff 0 (gamma 1) where no kept k-gram extends h
+        g = np.where(np.bincount(idx[kept], minlength=len(g)) > 0, g, 1.0)
     if p1 is not None:  # k = 2: the suffix is one word, p of the order below is on every worker
         q += gk * p1[W[:, 1]]  # ... p += gamma(h) p(w|h')
-        out = _split(P, _shard(W, P), W, q)
+        out = _split(P, _shard(W, P), W, q, kept)
     else:
-        out = _split(P, _shard(W[:, 1:], P), W, q, gk)
+        out = _split(P, _shard(W[:, 1:], P), W, q, gk, kept)
     return out, contexts, g
 
 
 def _interpolate(prev_shard, *pieces):
     """Stage 4, reduce (k >= 3): the k-grams whose suffix is on this shard of order k-1 meet
     p(suffix): p(w|h) = q + gamma(h) p(w|h') (estimate.interpolate, the same two operations)."""
-    W, q, gk = _concat(*pieces)
-    Wp, pp = prev_shard
+    W, q, gk, kept = _concat(*pieces)
+    Wp, pp = prev_shard[:2]
     p = q
     if len(W):
         p = q + gk * pp[_match(Wp, W[:, 1:])]
-    return W, p
+    return W, p, kept
 
 
 def _rehash(shard, P: int):
-    W, p = shard
-    return _split(P, _shard(W, P), W, p)
+    W, p, kept = shard
+    return _split(P, _shard(W, P), W, p, kept)
 
 
 def _store(*pieces):
-    """One shard of order k's final p, by the whole k-gram, sorted (to match suffixes)."""
-    W, p = _concat(*pieces)
+    """One shard of order k's final p (and kept), by the whole k-gram, sorted (to match
+    suffixes)."""
+    W, p, kept = _concat(*pieces)
     perm = _lexsort(W)
-    return W[perm], p[perm]
+    return W[perm], p[perm], kept[perm]
 
 
 def _finish(shard, ctx_piece):
-    """A shard's log10 p and log10 backoff (0 where the k-gram has no children), float32."""
-    W, p = shard
+    """A shard's log10 p and log10 backoff (0 where the k-gram has no children), float32, and
+    which of its k-grams survive --prune."""
+    W, p, kept = shard
     bo = np.ones(len(W))
     if ctx_piece is not None and len(ctx_piece[0]):
         C, g = ctx_piece
         bo[_match(W, C)] = g
     with np.errstate(divide="ignore"):
-        return W, np.log10(p).astype(np.float32), np.log10(bo).astype(np.float32)
+        return W, np.log10(p).astype(np.float32), np.log10(bo).astype(np.float32), kept
 
 
 # ------------------------------------------------------------------------------------------------
@@ -378,13 +386,13 @@ def _chunks(ids: np.ndarray, n: int) -> list[tuple[int, int]]:
 
 
 def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing: str = "mkn",
-             *, discount_fallback: bool = False, lmplz_quirk: bool = True,
+             *, prune=None, discount_fallback: bool = False, lmplz_quirk: bool = True,
              partitions: int | None = None, ids_path: str | None = None, progress=None
              ) -> tuple[est.NgramTables, dict]:
     """estimate.estimate on the cluster of `client`: the same (tables, stats), bit for bit,
     plus stats["stage_seconds"] (count, adjust, probabilities: with the interpolation, which
     runs order by order in one pipeline with it, assemble). partitions: shards per order
-    (default: 2 per worker).
+    (default: 2 per worker). prune: --prune's thresholds (estimate.prune_thresholds).
     ids_path: a .npy file holding `ids` that every worker can read (a shared filesystem); the
     workers then read their own sentence ranges instead of receiving them from the driver.
     progress(stage, done, total, temp_bytes) reports each stage's advance in bytes of the
@@ -400,6 +408,7 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
     if len(ids) == 0:
         raise TrainingError("the training split is empty: there is nothing to count")
     V, N = vocab_size, order
+    thresholds = est.prune_thresholds(prune, N) or [0] * N
     kn = smoothing in ("kn", "mkn")
     quirk_on = lmplz_quirk and kn
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
@@ -512,7 +521,8 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
         t0 = time.perf_counter()
         by_ctx = [submit(_by_context, s, P) for s in adjusted[k]]
         probs = [submit(_probabilities, disc[k - 1], smoothing, V, p1_f if k == 2 else None, P,
-                        *[submit(_pick, f, p) for f in by_ctx]) for p in range(P)]
+                        thresholds[k - 1], *[submit(_pick, f, p) for f in by_ctx])
+                 for p in range(P)]
         contexts[k] = [submit(_slice, r, 1, 3) for r in probs]
         outs = [submit(_get, r, 0) for r in probs]
         if k > 2:
@@ -540,10 +550,11 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
     with np.errstate(divide="ignore"):
         backoff = [np.log10(g1).astype(np.float32) if g1 is not None else np.zeros(V, np.float32)]
     key_of = {1: np.arange(V, dtype=np.int64)}  # per order, the sorted keys ctx * V + word
+    keep = [None]  # per order, which k-grams survive --prune (None: all)
     for k in range(2, N + 1):
         fin = [submit(_finish, final[k][p], contexts[k + 1][p] if k < N else None)
                for p in range(P)]
-        W, lp, bo = _concat(*client.gather(fin))
+        W, lp, bo, kept = _concat(*client.gather(fin))
         del final[k]
         # the index of the (k-1)-word prefix in table k-1, through the sorted keys of each order
         # (each shard's rows are sorted: P sorted runs, which both the binary searches and the
@@ -554,6 +565,7 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
         key = prefix * V + W[:, -1]
         perm = np.argsort(key, kind="stable")  # table order
         key, lp, bo = key[perm], lp[perm], bo[perm]
+        keep.append(kept[perm] if thresholds[k - 1] > 0 else None)
         c, w = prefix[perm].astype(np.int32), W[perm, -1]
         del W
         # the suffix: (the suffix of the context) + w, found among table k-1's keys
@@ -569,10 +581,12 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
     report("assemble", 1.0)
     times["assemble"] = round(time.perf_counter() - times["assemble"], 3)
     tables = est.NgramTables(N, V, word=word, ctx=ctx, suffix=suffix, logp=logp, backoff=backoff)
+    before = [int(len(w)) for w in word]
+    tables = est._apply_prune(tables, keep)   # drop and renumber, as the in-memory estimator
     stats = {
         "sentences": sentences, "tokens": tokens,
-        "ngrams": [int(len(w)) for w in word],
-        "ngrams_before_pruning": [int(len(w)) for w in word],
+        "ngrams": [int(len(w)) for w in tables.word],
+        "ngrams_before_pruning": before,
         "counts_of_counts": coc[:, 1:].tolist(),
         "discounts": disc[:, 1:].tolist() if kn else None,
         "stage_seconds": times, "workers": n_workers, "partitions": P,
@@ -594,9 +608,9 @@ def _wait(client, futures, report=None) -> None:
 
 
 def train(data, order: int = 3, smoothing: str = "mkn", *, scheduler: str | None = None,
-          workers: int | None = None, discount_fallback: bool = False, lmplz_quirk: bool = True,
-          partitions: int | None = None, shared: bool = False, progress=None
-          ) -> "est.NgramModel":
+          workers: int | None = None, prune=None, discount_fallback: bool = False,
+          lmplz_quirk: bool = True, partitions: int | None = None, shared: bool = False,
+          progress=None) -> "est.NgramModel":
     """estimate.train on a Dask cluster: --scheduler tcp://HOST:8786 or a local cluster of
     --workers N processes. shared: DATA is a prepared corpus directory on a filesystem every
     worker sees at the same path, and the workers read their sentence ranges from it; otherwise
@@ -614,10 +628,10 @@ def train(data, order: int = 3, smoothing: str = "mkn", *, scheduler: str | None
     t0 = time.perf_counter()
     with connect(scheduler, workers) as client:
         tables, stats = estimate(client, corpus["train"], len(corpus.vocab), order, smoothing,
-                                 discount_fallback=discount_fallback, lmplz_quirk=lmplz_quirk,
+                                 prune=prune, discount_fallback=discount_fallback, lmplz_quirk=lmplz_quirk,
                                  partitions=partitions, ids_path=ids_path, progress=progress)
     meta = {
-        "smoothing": smoothing, "add_k": None, "prune": None,
+        "smoothing": smoothing, "add_k": None, "prune": list(prune) if prune else None,
         "discount_fallback": discount_fallback, "lmplz_quirk": lmplz_quirk and smoothing in ("kn", "mkn"),
         "training": {
             "created_by": f"rnnkit {__version__}",
