@@ -433,11 +433,23 @@ def full_run(args, src: str, trg: str, attention: str, bidirectional: bool, work
             "valid_ppl": budget.records[-1].get("valid_ppl") if budget.records else None}
 
 
+TABLE = [("de", "en", "general", True), ("de", "en", "none", True), ("de", "en", "general", False),
+         ("de", "en", "none", False), ("en", "de", "general", True)]
+
+
+def row_name(src, trg, att, bi) -> str:
+    return f"{src}-{trg}:{att}:{'bi' if bi else 'uni'}"
+
+
 def full(args) -> None:
-    runs = [("de", "en", "general", True)]
-    if args.table:
-        runs += [("de", "en", "none", True), ("de", "en", "general", False),
-                 ("de", "en", "none", False), ("en", "de", "general", True)]
+    runs = TABLE if args.table else TABLE[:1]
+    if args.rows:
+        names = {row_name(*r): r for r in TABLE}
+        unknown = [n for n in args.rows.split(",") if n not in names]
+        if unknown:
+            raise SystemExit(f"--rows: unknown {', '.join(unknown)}; the rows are "
+                             f"{', '.join(names)}")
+        runs = [names[n] for n in args.rows.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-s2s-full-"))
     print(f"# Multi30k test_2016_flickr, beam 5, {args.minutes} min training budget per model, "
           f"{args.threads} threads, {cpu_name()}, {datetime.date.today()}")
@@ -463,6 +475,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a short check of the script")
     ap.add_argument("--full", action="store_true", help="also train on Multi30k and report BLEU")
     ap.add_argument("--table", action="store_true", help="with --full: every row of the table")
+    ap.add_argument("--rows", help="with --full: only these rows, e.g. de-en:none:bi,"
+                    "en-de:general:bi (pair:attention:encoder)")
     ap.add_argument("--minutes", type=float, default=60.0, help="training budget per model")
     ap.add_argument("--epochs", type=int, default=40, help="most epochs per model (--full)")
     ap.add_argument("--vocab-size", type=int, default=8000, help="per side (--full)")
