@@ -6,9 +6,10 @@ the same architecture in the same run.
    image-blind model (the same network trained with every feature vector zero), and the
    training time.
 2. Speed: training tokens/s (Adam, same batches) and caption generation (images/s, beam 3, a
-   batch of 64 images) of rnnkit and of PyTorch (nn.Linear projection, nn.Embedding, nn.LSTM,
-   nn.Linear output; its beam search is rnnkit's own decoding/beam.py over a protocol adapter,
-   so only the model's arithmetic differs). Targets: >= 2x and >= 3x.
+   batch of 64 images; after a warm-up call, the best of 10) of rnnkit and of PyTorch
+   (nn.Linear projection, nn.Embedding, nn.LSTM, nn.Linear output; its beam search is rnnkit's
+   own decoding/beam.py over a protocol adapter, so only the model's arithmetic differs; the
+   search's own bookkeeping, the same on both sides, bounds the ratio). Targets: >= 2x, >= 3x.
 3. Feature extraction images/s with ONNX Runtime (a small random-weight CNN built with onnx's
    helpers, 224 x 224), 1 and 2 threads; and the demo extractor.
 
@@ -196,12 +197,17 @@ def speed(work: Path, name: str, threads: int, quick: bool) -> list[tuple]:
         t_t = time.perf_counter() - t0
         feats = data.features.array[:64]
         tm = TorchCaption(m)
-        t0 = time.perf_counter()
-        hr = beam_search(m, feats, beam=3, max_len=20, alpha=0.0)
-        g_r = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ht = beam_search(tm, feats, beam=3, max_len=20, alpha=0.0)
-        g_t = time.perf_counter() - t0
+
+        def best_of(model, reps=10):   # a warm-up call, then the best of `reps` (a search of
+            beam_search(model, feats, beam=3, max_len=20, alpha=0.0)   # 64 images: ~5 ms)
+            best = float("inf")
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                hyps = beam_search(model, feats, beam=3, max_len=20, alpha=0.0)
+                best = min(best, time.perf_counter() - t0)
+            return hyps, best
+        hr, g_r = best_of(m)
+        ht, g_t = best_of(tm)
         K.set_num_threads(old)
     same = sum(a[0].tokens == b[0].tokens for a, b in zip(hr, ht))
     print(f"beam 3: {same} of 64 captions identical in rnnkit and PyTorch", file=sys.stderr)
