@@ -467,11 +467,21 @@ class Cache:
 
 
 def _buf(cache, name, shape, dtype=np.float32):
-    """The cache's buffer `name` when it has this shape, else a new one stored there."""
-    a = getattr(cache, name, None)
-    if a is None or a.shape != shape:
-        a = np.empty(shape, dtype)
-        setattr(cache, name, a)
+    """The cache's buffer `name` of this shape (also set as cache.<name>): a view of the largest
+    one the cache has held, so calls whose sizes vary (length buckets: a batch's tokens change
+    every batch) reuse its memory instead of a fresh array whose page faults cost more than the
+    work (output layer, 960 x 8,000 logits, 2 threads: 13 ms with a fixed size, 21 with varying
+    ones, before)."""
+    cdef Py_ssize_t n = 1, d
+    for d in shape:
+        n *= d
+    key = name + "_capacity"
+    store = getattr(cache, key, None)
+    if store is None or store.dtype != np.dtype(dtype) or store.shape[0] < n:
+        store = np.empty(n, dtype)
+        setattr(cache, key, store)
+    a = store[:n].reshape(shape)
+    setattr(cache, name, a)
     return a
 
 
