@@ -293,3 +293,43 @@ def test_translation_batch_that_does_not_divide_among_ranks(pairs_dir, tmp_path)
                "--distributed")
     assert r.returncode != 0
     assert "error: --batch 5 does not divide among 2 ranks" in r.stderr and "pairs" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "caption"])
+def test_translation_and_caption_ctrl_c_and_resume_with_the_same_ranks(
+        pairs_dir, captions_dir, tmp_path, kind):
+    """As test_ctrl_c_and_resume_with_the_same_ranks, for the bucketed models: SIGINT to
+    mpiexec stops both ranks after the same batch, rank 0 writes one checkpoint, and --resume
+    on 2 ranks ends bit for bit where an uninterrupted 2-rank run does."""
+    _need_mpi()
+    e = S2S.index("--epochs")
+    s2s = S2S[:e + 1] + ["150"] + S2S[e + 2:]   # long enough for the signal to come first
+    if kind == "seq2seq":
+        args = [pairs_dir, *s2s, "--attention", "general"]
+    else:
+        args = [captions_dir, *s2s, "--features", captions_dir / "feats.safetensors"]
+        args[args.index("seq2seq")] = "caption"
+    whole, out = tmp_path / "whole.rnnkit", tmp_path / "m.rnnkit"
+    r = mpirun(2, "train", *args, "--out", whole, "--distributed")
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "rnnkit", "train",
+                          *map(str, args), "--out", str(out), "--distributed"],
+                         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    line = p.stderr.readline()
+    assert line.startswith("training"), line
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    if p.returncode == 0 or (p.returncode != 130 and "checkpoint written" not in err
+                             and out.exists() and not checkpoint_path(out).exists()):
+        pytest.skip("training finished before SIGINT")
+    assert p.returncode == 130, err[-3000:]
+    assert err.count("checkpoint written") == 1   # rank 0 reports
+    _, meta = read_checkpoint(checkpoint_path(out))
+    assert meta["ranks"] == 2
+    r = mpirun(2, "train", *args, "--out", out, "--resume", "--distributed")
+    assert r.returncode == 0, r.stderr
+    a, b = weights(whole), weights(out)
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k   # bit for bit
