@@ -57,6 +57,28 @@ def mpirun(n, *args, timeout=120):
                           env=env)
 
 
+def interrupt_two_ranks(args, out, first_line: str) -> None:
+    """Start `mpiexec -n 2 rnnkit train ARGS --out OUT --distributed`, send SIGINT once training
+    has begun, and check that it stopped with one checkpoint (skips when training finished
+    first)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "rnnkit", "train",
+                          *map(str, args), "--out", str(out), "--distributed"],
+                         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    line = p.stderr.readline()
+    assert line.startswith(first_line), line
+    time.sleep(0.5)   # rank 1 enters the loop too
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    if p.returncode == 0 or (p.returncode != 130 and "checkpoint written" not in err
+                             and out.exists() and not checkpoint_path(out).exists()):
+        # the run had finished (model written, checkpoint removed): the signal came after it,
+        # during the interpreter's exit, which mpiexec reports as the signal's number
+        pytest.skip("training finished before SIGINT")
+    assert p.returncode == 130, err[-3000:]
+    assert err.count("checkpoint written") == 1   # rank 0 reports
+
+
 def weights(path):
     return modelfile.read(path)[0]
 
@@ -95,22 +117,7 @@ def test_ctrl_c_and_resume_with_the_same_ranks(data, tmp_path):
     whole = tmp_path / "whole.rnnkit"
     assert mpirun(2, "train", d, *opts, "--out", whole, "--distributed").returncode == 0
     out = tmp_path / "m.rnnkit"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "rnnkit", "train", str(d),
-                          *opts, "--out", str(out), "--distributed"], stderr=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True, env=env)
-    line = p.stderr.readline()
-    assert line.startswith("training lstm"), line
-    time.sleep(0.5)   # rank 1 enters the loop too
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    if p.returncode == 0 or (p.returncode != 130 and "checkpoint written" not in err
-                             and out.exists() and not checkpoint_path(out).exists()):
-        # the run had finished (model written, checkpoint removed): the signal came after it,
-        # during the interpreter's exit, which mpiexec reports as the signal's number
-        pytest.skip("training finished before SIGINT")
-    assert p.returncode == 130, err[-3000:]
-    assert err.count("checkpoint written") == 1   # rank 0 reports
+    interrupt_two_ranks([d, *opts], out, "training lstm")
     tensors, meta = read_checkpoint(checkpoint_path(out))
     assert meta["ranks"] == 2 and len(meta["rng_ranks"]) == 2
     assert tensors["state.h"].shape == (2, 4, 8)   # [L, B, H]: both ranks' streams
@@ -312,20 +319,7 @@ def test_translation_and_caption_ctrl_c_and_resume_with_the_same_ranks(
     whole, out = tmp_path / "whole.rnnkit", tmp_path / "m.rnnkit"
     r = mpirun(2, "train", *args, "--out", whole, "--distributed")
     assert r.returncode == 0, r.stderr
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "rnnkit", "train",
-                          *map(str, args), "--out", str(out), "--distributed"],
-                         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    line = p.stderr.readline()
-    assert line.startswith("training"), line
-    time.sleep(0.5)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    if p.returncode == 0 or (p.returncode != 130 and "checkpoint written" not in err
-                             and out.exists() and not checkpoint_path(out).exists()):
-        pytest.skip("training finished before SIGINT")
-    assert p.returncode == 130, err[-3000:]
-    assert err.count("checkpoint written") == 1   # rank 0 reports
+    interrupt_two_ranks(args, out, "training")
     _, meta = read_checkpoint(checkpoint_path(out))
     assert meta["ranks"] == 2
     r = mpirun(2, "train", *args, "--out", out, "--resume", "--distributed")
