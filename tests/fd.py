@@ -1,17 +1,24 @@
-"""Finite differences over a model's flat parameter buffer, for the whole-model gradient tests."""
+"""Finite differences: of a scalar with respect to any array (numgrad), and over a model's flat
+parameter buffer for the whole-model gradient tests (numeric_gradient)."""
 import numpy as np
+
+
+def numgrad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences of the scalar f() w.r.t. every entry of x (changed in place
+    and restored)."""
+    g = np.zeros_like(x)
+    for k in np.ndindex(x.shape):
+        old = x[k]
+        x[k] = old + eps
+        fp = f()
+        x[k] = old - eps
+        fm = f()
+        x[k] = old
+        g[k] = (fp - fm) / (2 * eps)
+    return g
 
 
 def numeric_gradient(flat: np.ndarray, loss, scale: float = 1.0, eps: float = 1e-6) -> np.ndarray:
     """scale * d loss / d flat[i] for every i by central differences: flat is changed in place
     and restored, loss() recomputes the (float64) loss from it."""
-    numeric = np.zeros_like(flat)
-    for i in range(len(flat)):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = loss()
-        flat[i] = old - eps
-        fm = loss()
-        flat[i] = old
-        numeric[i] = scale * (fp - fm) / (2 * eps)
-    return numeric
+    return scale * numgrad(loss, flat, eps)

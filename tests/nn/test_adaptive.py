@@ -12,6 +12,7 @@ from rnnkit.nn import reference as ref
 from rnnkit.nn.backend import kernels
 from rnnkit.nn.output import AdaptiveSoftmax, adaptive_softmax_shapes, check_cutoffs
 from rnnkit.nn.params import ParamLayout
+from fd import numgrad
 
 V, H, CUTOFFS = 11, 8, [4, 7]   # head: ids 0-3 + 2 cluster tokens; clusters [4, 7), [7, 11)
 
@@ -72,19 +73,6 @@ def test_layer_equals_reference_and_sums_to_one(head_bias):
     np.testing.assert_allclose(out.log_probs(h), want, rtol=1e-12)
     np.testing.assert_allclose(out.target_log_probs(h, t), want[np.arange(6), t], rtol=1e-12)
     assert out.loss_forward(h, t) == pytest.approx(-want[np.arange(6), t].sum(), rel=1e-12)
-
-
-def numgrad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for k in np.ndindex(x.shape):
-        old = x[k]
-        x[k] = old + eps
-        fp = f()
-        x[k] = old - eps
-        fm = f()
-        x[k] = old
-        g[k] = (fp - fm) / (2 * eps)
-    return g
 
 
 @pytest.mark.parametrize("head_bias,targets", [

@@ -19,6 +19,7 @@ from rnnkit.nn.output import (
 )
 from rnnkit.nn.params import ParamLayout
 from rnnkit.text.prepare import build_corpus
+from fd import numgrad
 
 V, H, STARTS = 9, 5, [0, 2, 5]   # classes: ids 0-1, 2-4, 5-8
 
@@ -79,19 +80,6 @@ def test_layer_equals_the_specification_and_sums_to_one():
     np.testing.assert_allclose(out.log_probs(h), want, rtol=1e-12)
     np.testing.assert_allclose(out.target_log_probs(h, t), want[np.arange(6), t], rtol=1e-12)
     assert out.loss_forward(h, t) == pytest.approx(-want[np.arange(6), t].sum(), rel=1e-12)
-
-
-def numgrad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for k in np.ndindex(x.shape):
-        old = x[k]
-        x[k] = old + eps
-        fp = f()
-        x[k] = old - eps
-        fm = f()
-        x[k] = old
-        g[k] = (fp - fm) / (2 * eps)
-    return g
 
 
 @pytest.mark.parametrize("targets", [[0, 3, 5, 8, 2, 1], [5, 6, 7, 8, 8, 6]])  # 2nd: classes 0, 1 idle

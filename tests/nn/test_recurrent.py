@@ -10,6 +10,7 @@ from rnnkit.nn import reference as ref
 from rnnkit.nn.backend import kernels
 from rnnkit.nn.params import ALIGN, ParamLayout, scoped
 from rnnkit.nn.recurrent import RecurrentStack, stack_shapes
+from fd import numgrad
 
 CELLS = ["lstm", "lstm-peephole", "lstm-nofg", "rnn"]
 
@@ -71,17 +72,7 @@ def test_backward_matches_finite_differences_including_initial_state(cell):
     dx, dh0, dc0 = st.backward(A, Bh, Bc, masks=masks)
 
     def numeric(arr):
-        out = np.zeros_like(arr)
-        eps = 1e-6
-        for i in np.ndindex(arr.shape):
-            old = arr[i]
-            arr[i] = old + eps
-            fp = loss()
-            arr[i] = old - eps
-            fm = loss()
-            arr[i] = old
-            out[i] = (fp - fm) / (2 * eps)
-        return out
+        return numgrad(loss, arr)
 
     np.testing.assert_allclose(dx, numeric(x), rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(dh0, numeric(h0), rtol=1e-5, atol=1e-8)

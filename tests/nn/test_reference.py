@@ -4,25 +4,10 @@ import numpy as np
 import pytest
 
 from rnnkit.nn import reference as ref
+from fd import numgrad
 
 VARIANTS = [  # (peephole, forget_gate)
     (False, True), (False, False), (True, True), (True, False)]
-
-
-def numgrad(f, x, eps=1e-6):
-    """Central finite differences of the scalar f() w.r.t. every entry of x (changed in place)."""
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        k = it.multi_index
-        old = x[k]
-        x[k] = old + eps
-        fp = f()
-        x[k] = old - eps
-        fm = f()
-        x[k] = old
-        g[k] = (fp - fm) / (2 * eps)
-    return g
 
 
 def lstm_params(rng, T, B, E, H, peep, dtype=np.float64, scale=0.5):
