@@ -33,9 +33,10 @@ VARIANTS = [  # attention, bidirectional, cell, tie, layers, dropout
 
 
 def make(attention="general", bidirectional=True, cell="lstm", tie=False, layers=1, dropout=0.0,
-         E=4, H=4, dtype=np.float64, backend=ref, seed=0, scale=0.4):
+         E=4, H=4, dtype=np.float64, backend=ref, seed=0, scale=0.4, feed=False):
     arch = Seq2SeqArchitecture(len(SRC), len(TRG), E, H, layers, layers, cell, bidirectional,
-                               attention, attention_size=3, tie_target=tie, dropout=dropout)
+                               attention, attention_size=3, tie_target=tie, dropout=dropout,
+                               input_feeding=feed)
     m = Seq2Seq(arch, SRC, TRG, backend=backend, dtype=dtype)
     m.init_uniform(np.random.default_rng(seed), scale)
     return m
@@ -86,10 +87,12 @@ def test_gradient_matches_finite_differences(attention, bi, cell, tie, layers, d
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("attention,bi", [("none", True), ("general", True), ("additive", False)])
-def test_padding_changes_neither_loss_nor_gradient(attention, bi):
+@pytest.mark.parametrize("attention,bi,feed", [("none", True, False), ("general", True, False),
+                                               ("additive", False, False),
+                                               ("additive", True, True)])   # input feeding
+def test_padding_changes_neither_loss_nor_gradient(attention, bi, feed):
     """A batch's loss and gradient are the sums of its pairs' own, however they are padded."""
-    m = make(attention, bi, layers=2)
+    m = make(attention, bi, layers=2, feed=feed)
     ps = pairs(np.random.default_rng(2), 4)
     total = m.forward_backward(batch_of(ps), 1.0)
     g_batch = m.grad.copy()
@@ -101,10 +104,14 @@ def test_padding_changes_neither_loss_nor_gradient(attention, bi):
     np.testing.assert_allclose(g_batch, g_sum, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("attention,bi", [("none", False), ("dot", False), ("general", True),
-                                          ("additive", True)])
-def test_scoring_equals_the_step_by_step_protocol_and_the_loss(attention, bi):
-    m = make(attention, bi, layers=2, dtype=np.float32, backend=None, seed=3, scale=0.5)
+@pytest.mark.parametrize("attention,bi,feed", [
+    ("none", False, False), ("dot", False, False), ("general", True, False),
+    ("additive", True, False),
+    ("dot", False, True), ("general", True, True), ("additive", True, True),   # input feeding
+])
+def test_scoring_equals_the_step_by_step_protocol_and_the_loss(attention, bi, feed):
+    m = make(attention, bi, layers=2, dtype=np.float32, backend=None, seed=3, scale=0.5,
+             feed=feed)
     ps = pairs(np.random.default_rng(4), 5)
     fast = m.pair_log_probs([s for s, _ in ps], [t for _, t in ps])
     for (s, t), f in zip(ps, fast):

@@ -1,7 +1,8 @@
 """Input feeding (Luong et al. 2015, section 3.3): every parameter's gradient by central finite
-differences (float64, the numpy reference kernels) for each attention, the step-by-step
-protocol against teacher-forced scoring, beam 1 = greedy, old files without the option, and
-training on the bundled Korean-English sample."""
+differences (float64, the numpy reference kernels) for each attention, selected streams,
+beam 1 = greedy, old files without the option, and training on the bundled Korean-English
+sample. (Padding and the step-by-step protocol against teacher-forced scoring are checked with
+and without input feeding in test_seq2seq.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -67,35 +68,6 @@ def test_gradient_matches_finite_differences(attention, bi, cell, layers, dropou
     numeric = numeric_gradient(m.flat, loss, scale)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
     assert np.abs(m.g["decoder.rnn.weight_ih_l0"][:, 4:]).max() > 0   # the fed columns learn
-
-
-def test_padding_changes_neither_loss_nor_gradient():
-    m = make("additive", True, layers=2)
-    ps = pairs(np.random.default_rng(2), 4)
-    total = m.forward_backward(batch_of(ps), 1.0)
-    g_batch = m.grad.copy()
-    alone, g_sum = 0.0, np.zeros_like(g_batch)
-    for p in ps:
-        alone += m.forward_backward(batch_of([p]), 1.0)
-        g_sum += m.grad
-    assert total == pytest.approx(alone, rel=1e-12)
-    np.testing.assert_allclose(g_batch, g_sum, rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("attention,bi", [("dot", False), ("general", True), ("additive", True)])
-def test_scoring_equals_the_step_by_step_protocol(attention, bi):
-    m = make(attention, bi, layers=2, dtype=np.float32, backend=None, seed=3, scale=0.5)
-    ps = pairs(np.random.default_rng(4), 5)
-    fast = m.pair_log_probs([s for s, _ in ps], [t for _, t in ps])
-    for (s, t), f in zip(ps, fast):
-        state = m.start(1, context=[s])
-        steps = []
-        for w in list(t) + [2]:
-            steps.append(m.log_probs(state)[0, w])
-            state = m.advance(state, np.array([w]))
-        np.testing.assert_allclose(f, steps, atol=2e-5)
-    nats = m.forward_loss(batch_of(ps))
-    assert nats == pytest.approx(-sum(f.sum() for f in fast) * np.log(10), rel=1e-4)
 
 
 def test_selected_streams_carry_their_feed():
