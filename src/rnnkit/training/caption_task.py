@@ -40,7 +40,7 @@ from ..models.seq2seq import ATTENTIONS
 from ..nn.recurrent import CELLS
 from ..text.captions import Features, check_aligned, read_captions, read_features
 from ..text.vocab import SPECIALS, Tokenizer, Vocab
-from .buckets import epoch_order, length_buckets, sorted_chunks
+from .buckets import length_buckets, sorted_chunks
 from .checkpoint import model_out_path
 from .distributed import ShardedExamples
 from .loop import LoopOptions, Task, Trainer, TrainEvents
@@ -197,20 +197,12 @@ class CaptionTask(ShardedExamples, Task):
                 ) -> Iterator[tuple[tuple[CaptionBatch | None, int], int]]:
         """((this rank's captions of the bucket, or None if it has none; the bucket's size),
         the bucket's tokens)."""
-        order = epoch_order(self.opts.seed, 3, epoch, self.num_batches)
-        for i in order[start:]:
-            bucket = self.buckets[i]
-            mine = self.my_examples(bucket)
-            yield ((self._batch(mine) if len(mine) else None, len(bucket)),
-                   int(self.cap_tokens[bucket].sum()))
+        return self.bucket_batches(epoch, start, 3, self.cap_tokens)
 
     def loss_and_grad(self, batch: tuple[CaptionBatch | None, int], rng: np.random.Generator
                       ) -> float:
-        captions, bucket_size = batch
-        if captions is None:   # a rank with no caption of a short last bucket
-            self.model.grad[...] = 0
-            return 0.0
-        return self.model.forward_backward(captions, 1.0 / bucket_size, rng)
+        return self.part_loss(batch, lambda captions, scale:
+                              self.model.forward_backward(captions, scale, rng))
 
     def perplexity(self, split: str) -> float | None:
         rows, caps = self.data.examples(split, self.vocab)

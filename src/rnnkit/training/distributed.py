@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from ..errors import InputError
+from .buckets import epoch_order
 
 MPI_HINT = "pip install 'rnnkit[mpi]' (mpi4py and MPICH's wheel) and start with mpiexec -n N"
 _active: World | None = None   # the job's World once mpi_world() made it
@@ -148,6 +149,27 @@ class ShardedExamples:
             return idx
         rank, size = self._shard
         return np.array_split(np.asarray(idx), size)[rank]
+
+    def bucket_batches(self, epoch: int, start: int, stream: int, tokens: np.ndarray):
+        """The epoch's buckets in their shuffled order from batch `start` (epoch_order's RNG
+        stream `stream`): ((this rank's batch of the bucket, or None if it has none; the
+        bucket's size), the bucket's tokens, counted from `tokens` [examples]). The Task has
+        buckets, num_batches, opts.seed and _batch(indices)."""
+        order = epoch_order(self.opts.seed, stream, epoch, self.num_batches)
+        for i in order[start:]:
+            bucket = self.buckets[i]
+            mine = self.my_examples(bucket)
+            yield ((self._batch(mine) if len(mine) else None, len(bucket)),
+                   int(tokens[bucket].sum()))
+
+    def part_loss(self, batch, loss) -> float:
+        """loss(part, 1 / bucket size) of this rank's part of a bucket_batches batch; a rank
+        with no example of a short last bucket gets a zero gradient and adds 0."""
+        part, bucket_size = batch
+        if part is None:
+            self.model.grad[...] = 0
+            return 0.0
+        return loss(part, 1.0 / bucket_size)
 
     def on_root(self, fn):
         """fn() computed on rank 0 and broadcast to every rank (fn() itself without sharding)."""

@@ -36,7 +36,7 @@ from ..models.seq2seq import (
 )
 from ..nn.recurrent import CELLS
 from ..text.parallel import ParallelCorpus
-from .buckets import epoch_order, length_buckets, sorted_chunks
+from .buckets import length_buckets, sorted_chunks
 from .checkpoint import model_out_path
 from .distributed import ShardedExamples
 from .loop import LoopOptions, Task, Trainer, TrainEvents
@@ -181,21 +181,12 @@ class Seq2SeqTask(ShardedExamples, Task):
                 ) -> Iterator[tuple[tuple[PairBatch | None, int], int]]:
         """((this rank's pairs of the bucket, or None if it has none; the bucket's size),
         the bucket's target tokens)."""
-        order = epoch_order(self.opts.seed, 2, epoch, self.num_batches)
-        for i in order[start:]:
-            bucket = self.buckets[i]
-            mine = self.my_examples(bucket)
-            yield ((self._batch(mine) if len(mine) else None, len(bucket)),
-                   int(self.trg_tokens[bucket].sum()))
+        return self.bucket_batches(epoch, start, 2, self.trg_tokens)
 
     def loss_and_grad(self, batch: tuple[PairBatch | None, int], rng: np.random.Generator
                       ) -> float:
-        pairs, bucket_size = batch
-        if pairs is None:      # a rank with no pair of a short last bucket
-            self.model.grad[...] = 0
-            return 0.0
-        return self.model.forward_backward(pairs, 1.0 / bucket_size, rng,
-                                           self.opts.label_smoothing)
+        return self.part_loss(batch, lambda pairs, scale: self.model.forward_backward(
+            pairs, scale, rng, self.opts.label_smoothing))
 
     def epoch_metrics(self) -> dict:
         """BLEU of greedy translations of (up to BLEU_PAIRS of) the validation pairs."""
