@@ -72,9 +72,18 @@ def test_tensor_names_nest_as_pytorch_modules():
     assert "decoder.output.weight" not in dict(make(tie=True).arch.tensor_shapes())
 
 
-@pytest.mark.parametrize("attention,bi,cell,tie,layers,dropout", VARIANTS)
-def test_gradient_matches_finite_differences(attention, bi, cell, tie, layers, dropout):
-    m = make(attention, bi, cell, tie, layers, dropout)
+FEEDING = [  # input feeding: attention, bidirectional, cell, tie, layers, dropout
+    ("dot", False, "lstm", False, 2, 0.0),
+    ("general", True, "lstm", False, 2, 0.3),
+    ("additive", True, "lstm-peephole", False, 1, 0.0),
+    ("general", False, "rnn", False, 1, 0.0),
+]
+
+
+@pytest.mark.parametrize("attention,bi,cell,tie,layers,dropout,feed",
+                         [v + (False,) for v in VARIANTS] + [v + (True,) for v in FEEDING])
+def test_gradient_matches_finite_differences(attention, bi, cell, tie, layers, dropout, feed):
+    m = make(attention, bi, cell, tie, layers, dropout, feed=feed)
     b = batch_of(pairs(np.random.default_rng(1)))
     scale = 0.7
 
@@ -83,8 +92,13 @@ def test_gradient_matches_finite_differences(attention, bi, cell, tie, layers, d
 
     loss()
     analytic = m.grad.copy()
+    if feed:   # the step-by-step decoder: a second pass gives the same (no stale sums)
+        loss()
+        np.testing.assert_array_equal(m.grad, analytic)
     numeric = numeric_gradient(m.flat, loss, scale)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    if feed:   # the fed columns learn
+        assert np.abs(m.g["decoder.rnn.weight_ih_l0"][:, 4:]).max() > 0
 
 
 @pytest.mark.parametrize("attention,bi,feed", [("none", True, False), ("general", True, False),
