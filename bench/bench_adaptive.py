@@ -205,6 +205,7 @@ def train_rnnkit(model, corpus, args) -> dict:
     n = min(args.windows, len(starts)) if args.windows else len(starts)
     warm = min(2, n // 5)
     sgd = make_optimizer("sgd", model.flat.shape[0])
+    model.set_sparse_grad(True)   # as `rnnkit train` on one process: clip and step the rows read
     tokens, seconds = 0, 0.0
     t_train, c_train = time.perf_counter(), time.process_time()
     with thread_limit(args.threads):
@@ -214,8 +215,9 @@ def train_rnnkit(model, corpus, args) -> dict:
                 t0 = time.perf_counter()
                 s = starts[i]
                 model.forward_backward(xb[s:s + T], yb[s:s + T], h, cc, 1.0 / B)
-                clip_grad_norm(model.grad, c["clip"])
-                sgd.step(model.flat, model.grad, c["lr"])   # in place, as `rnnkit train` does
+                rows = model.grad_rows()
+                clip_grad_norm(model.grad, c["clip"], rows)
+                sgd.step(model.flat, model.grad, c["lr"], rows)  # in place, as `rnnkit train`
                 if i >= warm:
                     seconds += time.perf_counter() - t0
                     tokens += min(T, xb.shape[0] - s) * B

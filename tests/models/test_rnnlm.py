@@ -19,6 +19,7 @@ from rnnkit.models.protocol import LanguageModel
 from rnnkit.models.rnnlm import RNNLM, Architecture, load, views
 from rnnkit.models.torch_import import from_torch_state, read_token_list
 from rnnkit.nn import reference as ref
+from rnnkit.nn.optim import SGD, clip_grad_norm
 from rnnkit.text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
 from fd import numeric_gradient
 
@@ -129,6 +130,48 @@ def test_kernels_give_the_reference_loss_gradients_and_state(model_type, tie, dr
     np.testing.assert_allclose(hk, hr, atol=1e-5)
     if ck is not None:
         np.testing.assert_allclose(ck, cr, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", [None, ref])
+def test_sparse_embedding_gradient_equals_the_dense_one_and_names_its_rows(backend):
+    """set_sparse_grad: over windows with different ids, the gradient is the dense one exactly,
+    zero outside the rows grad_rows() names; clipping and SGD on those rows match the dense
+    passes."""
+    dense, sparse = (make_model(E=5, H=4, seed=9, backend=backend) for _ in range(2))
+    sparse.set_sparse_grad(True)
+    assert sparse.grad_rows() == ()               # nothing written yet
+    rng = np.random.default_rng(5)
+    states = [m.zero_state(3) for m in (dense, sparse)]
+    opt = SGD(dense.flat.shape[0], dense.dtype)
+    for w in range(4):
+        x, y = window(rng, T=4, B=3)
+        if w == 2:
+            x[:] = x[0, 0]                        # a window that reads one row only
+        for m, (h, c) in zip((dense, sparse), states):
+            m.forward_backward(x, y, h, c, 1 / 3)
+        np.testing.assert_array_equal(sparse.grad, dense.grad)
+        (rows,) = sparse.grad_rows()
+        np.testing.assert_array_equal(rows.rows, np.unique(x))
+        start, shape = sparse.layout.offsets["encoder.weight"]
+        assert (rows.start, rows.count, rows.width) == (start, *shape)
+        outside = np.delete(views(sparse.grad, sparse.arch)["encoder.weight"], rows.rows, 0)
+        assert not outside.any()
+        nd = clip_grad_norm(dense.grad, 0.05)
+        ns = clip_grad_norm(sparse.grad, 0.05, sparse.grad_rows())
+        assert ns == pytest.approx(nd, rel=1e-6) and nd > 0.05   # clipped
+        opt.step(dense.flat, dense.grad, 0.5)
+        opt.step(sparse.flat, sparse.grad, 0.5, sparse.grad_rows())
+        np.testing.assert_allclose(sparse.flat, dense.flat, rtol=1e-5, atol=1e-7)
+        sparse.flat[...] = dense.flat    # the norms' summation orders differ in the last bits
+    assert not np.array_equal(dense.flat, make_model(E=5, H=4, seed=9).flat)
+
+
+def test_tied_weights_keep_a_dense_gradient():
+    m = make_model(tie=True)
+    m.set_sparse_grad(True)
+    x, y = window(np.random.default_rng(0))
+    m.forward_backward(x, y, *m.zero_state(2), 0.5)
+    assert m.grad_rows() == ()
 
 
 def test_dropout_only_while_training_and_scaled():

@@ -304,6 +304,12 @@ def test_embedding_matches_reference():
     dx = rng.standard_normal((T, B, E)).astype(np.float32)
     close(K.embedding_backward(dx, ids.astype(np.uint32), V),
           ref.embedding_backward(dx.astype(np.float64), ids, V))
+    for mod in (K, ref):   # accumulate: added to what `out` holds instead of overwriting it
+        out = np.full((V, E), 2.0, np.float32)
+        mod.embedding_backward(dx, ids, V, out=out, accumulate=True)
+        close(out, ref.embedding_backward(dx.astype(np.float64), ids, V) + 2.0)
+        mod.embedding_backward(dx, ids, V, out=out)
+        close(out, ref.embedding_backward(dx.astype(np.float64), ids, V))
 
 
 def test_edge_sizes_B1_T1_H1(backend):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import RnnkitError
-from rnnkit.nn.optim import SGD, Adam, clip_grad_norm, grad_norm, make_optimizer
+from rnnkit.nn.optim import SGD, Adam, SparseRows, clip_grad_norm, grad_norm, make_optimizer
 
 
 def test_sgd_step_by_hand():
@@ -29,6 +29,45 @@ def test_clip_grad_norm_by_hand():
     assert math.isnan(clip_grad_norm(bad, 1.0))     # reported, left for the caller to stop
     inf = np.array([np.inf, 1.0], np.float32)
     assert math.isinf(clip_grad_norm(inf, 1.0)) and inf[1] == 1.0
+
+
+def test_sparse_rows_by_hand():
+    """A [3, 2] block at offset 1 of a [9] buffer whose rows 0 and 2 may be non-zero: norm,
+    clipping and SGD read and write those rows and the dense rest, never row 1."""
+    g = np.array([1, 2, 2, 9, 9, 0, 4, 0, 0], np.float32)  # row 1 (9, 9) is not named
+    rows = (SparseRows(start=1, count=3, width=2, rows=np.array([0, 2])),)
+    assert rows[0].end == 7
+    assert grad_norm(g, rows) == pytest.approx(5.0)         # sqrt(1 + 4 + 4 + 16)
+    assert clip_grad_norm(g, 2.5, rows) == pytest.approx(5.0)
+    np.testing.assert_allclose(g, [0.5, 1, 1, 9, 9, 0, 2, 0, 0], rtol=1e-6)
+    p = np.zeros(9, np.float32)
+    SGD(9).step(p, g, 2.0, rows)
+    np.testing.assert_allclose(p, [-1, -2, -2, 0, 0, 0, -4, 0, 0], rtol=1e-6)
+
+
+def test_sparse_rows_agree_with_the_dense_passes():
+    rng = np.random.default_rng(3)
+    V, E, P = 50, 7, 700
+    g = rng.standard_normal(P).astype(np.float32)
+    rows = (SparseRows(100, V, E, np.array([2, 3, 17, 49])),
+            SparseRows(460, 20, 10, np.array([0, 19])))
+    for s in rows:    # zero outside the named rows, as a model keeps it
+        keep = s.block(g)[s.rows].copy()
+        s.block(g)[...] = 0
+        s.block(g)[s.rows] = keep
+    assert grad_norm(g, rows) == pytest.approx(grad_norm(g), rel=1e-6)
+    gd, gs = g.copy(), g.copy()
+    clip_grad_norm(gd, 1.0)
+    clip_grad_norm(gs, 1.0, rows[::-1])                     # any order of the blocks
+    np.testing.assert_allclose(gs, gd, rtol=1e-6)
+    pd, ps = np.ones(P, np.float32), np.ones(P, np.float32)
+    SGD(P).step(pd, gd, 0.3)
+    SGD(P).step(ps, gs, 0.3, rows)
+    np.testing.assert_allclose(ps, pd, rtol=1e-6)
+    pa, pb = np.ones(P, np.float32), np.ones(P, np.float32)
+    Adam(P).step(pa, gd, 0.1)
+    Adam(P).step(pb, gd, 0.1, rows)                          # Adam stays dense
+    np.testing.assert_array_equal(pa, pb)
 
 
 def adam_algorithm_1(p, grads, lr, b1=0.9, b2=0.999, eps=1e-8):

@@ -62,6 +62,7 @@ from ..nn.output import (
     class_softmax_shapes,
     full_softmax_shapes,
 )
+from ..nn.optim import SparseRows
 from ..nn.params import FlatParameters, ParamLayout
 from ..nn.recurrent import CELLS, RecurrentStack, gate_rows, stack_shapes
 from ..text.vocab import BOS, EOS, SPECIALS, UNK, Tokenizer, Vocab
@@ -265,6 +266,8 @@ class RNNLM(FlatParameters, LanguageModel):
         self.backend = kernels() if backend is None else backend
         self._build()
         self._eval_caches = [None] * arch.layers  # the stack's buffers for passes without grads
+        self._sparse = False                  # set_sparse_grad
+        self._emb_rows = None                 # the embedding rows the last window wrote
 
     def _build(self) -> None:
         """The recurrent stack and output layer over the parameter (and gradient) views."""
@@ -319,13 +322,37 @@ class RNNLM(FlatParameters, LanguageModel):
         if drop:
             dtop = dtop * masks[-1]
         dx, _, _ = self.stack.backward(dtop, masks=masks[:-1] if drop else None)  # truncated BPTT
-        K.embedding_backward(dx, x_ids, a.vocab_size, out=self.g["encoder.weight"])
+        gemb = self.g["encoder.weight"]
+        if self._sparse and self._emb_rows is not None:
+            gemb[self._emb_rows] = 0   # the rest of the block is still zero
+            K.embedding_backward(dx, x_ids, a.vocab_size, out=gemb, accumulate=True)
+        else:
+            K.embedding_backward(dx, x_ids, a.vocab_size, out=gemb)
+        if self._sparse:
+            self._emb_rows = np.unique(x_ids)
         if dweight_tied is not None:
             self.g["encoder.weight"] += dweight_tied
         h[...] = hT
         if c is not None:
             c[...] = cT
         return float(loss)
+
+    def set_sparse_grad(self, on: bool) -> None:
+        """With `on`, forward_backward keeps the embedding's gradient zero outside the rows of
+        the window's ids, and clears only those rows the next time; grad_rows() names them, so
+        that clipping and SGD skip the rest of the [V, E] block (nn/optim.py). Only for a caller
+        that changes the gradient between windows by scaling it at most (the trainer on one
+        process: an MPI allreduce adds the other ranks' rows). Tied weights stay dense."""
+        self._sparse = bool(on) and not self.arch.tie_weights
+        self._emb_rows = None
+
+    def grad_rows(self) -> tuple[SparseRows, ...]:
+        """The gradient's row-sparse blocks after forward_backward (none unless set_sparse_grad
+        is on)."""
+        if not self._sparse or self._emb_rows is None:
+            return ()
+        start, (V, E) = self.layout.offsets["encoder.weight"]
+        return (SparseRows(start, V, E, self._emb_rows),)
 
     def forward_loss(self, x_ids: np.ndarray, y_ids: np.ndarray, h: np.ndarray,
                      c: np.ndarray | None) -> float:

@@ -1135,8 +1135,11 @@ def embedding_forward(ids, weight, out=None):
     return out
 
 
-def embedding_backward(dx, ids, int V, out=None):
-    """dweight [V, E]: the rows of dx [T, B, E] added up per id, in order (deterministic)."""
+def embedding_backward(dx, ids, int V, out=None, bint accumulate=False):
+    """dweight [V, E]: the rows of dx [T, B, E] added up per id, in order (deterministic); into
+    `out` when given, which is cleared first unless `accumulate` (then the rows are added to
+    what it holds: a caller that keeps it zero outside the rows it last wrote clears only
+    those)."""
     _f32("dx", dx, (None, None, None))
     cdef int E = dx.shape[2]
     ix = _ids("ids", ids, V, 2)
@@ -1146,7 +1149,8 @@ def embedding_backward(dx, ids, int V, out=None):
         out = np.zeros((V, E), np.float32)
     else:
         _f32("out", out, (V, E))
-        out.fill(0)
+        if not accumulate:
+            out.fill(0)
     cdef const int64_t* ip = <const int64_t*>cnp.PyArray_DATA(ix)
     cdef const float* dp = fptr(dx)
     cdef float* op = fptr(out)

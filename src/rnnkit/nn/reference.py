@@ -284,12 +284,15 @@ def embedding_forward(ids, weight, out=None):
     return _into(out, weight[_check_ids(ids, weight.shape[0], "ids")])
 
 
-def embedding_backward(dx, ids, V, out=None):
+def embedding_backward(dx, ids, V, out=None, accumulate=False):
     """dweight [V, E]: the rows of dx [T, B, E] added up per id (scatter-add); into `out`
-    (overwritten) when given."""
+    (overwritten, or added to with accumulate) when given."""
     ids = _check_ids(ids, V, "ids")
     dw = np.zeros((V, dx.shape[-1]), dx.dtype)
     np.add.at(dw, ids.reshape(-1), dx.reshape(-1, dx.shape[-1]))
+    if out is not None and accumulate:
+        out += dw
+        return out
     return _into(out, dw)
 
 

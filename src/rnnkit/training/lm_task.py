@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError, RnnkitError
 from ..models.rnnlm import MODEL_TYPES, OUTPUTS, RNNLM, Architecture
 from ..models.rnnlm import load as load_rnnlm
+from ..nn.optim import SparseRows
 from ..nn.output import frequency_classes
 from ..text.prepare import Corpus, load_data
 from ..text.vocab import BOS, EOS
@@ -305,6 +306,12 @@ class LMTask(Task):
         x, y = batch
         # h, c are carried in and replaced in place by the state after the window
         return self.model.forward_backward(x, y, self.h, self.c, self.scale, rng)
+
+    def sparse_grad(self, on: bool) -> None:
+        self.model.set_sparse_grad(on)
+
+    def grad_rows(self) -> tuple[SparseRows, ...]:
+        return self.model.grad_rows()
 
     def perplexity(self, split: str) -> float | None:
         if split not in self.corpus or len(self.corpus[split]) == 0:

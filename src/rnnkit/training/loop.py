@@ -8,7 +8,8 @@ Dimension letter: P parameters (the length of the task's ONE flat parameter buff
 The loop, per epoch: the task yields the epoch's batches, each with its number of target tokens;
 for each, the task computes the loss (natural log, summed over the batch's tokens) and writes
 the gradient into its flat buffer; the global gradient norm is clipped (--clip) and the optimizer
-steps the flat parameters. A NaN or infinite loss or gradient norm stops the run and keeps the
+steps the flat parameters (on one process, over the rows of an embedding that the batch read
+only, when the task names them: Task.grad_rows). A NaN or infinite loss or gradient norm stops the run and keeps the
 last checkpoint. After the epoch, the task measures the validation perplexity; the best
 parameters are kept (and written to --out); the learning rate decays by --lr-decay after each
 epoch from --decay-after on (Zaremba's schedule). With --patience K, validation also drives the
@@ -50,7 +51,7 @@ import numpy as np
 
 from ..errors import InputError, ModelFileError, TrainingError
 from ..nn.backend import kernels, thread_limit
-from ..nn.optim import DEFAULT_LR, OPTIMIZERS, clip_grad_norm, make_optimizer
+from ..nn.optim import DEFAULT_LR, OPTIMIZERS, SparseRows, clip_grad_norm, make_optimizer
 from .checkpoint import (
     append_metric,
     checkpoint_path,
@@ -195,6 +196,16 @@ class Task(ABC):
         """The loss of one batch in nats, summed over its target tokens; writes into grad the
         gradient the optimizer should follow (the task decides its scale). rng is the run's
         generator for training-time randomness (dropout), saved in every checkpoint."""
+
+    def sparse_grad(self, on: bool) -> None:
+        """The loop turns this on when it runs on one process (nothing but clipping touches the
+        gradient between batches): a task may then keep parts of its gradient row-sparse and
+        name them in grad_rows(). The default stays dense."""
+
+    def grad_rows(self) -> tuple[SparseRows, ...]:
+        """After loss_and_grad: the gradient's blocks that are zero outside the rows named
+        (nn/optim.SparseRows; clipping and SGD pass over those rows only). Default: none."""
+        return ()
 
     @abstractmethod
     def perplexity(self, split: str) -> float | None:
@@ -388,6 +399,7 @@ class Trainer:
         if not opts.resume and self.root:
             write_metrics(self.metrics_path, [])
         stop = self.events.should_stop
+        self.task.sparse_grad(self.world is None)
         with _StopOnSigint() as sigint:
             self.events.start({**self.task.describe(), "ranks": self.ranks,
                                "windows": self.task.num_batches,
@@ -425,10 +437,11 @@ class Trainer:
             if self.world:  # the one allreduce per step; the ranks agree on stopping too
                 nats, stopping, due = self.world.allreduce_grad(
                     task.grad, nats, stopping, due and self.world.root)
-            norm = clip_grad_norm(task.grad, opts.clip)
+            rows = () if self.world else task.grad_rows()
+            norm = clip_grad_norm(task.grad, opts.clip, rows)
             if not (math.isfinite(nats) and math.isfinite(norm)):
                 self._diverged(nats, norm, w)
-            self.optimizer.step(task.flat, task.grad, self.lr)
+            self.optimizer.step(task.flat, task.grad, self.lr, rows)
             self.epoch_nats += nats
             self.epoch_tokens += tokens
             self.window = w + 1
