@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.decoding.beam import Hypothesis, _top_tokens, length_penalty
+from rnnkit.decoding.beam import Hypothesis, length_penalty
+from rnnkit.nn.reference import topk_rows
 from rnnkit.decoding.state import select_state
 from rnnkit.text.vocab import EOS
 
@@ -44,7 +45,7 @@ def loop_beam_search(model, context: list, beam: int = 5, max_len=100, n_best: i
         # each row is cut to those first (one pass over [A*K, V], no float64 copy of it)
         m = min(K, K * V)
         r = min(m, V)
-        cand = _top_tokens(lp, r) if r < V else np.broadcast_to(
+        cand = topk_rows(lp, r) if r < V else np.broadcast_to(
             np.arange(V), lp.shape)                                    # [A*K, r] token ids
         cand_lp = np.take_along_axis(lp, cand, 1).astype(np.float64)  # [A*K, r]
         total = (scores.reshape(-1, 1) + cand_lp).reshape(A, K * r)     # [A, K*r]

@@ -312,6 +312,32 @@ def test_embedding_matches_reference():
         close(out, ref.embedding_backward(dx.astype(np.float64), ids, V))
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_beam_select_matches_reference(seed):
+    """The beam step's bookkeeping against its numpy specification: ties (coarse values), -inf
+    rows and slots, NaN, inputs at their limit, ended greedy paths, V below and above K."""
+    rng = np.random.default_rng(seed)
+    A, beam = int(rng.integers(1, 7)), int(rng.integers(1, 6))
+    V = int(rng.choice([2, beam, 7, 50]))
+    lp = np.round(rng.normal(-2, 1, (A * beam, V)), int(rng.integers(0, 3))).astype(np.float32)
+    lp[rng.random(lp.shape) < 0.1] = -np.inf
+    if seed % 4 == 1:
+        lp[rng.random(lp.shape) < 0.05] = np.nan
+    if seed % 4 == 2 and A * beam > 1:
+        lp[0] = -np.inf                       # a row with nothing
+    scores = np.round(rng.normal(-3, 1, (A, beam)), 1)
+    scores[rng.random((A, beam)) < 0.3] = -np.inf
+    greedy = rng.integers(-1, beam, A)
+    last = rng.random(A) < 0.3
+    eos = int(rng.integers(0, V))
+    got = K.beam_select(lp, scores, greedy, last, eos)
+    want = ref.beam_select(lp, scores, greedy, last, eos)
+    for g, w in zip(got[:-1], want[:-1]):
+        np.testing.assert_array_equal(g, w)
+    for g, w in zip(got[-1], want[-1]):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_edge_sizes_B1_T1_H1(backend):
     rng = np.random.default_rng(19)
     for peep, fg in VARIANTS:

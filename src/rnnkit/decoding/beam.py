@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..nn import reference
 from ..nn.backend import held_threads, kernels
 from ..text.vocab import EOS
 from .state import select_state
@@ -46,13 +47,12 @@ class Hypothesis:
     complete: bool = True              # False: stopped by the length limit, not by </s>
 
 
-def _top_tokens(lp: np.ndarray, r: int) -> np.ndarray:
-    """[rows, r] the ids of each row's r highest log-probabilities: the compiled one-pass
-    selection for float32 rows (8000 words x 320 rows: ~1 ms against ~9 for np.argpartition),
-    np.argpartition for any other array."""
+def _select(lp: np.ndarray):
+    """The step's bookkeeping (nn/reference.beam_select is its specification): compiled for
+    float32 rows, the numpy reference for any other array (a float64 test model)."""
     if lp.dtype == np.float32 and lp.flags.c_contiguous:
-        return kernels().topk_rows(lp, r)
-    return np.argpartition(lp, lp.shape[1] - r, axis=1)[:, lp.shape[1] - r:]
+        return kernels().beam_select
+    return reference.beam_select
 
 
 def length_penalty(n: np.ndarray | int, alpha: float):
@@ -69,10 +69,10 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     ended (see the module's docstring), or at its length limit (the alive hypotheses then end
     there, marked incomplete).
 
-    Each step's bookkeeping is done for all inputs at once on [A, K] arrays; only the
-    hypotheses that end go through Python one by one (tests/beam_loop.py, the loop over inputs
-    this replaced, is the specification it is checked against; captions of 64 images at beam
-    3, H = 96, one thread: 4.6 -> 3.4 ms).
+    Each step's bookkeeping is one call for all inputs at once (beam_select: compiled, with
+    nn/reference.beam_select as its specification); only the hypotheses that end go through
+    Python one by one. tests/beam_loop.py, the loop over inputs this replaced, is the
+    specification the whole search is checked against.
     """
     if beam < 1 or n_best < 1 or n_best > beam:
         raise ValueError(f"need 1 <= n_best <= beam, got n_best={n_best}, beam={beam}")
@@ -93,73 +93,45 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     greedy = np.zeros(B, np.int64)                           # [A] slot of the greedy path, -1: ended
     t = 0
     while len(active):
-        A = len(active)
         lp = model.log_probs(state)                          # [A*K, V] log10
-        V = lp.shape[1]
         alpha_t = getattr(state, "alpha", None) if keep_attention else None
-        # the K best continuations of an input are among its rows' own K best tokens, so
-        # each row is cut to those first (one pass over [A*K, V], no float64 copy of it)
-        m = min(K, K * V)
-        r = min(m, V)
-        cand = _top_tokens(lp, r) if r < V else np.broadcast_to(
-            np.arange(V), lp.shape)                                    # [A*K, r] token ids
-        cand_lp = np.take_along_axis(lp, cand, 1).astype(np.float64)  # [A*K, r]
-        total = (scores.reshape(-1, 1) + cand_lp).reshape(A, K * r)     # [A, K*r]
-        order = np.argsort(-total, axis=1, kind="stable")[:, :m]       # [A, m] best first
-        best = np.take_along_axis(total, order, 1)                     # [A, m]
-        rows = np.arange(A)[:, None] * K + order // r                  # [A, m] parent rows
-        tokens = np.take_along_axis(cand.reshape(A, K * r), order, 1)  # [A, m]
         last = t + 1 >= limits[active]                                 # [A]
-        valid = best > -np.inf                    # a prefix of each row (-inf and NaN sort last)
-        ends = valid & ((tokens == EOS) | last[:, None])               # [A, m] they finish
-        keeps = valid & ~ends                                          # [A, m] they go on
-        # the greedy path: its row's argmax token
-        has_g = greedy >= 0
-        g_row = np.arange(A) * K + np.maximum(greedy, 0)               # [A]
-        g_k = np.argmax(cand_lp[g_row], axis=1)
-        g_tok = cand[g_row, g_k]
-        is_g = valid & has_g[:, None] & (rows == g_row[:, None]) & (tokens == g_tok[:, None])
-        slots = np.cumsum(keeps, axis=1) - 1                           # [A, m] slot if kept
-        kept = keeps.sum(axis=1)                                       # [A]
-        new_greedy = np.where((is_g & keeps).any(axis=1),
-                              (slots * (is_g & keeps)).sum(axis=1), -1)
-        g_done = ~has_g | (is_g & ends).any(axis=1)
-        ii, jj = np.nonzero(keeps)
-        new_rows = np.repeat(np.arange(A)[:, None] * K, K, axis=1)      # [A, K]
-        new_tokens = np.full((A, K), EOS, np.int64)
-        new_scores = np.full((A, K), -np.inf)
-        new_rows[ii, slots[ii, jj]] = rows[ii, jj]
-        new_tokens[ii, slots[ii, jj]] = tokens[ii, jj]
-        new_scores[ii, slots[ii, jj]] = best[ii, jj]
+        # the K best continuations of each input, split into those that end and those that go
+        # on (new slots [A, K]); the greedy path's argmax continuation and where it went
+        (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
+         ends) = _select(lp)(lp, scores, greedy, last, EOS)
 
-        def finish(i, row, tok, s):
-            b = int(active[i])
-            toks = history[row].tolist() + ([] if tok == EOS else [tok])
-            att = None
-            if keep_attention and alpha_t is not None:
-                prev = att_hist[row] if att_hist is not None else np.zeros((0, alpha_t.shape[1]))
-                att = np.concatenate([prev, alpha_t[row][None]], axis=0)
-            s = float(s)
-            norm = s / ((5.0 + (len(toks) + 1)) / 6.0) ** alpha      # length_penalty, on floats
-            finished[b].append(Hypothesis(toks, s, norm, att, complete=tok == EOS))
-            top = best_norms[b]
-            if len(top) < n_best or norm > top[-1]:
-                top.append(norm)
-                top.sort(reverse=True)
-                del top[n_best:]
-                if len(top) == n_best:
-                    worst_needed[b] = top[-1]
+        def finish(ei, er, et, es):
+            """Hypotheses end: input indices ei (into active), rows, tokens, scores (arrays)."""
+            for i, row, tok, s, toks in zip(ei.tolist(), er.tolist(), et.tolist(), es.tolist(),
+                                            history[er].tolist()):
+                b = int(active[i])
+                if tok != EOS:
+                    toks.append(tok)
+                norm = s / ((5.0 + (len(toks) + 1)) / 6.0) ** alpha  # length_penalty, on floats
+                att = None
+                if keep_attention and alpha_t is not None:
+                    prev = (att_hist[row] if att_hist is not None
+                            else np.zeros((0, alpha_t.shape[1])))
+                    att = np.concatenate([prev, alpha_t[row][None]], axis=0)
+                finished[b].append(Hypothesis(toks, s, norm, att, complete=tok == EOS))
+                top = best_norms[b]
+                if len(top) < n_best or norm > top[-1]:
+                    top.append(norm)
+                    top.sort(reverse=True)
+                    del top[n_best:]
+                    if len(top) == n_best:
+                        worst_needed[b] = top[-1]
 
-        for i, j in zip(*np.nonzero(ends)):
-            finish(i, int(rows[i, j]), int(tokens[i, j]), best[i, j])
+        if len(ends[0]):
+            finish(*ends)
         # greedy's continuation fell out of the K best: it keeps a place (the last), so the
         # beam never returns less than greedy search would (plain beam search can: all K
         # survivors may end below the greedy path they pushed out)
         for i in np.nonzero(~g_done & (new_greedy < 0))[0].tolist():
-            row, tok = int(g_row[i]), int(g_tok[i])
-            s = float(scores[i, greedy[i]] + cand_lp[row, g_k[i]])
+            row, tok, s = int(g_row[i]), int(g_tok[i]), float(g_score[i])
             if tok == EOS or last[i]:
-                finish(i, row, tok, s)
+                finish(np.array([i]), np.array([row]), np.array([tok]), np.array([s]))
             else:
                 slot = min(kept[i], K - 1)
                 new_rows[i, slot], new_tokens[i, slot], new_scores[i, slot] = row, tok, s

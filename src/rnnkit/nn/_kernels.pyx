@@ -1183,3 +1183,140 @@ def topk_rows(z, int k, out=None):
         for r in range(R):
             rk_topk_row(V, zp + <size_t>r * V, k, op + <size_t>r * k, vp)
     return out
+
+
+def beam_select(lp, scores, greedy, last, int eos):
+    """One step of beam search's bookkeeping: reference.beam_select (its docstring says what
+    goes in and out), for float32 lp [A*K, V], in one pass per input. Each row is cut to its K
+    best tokens (rk_topk_row), then an input's K*K candidates are merged into its K best by
+    insertion, stable as the reference's argsort."""
+    _f32("lp", lp, (None, None))
+    sc = np.ascontiguousarray(scores, np.float64)
+    if sc.ndim != 2:
+        raise ValueError(f"scores must be [A, K], got {list(sc.shape)}")
+    cdef Py_ssize_t A = sc.shape[0], K = sc.shape[1], V = lp.shape[1]
+    if K < 1 or lp.shape[0] != A * K:
+        raise ValueError(f"lp {list(lp.shape)} must have K rows per input of scores "
+                         f"{list(sc.shape)}")
+    gr = np.ascontiguousarray(greedy, np.int64)
+    la = np.ascontiguousarray(last, np.bool_).view(np.uint8)
+    if gr.shape != (A,) or la.shape != (A,):
+        raise ValueError(f"greedy and last must be [{A}]")
+    cdef Py_ssize_t r = min(K, V)
+    new_rows = np.empty((A, K), np.int64)
+    new_tokens = np.empty((A, K), np.int64)
+    new_scores = np.empty((A, K), np.float64)
+    new_greedy = np.empty(A, np.int64)
+    kept = np.empty(A, np.int64)
+    g_done = np.empty(A, np.bool_)
+    g_row = np.empty(A, np.int64)
+    g_tok = np.empty(A, np.int64)
+    g_score = np.empty(A, np.float64)
+    e_in = np.empty(A * K, np.int64)
+    e_row = np.empty(A * K, np.int64)
+    e_tok = np.empty(A * K, np.int64)
+    e_sc = np.empty(A * K, np.float64)
+    cand = np.empty((A * K, r), np.int64)
+    cval = np.empty(r, np.float32)
+    tv = np.empty(K, np.float64)
+    ti = np.empty(K, np.int64)
+    cdef const float* zp = fptr(lp)
+    cdef const double* sp = <const double*>cnp.PyArray_DATA(sc)
+    cdef const int64_t* gp = <const int64_t*>cnp.PyArray_DATA(gr)
+    cdef const unsigned char* lap = <const unsigned char*>cnp.PyArray_DATA(la)
+    cdef int64_t* cp = <int64_t*>cnp.PyArray_DATA(cand)
+    cdef float* cvp = fptr(cval)
+    cdef double* tvp = <double*>cnp.PyArray_DATA(tv)
+    cdef int64_t* tip = <int64_t*>cnp.PyArray_DATA(ti)
+    cdef int64_t* nr = <int64_t*>cnp.PyArray_DATA(new_rows)
+    cdef int64_t* nt = <int64_t*>cnp.PyArray_DATA(new_tokens)
+    cdef double* ns = <double*>cnp.PyArray_DATA(new_scores)
+    cdef int64_t* ng = <int64_t*>cnp.PyArray_DATA(new_greedy)
+    cdef int64_t* kp = <int64_t*>cnp.PyArray_DATA(kept)
+    cdef unsigned char* gd = <unsigned char*>cnp.PyArray_DATA(g_done)
+    cdef int64_t* grp = <int64_t*>cnp.PyArray_DATA(g_row)
+    cdef int64_t* gtp = <int64_t*>cnp.PyArray_DATA(g_tok)
+    cdef double* gsp = <double*>cnp.PyArray_DATA(g_score)
+    cdef int64_t* eip = <int64_t*>cnp.PyArray_DATA(e_in)
+    cdef int64_t* erp = <int64_t*>cnp.PyArray_DATA(e_row)
+    cdef int64_t* etp = <int64_t*>cnp.PyArray_DATA(e_tok)
+    cdef double* esp = <double*>cnp.PyArray_DATA(e_sc)
+    cdef Py_ssize_t i, k, j, q, row, n_end = 0, slot, gk, g0
+    cdef int64_t g, tok
+    cdef double tot, v, best_v, NEG = -np.inf
+    cdef bint ends, isg, nan_seen
+    with nogil:
+        if r < V:
+            for row in range(A * K):
+                rk_topk_row(<int>V, zp + <size_t>row * V, <int>r, cp + row * r, cvp)
+        else:
+            for row in range(A * K):
+                for j in range(r):
+                    cp[row * r + j] = j
+        for i in range(A):
+            # the input's K best of its K*r candidates, best first; ties keep the earlier one
+            for q in range(K):
+                tvp[q] = NEG
+                tip[q] = -1
+            for k in range(K):
+                row = i * K + k
+                for j in range(r):
+                    tot = sp[i * K + k] + <double>zp[<size_t>row * V + cp[row * r + j]]
+                    if tot > tvp[K - 1]:      # NaN and -inf never enter
+                        q = K - 1
+                        while q > 0 and tot > tvp[q - 1]:
+                            tvp[q] = tvp[q - 1]
+                            tip[q] = tip[q - 1]
+                            q -= 1
+                        tvp[q] = tot
+                        tip[q] = k * r + j
+            # the greedy path: the argmax token of its row (the first NaN, as np.argmax)
+            g = gp[i]
+            g0 = g if g > 0 else 0
+            row = i * K + g0
+            gk = 0
+            best_v = <double>zp[<size_t>row * V + cp[row * r]]
+            nan_seen = best_v != best_v
+            for j in range(1, r):
+                if nan_seen:
+                    break
+                v = <double>zp[<size_t>row * V + cp[row * r + j]]
+                if v != v or v > best_v:
+                    best_v = v
+                    gk = j
+                    nan_seen = v != v
+            grp[i] = row
+            gtp[i] = cp[row * r + gk]
+            gsp[i] = sp[i * K + g0] + best_v
+            gd[i] = g < 0
+            ng[i] = -1
+            for q in range(K):
+                nr[i * K + q] = i * K
+                nt[i * K + q] = eos
+                ns[i * K + q] = NEG
+            slot = 0
+            for q in range(K):
+                if tip[q] < 0:
+                    break
+                row = i * K + tip[q] // r
+                tok = cp[row * r + tip[q] % r]
+                ends = tok == eos or lap[i] != 0
+                isg = g >= 0 and row == grp[i] and tok == gtp[i]
+                if ends:
+                    eip[n_end] = i
+                    erp[n_end] = row
+                    etp[n_end] = tok
+                    esp[n_end] = tvp[q]
+                    n_end += 1
+                    if isg:
+                        gd[i] = 1
+                else:
+                    nr[i * K + slot] = row
+                    nt[i * K + slot] = tok
+                    ns[i * K + slot] = tvp[q]
+                    if isg:
+                        ng[i] = slot
+                    slot += 1
+            kp[i] = slot
+    return (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
+            (e_in[:n_end], e_row[:n_end], e_tok[:n_end], e_sc[:n_end]))

@@ -25,7 +25,7 @@ __all__ = [
     "rnn_forward", "rnn_backward", "rnn_step",
     "softmax_xent_forward", "softmax_xent_backward", "log_softmax",
     "embedding_forward", "embedding_backward", "matmul",
-    "adaptive_log_softmax",
+    "adaptive_log_softmax", "topk_rows", "beam_select",
 ]
 
 
@@ -301,6 +301,60 @@ def topk_rows(z, k, out=None):
     go to the earlier index, a NaN counts as -inf."""
     z = np.where(np.isnan(z), -np.inf, z)
     return _into(out, np.argsort(-z, axis=1, kind="stable")[:, :k].astype(np.int64))
+
+
+def beam_select(lp, scores, greedy, last, eos):
+    """One step of beam search's bookkeeping for A inputs with a beam of K (decoding/beam.py).
+
+    lp [A*K, V] the log-probabilities of the next token after each alive hypothesis (K rows per
+    input), scores [A, K] (float64) the hypotheses' scores (-inf: an empty slot), greedy [A] the
+    slot of the greedy path (-1: it has ended), last [A] (bool) the inputs at their length limit,
+    eos the id of </s>. Each input's K best continuations (score + lp, ties to the earlier row,
+    then the earlier token in its row's best-first order) are split into those that end (</s>,
+    or at the limit) and those that go on, which fill the new slots in order. Returns
+      new_rows [A, K]   the parent row of each new slot (i*K for an empty one),
+      new_tokens [A, K] its token (eos when empty), new_scores [A, K] (-inf when empty),
+      new_greedy [A]    the new slot of the greedy path's continuation, -1 if it is not kept,
+      kept [A]          the slots filled, g_done [A] (bool): no greedy path, or it ended here,
+      g_row [A], g_tok [A], g_score [A]: the greedy path's row, its argmax token and the score
+                        of that continuation (for the caller's fallback when it was pushed out),
+      ends              (input [E], row [E], token [E], score [E]) of the continuations that end,
+                        by input, best first.
+    """
+    A, K = scores.shape
+    V = lp.shape[1]
+    r = min(K, V)
+    cand = topk_rows(lp, r) if r < V else np.broadcast_to(np.arange(V), lp.shape)  # [A*K, r]
+    cand_lp = np.take_along_axis(lp, cand, 1).astype(np.float64)    # [A*K, r]
+    total = (scores.reshape(-1, 1) + cand_lp).reshape(A, K * r)     # [A, K*r]
+    order = np.argsort(-total, axis=1, kind="stable")[:, :K]        # [A, K] best first
+    best = np.take_along_axis(total, order, 1)                      # [A, K]
+    rows = np.arange(A)[:, None] * K + order // r                   # [A, K] parent rows
+    tokens = np.take_along_axis(cand.reshape(A, K * r), order, 1)   # [A, K]
+    valid = best > -np.inf                     # a prefix of each row (-inf and NaN sort last)
+    ends = valid & ((tokens == eos) | last[:, None])
+    keeps = valid & ~ends
+    has_g = greedy >= 0
+    g_row = np.arange(A) * K + np.maximum(greedy, 0)               # [A]
+    g_k = np.argmax(cand_lp[g_row], axis=1)
+    g_tok = cand[g_row, g_k]
+    g_score = scores[np.arange(A), np.maximum(greedy, 0)] + cand_lp[g_row, g_k]
+    is_g = valid & has_g[:, None] & (rows == g_row[:, None]) & (tokens == g_tok[:, None])
+    slots = np.cumsum(keeps, axis=1) - 1                            # [A, K] slot if kept
+    kept = keeps.sum(axis=1)
+    new_greedy = np.where((is_g & keeps).any(axis=1), (slots * (is_g & keeps)).sum(axis=1), -1)
+    g_done = ~has_g | (is_g & ends).any(axis=1)
+    ii, jj = np.nonzero(keeps)
+    new_rows = np.repeat(np.arange(A)[:, None] * K, K, axis=1)
+    new_tokens = np.full((A, K), eos, np.int64)
+    new_scores = np.full((A, K), -np.inf)
+    new_rows[ii, slots[ii, jj]] = rows[ii, jj]
+    new_tokens[ii, slots[ii, jj]] = tokens[ii, jj]
+    new_scores[ii, slots[ii, jj]] = best[ii, jj]
+    ei, ej = np.nonzero(ends)
+    return (new_rows, new_tokens, new_scores, new_greedy.astype(np.int64),
+            kept.astype(np.int64), g_done, g_row, g_tok.astype(np.int64), g_score,
+            (ei.astype(np.int64), rows[ei, ej], tokens[ei, ej].astype(np.int64), best[ei, ej]))
 
 
 def _into(out, value):
