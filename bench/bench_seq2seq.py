@@ -26,6 +26,7 @@ unidirectional vs bidirectional, en->de). Subwords: SentencePiece (unigram) per 
 Usage:
   python bench/bench_seq2seq.py --quick                  # small check of the script (~2 min)
   python bench/bench_seq2seq.py                          # speed: 100 training steps, decoding
+  python bench/bench_seq2seq.py --input-feeding         # the same speed runs with input feeding
   python bench/bench_seq2seq.py --full --minutes 60      # + Multi30k de->en BLEU, one model
   python bench/bench_seq2seq.py --full --table --minutes 60   # + none / uni / en->de (5 runs)
   python bench/bench_seq2seq.py --quick --full --no-speed     # the BLEU path on 1,000 pairs
@@ -82,7 +83,7 @@ def arch_of(cfg: dict):
 
     return Seq2SeqArchitecture(cfg["src_vocab"], cfg["trg_vocab"], cfg["emb"], cfg["hidden"],
                                cfg["layers"], cfg["layers"], "lstm", cfg["bidirectional"],
-                               cfg["attention"])
+                               cfg["attention"], input_feeding=cfg.get("input_feeding", False))
 
 
 def peak_mb() -> float:
@@ -490,6 +491,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--attention", default=CONFIG["attention"])
     ap.add_argument("--uni", action="store_true", help="unidirectional encoder")
+    ap.add_argument("--input-feeding", action="store_true",
+                    help="the speed runs with input feeding (Luong et al. 2015, section 3.3)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-speed", action="store_true", help="with --full: BLEU only")
     ap.add_argument("--busy", action="store_true", help="label the timings 'busy machine'")
@@ -503,7 +506,8 @@ def main() -> None:
         res = (rnnkit_worker if args.worker == "rnnkit" else torch_worker)(args, cfg)
         print(json.dumps(res))
         return
-    args.cfg = dict(CONFIG, attention=args.attention, bidirectional=not args.uni)
+    args.cfg = dict(CONFIG, attention=args.attention, bidirectional=not args.uni,
+                    input_feeding=args.input_feeding)
     if args.quick:
         args.steps, args.decode_batches, args.latency_sentences = 6, 1, 3
         args.max_len = min(args.max_len, 12)

@@ -169,11 +169,15 @@ class TorchSeq2Seq(nn.Module):
         h, c = self.decoder.init_state(final)
         return enc, keys, mask, h, c
 
-    def _step(self, ids, enc, keys, mask, h, c):
-        """One target token per row: (log p [rows, V], h, c)."""
-        top, (h, c) = self.decoder.rnn(self.decoder.embedding(ids)[None], (h, c))
+    def _step(self, ids, enc, keys, mask, h, c, att=None):
+        """One target token per row: (log p [rows, V], h, c, h~ [rows, H]); with input feeding,
+        att is the last step's h~ (zeros at the first step)."""
+        emb = self.decoder.embedding(ids)[None]
+        if att is not None:
+            emb = torch.cat([emb, att[None]], 2)
+        top, (h, c) = self.decoder.rnn(emb, (h, c))
         out, _ = self.decoder.readout(top, enc, keys, mask)
-        return F.log_softmax(self.decoder.output(out[0]), dim=-1), h, c
+        return F.log_softmax(self.decoder.output(out[0]), dim=-1), h, c, out[0]
 
     @torch.no_grad()
     def greedy(self, src, src_len, max_len: int = 100) -> list[list[int]]:
@@ -183,15 +187,11 @@ class TorchSeq2Seq(nn.Module):
         ids = torch.full((B,), BOS, dtype=torch.long)
         out = [[] for _ in range(B)]
         alive = np.ones(B, bool)
-        att = torch.zeros_like(h[0]) if self.decoder.input_feeding else None     # h~_0
+        feeding = self.decoder.input_feeding
+        att = torch.zeros_like(h[0]) if feeding else None                     # h~_0
         for _ in range(max_len):
-            if att is None:
-                lp, h, c = self._step(ids, enc, keys, mask, h, c)
-            else:
-                feed, h, c = self.decoder.feed(self.decoder.embedding(ids)[None], enc, keys,
-                                               mask, h, c, att)
-                att = feed[0]
-                lp = F.log_softmax(self.decoder.output(att), dim=-1)
+            lp, h, c, out_t = self._step(ids, enc, keys, mask, h, c, att)
+            att = out_t if feeding else None
             ids = lp.argmax(-1)
             for b, w in enumerate(ids.tolist()):
                 if alive[b]:
@@ -206,15 +206,15 @@ class TorchSeq2Seq(nn.Module):
     @torch.no_grad()
     def beam_search(self, src, src_len, beam: int = 5, max_len: int = 100,
                     alpha: float = 1.0) -> list[list[int]]:
-        """The best hypothesis per sentence of a standard batched beam search."""
+        """The best hypothesis per sentence of a standard batched beam search (with input
+        feeding, each row also carries its last h~)."""
         K = beam
-        if self.decoder.input_feeding:
-            raise ValueError("the anchor's beam search mirrors models without input feeding")
         enc, keys, mask, h, c = self._start(src, src_len)
         B = src.shape[1]
         rep = torch.arange(B).repeat_interleave(K)                          # [B*K]
         enc, mask, h, c = enc[:, rep], mask[rep], h[:, rep], c[:, rep]
         keys = None if keys is None else keys[:, rep]
+        att = torch.zeros_like(h[0]) if self.decoder.input_feeding else None   # h~_0 [B*K, H]
         sent = torch.arange(B)                       # the sentence of each active group
         scores = torch.full((B, K), -float("inf"))
         scores[:, 0] = 0.0
@@ -224,7 +224,7 @@ class TorchSeq2Seq(nn.Module):
         length = torch.zeros(B * K)
         results: list[list[int] | None] = [None] * B
         for t in range(max_len):
-            lp, h, c = self._step(ids, enc, keys, mask, h, c)               # [n*K, V]
+            lp, h, c, out_t = self._step(ids, enc, keys, mask, h, c, att)   # [n*K, V]
             V = lp.shape[1]
             lp[ended] = -float("inf")
             lp[ended, EOS] = 0.0                     # an ended row continues at no cost
@@ -238,6 +238,7 @@ class TorchSeq2Seq(nn.Module):
             hist = torch.cat([hist[parent], tok[:, None]], 1)
             scores = top_s
             h, c = h[:, parent], c[:, parent]
+            att = None if att is None else out_t[parent]
             done = ended.reshape(n, K)[:, 0] | (t + 1 >= max_len)          # best beam ended
             if done.any():
                 norm = scores / ((5.0 + length.reshape(n, K)) / 6.0) ** alpha
@@ -253,6 +254,7 @@ class TorchSeq2Seq(nn.Module):
                 sent, scores = sent[keep], scores[keep]
                 enc, mask, h, c = enc[:, rows], mask[rows], h[:, rows], c[:, rows]
                 keys = None if keys is None else keys[:, rows]
+                att = None if att is None else att[rows]
                 hist, ended, length, tok = hist[rows], ended[rows], length[rows], tok[rows]
             ids = tok
         return results

@@ -107,8 +107,9 @@ def test_greedy_decoding_gives_the_same_tokens(attention, bi):
     assert any(len(x) > 2 for x in ours)  # the comparison covers real sequences, not only </s>
 
 
-def test_anchor_beam_search_of_one_is_greedy_and_finds_rnnkits_best_at_five():
-    m, t = make("general", True, seed=5, scale=0.8)
+@pytest.mark.parametrize("feed", [False, True])
+def test_anchor_beam_search_of_one_is_greedy_and_finds_rnnkits_best_at_five(feed):
+    m, t = make("general", True, seed=5, scale=0.8, feed=feed)
     srcs = [s for s, _ in pairs(3, 8)]
     b = make_batch(srcs, None)
     src, src_len = torch.from_numpy(b.src), torch.from_numpy(b.src_len)
