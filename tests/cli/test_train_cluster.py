@@ -25,12 +25,14 @@ def corpus_dir(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("shared", [False, True])
-def test_scheduler_model_file_equals_in_memory(dask_client, corpus_dir, tmp_path, capsys, shared):
+@pytest.mark.parametrize("shared,smoothing", [(False, []), (True, []),
+                                              (False, ["--smoothing", "addk", "--add-k", "0.3"])])
+def test_scheduler_model_file_equals_in_memory(dask_client, corpus_dir, tmp_path, capsys, shared,
+                                               smoothing):
     address = dask_client.scheduler.address
     mem, dist = tmp_path / "mem.rnnkit", tmp_path / "dask.rnnkit"
     common = ["train", str(corpus_dir), "--type", "ngram", "--order", "4", "--discount-fallback",
-              "--json"]
+              "--json", *smoothing]
     assert run(capsys, *common, "--out", str(mem))[0] == 0
     code, out, err = run(capsys, *common, "--out", str(dist), "--scheduler", address,
                          *(["--shared-data"] if shared else []))
@@ -41,6 +43,9 @@ def test_scheduler_model_file_equals_in_memory(dask_client, corpus_dir, tmp_path
     assert sorted(a) == sorted(b)
     for name in a:
         assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+    if smoothing:
+        import rnnkit
+        assert rnnkit.load(dist).meta["add_k"] == rnnkit.load(mem).meta["add_k"] == 0.3
 
 
 def test_workers_start_a_local_cluster(corpus_dir, tmp_path, capsys):

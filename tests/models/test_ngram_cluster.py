@@ -58,7 +58,8 @@ def assert_same(ref: est.NgramTables, got: est.NgramTables):
 
 
 @pytest.mark.parametrize("order,prune,smoothing", [(3, [0, 1], "mkn"), (4, [0, 0, 1], "kn"),
-                                                   (4, [0, 1, 2], "wb"), (2, [0, 3], "mkn")])
+                                                   (4, [0, 1, 2], "wb"), (2, [0, 3], "mkn"),
+                                                   (3, [0, 1], "addk"), (4, [0, 0, 2], "addk")])
 def test_pruned_tables_are_bit_identical_to_in_memory(client, ids, order, prune, smoothing):
     ref, rs = est.estimate(ids, V, order, smoothing, prune=prune)
     got, gs = cluster.estimate(client, ids, V, order, smoothing, prune=prune, partitions=3)
@@ -92,11 +93,19 @@ def test_mkn_tables_are_bit_identical_to_in_memory(client, ids, order):
     assert set(gs["stage_seconds"]) == {"count", "adjust", "probabilities", "assemble"}
 
 
-@pytest.mark.parametrize("smoothing,partitions", [("kn", 1), ("wb", 3), ("mle", 7)])
+@pytest.mark.parametrize("smoothing,partitions", [("kn", 1), ("wb", 3), ("mle", 7),
+                                                  ("addk", 1), ("addk", 5)])
 def test_other_smoothings_and_any_number_of_shards(client, ids, smoothing, partitions):
     ref, _ = est.estimate(ids, V, 3, smoothing)
     got, gs = cluster.estimate(client, ids, V, 3, smoothing, partitions=partitions)
     assert gs["partitions"] == partitions
+    assert_same(ref, got)
+
+
+@pytest.mark.parametrize("order", [1, 2, 5])
+def test_add_k_with_another_k_is_bit_identical(client, ids, order):
+    ref, _ = est.estimate(ids, V, order, "addk", add_k=0.5)
+    got, _ = cluster.estimate(client, ids, V, order, "addk", add_k=0.5, partitions=3)
     assert_same(ref, got)
 
 
@@ -138,7 +147,9 @@ def test_a_small_corpus_with_fallback_discounts(client):
 
 def test_errors_from_the_driver_and_from_the_workers(client, ids):
     with pytest.raises(TrainingError, match="not available on a cluster"):
-        cluster.estimate(client, ids, V, 3, "addk")
+        cluster.estimate(client, ids, V, 3, "katz")
+    with pytest.raises(TrainingError, match="--add-k must be a positive number"):
+        cluster.estimate(client, ids, V, 3, "addk", add_k=0.0)
     bad = ids.copy()
     bad[5] = V
     with pytest.raises(TrainingError, match="outside the vocabulary of 2000"):

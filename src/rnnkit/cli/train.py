@@ -353,7 +353,7 @@ def _train_ngram_corpus(corpus, data, out_path, t0, *, order, smoothing, add_k, 
         tr = {**info, "data": str(data)}
     elif cluster_args is not None:
         with stage_progress(cluster.STAGES) as advance:
-            model = cluster.train(corpus, order, smoothing, prune=prune,
+            model = cluster.train(corpus, order, smoothing, add_k=add_k, prune=prune,
                                   discount_fallback=discount_fallback, progress=advance,
                                   **cluster_args)
         model.meta["training"]["data"] = str(data)

@@ -15,6 +15,8 @@ and a (k+1)-gram whose suffix (or context) is that k-gram land on the same shard
                  in word order, so den(h) and gamma(h) are the in-memory sums bit for bit
   interpolate    order by order: k-grams shuffled by their suffix meet p(suffix) of order k-1
                  (sharded by the whole (k-1)-gram); order 1 and its p are on the driver
+                 (add-k, a backoff form: p needs nothing more, but gamma(h) sums p(suffix)
+                 over h's words, so the joined k-grams go back to their context's shard)
   assemble       the driver gathers (W, log10 p, log10 backoff), sorts each order and numbers
                  the contexts and suffixes: the NgramTables of estimate.estimate
 
@@ -25,6 +27,7 @@ bit-identical to estimate.estimate for any number of workers and shards.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import time
 
@@ -38,7 +41,7 @@ from . import estimate as est
 
 CLUSTER_HINT = "pip install 'rnnkit[cluster]' (dask and distributed)"
 STAGES = ("count", "adjust", "probabilities", "assemble")   # what progress() reports
-SMOOTHINGS = ("mkn", "kn", "wb", "mle")  # addk stays in one process
+SMOOTHINGS = ("mkn", "kn", "wb", "addk", "mle")
 CHUNK_TOKENS = 4_000_000  # at most this many ids per counting task
 _MIX = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's fmix64 constant
 
@@ -295,13 +298,17 @@ def _by_context(shard, P: int):
     return _split(P, _shard(W[:, :-1], P), W, a, raw)
 
 
-def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, threshold: int, *pieces):
+def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, threshold: int, add_k: float,
+                   *pieces):
     """Stage 3, reduce: one shard of contexts. Sorted by (context, word) as the in-memory table,
     so estimate.initial_order's sums add each context's k-grams in the same order. Returns the k-grams'
     (W, q = num/den(h), gamma(h), kept) split by their suffix (or, for k = 2, (W, p, kept) split
     by the whole 2-gram) and each context's gamma (the backoff of the order below, on the shard
     of the context's own hash; 1 where no kept k-gram extends it). kept: the raw count is above
-    --prune's `threshold` (all kept at 0); a pruned k-gram's numerator goes to gamma(h)."""
+    --prune's `threshold` (all kept at 0); a pruned k-gram's numerator goes to gamma(h).
+    add-k (backoff form, estimate._addk_order): q is p itself, and gamma(h) needs p(suffix) of
+    the seen words, so for k >= 3 the k-grams go out with each context's left-over mass
+    instead of gamma, and _interpolate_addk / _addk_contexts finish gamma after the join."""
     W, adjusted, raw = _concat(*pieces)
     perm = _lexsort(W)
     W, adjusted, raw = W[perm], adjusted[perm], raw[perm]
@@ -309,7 +316,9 @@ def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, threshold: int, *
     idx = np.cumsum(ctx_new) - 1  # local context index of each k-gram
     kept = raw > threshold if threshold > 0 else None
     num, den, gnum = est.initial_order(adjusted, disc_k, smoothing, idx, int(ctx_new.sum()),
-                                       kept, 0.0, V)
+                                       kept, add_k, V)
+    if smoothing == "addk":
+        return _addk_probabilities(W, raw, idx, ctx_new, kept, num, den, add_k, V, p1, P)
     # estimate.interpolate_order split in two: its p = num / den[ctx] and gamma here, its
     # p += gamma[ctx] * p(suffix) where p(suffix) is (_interpolate; here for k = 2)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -327,6 +336,58 @@ def _probabilities(disc_k, smoothing: str, V: int, p1, P: int, threshold: int, *
     else:
         out = _split(P, _shard(W[:, 1:], P), W, q, gk, kept)
     return out, contexts, g
+
+
+def _addk_probabilities(W, raw, idx, ctx_new, kept, num, den, add_k, V, p1, P):
+    """_probabilities for add-k, as estimate._addk_order computes it per context: p = num / den
+    and the mass left for the unseen words, (pruned counts + k (|V'| - seen)) / den."""
+    n_ctx = len(den)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = num / den[idx]
+        sel = np.ones(len(W), bool) if kept is None else kept
+        n_seen = np.bincount(idx[sel], minlength=n_ctx)
+        pruned_c = 0.0
+        if kept is not None:
+            pruned_c = np.bincount(idx[~sel], weights=raw[~sel].astype(np.float64),
+                                   minlength=n_ctx)
+        left = (pruned_c + add_k * (V - 1 - n_seen)) / den
+    if p1 is not None:  # k = 2: p of each suffix (one word) is on every worker
+        g = _addk_gamma(idx, sel, p1[W[:, 1]], left)
+        return _split(P, _shard(W, P), W, q, sel), W[ctx_new, :-1], g
+    return _split(P, _shard(W[:, 1:], P), W, q, left[idx], sel), None, None
+
+
+def _addk_gamma(idx, kept, lower, left):
+    """gamma(h) of add-k's backoff form (estimate._addk_order, then estimate.context_backoff):
+    left(h) / (1 - sum of p(w|h') over the kept seen words), 1 where nothing is left or no
+    kept k-gram extends h. idx [n] the context of each k-gram, sorted by (context, word)."""
+    n_ctx = len(left)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seen_lower = np.bincount(idx[kept], weights=lower[kept], minlength=n_ctx)
+        rest = 1.0 - seen_lower
+        g = np.where(left > 0, left / np.where(rest > 0, rest, 1.0), 1.0)
+    return np.where(np.bincount(idx[kept], minlength=n_ctx) > 0, g, 1.0)
+
+
+def _interpolate_addk(prev_shard, P: int, *pieces):
+    """Stage 4 for add-k (k >= 3): p needs nothing more; the k-grams whose suffix is on this
+    shard take p(suffix) to their context's shard, where _addk_contexts sums it. Returns
+    ((W, p, kept), that split)."""
+    W, q, leftk, kept = _concat(*pieces)
+    Wp, pp = prev_shard[:2]
+    lower = pp[_match(Wp, W[:, 1:])] if len(W) else np.zeros(0)
+    return (W, q, kept), _split(P, _shard(W[:, :-1], P), W, lower, leftk, kept)
+
+
+def _addk_contexts(*pieces):
+    """One shard of contexts for add-k: (contexts, gamma), summed in (context, word) order as
+    the in-memory table is."""
+    W, lower, leftk, kept = _concat(*pieces)
+    perm = _lexsort(W)
+    W, lower, leftk, kept = W[perm], lower[perm], leftk[perm], kept[perm]
+    ctx_new = _group_starts(W[:, :-1])
+    idx = np.cumsum(ctx_new) - 1
+    return W[ctx_new, :-1], _addk_gamma(idx, kept, lower, leftk[ctx_new])
 
 
 def _interpolate(prev_shard, *pieces):
@@ -386,9 +447,9 @@ def _chunks(ids: np.ndarray, n: int) -> list[tuple[int, int]]:
 
 
 def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing: str = "mkn",
-             *, prune=None, discount_fallback: bool = False, lmplz_quirk: bool = True,
-             partitions: int | None = None, ids_path: str | None = None, progress=None
-             ) -> tuple[est.NgramTables, dict]:
+             *, add_k: float = 0.1, prune=None, discount_fallback: bool = False,
+             lmplz_quirk: bool = True, partitions: int | None = None,
+             ids_path: str | None = None, progress=None) -> tuple[est.NgramTables, dict]:
     """estimate.estimate on the cluster of `client`: the same (tables, stats), bit for bit,
     plus stats["stage_seconds"] (count, adjust, probabilities: with the interpolation, which
     runs order by order in one pipeline with it, assemble). partitions: shards per order
@@ -402,6 +463,8 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
                             f"{', '.join(SMOOTHINGS)}, or train without --workers/--scheduler)")
     if not 1 <= order <= est.MAX_ORDER:
         raise TrainingError(f"--order must be between 1 and {est.MAX_ORDER}, got {order}")
+    if smoothing == "addk" and not (add_k > 0 and math.isfinite(add_k)):
+        raise TrainingError(f"--add-k must be a positive number, got {add_k}")
     if vocab_size < 4:
         raise TrainingError("the vocabulary has no word besides <unk>, <s> and </s>")
     ids = np.asarray(ids) if ids_path is None else np.load(ids_path, mmap_mode="r")
@@ -503,10 +566,10 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
 
     # --- stage 1 of the model: unigrams on the driver (estimate.interpolate, k = 1) ------------
     num, den, gnum = est.initial_order(a1, disc[0], smoothing, np.zeros(V, np.int64), 1, None,
-                                       0.0, V)
-    gamma0 = gnum[0] / den[0]
+                                       add_k, V)
     p1 = num / den[0]
-    p1 += gamma0 * (1.0 / (V - 1))
+    if smoothing != "addk":  # add-k's unigrams are add-k over |V'| words, nothing to add
+        p1 += gnum[0] / den[0] * (1.0 / (V - 1))
     p1[BOS] = 1.0
     with np.errstate(divide="ignore"):
         logp1 = np.log10(p1).astype(np.float32)
@@ -521,11 +584,18 @@ def estimate(client, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing
         t0 = time.perf_counter()
         by_ctx = [submit(_by_context, s, P) for s in adjusted[k]]
         probs = [submit(_probabilities, disc[k - 1], smoothing, V, p1_f if k == 2 else None, P,
-                        thresholds[k - 1], *[submit(_pick, f, p) for f in by_ctx])
+                        thresholds[k - 1], add_k, *[submit(_pick, f, p) for f in by_ctx])
                  for p in range(P)]
         contexts[k] = [submit(_slice, r, 1, 3) for r in probs]
         outs = [submit(_get, r, 0) for r in probs]
-        if k > 2:
+        if k > 2 and smoothing == "addk":  # gamma needs p(suffix): the join, then contexts
+            joined = [submit(_interpolate_addk, final[k - 1][s], P,
+                             *[submit(_pick, o, s) for o in outs]) for s in range(P)]
+            by_context = [submit(_get, j, 1) for j in joined]
+            contexts[k] = [submit(_addk_contexts, *[submit(_pick, b, p) for b in by_context])
+                           for p in range(P)]
+            outs = [submit(_rehash, submit(_get, j, 0), P) for j in joined]
+        elif k > 2:
             joined = [submit(_interpolate, final[k - 1][s], *[submit(_pick, o, s) for o in outs])
                       for s in range(P)]
             outs = [submit(_rehash, j, P) for j in joined]
@@ -608,8 +678,9 @@ def _wait(client, futures, report=None) -> None:
 
 
 def train(data, order: int = 3, smoothing: str = "mkn", *, scheduler: str | None = None,
-          workers: int | None = None, prune=None, discount_fallback: bool = False,
-          lmplz_quirk: bool = True, partitions: int | None = None, shared: bool = False,
+          workers: int | None = None, add_k: float = 0.1, prune=None,
+          discount_fallback: bool = False, lmplz_quirk: bool = True,
+          partitions: int | None = None, shared: bool = False,
           progress=None) -> "est.NgramModel":
     """estimate.train on a Dask cluster: --scheduler tcp://HOST:8786 or a local cluster of
     --workers N processes. shared: DATA is a prepared corpus directory on a filesystem every
@@ -628,10 +699,10 @@ def train(data, order: int = 3, smoothing: str = "mkn", *, scheduler: str | None
     t0 = time.perf_counter()
     with connect(scheduler, workers) as client:
         tables, stats = estimate(client, corpus["train"], len(corpus.vocab), order, smoothing,
-                                 prune=prune, discount_fallback=discount_fallback, lmplz_quirk=lmplz_quirk,
+                                 add_k=add_k, prune=prune, discount_fallback=discount_fallback, lmplz_quirk=lmplz_quirk,
                                  partitions=partitions, ids_path=ids_path, progress=progress)
     meta = {
-        "smoothing": smoothing, "add_k": None, "prune": list(prune) if prune else None,
+        "smoothing": smoothing, "add_k": add_k if smoothing == "addk" else None, "prune": list(prune) if prune else None,
         "discount_fallback": discount_fallback, "lmplz_quirk": lmplz_quirk and smoothing in ("kn", "mkn"),
         "training": {
             "created_by": f"rnnkit {__version__}",
