@@ -502,6 +502,10 @@ def test_thread_count_changes_no_result(path):
             loss, sc = K.softmax_xent_forward(hx, wd, bd, tg)
             out += [np.float64(loss)] + [g.copy() for g in K.softmax_xent_backward(1.0, sc)]
             out.append(K.log_softmax(hx, wd, bd))
+            # a few rows: dot products over the unpacked weights, their columns split
+            for n in (1, 5):
+                out.append(K.log_softmax(hx[:n], wd, bd))
+                out.append(K.matmul(hx[:n], wd, trans_b=True))
             runs.append(out)
     finally:
         K.set_num_threads(old)
@@ -509,6 +513,31 @@ def test_thread_count_changes_no_result(path):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("path", PACKED or [None])
+def test_few_row_products_match_reference(path):
+    """log_softmax and matmul(a, bᵀ) with 1..7 rows run as dot products over the unpacked
+    weights (no packing); every beta; against numpy in float64."""
+    if path is None:
+        pytest.skip("no packed kernel path on this CPU: few rows go to BLAS as before")
+    rng = np.random.default_rng(31)
+    f = np.float32
+    V, H = 203, 37          # V: 12 blocks of 16 and a tail; H: not a multiple of the lanes
+    w, b = rng.standard_normal((V, H)).astype(f), rng.standard_normal(V).astype(f)
+    try:
+        K.set_isa(path)
+        for n in range(1, 8):
+            h = rng.standard_normal((n, H)).astype(f)
+            close(K.log_softmax(h, w, b), ref.log_softmax(h.astype(np.float64),
+                                                          w.astype(np.float64), b.astype(np.float64)))
+            want = h.astype(np.float64) @ w.T.astype(np.float64)
+            close(K.matmul(h, w, trans_b=True), want)
+            c0 = rng.standard_normal((n, V)).astype(f)
+            for beta in (1.0, 0.5):
+                close(K.matmul(h, w, c0.copy(), trans_b=True, beta=beta), want + beta * c0)
+    finally:
+        K.set_isa("best")
 
 
 def test_thread_count_is_checked():

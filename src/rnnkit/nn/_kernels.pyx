@@ -348,6 +348,7 @@ cdef void mm_rows(bint packed, int m0, int m1, int n, int k, const float* a, int
 ctypedef struct Product:
     int m, n, k, lda, ldb
     bint packed, ta, tb
+    bint dot                           # a few rows of A times Bᵀ: dot products, columns split
     float beta
     const float* a                     # op(A) [M, K]
     const float* b                     # op(B) [K, N]
@@ -358,7 +359,19 @@ ctypedef struct Product:
 cdef void product_job(int tid, int nt, void* arg) noexcept nogil:
     """The whole product, split over threads as the layers split theirs (rows of C)."""
     cdef Product* P = <Product*>arg
-    cdef int r0, r1
+    cdef int r0, r1, u0, u1, n0, n1, r
+    if P.dot:   # each thread streams its columns' rows of B once (blocks of RK_NH columns)
+        rk_split(cdiv(P.n, RK_NH), tid, nt, &u0, &u1)
+        n0 = min(u0 * RK_NH, P.n)
+        n1 = min(u1 * RK_NH, P.n)
+        if n1 <= n0:
+            return
+        if P.beta != 0.0 and P.beta != 1.0:
+            for r in range(P.m):
+                rk_scale(n1 - n0, P.c + <size_t>r * P.n + n0, P.beta)
+        rk_dot_gemm(P.m, n1 - n0, P.k, P.a, P.lda, P.b + <size_t>n0 * P.ldb, P.ldb, P.c + n0,
+                    P.n, P.beta != 0.0)
+        return
     if P.packed:
         pack_part(tid, nt, P.k, P.n, P.b, P.ldb, P.tb, P.pack)
         rk_barrier(nt)
@@ -382,6 +395,10 @@ def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0
     cdef Product P
     P.m, P.n, P.k, P.lda, P.ldb = m, n, k, a.shape[1], b.shape[1]
     P.packed, P.ta, P.tb, P.beta = use_packed, trans_a, trans_b, beta
+    # a few rows times a transposed B (the attention's and the clusters' weights [N, K]):
+    # packing B would cost more than the product
+    P.dot = use_packed and m < 8 and trans_b and not trans_a
+    P.packed = P.packed and not P.dot
     P.a, P.b, P.c = fptr(a), fptr(b), fptr(c)
     pack = None
     P.pack = rk_scratch(pack_size(k, n)) if P.packed else NULL   # kept between calls
@@ -389,7 +406,7 @@ def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0
         pack = np.empty(pack_size(k, n), np.float32)
         P.pack = fptr(pack)
     with nogil:
-        rk_pool_run(threads_for(P.packed), product_job, &P)
+        rk_pool_run(threads_for(P.packed or P.dot), product_job, &P)
     return c
 
 
@@ -969,6 +986,7 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
 ctypedef struct Softmax:
     int N, H, V
     bint packed, log_probs                # log_probs: write log-probabilities (log_softmax)
+    bint dot                           # a few rows: dot products over unpacked w, V split
     const float* h                     # [N, H]
     const float* w                     # [V, H]
     const float* b                     # [V]
@@ -986,15 +1004,33 @@ ctypedef struct Softmax:
 
 cdef void softmax_forward_job(int tid, int nt, void* arg) noexcept nogil:
     cdef Softmax* S = <Softmax*>arg
-    cdef int N = S.N, H = S.H, V = S.V, n, r0, r1
+    cdef int N = S.N, H = S.H, V = S.V, n, r0, r1, u0, u1, v0, v1
     cdef float m, zt
     cdef double s
     cdef float* zr
-    if S.packed:
-        pack_part(tid, nt, H, V, S.w, H, True, S.pack_w)
+    if S.dot:
+        # few rows: each thread streams its words' rows of w once (blocks of RK_NH words, so
+        # a logit's sums do not depend on the thread count): bias, then + h · w_v
+        rk_split(cdiv(V, RK_NH), tid, nt, &u0, &u1)
+        v0 = min(u0 * RK_NH, V)
+        v1 = min(u1 * RK_NH, V)
+        if v1 > v0:
+            for n in range(N):
+                memcpy(S.z + <size_t>n * V + v0, S.b + v0, (v1 - v0) * sizeof(float))
+            if N == 1:
+                rk_gemv(v1 - v0, H, S.w + <size_t>v0 * H, H, S.h, 0, NULL, 0, NULL, NULL, NULL,
+                        S.z + v0, 1)
+            else:
+                rk_dot_gemm(N, v1 - v0, H, S.h, H, S.w + <size_t>v0 * H, H, S.z + v0, V, 1)
         rk_barrier(nt)
-    rk_split(N, tid, nt, &r0, &r1)
-    mm_rows(S.packed, r0, r1, V, H, S.h, H, False, S.w, H, True, 0.0, S.z, V, S.pack_w, S.b)
+        rk_split(N, tid, nt, &r0, &r1)
+    else:
+        if S.packed:
+            pack_part(tid, nt, H, V, S.w, H, True, S.pack_w)
+            rk_barrier(nt)
+        rk_split(N, tid, nt, &r0, &r1)
+        mm_rows(S.packed, r0, r1, V, H, S.h, H, False, S.w, H, True, 0.0, S.z, V, S.pack_w,
+                S.b)
     for n in range(r0, r1):
         zr = S.z + <size_t>n * V
         m = rk_row_max(V, zr)                          # row-wise max: no overflow in exp
@@ -1103,13 +1139,15 @@ def log_softmax(h, w, b, out=None):
         _f32("out", out, (N, V))
     cdef Softmax S
     memset(&S, 0, sizeof(Softmax))
-    # packing w costs about one pass over it: worth it from a few rows on
+    # packing w costs about one pass over it: worth it from a few rows on; below, the rows'
+    # dot products stream w once, its words split between the threads
     S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, use_packed and N >= 8, True
+    S.dot = use_packed and N < 8
     S.h, S.w, S.b, S.z = fptr(h), fptr(w), fptr(b), fptr(out)
     pack = np.empty(rk_packed_size(H, V), np.float32) if S.packed else None
     S.pack_w = fptr(pack) if S.packed else NULL
     with nogil:
-        rk_pool_run(threads_for(S.packed), softmax_forward_job, &S)
+        rk_pool_run(threads_for(S.packed or S.dot), softmax_forward_job, &S)
     return out
 
 
