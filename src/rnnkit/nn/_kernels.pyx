@@ -438,6 +438,14 @@ cdef inline float* fptr(cnp.ndarray a):
     return <float*>cnp.PyArray_DATA(a)
 
 
+cdef inline double* dptr(cnp.ndarray a):
+    return <double*>cnp.PyArray_DATA(a)
+
+
+cdef inline int64_t* iptr(cnp.ndarray a):
+    return <int64_t*>cnp.PyArray_DATA(a)
+
+
 def _f32(name, a, shape):
     """a, checked: a float32 C-contiguous numpy array of the given shape (None = any size)."""
     if not isinstance(a, np.ndarray):
@@ -1259,26 +1267,26 @@ def beam_select(lp, scores, greedy, last, int eos):
     tv = np.empty(K, np.float64)
     ti = np.empty(K, np.int64)
     cdef const float* zp = fptr(lp)
-    cdef const double* sp = <const double*>cnp.PyArray_DATA(sc)
-    cdef const int64_t* gp = <const int64_t*>cnp.PyArray_DATA(gr)
+    cdef const double* sp = dptr(sc)
+    cdef const int64_t* gp = iptr(gr)
     cdef const unsigned char* lap = <const unsigned char*>cnp.PyArray_DATA(la)
-    cdef int64_t* cp = <int64_t*>cnp.PyArray_DATA(cand)
+    cdef int64_t* cp = iptr(cand)
     cdef float* cvp = fptr(cval)
-    cdef double* tvp = <double*>cnp.PyArray_DATA(tv)
-    cdef int64_t* tip = <int64_t*>cnp.PyArray_DATA(ti)
-    cdef int64_t* nr = <int64_t*>cnp.PyArray_DATA(new_rows)
-    cdef int64_t* nt = <int64_t*>cnp.PyArray_DATA(new_tokens)
-    cdef double* ns = <double*>cnp.PyArray_DATA(new_scores)
-    cdef int64_t* ng = <int64_t*>cnp.PyArray_DATA(new_greedy)
-    cdef int64_t* kp = <int64_t*>cnp.PyArray_DATA(kept)
+    cdef double* tvp = dptr(tv)
+    cdef int64_t* tip = iptr(ti)
+    cdef int64_t* nr = iptr(new_rows)
+    cdef int64_t* nt = iptr(new_tokens)
+    cdef double* ns = dptr(new_scores)
+    cdef int64_t* ng = iptr(new_greedy)
+    cdef int64_t* kp = iptr(kept)
     cdef unsigned char* gd = <unsigned char*>cnp.PyArray_DATA(g_done)
-    cdef int64_t* grp = <int64_t*>cnp.PyArray_DATA(g_row)
-    cdef int64_t* gtp = <int64_t*>cnp.PyArray_DATA(g_tok)
-    cdef double* gsp = <double*>cnp.PyArray_DATA(g_score)
-    cdef int64_t* eip = <int64_t*>cnp.PyArray_DATA(e_in)
-    cdef int64_t* erp = <int64_t*>cnp.PyArray_DATA(e_row)
-    cdef int64_t* etp = <int64_t*>cnp.PyArray_DATA(e_tok)
-    cdef double* esp = <double*>cnp.PyArray_DATA(e_sc)
+    cdef int64_t* grp = iptr(g_row)
+    cdef int64_t* gtp = iptr(g_tok)
+    cdef double* gsp = dptr(g_score)
+    cdef int64_t* eip = iptr(e_in)
+    cdef int64_t* erp = iptr(e_row)
+    cdef int64_t* etp = iptr(e_tok)
+    cdef double* esp = dptr(e_sc)
     cdef Py_ssize_t i, k, j, q, row, n_end = 0, slot, gk, g0
     cdef int64_t g, tok
     cdef double tot, v, best_v, NEG = -np.inf
