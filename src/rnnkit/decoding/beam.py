@@ -109,19 +109,20 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
                 if tok != EOS:
                     toks.append(tok)
                 norm = s / ((5.0 + (len(toks) + 1)) / 6.0) ** alpha  # length_penalty, on floats
+                top = best_norms[b]
+                if len(top) == n_best and norm <= top[-1]:
+                    continue   # never returned: n_best earlier ones rank at least as high
                 att = None
                 if keep_attention and alpha_t is not None:
                     prev = (att_hist[row] if att_hist is not None
                             else np.zeros((0, alpha_t.shape[1])))
                     att = np.concatenate([prev, alpha_t[row][None]], axis=0)
                 finished[b].append(Hypothesis(toks, s, norm, att, complete=tok == EOS))
-                top = best_norms[b]
-                if len(top) < n_best or norm > top[-1]:
-                    top.append(norm)
-                    top.sort(reverse=True)
-                    del top[n_best:]
-                    if len(top) == n_best:
-                        worst_needed[b] = top[-1]
+                top.append(norm)
+                top.sort(reverse=True)
+                del top[n_best:]
+                if len(top) == n_best:
+                    worst_needed[b] = top[-1]
 
         if len(ends[0]):
             finish(*ends)
