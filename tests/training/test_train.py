@@ -197,6 +197,28 @@ def test_lstm_carries_the_key_across_20_filler_words_and_a_5gram_cannot(tmp_path
     assert abs(final_word_accuracy(five, test) - 1 / 5) < 0.08  # chance: 1 in 5 keys
 
 
+def test_one_process_clips_and_steps_the_embedding_rows_a_window_read(toy, tmp_path,
+                                                                         monkeypatch):
+    """The loop passes the model's row-sparse description to clipping and the optimizer: every
+    window names the rows of its input ids, and tied weights fall back to the dense passes."""
+    from rnnkit.training import loop
+
+    corpus, _ = toy
+    seen, original = [], loop.clip_grad_norm
+
+    def clip(grads, max_norm, rows=()):
+        seen.append(rows)
+        return original(grads, max_norm, rows)
+
+    monkeypatch.setattr(loop, "clip_grad_norm", clip)
+    train(corpus, tmp_path / "a.rnnkit", **dict(TINY, epochs=1))
+    assert seen and all(len(r) == 1 and 0 < len(r[0].rows) <= 6 * 4 for r in seen)
+    assert all(r[0].count == len(corpus.vocab) and r[0].width == 8 for r in seen)
+    seen.clear()
+    train(corpus, tmp_path / "b.rnnkit", **dict(TINY, epochs=1, tie_weights=True))
+    assert seen and all(r == () for r in seen)
+
+
 # --- determinism and resume ----------------------------------------------------------------------
 def test_same_seed_same_weights_bit_for_bit(toy, tmp_path):
     corpus, _ = toy
