@@ -1152,8 +1152,13 @@ def log_softmax(h, w, b, out=None):
     S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, use_packed and N >= 8, True
     S.dot = use_packed and N < 8
     S.h, S.w, S.b, S.z = fptr(h), fptr(w), fptr(b), fptr(out)
-    pack = np.empty(rk_packed_size(H, V), np.float32) if S.packed else None
-    S.pack_w = fptr(pack) if S.packed else NULL
+    # the packed weights go into this thread's scratch, kept between calls: a fresh [V, H]
+    # buffer per decoding step cost its page faults every step (8 MB at Multi30k's size)
+    pack = None
+    S.pack_w = rk_scratch(rk_packed_size(H, V)) if S.packed else NULL
+    if S.packed and S.pack_w == NULL:
+        pack = np.empty(rk_packed_size(H, V), np.float32)
+        S.pack_w = fptr(pack)
     with nogil:
         rk_pool_run(threads_for(S.packed or S.dot), softmax_forward_job, &S)
     return out
