@@ -280,6 +280,11 @@ def test_softmax_xent_matches_reference(N, H, V, backend):
     lp = K.log_softmax(h, w, b)
     close(lp, ref.log_softmax(h.astype(np.float64), w.astype(np.float64), b.astype(np.float64)))
     np.testing.assert_allclose(np.exp(lp.astype(np.float64)).sum(1), 1, rtol=1e-5)
+    # log10 in the kernel's pass: the bits of the natural-log result times float32(1 / ln 10)
+    scale = 1.0 / np.log(10.0)
+    np.testing.assert_array_equal(K.log_softmax(h, w, b, scale=scale), lp * np.float32(scale))
+    close(ref.log_softmax(h.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                          scale=scale), lp * scale)
 
 
 def test_softmax_with_huge_logits_stays_finite():
@@ -529,8 +534,10 @@ def test_few_row_products_match_reference(path):
         K.set_isa(path)
         for n in range(1, 8):
             h = rng.standard_normal((n, H)).astype(f)
-            close(K.log_softmax(h, w, b), ref.log_softmax(h.astype(np.float64),
-                                                          w.astype(np.float64), b.astype(np.float64)))
+            want_lp = ref.log_softmax(h.astype(np.float64), w.astype(np.float64),
+                                      b.astype(np.float64))
+            close(K.log_softmax(h, w, b), want_lp)
+            close(K.log_softmax(h, w, b, scale=0.25), 0.25 * want_lp)   # scaled in the pass
             want = h.astype(np.float64) @ w.T.astype(np.float64)
             close(K.matmul(h, w, trans_b=True), want)
             c0 = rng.standard_normal((n, V)).astype(f)

@@ -98,9 +98,7 @@ class ConditionedDecoder(FlatParameters):
         state.lp (reused while the number of streams stays)."""
         if state.lp is None or state.lp.shape[0] != state.batch:
             state.lp = np.empty((state.batch, self.target_vocab_size), self.dtype)
-        self.output.log_probs(top, out=state.lp)
-        state.lp *= LOG10E
-        return state.lp
+        return self.output.log_probs(top, out=state.lp, scale=LOG10E)
 
     def load_tensors(self, path, tensors: dict[str, np.ndarray]) -> None:
         """Copy the architecture's tensors from a model file's `tensors` (ModelFileError when

@@ -421,9 +421,7 @@ class RNNLM(FlatParameters, LanguageModel):
         B, V = state.batch, self.arch.vocab_size
         if state.lp is None:
             state.lp = np.empty((B, V), self.dtype)
-        self.output.log_probs(state.h[-1], out=state.lp)
-        state.lp *= LOG10E
-        return state.lp
+        return self.output.log_probs(state.h[-1], out=state.lp, scale=LOG10E)
 
     @held_threads
     def token_log_probs(self, sentences: list[np.ndarray], max_batch: int = 64

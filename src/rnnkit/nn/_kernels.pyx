@@ -995,6 +995,7 @@ ctypedef struct Softmax:
     int N, H, V
     bint packed, log_probs                # log_probs: write log-probabilities (log_softmax)
     bint dot                           # a few rows: dot products over unpacked w, V split
+    float scale                        # log_probs are multiplied by it (log10: 1 / ln 10)
     const float* h                     # [N, H]
     const float* w                     # [V, H]
     const float* b                     # [V]
@@ -1045,6 +1046,8 @@ cdef void softmax_forward_job(int tid, int nt, void* arg) noexcept nogil:
         if S.log_probs:
             s = rk_exp_sum(V, zr, m, False)
             rk_add_scalar(V, zr, <float>(-m - log(s)))
+            if S.scale != 1.0:   # while the row is in cache: no second pass over [N, V]
+                rk_scale(V, zr, S.scale)
         else:
             zt = zr[S.targets[n]] - m
             s = rk_exp_sum(V, zr, m, True)             # one pass: exp and its sum
@@ -1133,8 +1136,9 @@ def softmax_xent_backward(dloss, cache):
     return dh, dw, db
 
 
-def log_softmax(h, w, b, out=None):
-    """Natural-log probabilities [N, V] of softmax(h wᵀ + b); h [N, H], w [V, H], b [V].
+def log_softmax(h, w, b, out=None, float scale=1.0):
+    """Natural-log probabilities [N, V] of softmax(h wᵀ + b); h [N, H], w [V, H], b [V]; times
+    `scale` when given (1 / ln 10: log10 probabilities, in the same pass).
 
     out, an [N, V] float32 array, makes the call allocation-free when N is small (a few
     streams: BLAS gemv/gemm, no packing); many rows go through the packed kernel and threads.
@@ -1151,6 +1155,7 @@ def log_softmax(h, w, b, out=None):
     # dot products stream w once, its words split between the threads
     S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, use_packed and N >= 8, True
     S.dot = use_packed and N < 8
+    S.scale = scale
     S.h, S.w, S.b, S.z = fptr(h), fptr(w), fptr(b), fptr(out)
     # the packed weights go into this thread's scratch, kept between calls: a fresh [V, H]
     # buffer per decoding step cost its page faults every step (8 MB at Multi30k's size)

@@ -78,11 +78,13 @@ class FullSoftmax:
         self._dweight[...] = dweight
         return dh, None
 
-    def log_probs(self, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Natural-log probabilities [B, V] of every word given h [B, H]."""
+    def log_probs(self, h: np.ndarray, out: np.ndarray | None = None,
+                  scale: float = 1.0) -> np.ndarray:
+        """Natural-log probabilities [B, V] of every word given h [B, H], times `scale`
+        (LOG10E: log10, in the kernel's pass)."""
         if out is None:
-            return self.backend.log_softmax(h, self.weight, self.bias)
-        return self.backend.log_softmax(h, self.weight, self.bias, out=out)
+            return self.backend.log_softmax(h, self.weight, self.bias, scale=scale)
+        return self.backend.log_softmax(h, self.weight, self.bias, out=out, scale=scale)
 
     def target_log_probs(self, h: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Natural-log p(target) [N] of each row of h [N, H], in blocks of LOGIT_BLOCK logits."""
@@ -235,8 +237,10 @@ class AdaptiveSoftmax:
             return h
         return self.backend.matmul(h, self.proj[i], trans_b=True)
 
-    def log_probs(self, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Natural-log probabilities [B, V] of every word given h [B, H] (sums to 1 per row)."""
+    def log_probs(self, h: np.ndarray, out: np.ndarray | None = None,
+                  scale: float = 1.0) -> np.ndarray:
+        """Natural-log probabilities [B, V] of every word given h [B, H] (sums to 1 per row),
+        times `scale` (LOG10E: log10)."""
         K = self.backend
         if out is None:
             out = np.empty((len(h), self.V), h.dtype)
@@ -247,6 +251,8 @@ class AdaptiveSoftmax:
             tail = K.log_softmax(p, self.out[i], self.zero_b[i])               # [B, S_i]
             tail += head[:, self.C0 + i, None]
             out[:, self.bounds[i]:self.bounds[i + 1]] = tail
+        if scale != 1.0:
+            out *= out.dtype.type(scale)
         return out
 
     def target_log_probs(self, h: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -215,14 +215,18 @@ def _check_ids(ids, V, name):
     return ids.astype(np.int64)
 
 
-def log_softmax(h, w, b, out=None):
-    """Natural-log probabilities [N, V] of the decoder: log softmax(h w^T + b) per row.
+def log_softmax(h, w, b, out=None, scale=1.0):
+    """Natural-log probabilities [N, V] of the decoder: log softmax(h w^T + b) per row, times
+    `scale` (1 / ln 10 gives log10).
 
     h [N, H], w [V, H] (decoder.weight), b [V]; written into `out` [N, V] when given.
     """
     z = h @ w.T + b                             # [N, V] logits
     z = z - z.max(axis=1, keepdims=True)        # row-wise max: no overflow in exp
-    return _into(out, z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
+    lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    if scale != 1.0:
+        lp *= lp.dtype.type(scale)
+    return _into(out, lp)
 
 
 def softmax_xent_forward(h, w, b, targets, cache=None):
