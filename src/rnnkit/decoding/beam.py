@@ -92,6 +92,31 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     worst_needed = np.full(B, -np.inf)                       # [B] the n_best-th of them
     greedy = np.zeros(B, np.int64)                           # [A] slot of the greedy path, -1: ended
     t = 0
+
+    def finish(ei, er, et, es):
+        """Hypotheses end: input indices ei (into this step's active), rows, tokens, scores
+        (arrays); reads the step's history, alpha_t and att_hist when called."""
+        for i, row, tok, s, toks in zip(ei.tolist(), er.tolist(), et.tolist(), es.tolist(),
+                                        history[er].tolist()):
+            b = int(active[i])
+            if tok != EOS:
+                toks.append(tok)
+            norm = s / ((5.0 + (len(toks) + 1)) / 6.0) ** alpha  # length_penalty, on floats
+            top = best_norms[b]
+            if len(top) == n_best and norm <= top[-1]:
+                continue   # never returned: n_best earlier ones rank at least as high
+            att = None
+            if keep_attention and alpha_t is not None:
+                prev = (att_hist[row] if att_hist is not None
+                        else np.zeros((0, alpha_t.shape[1])))
+                att = np.concatenate([prev, alpha_t[row][None]], axis=0)
+            finished[b].append(Hypothesis(toks, s, norm, att, complete=tok == EOS))
+            top.append(norm)
+            top.sort(reverse=True)
+            del top[n_best:]
+            if len(top) == n_best:
+                worst_needed[b] = top[-1]
+
     while len(active):
         lp = model.log_probs(state)                          # [A*K, V] log10
         alpha_t = getattr(state, "alpha", None) if keep_attention else None
@@ -100,30 +125,6 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         # on (new slots [A, K]); the greedy path's argmax continuation and where it went
         (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
          ends) = _select(lp)(lp, scores, greedy, last, EOS)
-
-        def finish(ei, er, et, es):
-            """Hypotheses end: input indices ei (into active), rows, tokens, scores (arrays)."""
-            for i, row, tok, s, toks in zip(ei.tolist(), er.tolist(), et.tolist(), es.tolist(),
-                                            history[er].tolist()):
-                b = int(active[i])
-                if tok != EOS:
-                    toks.append(tok)
-                norm = s / ((5.0 + (len(toks) + 1)) / 6.0) ** alpha  # length_penalty, on floats
-                top = best_norms[b]
-                if len(top) == n_best and norm <= top[-1]:
-                    continue   # never returned: n_best earlier ones rank at least as high
-                att = None
-                if keep_attention and alpha_t is not None:
-                    prev = (att_hist[row] if att_hist is not None
-                            else np.zeros((0, alpha_t.shape[1])))
-                    att = np.concatenate([prev, alpha_t[row][None]], axis=0)
-                finished[b].append(Hypothesis(toks, s, norm, att, complete=tok == EOS))
-                top.append(norm)
-                top.sort(reverse=True)
-                del top[n_best:]
-                if len(top) == n_best:
-                    worst_needed[b] = top[-1]
-
         if len(ends[0]):
             finish(*ends)
         # greedy's continuation fell out of the K best: it keeps a place (the last), so the

@@ -331,7 +331,7 @@ class RNNLM(FlatParameters, LanguageModel):
         if self._sparse:
             self._emb_rows = np.unique(x_ids)
         if dweight_tied is not None:
-            self.g["encoder.weight"] += dweight_tied
+            gemb += dweight_tied
         h[...] = hT
         if c is not None:
             c[...] = cT

@@ -302,6 +302,15 @@ cdef size_t pack_size(int k, int n) noexcept nogil:
     return rk_packed_size(k, n) if use_packed else 1
 
 
+cdef inline void split_cols(int n, int tid, int nt, int* u0, int* u1, int* c0,
+                            int* c1) noexcept nogil:
+    """This thread's share of n columns, in whole half panels of RK_NH: panels u0 .. u1-1,
+    columns c0 .. c1-1 (a column's sums then do not depend on the thread count)."""
+    rk_split(cdiv(n, RK_NH), tid, nt, u0, u1)
+    c0[0] = min(u0[0] * RK_NH, n)
+    c1[0] = min(u1[0] * RK_NH, n)
+
+
 cdef void pack_part(int tid, int nt, int k, int n, const float* b, int ldb, bint tb,
                     float* pack) noexcept nogil:
     """This thread's share of the half panels of op(B) [K, N] packed (see rk_pack_b)."""
@@ -361,9 +370,7 @@ cdef void product_job(int tid, int nt, void* arg) noexcept nogil:
     cdef Product* P = <Product*>arg
     cdef int r0, r1, u0, u1, n0, n1, r
     if P.dot:   # each thread streams its columns' rows of B once (blocks of RK_NH columns)
-        rk_split(cdiv(P.n, RK_NH), tid, nt, &u0, &u1)
-        n0 = min(u0 * RK_NH, P.n)
-        n1 = min(u1 * RK_NH, P.n)
+        split_cols(P.n, tid, nt, &u0, &u1, &n0, &n1)
         if n1 <= n0:
             return
         if P.beta != 0.0 and P.beta != 1.0:
@@ -581,9 +588,7 @@ cdef void layer_forward_job(int tid, int nt, void* arg) noexcept nogil:
     mm_rows(L.packed, r0, r1, GH, E, L.x, E, False, L.w_ih, E, True, 0.0, L.gates, GH, L.pack_ih,
             L.bias)
     # this thread's hidden units: panels u0 .. u1-1, columns j0 .. j1-1
-    rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
-    j0 = min(u0 * RK_NH, H)
-    j1 = min(u1 * RK_NH, H)
+    split_cols(H, tid, nt, &u0, &u1, &j0, &j1)
     if L.packed:
         for g in range(G):  # W_hh packed once per window, used T times (as oneDNN does)
             rk_pack_b(H, H, L.w_hh + <size_t>g * H * H, H, True, L.pack_hh + g * PH, u0, u1)
@@ -611,9 +616,7 @@ cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
     cdef int T = L.T, B = L.B, E = L.E, H = L.H, GH = L.G * L.H
     cdef int t, r, r0, r1, u0, u1, j0, j1
     cdef size_t S = <size_t>B * H, GS = <size_t>B * GH
-    rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
-    j0 = min(u0 * RK_NH, H)
-    j1 = min(u1 * RK_NH, H)
+    split_cols(H, tid, nt, &u0, &u1, &j0, &j1)
     if L.packed:
         rk_pack_b(GH, H, L.w_hh, H, False, L.pack_hh, u0, u1)
     if L.dpeep != NULL and j1 > j0:
@@ -836,9 +839,7 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
     cdef int b, g, gi, r, j, u0, u1, j0, j1, q
     cdef float* gb
     cdef float* pk
-    rk_split(cdiv(H, RK_NH), tid, nt, &u0, &u1)
-    j0 = min(u0 * RK_NH, H)
-    j1 = min(u1 * RK_NH, H)
+    split_cols(H, tid, nt, &u0, &u1, &j0, &j1)
     if S.packed:
         for gi in range(S.G if j1 > j0 else 0):
             g = S.G - 1 - gi if S.flip else gi
@@ -1020,9 +1021,7 @@ cdef void softmax_forward_job(int tid, int nt, void* arg) noexcept nogil:
     if S.dot:
         # few rows: each thread streams its words' rows of w once (blocks of RK_NH words, so
         # a logit's sums do not depend on the thread count): bias, then + h · w_v
-        rk_split(cdiv(V, RK_NH), tid, nt, &u0, &u1)
-        v0 = min(u0 * RK_NH, V)
-        v1 = min(u1 * RK_NH, V)
+        split_cols(V, tid, nt, &u0, &u1, &v0, &v1)
         if v1 > v0:
             for n in range(N):
                 memcpy(S.z + <size_t>n * V + v0, S.b + v0, (v1 - v0) * sizeof(float))
@@ -1140,8 +1139,9 @@ def log_softmax(h, w, b, out=None, float scale=1.0):
     """Natural-log probabilities [N, V] of softmax(h wᵀ + b); h [N, H], w [V, H], b [V]; times
     `scale` when given (1 / ln 10: log10 probabilities, in the same pass).
 
-    out, an [N, V] float32 array, makes the call allocation-free when N is small (a few
-    streams: BLAS gemv/gemm, no packing); many rows go through the packed kernel and threads.
+    out, an [N, V] float32 array, makes the call allocation-free. Fewer than 8 rows are dot
+    products over the unpacked w, its words split between the threads; more go through the
+    packed kernel (w packed into the thread's scratch, kept between calls).
     """
     _decoder_args(h, w, b)
     cdef int N = h.shape[0], H = h.shape[1], V = w.shape[0]
@@ -1262,15 +1262,11 @@ def beam_select(lp, scores, greedy, last, int eos):
     new_rows = np.empty((A, K), np.int64)
     new_tokens = np.empty((A, K), np.int64)
     new_scores = np.empty((A, K), np.float64)
-    new_greedy = np.empty(A, np.int64)
-    kept = np.empty(A, np.int64)
+    per_input = np.empty((4, A), np.int64)      # new_greedy, kept, g_row, g_tok
+    new_greedy, kept, g_row, g_tok = per_input
     g_done = np.empty(A, np.bool_)
-    g_row = np.empty(A, np.int64)
-    g_tok = np.empty(A, np.int64)
     g_score = np.empty(A, np.float64)
-    e_in = np.empty(A * K, np.int64)
-    e_row = np.empty(A * K, np.int64)
-    e_tok = np.empty(A * K, np.int64)
+    end_ids = np.empty((3, A * K), np.int64)     # input, row, token of each one that ends
     e_sc = np.empty(A * K, np.float64)
     cand = np.empty((A * K, r), np.int64)
     cval = np.empty(r, np.float32)
@@ -1287,15 +1283,15 @@ def beam_select(lp, scores, greedy, last, int eos):
     cdef int64_t* nr = iptr(new_rows)
     cdef int64_t* nt = iptr(new_tokens)
     cdef double* ns = dptr(new_scores)
-    cdef int64_t* ng = iptr(new_greedy)
-    cdef int64_t* kp = iptr(kept)
+    cdef int64_t* ng = iptr(per_input)
+    cdef int64_t* kp = ng + A
+    cdef int64_t* grp = ng + 2 * A
+    cdef int64_t* gtp = ng + 3 * A
     cdef unsigned char* gd = <unsigned char*>cnp.PyArray_DATA(g_done)
-    cdef int64_t* grp = iptr(g_row)
-    cdef int64_t* gtp = iptr(g_tok)
     cdef double* gsp = dptr(g_score)
-    cdef int64_t* eip = iptr(e_in)
-    cdef int64_t* erp = iptr(e_row)
-    cdef int64_t* etp = iptr(e_tok)
+    cdef int64_t* eip = iptr(end_ids)
+    cdef int64_t* erp = eip + A * K
+    cdef int64_t* etp = eip + 2 * A * K
     cdef double* esp = dptr(e_sc)
     cdef Py_ssize_t i, k, j, q, row, n_end = 0, slot, gk, g0
     cdef int64_t g, tok
@@ -1375,4 +1371,4 @@ def beam_select(lp, scores, greedy, last, int eos):
                     slot += 1
             kp[i] = slot
     return (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
-            (e_in[:n_end], e_row[:n_end], e_tok[:n_end], e_sc[:n_end]))
+            (end_ids[0, :n_end], end_ids[1, :n_end], end_ids[2, :n_end], e_sc[:n_end]))
