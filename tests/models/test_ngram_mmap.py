@@ -1,5 +1,6 @@
 """Memory-mapped n-gram models: the same scores as a model read in full, arrays that are views
-of the file, no ctx array needed, and a damaged mapped file gives an error, never a crash."""
+of the file, no ctx array needed, files of format version 1 still read, and a damaged mapped
+file gives an error, never a crash."""
 import json
 import struct
 from pathlib import Path
@@ -59,23 +60,63 @@ def test_mapped_scores_equal_the_read_model(saved):
                                                                                  np.array([3, 4]))))
 
 
-def test_mapping_reads_no_ctx_array(saved, tmp_path):
-    # the 4-gram context array overwritten: a mapped model never reads it (it follows the
-    # stored start arrays) and scores the same
-    lm, path = saved
-    bad = tmp_path / "zero-ctx.rnnkit"
-    rewrite_tensor(path, bad, "ngram.4.ctx", lambda a: a.fill(7))
-    mapped = load(bad, mmap=True)
-    assert mapped.perplexity(lines()) == lm.perplexity(lines())
-
-
-def test_a_file_without_start_arrays_still_maps(saved, tmp_path):
+def test_files_hold_no_ctx_and_no_top_order_backoff(saved):
+    # format version 2: the start arrays (int32 here) hold the context ranges, the top order's
+    # backoffs are 0; a model read in full derives the same ctx arrays and zeros
     lm, path = saved
     tensors, meta = modelfile.read(path)
-    old = {k: v for k, v in tensors.items() if not k.endswith(".start")}
-    p = tmp_path / "old.rnnkit"
-    modelfile.save(p, old, meta)
-    assert load(p, mmap=True).perplexity(lines()) == lm.perplexity(lines())
+    assert meta["format_version"] == 2
+    assert not any(k.endswith(".ctx") for k in tensors)
+    assert "ngram.4.backoff" not in tensors and "ngram.3.backoff" in tensors
+    assert all(tensors[f"ngram.{k}.start"].dtype == np.int32 for k in (1, 2, 3))
+    for model in (load(path), load(path, mmap=True)):
+        for k in range(1, 4):
+            np.testing.assert_array_equal(model.tables.ctx[k], lm.tables.ctx[k])
+        np.testing.assert_array_equal(model.tables.backoff[3], lm.tables.backoff[3])
+        assert not lm.tables.backoff[3].any()
+        np.testing.assert_array_equal(model.words_matrix(4), lm.words_matrix(4))
+
+
+def version_1_file(lm, path, starts=True):
+    """lm written as rnnkit wrote n-gram models before format version 2 (ctx arrays, int64
+    start arrays, a backoff array at the top order; the oldest files without start arrays)."""
+    t = lm.tables
+    tensors = {}
+    for k in range(1, lm.order + 1):
+        tensors[f"ngram.{k}.word"] = t.word[k - 1]
+        tensors[f"ngram.{k}.logp"] = t.logp[k - 1]
+        tensors[f"ngram.{k}.backoff"] = t.backoff[k - 1]
+        if k >= 2:
+            tensors[f"ngram.{k}.ctx"] = t.ctx[k - 1]
+            tensors[f"ngram.{k}.suffix"] = t.suffix[k - 1]
+        if k < lm.order and starts:
+            tensors[f"ngram.{k}.start"] = lm._starts()[k - 1].astype(np.int64)
+    meta = {**lm.meta, "model_type": "ngram", "order": lm.order, "vocab": lm.vocab.tokens,
+            "tokenizer": lm.tokenizer.to_dict(), "format_version": 1}
+    modelfile.save(path, tensors, meta)
+
+
+@pytest.mark.parametrize("starts", [True, False])
+def test_version_1_files_still_load_and_map(saved, tmp_path, starts):
+    lm, path = saved
+    old = tmp_path / "v1.rnnkit"
+    version_1_file(lm, old, starts)
+    assert modelfile.read(old)[1]["format_version"] == 1
+    assert old.stat().st_size > path.stat().st_size
+    for model in (load(old), load(old, mmap=True)):
+        assert model.perplexity(lines()) == lm.perplexity(lines())
+        np.testing.assert_array_equal(model.words_matrix(4), lm.words_matrix(4))
+
+
+def test_a_mapped_version_1_file_reads_no_ctx_array(saved, tmp_path):
+    # the 4-gram context array overwritten: a mapped model never reads it (it follows the
+    # stored start arrays) and scores the same
+    lm, _ = saved
+    old, bad = tmp_path / "v1.rnnkit", tmp_path / "zero-ctx.rnnkit"
+    version_1_file(lm, old)
+    rewrite_tensor(old, bad, "ngram.4.ctx", lambda a: a.fill(7))
+    mapped = load(bad, mmap=True)
+    assert mapped.perplexity(lines()) == lm.perplexity(lines())
 
 
 def test_a_damaged_mapped_file_is_an_error_not_a_crash(saved, tmp_path):
@@ -94,6 +135,10 @@ def test_a_damaged_mapped_file_is_an_error_not_a_crash(saved, tmp_path):
         mapped.log_probs(mapped.advance(mapped.start(1), np.array([3])))
     with pytest.raises(ModelFileError, match="damaged"):
         mapped.generate(3, seed=0)
+    with pytest.raises(ModelFileError, match="damaged"):
+        mapped.words_matrix(3)  # the ctx arrays derived from the start arrays
+    with pytest.raises(ModelFileError, match="damaged"):
+        load(bad2)  # read in full: the start arrays are checked
 
 
 def test_a_truncated_mapped_file_is_refused(saved, tmp_path):

@@ -52,7 +52,10 @@ cdef class NgramIndex:
     cdef int64_t vocab_size
     cdef const int32_t* word[MAX_ORDER]
     cdef const int32_t* suffix[MAX_ORDER]
-    cdef const int64_t* start[MAX_ORDER]
+    # where the children of each k-gram begin in table k+1: int32 in files whose next table
+    # has fewer than 2^31 n-grams, int64 otherwise (and in files of earlier versions)
+    cdef const int32_t* start32[MAX_ORDER]
+    cdef const int64_t* start64[MAX_ORDER]
     cdef const float* logp[MAX_ORDER]
     cdef const float* bo[MAX_ORDER]
     cdef int64_t n[MAX_ORDER]
@@ -89,19 +92,26 @@ cdef class NgramIndex:
             else:
                 self.suffix[o] = NULL
             if o < self.order - 1:
-                a = self._hold(start[o], np.int64)
+                a = self._hold(start[o], np.int32 if np.asarray(start[o]).dtype == np.int32
+                               else np.int64)
                 if a.shape[0] != self.n[o] + 1:
                     raise ValueError("start must have one entry more than the table")
                 if a.shape[0] and (a[0] != 0 or a[self.n[o]] != len(word[o + 1])):
                     raise ValueError("start must run from 0 to the next table's length")
-                self.start[o] = <const int64_t*> a.data
+                self.start32[o] = <const int32_t*> a.data if a.dtype == np.int32 else NULL
+                self.start64[o] = NULL if a.dtype == np.int32 else <const int64_t*> a.data
             else:
-                self.start[o] = NULL
+                self.start32[o] = NULL
+                self.start64[o] = NULL
 
     cdef cnp.ndarray _hold(self, arr, dtype):
         cdef cnp.ndarray a = np.ascontiguousarray(arr, dtype=dtype)
         self._keep.append(a)
         return a
+
+    cdef inline int64_t start(self, int o, int64_t i) noexcept nogil:
+        """Where the children of k-gram i of table o begin in table o + 1."""
+        return self.start32[o][i] if self.start32[o] != NULL else self.start64[o][i]
 
     cdef inline float step(self, int* m, int64_t* c, int32_t w, int* matched) noexcept nogil:
         """log10 p(w | context (m, c)) by the longest match, backing off; moves the state to the
@@ -111,8 +121,8 @@ cdef class NgramIndex:
         cdef int cm = m[0]
         cdef int64_t cc = c[0], j, lo, hi, nxt
         while cm > 0:
-            lo = self.start[cm - 1][cc]
-            hi = self.start[cm - 1][cc + 1]
+            lo = self.start(cm - 1, cc)
+            hi = self.start(cm - 1, cc + 1)
             if lo < 0 or hi < lo or hi > self.n[cm]:
                 self.damaged = True
                 break
@@ -268,8 +278,8 @@ cdef class NgramIndex:
                 for w in range(V):
                     out[b, w] = self.logp[0][w] + above[0]
                 for l in range(1, mm + 1):
-                    lo = self.start[l - 1][ctxs[l]]
-                    hi = self.start[l - 1][ctxs[l] + 1]
+                    lo = self.start(l - 1, ctxs[l])
+                    hi = self.start(l - 1, ctxs[l] + 1)
                     if lo < 0 or hi < lo or hi > self.n[l]:
                         self.damaged = True
                         break
@@ -809,8 +819,8 @@ cdef class NgramSampler:
                 cu = <double*> self.cum[o]
                 tot = <double*> self.total[o - 1]
                 for cc in range(idx.n[o - 1]):
-                    lo = idx.start[o - 1][cc]
-                    hi = idx.start[o - 1][cc + 1]
+                    lo = idx.start(o - 1, cc)
+                    hi = idx.start(o - 1, cc + 1)
                     if lo < 0 or hi < lo or hi > idx.n[o] or (
                             o >= 2 and not 0 <= idx.suffix[o - 1][cc] < idx.n[o - 2]):
                         idx.damaged = True
@@ -856,8 +866,8 @@ cdef class NgramSampler:
         else:
             u = next_uniform(rng) * self.total[m - 1][c]
         while m > 0:
-            lo = self.idx.start[m - 1][c]
-            hi = self.idx.start[m - 1][c + 1]
+            lo = self.idx.start(m - 1, c)
+            hi = self.idx.start(m - 1, c + 1)
             A = self.cum[m][hi - 1] if hi > lo else 0.0
             b = self.gamma[m - 1][c]
             if u < A or (b <= 0.0 and hi > lo):

@@ -284,6 +284,39 @@ def _fallback_text(smoothing: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # stage 3 and 4: probabilities and interpolation
 # ------------------------------------------------------------------------------------------------
+def start_dtype(n_next: int):
+    """The dtype of a start array whose values run up to n_next (the next table's length)."""
+    return np.int32 if n_next < 2**31 else np.int64
+
+
+class ContextsFromStarts:
+    """NgramTables.ctx of a file without ctx arrays: each order's array is derived from the
+    start array of the order below when first used (a mapped model that only scores never
+    builds one), then kept. Indexed, assigned and iterated like the list it stands for."""
+
+    def __init__(self, ctx: list, starts: list, path):
+        self._ctx, self._starts, self._path = list(ctx), starts, path
+
+    def __len__(self):
+        return len(self._ctx)
+
+    def __getitem__(self, k):
+        if self._ctx[k] is None and k >= 1:
+            st = np.asarray(self._starts[k - 1], np.int64)
+            try:
+                self._ctx[k] = np.repeat(np.arange(len(st) - 1, dtype=np.int32), np.diff(st))
+            except ValueError:  # a negative count: a damaged mapped file
+                raise ModelFileError(f"{self._path}: damaged n-gram model file (order {k}: "
+                                     f"the start array is not sorted)") from None
+        return self._ctx[k]
+
+    def __setitem__(self, k, value):
+        self._ctx[k] = value
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self._ctx)))
+
+
 @dataclass
 class NgramTables:
     """The estimated model: per order k, arrays sorted by (ctx, word); log10 values."""
@@ -613,15 +646,16 @@ class NgramModel(LanguageModel):
         self._start = None  # set by from_tensors when the file holds the start arrays
 
     def _starts(self) -> list:
-        """Per order k < N, where the children of each k-gram begin in table k+1 (int64
-        [n_k + 1]); from the file when it holds them (a mapped model reads no ctx array)."""
+        """Per order k < N, where the children of each k-gram begin in table k+1 ([n_k + 1],
+        start_dtype(n_{k+1})); from the file when it holds them (a mapped model reads no ctx)."""
         if self._start is None:
             t = self.tables
             starts = []
             for k in range(1, t.order):
                 n = len(t.word[k - 1])
                 per = np.bincount(t.ctx[k], minlength=n) if len(t.ctx[k]) else np.zeros(n, np.int64)
-                starts.append(np.concatenate(([0], np.cumsum(per))).astype(np.int64))
+                starts.append(np.concatenate(([0], np.cumsum(per))).astype(
+                    start_dtype(len(t.word[k]))))
             self._start = starts + [None]
         return self._start
 
@@ -729,12 +763,11 @@ class NgramModel(LanguageModel):
         for k in range(1, t.order + 1):
             tensors[f"ngram.{k}.word"] = t.word[k - 1].astype(np.int32, copy=False)
             tensors[f"ngram.{k}.logp"] = t.logp[k - 1].astype(np.float32, copy=False)
-            tensors[f"ngram.{k}.backoff"] = t.backoff[k - 1].astype(np.float32, copy=False)
-            if k >= 2:
-                tensors[f"ngram.{k}.ctx"] = t.ctx[k - 1].astype(np.int32, copy=False)
+            if k < t.order or np.any(t.backoff[k - 1]):  # the top order's are 0: not stored
+                tensors[f"ngram.{k}.backoff"] = t.backoff[k - 1].astype(np.float32, copy=False)
+            if k >= 2:  # no ctx: the start array of the order below holds the same ranges
                 tensors[f"ngram.{k}.suffix"] = t.suffix[k - 1].astype(np.int32, copy=False)
             if k < t.order:
-                # redundant with ctx of order k+1, stored so a mapped model reads no ctx array
                 tensors[f"ngram.{k}.start"] = self._starts()[k - 1]
         meta = {**self.meta, "model_type": MODEL_TYPE, "order": t.order,
                 "vocab": self.vocab.tokens, "tokenizer": self.tokenizer.to_dict()}
@@ -761,25 +794,38 @@ class NgramModel(LanguageModel):
             raise ModelFileError(f"{path}: order {order} is out of range")
         V = len(vocab)
         word, ctx, suffix, logp, backoff = [], [None], [None], [], []
+        # files since format version 2 hold no ctx array (the start arrays hold the same
+        # ranges) and no backoff array at the top order (all 0); version 1 files hold both
+        starts = None
         try:
+            if all(f"ngram.{k}.start" in tensors for k in range(1, order)):
+                starts = [np.asarray(tensors[f"ngram.{k}.start"]) for k in range(1, order)]
             for k in range(1, order + 1):
                 w = np.asarray(tensors[f"ngram.{k}.word"], np.int32)
                 word.append(w)
                 logp.append(np.asarray(tensors[f"ngram.{k}.logp"], np.float32))
-                backoff.append(np.asarray(tensors[f"ngram.{k}.backoff"], np.float32))
+                if k == order and f"ngram.{k}.backoff" not in tensors:
+                    backoff.append(np.zeros(len(w), np.float32))  # pages untouched until read
+                else:
+                    backoff.append(np.asarray(tensors[f"ngram.{k}.backoff"], np.float32))
                 if len(logp[-1]) != len(w) or len(backoff[-1]) != len(w):
                     raise ValueError(f"order {k}: arrays differ in length")
                 if not mapped and len(w) and (w.min() < 0 or w.max() >= V):
                     raise ValueError(f"order {k}: word id out of range")
                 if k >= 2:
-                    c = np.asarray(tensors[f"ngram.{k}.ctx"], np.int32)
                     s = np.asarray(tensors[f"ngram.{k}.suffix"], np.int32)
                     n_prev = len(word[k - 2])
-                    if len(c) != len(w) or len(s) != len(w):
+                    if f"ngram.{k}.ctx" in tensors:
+                        c = np.asarray(tensors[f"ngram.{k}.ctx"], np.int32)
+                    elif starts is None:
+                        raise KeyError(f"ngram.{k}.ctx")
+                    else:
+                        c = None  # derived from the start array when first used
+                    if len(s) != len(w) or (c is not None and len(c) != len(w)):
                         raise ValueError(f"order {k}: arrays differ in length")
-                    if not mapped and len(c) and (
-                            c.min() < 0 or c.max() >= n_prev or s.min() < 0
-                            or s.max() >= n_prev or np.any(np.diff(c) < 0)):
+                    if not mapped and len(s) and (
+                            s.min() < 0 or s.max() >= n_prev or (c is not None and len(c) and (
+                                c.min() < 0 or c.max() >= n_prev or np.any(np.diff(c) < 0)))):
                         raise ValueError(f"order {k}: context index out of range or unsorted")
                     ctx.append(c)
                     suffix.append(s)
@@ -790,14 +836,17 @@ class NgramModel(LanguageModel):
             raise ModelFileError(f"{path}: damaged n-gram model file ({e})") from None
         if len(word[0]) != V:
             raise ModelFileError(f"{path}: {len(word[0])} 1-grams for a vocabulary of {V}")
-        starts = None
-        if all(f"ngram.{k}.start" in tensors for k in range(1, order)):
-            starts = [np.asarray(tensors[f"ngram.{k}.start"], np.int64) for k in range(1, order)]
+        if starts is not None:
             for k, st in enumerate(starts, 1):
-                if len(st) != len(word[k - 1]) + 1 or st[0] != 0 or st[-1] != len(word[k]):
+                if (st.dtype not in (np.int32, np.int64) or st.ndim != 1
+                        or len(st) != len(word[k - 1]) + 1 or st[0] != 0
+                        or st[-1] != len(word[k])
+                        or (not mapped and np.any(np.diff(st) < 0))):
                     raise ModelFileError(f"{path}: damaged n-gram model file (order {k}: the "
                                          f"start array does not match the tables)")
             starts.append(None)
+        if any(c is None for c in ctx[1:]):
+            ctx = ContextsFromStarts(ctx, starts, path)
         tables = NgramTables(order, V, word, ctx, suffix, logp, backoff)
         meta = {k: v for k, v in meta.items() if k not in ("vocab", "tokenizer")}
         model = cls(tables, vocab, tokenizer, meta)

@@ -810,7 +810,7 @@ def _col_blocks(col, rows: int):
 
 def _starts(ctx, n_ctx: int, spill: _Spill, budget: _Budget) -> _Array:
     """The start array of the order below (NgramModel._starts) from a sorted ctx column."""
-    out = spill.array("start", np.int64)
+    out = spill.array("start", est.start_dtype(_length(ctx)))
     out.append(np.zeros(1, np.int64))
     carry = 0
     counts = _bincount(ctx, n_ctx, budget, spill.array("start-count", np.int64))
@@ -830,13 +830,13 @@ def _write_model(path, cols, order: int, meta: dict, spill: _Spill, budget: _Bud
         c = cols[k - 1]
         tensors.append((f"ngram.{k}.word", np.int32, c["word"]))
         tensors.append((f"ngram.{k}.logp", np.float32, c["logp"]))
-        tensors.append((f"ngram.{k}.backoff", np.float32, c["backoff"]))
-        if k >= 2:
-            tensors.append((f"ngram.{k}.ctx", np.int32, c["ctx"]))
+        if k < order:  # the top order's backoffs are 0: not stored (as NgramModel.save)
+            tensors.append((f"ngram.{k}.backoff", np.float32, c["backoff"]))
+        if k >= 2:  # no ctx: the start array of the order below holds the same ranges
             tensors.append((f"ngram.{k}.suffix", np.int32, c["suffix"]))
     for k in range(1, order):
         st = _starts(cols[k]["ctx"], _length(cols[k - 1]["word"]), spill, budget)
-        tensors.append((f"ngram.{k}.start", np.int64, st))
+        tensors.append((f"ngram.{k}.start", est.start_dtype(_length(cols[k]["ctx"])), st))
     tensors.sort(key=lambda t: (-np.dtype(t[1]).itemsize, t[0]))  # 8-byte tensors first: aligned
     header, at = {}, 0
     for name, dtype, col in tensors:
