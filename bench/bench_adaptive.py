@@ -300,13 +300,16 @@ def softmax_bench(args) -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         init = Path(tmp) / "init.safetensors"
-        for output in ("full", "adaptive") + (("classes",) if args.classes else ()):
-            model = make_model(corpus, output, classes=args.classes)
-            if output == "adaptive" and have_torch:
-                from safetensors.numpy import save_file
-                save_file({k: np.ascontiguousarray(v) for k, v in model.p.items()}, str(init))
-            name = f"rnnkit classes {args.classes}" if output == "classes" else f"rnnkit {output}"
-            rows[name] = train_rnnkit(model, corpus, args)
+        seeds = [int(v) for v in args.seeds.split(",")]
+        for seed in seeds:  # each seed: another initialisation, shared by the models
+            for output in ("full", "adaptive") + (("classes",) if args.classes else ()):
+                model = make_model(corpus, output, seed=seed, classes=args.classes)
+                if output == "adaptive" and have_torch and seed == seeds[0]:
+                    from safetensors.numpy import save_file
+                    save_file({k: np.ascontiguousarray(v) for k, v in model.p.items()}, str(init))
+                name = (f"rnnkit classes {args.classes}" if output == "classes"
+                        else f"rnnkit {output}") + (f" seed {seed}" if seed != seeds[0] else "")
+                rows[name] = train_rnnkit(model, corpus, args)
         if have_torch:
             cmd = [sys.executable, __file__, "--torch-worker", "--data", str(args.data),
                    "--threads", str(args.threads), "--config", json.dumps(CONFIG), "--init",
@@ -326,6 +329,20 @@ def softmax_bench(args) -> None:
     print(f"adaptive / full speed: {speed:.2f}x (target >= {TARGET_SPEEDUP:g}x); valid "
           f"perplexity adaptive vs full: {100 * dppl:+.1f}% (target within "
           f"{100 * TARGET_PPL:g}% after full epochs)")
+    if len(seeds) > 1:  # the same comparison per initialisation: runs that differ in rounding
+        # alone diverge (lr 1, no dropout), so one pair cannot settle a 2% target
+        diffs = [100 * (rows[f"rnnkit adaptive seed {s}"]["valid_ppl"]
+                        / rows[f"rnnkit full seed {s}"]["valid_ppl"] - 1) for s in seeds[1:]]
+        diffs = [100 * dppl] + diffs
+        fulls = [full["valid_ppl"]] + [rows[f"rnnkit full seed {s}"]["valid_ppl"]
+                                       for s in seeds[1:]]
+        ads = [ad["valid_ppl"]] + [rows[f"rnnkit adaptive seed {s}"]["valid_ppl"]
+                                   for s in seeds[1:]]
+        print(f"over seeds {args.seeds}: valid perplexity full {np.mean(fulls):.2f} "
+              f"(range {min(fulls):.2f}-{max(fulls):.2f}), adaptive {np.mean(ads):.2f} "
+              f"(range {min(ads):.2f}-{max(ads):.2f}); adaptive vs full per seed "
+              f"{', '.join(f'{d:+.1f}%' for d in diffs)}, of the means "
+              f"{100 * (np.mean(ads) / np.mean(fulls) - 1):+.1f}%")
     if args.classes:
         cl = rows[f"rnnkit classes {args.classes}"]
         print(f"classes / full speed: {cl['tokens_per_s'] / full['tokens_per_s']:.2f}x; valid "
@@ -459,6 +476,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few windows: checks the script")
     ap.add_argument("--mpi", action="store_true", help="the MPI benchmark instead")
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--seeds", default="0",
+                    help="initialisations to train each rnnkit model from, e.g. 0,1,2 "
+                         "(PyTorch starts from the first one's)")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--allreduce-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
