@@ -140,13 +140,14 @@ def arpa_counts(path: Path) -> list[int]:
     return counts
 
 
-def compare_arpa_sorted(ours: Path, theirs: Path, tmp: Path, memory: str) -> tuple[float, float]:
+def compare_arpa_sorted(ours, theirs: Path, tmp: Path, memory: str) -> tuple[float, float]:
     """Every n-gram of two ARPA files compared without reading either into memory (lmplz's
     ARPA of the 100M-token corpus does not fit in Python on 24 GiB): each file is rewritten
     as one `words<TAB>log10 p<TAB>backoff` line per n-gram, order by order (a missing backoff
     is 0), the lines sorted by GNU sort within `memory` on disk, and the two sorted files
-    walked side by side by awk. Fails unless both hold the same n-grams; returns the largest
-    |d log10 p| and |d backoff|."""
+    walked side by side by awk. `ours` is an ARPA file or the command that writes one to
+    stdout (no second 10 GB file on disk). Fails unless both hold the same n-grams; returns the
+    largest |d log10 p| and |d backoff|."""
     split = (r'/^\\[0-9]+-grams:$/ { k = substr($1, 2) + 0; next } '
              r'/^\\/ || NF == 0 { k = 0; next } '
              r'k { print $2 "\t" $1 "\t" (NF > 2 ? $3 : 0) > (out "." k) }')
@@ -154,7 +155,15 @@ def compare_arpa_sorted(ours: Path, theirs: Path, tmp: Path, memory: str) -> tup
     sorted_files = {}
     for name, arpa in (("ours", ours), ("theirs", theirs)):
         out = tmp / f"cmp-{name}"
-        subprocess.run(["awk", "-F", "\t", "-v", f"out={out}", split, str(arpa)], check=True)
+        awk = ["awk", "-F", "\t", "-v", f"out={out}", split]
+        if isinstance(arpa, Path):
+            subprocess.run(awk + [str(arpa)], check=True)
+        else:
+            writer = subprocess.Popen(arpa, stdout=subprocess.PIPE)
+            subprocess.run(awk, stdin=writer.stdout, check=True)
+            writer.stdout.close()
+            if writer.wait() != 0:
+                raise SystemExit(f"FAIL: {' '.join(arpa)} failed")
         for part in sorted(tmp.glob(f"cmp-{name}.*")):
             done = part.with_suffix(part.suffix + ".sorted")
             subprocess.run(["sort", "-S", memory, "-T", str(tmp), "--parallel=2", "-o",
@@ -238,11 +247,8 @@ def compare_lmplz(args, tmp: Path, corpus: Path, wt2: Path, env) -> list[tuple]:
             print(f"check: {name}: n-grams per order {theirs} as lmplz's; max |d log10 p| "
                   f"{dp:.1e}, max |d backoff| {db:.1e}")
         else:  # reading lmplz's ARPA into Python needs more than 24 GiB at 100M tokens
-            ours_arpa = tmp / "ours.arpa"
-            subprocess.run(rnnkit_command() + ["export", str(ours), "--arpa", str(ours_arpa)],
-                           check=True, capture_output=True, env=env)
-            dp, db = compare_arpa_sorted(ours_arpa, arpa, tmp, args.memory)
-            ours_arpa.unlink()
+            export = rnnkit_command() + ["export", str(ours), "--arpa", "-"]
+            dp, db = compare_arpa_sorted(export, arpa, tmp, args.memory)
             print(f"check: {name}: n-grams per order {theirs} as lmplz's; max |d log10 p| "
                   f"{dp:.1e}, max |d backoff| {db:.1e} (both ARPA files sorted on disk)")
         if max(dp, db) > 1e-6:
