@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnnkit.cli import main
@@ -176,14 +177,42 @@ def test_a_closed_pipe_is_success(tri):
     assert p.stderr.read() == b""
 
 
-def test_ctrl_c_while_generating_says_interrupted_and_exits_130(tri):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_while_generating_says_interrupted(tri, sig, code):
     p = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate", str(tri),
                           "--num", "1000000", "--temperature", "0.9"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=ENV)
     time.sleep(4.0)
-    p.send_signal(signal.SIGINT)
-    assert p.wait(timeout=120) == 130
+    p.send_signal(sig)
+    assert p.wait(timeout=120) == code
     one_error(p.stderr.read().decode(), "interrupted")
+
+
+def test_sigterm_during_the_budgeted_estimation_removes_its_temporary_files(tmp_path):
+    # a batch scheduler's SIGTERM is a Ctrl-C: the run stops, removes its spill files and
+    # writes no model; exit code 143
+    rng = np.random.default_rng(0)
+    ids = rng.zipf(1.3, size=600_000) % 3000
+    text = tmp_path / "zipf.txt"
+    text.write_text("\n".join(" ".join(f"w{i}" for i in ids[a:a + 20])
+                              for a in range(0, len(ids), 20)) + "\n", encoding="utf-8")
+    spill, out = tmp_path / "spill", tmp_path / "m.rnnkit"
+    spill.mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "rnnkit", "train", str(text), "--type", "ngram",
+                          "--order", "5", "--memory", "8M", "--temp-dir", str(spill),
+                          "--discount-fallback", "--out", str(out)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    t0 = time.monotonic()
+    while not any(spill.iterdir()) and p.poll() is None and time.monotonic() - t0 < 60:
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the count stage, with runs on disk
+    p.send_signal(signal.SIGTERM)
+    code = p.wait(timeout=120)
+    if code == 0:
+        pytest.skip("the estimation finished before SIGTERM")
+    assert code == 143
+    one_error(p.stderr.read().decode(), "interrupted")
+    assert list(spill.iterdir()) == [] and not out.exists()
 
 
 def test_ctrl_c_while_the_modules_load_says_interrupted(tmp_path):

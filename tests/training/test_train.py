@@ -415,9 +415,10 @@ def test_resume_errors(toy, tmp_path, capsys):
     assert code == 2 and "version 7 is not supported" in err
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(toy, tmp_path):
-    """A real process gets SIGINT; it exits 130 with a checkpoint; --resume gives the weights of
-    an uninterrupted run."""
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(toy, tmp_path, sig, code):
+    """A real process gets SIGINT (or a scheduler's SIGTERM); it exits 130 (143) with a
+    checkpoint; --resume gives the weights of an uninterrupted run."""
     corpus, d = toy
     opts = ["--emb", "16", "--hidden", "16", "--layers", "2", "--bptt", "4", "--batch", "2",
             "--epochs", "6", "--threads", "1", "--seed", "3"]
@@ -430,11 +431,11 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(toy, tmp_path
                          text=True, env=env)
     line = p.stderr.readline()  # "training lstm: ..." once the loop watches for Ctrl-C
     assert line.startswith("training lstm"), line
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, rest = p.communicate(timeout=60)
     if p.returncode == 0:  # finished before the signal arrived: nothing left to test
-        pytest.skip("training finished before SIGINT")
-    assert p.returncode == 130, rest
+        pytest.skip("training finished before the signal")
+    assert p.returncode == code, rest
     assert "interrupted" in rest and "--resume" in rest and "Traceback" not in rest
     assert checkpoint_path(out).exists()
     r = subprocess.run([sys.executable, "-m", "rnnkit", "train", str(d / "data"), "--out",

@@ -98,19 +98,32 @@ def _main(argv: list[str] | None) -> int:
     debug = "--debug" in args
     interrupted = []
 
+    terminated = []
+
     def on_sigint(signum, frame):
         # Typer turns KeyboardInterrupt into a silent exit code 130: note it, to say so
         interrupted.append(True)
         signal.default_int_handler(signum, frame)
 
-    previous = None
+    def on_sigterm(signum, frame):
+        # SIGTERM (kill, a batch scheduler's time limit) is a Ctrl-C: the same clean-up of
+        # temporary files and partial outputs, training's checkpoint; exit code 143
+        terminated.append(True)
+        handler = signal.getsignal(signal.SIGINT)  # the training loop's while it runs
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            on_sigint(signal.SIGINT, frame)
+
+    previous = previous_term = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
+        previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         command = typer.main.get_command(app)
         install_numeric_checks(command)
         code = command.main(args=args, prog_name="rnnkit", standalone_mode=False)
-        if code == 130 and interrupted:
+        if code == 130 and (interrupted or terminated):
             raise KeyboardInterrupt
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.flush()  # a full disk on stdout must fail here, inside the boundary
@@ -127,8 +140,8 @@ def _main(argv: list[str] | None) -> int:
         err.print(f"error: {e.format_message()}", markup=False, soft_wrap=True)
         return 2
     except (typer.Abort, KeyboardInterrupt):
-        err.print("error: interrupted", markup=False)
-        return 130
+        err.print("error: interrupted" + (" (SIGTERM)" if terminated else ""), markup=False)
+        return 143 if terminated else 130
     except BrokenPipeError:
         return _stdout_closed()
     except SystemExit:
@@ -161,3 +174,4 @@ def _main(argv: list[str] | None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
