@@ -23,6 +23,7 @@ Usage (the full run takes hours on 2 cores: run it on a quiet machine):
       --build-binary kenlm/build/bin/build_binary --sizes 10M,30M,100M --repeat-text 10
   python bench/bench_scale.py --quick [--lmplz PATH]   # 1M tokens (200K for lmplz): checks it
   python bench/bench_scale.py --dask [--quick]         # the Dask estimator, 1 and 2 workers
+  python bench/bench_scale.py --dask --text scale100m.txt --tokens 10M   # on the scale corpus
 """
 from __future__ import annotations
 
@@ -364,7 +365,7 @@ def main() -> None:
 # --dask: the cluster estimator (models/ngram/cluster.py) on 1 and 2 local workers
 # ------------------------------------------------------------------------------------------------
 def dask_main() -> None:
-    """--dask: rnnkit's 5-gram of WikiText-2 train on a local Dask cluster of 1 and 2 worker
+    """--dask: rnnkit's 5-gram of WikiText-2 train (or --text) on a local Dask cluster of 1 and 2 worker
     processes against the in-memory estimator (the anchor) in the same run. Each cluster run is
     first checked to give the in-memory tables bit for bit (np.array_equal on every table).
     On 2 shared cores no speed-up can show: the scaling to more workers is estimated from the
@@ -375,6 +376,11 @@ def dask_main() -> None:
     ap.add_argument("--order", type=int, default=5)
     ap.add_argument("--workers", default="1,2", help="local cluster sizes to time")
     ap.add_argument("--quick", action="store_true", help="the first 20,000 lines only")
+    ap.add_argument("--text", type=Path,
+                    help="estimate on this text instead of WikiText-2 train (e.g. the scale "
+                         "corpus)")
+    ap.add_argument("--tokens", help="only the first lines of --text holding this many tokens "
+                                     "(e.g. 10M)")
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
@@ -385,16 +391,19 @@ def dask_main() -> None:
     from rnnkit.models.ngram import estimate as est
     from rnnkit.text.prepare import build_corpus
 
-    wt2 = args.data / "wikitext-2" / "train.txt"
+    wt2 = args.text or args.data / "wikitext-2" / "train.txt"
     with tempfile.TemporaryDirectory() as tmp:
         src = wt2
+        if args.tokens:
+            src = Path(tmp) / f"head-{args.tokens}.txt"
+            head_tokens(wt2, src, parse_size(args.tokens))
         if args.quick:
             src = Path(tmp) / "head.txt"
             with open(wt2, encoding="utf-8") as f:
                 src.write_text("".join(line for _, line in zip(range(20000), f)), "utf-8")
         corpus = build_corpus([str(src)], split=(1.0, 0.0, 0.0))
     ids, V, N = np.asarray(corpus["train"]), len(corpus.vocab), args.order
-    print(f"{src.name if not args.quick else 'WikiText-2 train, first 20,000 lines'}: "
+    print(f"{src.name if not args.quick else f'{wt2.name}, first 20,000 lines'}: "
           f"{len(ids):,} ids, vocabulary {V:,}, order {N}", file=sys.stderr)
     with threadpool_limits(1):
         t = time.perf_counter()
