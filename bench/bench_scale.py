@@ -407,7 +407,9 @@ def dask_main() -> None:
           f"{len(ids):,} ids, vocabulary {V:,}, order {N}", file=sys.stderr)
     with threadpool_limits(1):
         t = time.perf_counter()
-        ref, _ = est.estimate(ids, V, N, "mkn")
+        # the scale corpus, sampled from a model, has no 1-gram of adjusted count 1
+        fallback = args.text is not None
+        ref, _ = est.estimate(ids, V, N, "mkn", discount_fallback=fallback)
         t_mem = time.perf_counter() - t
     rows = [("in memory (estimate.py)", "-", f"{t_mem:.2f}", "-", "1.00x", "")]
     stage_1 = None
@@ -417,7 +419,7 @@ def dask_main() -> None:
                                       dashboard_address=":0") as lc, distributed.Client(lc) as c:
             t_start = time.perf_counter() - t
             t = time.perf_counter()
-            got, stats = cluster.estimate(c, ids, V, N, "mkn")
+            got, stats = cluster.estimate(c, ids, V, N, "mkn", discount_fallback=fallback)
             t_run = time.perf_counter() - t
         for name in ("word", "ctx", "suffix", "logp", "backoff"):
             for k in range(N):
