@@ -301,15 +301,18 @@ def softmax_bench(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         init = Path(tmp) / "init.safetensors"
         seeds = [int(v) for v in args.seeds.split(",")]
+
+        def label(output, seed):  # the first seed's rows keep the plain names
+            return (f"rnnkit classes {args.classes}" if output == "classes"
+                    else f"rnnkit {output}") + (f" seed {seed}" if seed != seeds[0] else "")
+
         for seed in seeds:  # each seed: another initialisation, shared by the models
             for output in ("full", "adaptive") + (("classes",) if args.classes else ()):
                 model = make_model(corpus, output, seed=seed, classes=args.classes)
                 if output == "adaptive" and have_torch and seed == seeds[0]:
                     from safetensors.numpy import save_file
                     save_file({k: np.ascontiguousarray(v) for k, v in model.p.items()}, str(init))
-                name = (f"rnnkit classes {args.classes}" if output == "classes"
-                        else f"rnnkit {output}") + (f" seed {seed}" if seed != seeds[0] else "")
-                rows[name] = train_rnnkit(model, corpus, args)
+                rows[label(output, seed)] = train_rnnkit(model, corpus, args)
         if have_torch:
             cmd = [sys.executable, __file__, "--torch-worker", "--data", str(args.data),
                    "--threads", str(args.threads), "--config", json.dumps(CONFIG), "--init",
@@ -331,13 +334,9 @@ def softmax_bench(args) -> None:
           f"{100 * TARGET_PPL:g}% after full epochs)")
     if len(seeds) > 1:  # the same comparison per initialisation: runs that differ in rounding
         # alone diverge (lr 1, no dropout), so one pair cannot settle a 2% target
-        diffs = [100 * (rows[f"rnnkit adaptive seed {s}"]["valid_ppl"]
-                        / rows[f"rnnkit full seed {s}"]["valid_ppl"] - 1) for s in seeds[1:]]
-        diffs = [100 * dppl] + diffs
-        fulls = [full["valid_ppl"]] + [rows[f"rnnkit full seed {s}"]["valid_ppl"]
-                                       for s in seeds[1:]]
-        ads = [ad["valid_ppl"]] + [rows[f"rnnkit adaptive seed {s}"]["valid_ppl"]
-                                   for s in seeds[1:]]
+        fulls = [rows[label("full", s)]["valid_ppl"] for s in seeds]
+        ads = [rows[label("adaptive", s)]["valid_ppl"] for s in seeds]
+        diffs = [100 * (a / f - 1) for f, a in zip(fulls, ads)]
         print(f"over seeds {args.seeds}: valid perplexity full {np.mean(fulls):.2f} "
               f"(range {min(fulls):.2f}-{max(fulls):.2f}), adaptive {np.mean(ads):.2f} "
               f"(range {min(ads):.2f}-{max(ads):.2f}); adaptive vs full per seed "

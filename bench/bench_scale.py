@@ -365,8 +365,8 @@ def main() -> None:
 # --dask: the cluster estimator (models/ngram/cluster.py) on 1 and 2 local workers
 # ------------------------------------------------------------------------------------------------
 def dask_main() -> None:
-    """--dask: rnnkit's 5-gram of WikiText-2 train (or --text) on a local Dask cluster of 1 and 2 worker
-    processes against the in-memory estimator (the anchor) in the same run. Each cluster run is
+    """--dask: rnnkit's 5-gram of WikiText-2 train (or --text) on a local Dask cluster of 1 and 2
+    worker processes against the in-memory estimator (the anchor) in the same run. Each cluster run is
     first checked to give the in-memory tables bit for bit (np.array_equal on every table).
     On 2 shared cores no speed-up can show: the scaling to more workers is estimated from the
     stage timings (workers' stages divide by W, the driver's assembly does not)."""

@@ -96,9 +96,7 @@ def _main(argv: list[str] | None) -> int:
     UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    interrupted = []
-
-    terminated = []
+    interrupted, terminated = [], []
 
     def on_sigint(signum, frame):
         # Typer turns KeyboardInterrupt into a silent exit code 130: note it, to say so

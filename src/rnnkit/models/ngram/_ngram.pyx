@@ -92,14 +92,14 @@ cdef class NgramIndex:
             else:
                 self.suffix[o] = NULL
             if o < self.order - 1:
-                a = self._hold(start[o], np.int32 if np.asarray(start[o]).dtype == np.int32
-                               else np.int64)
+                narrow = np.asarray(start[o]).dtype == np.int32  # else held as int64
+                a = self._hold(start[o], np.int32 if narrow else np.int64)
                 if a.shape[0] != self.n[o] + 1:
                     raise ValueError("start must have one entry more than the table")
                 if a.shape[0] and (a[0] != 0 or a[self.n[o]] != len(word[o + 1])):
                     raise ValueError("start must run from 0 to the next table's length")
-                self.start32[o] = <const int32_t*> a.data if a.dtype == np.int32 else NULL
-                self.start64[o] = NULL if a.dtype == np.int32 else <const int64_t*> a.data
+                self.start32[o] = <const int32_t*> a.data if narrow else NULL
+                self.start64[o] = NULL if narrow else <const int64_t*> a.data
             else:
                 self.start32[o] = NULL
                 self.start64[o] = NULL

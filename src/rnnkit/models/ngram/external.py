@@ -665,7 +665,8 @@ def _keep_block(raw: np.ndarray, t: int) -> np.ndarray | None:
 def _interpolate(tables, adjusted, disc, order: int, V: int, smoothing: str, thresholds,
                  add_k: float, spill: _Spill, budget: _Budget):
     """Stages 3 and 4: per order, logp [n_k] float32 and the backoff of the order below, on disk
-    (unigram arrays in memory), as estimate.initial_probabilities and estimate.interpolate."""
+    (unigram arrays in memory), as estimate.initial_probabilities and estimate.interpolate; no
+    backoff column for the top order above order 1 (None)."""
     spill.stage = "interpolate"
     total = sum(t.n for t in tables[2:]) + V
     done = 0
@@ -737,11 +738,7 @@ def _interpolate(tables, adjusted, disc, order: int, V: int, smoothing: str, thr
     if order == 1:
         prev.delete()
         backoff[0] = np.zeros(V, np.float32)
-    else:
-        top = spill.array(f"backoff{order}", np.float32)
-        for a in range(0, tables[order].n, budget.rows):
-            top.append(np.zeros(min(budget.rows, tables[order].n - a), np.float32))
-        backoff[order - 1] = top.done()
+    # above order 1 the top order's backoffs (all 0) are never built: the file does not store them
     return logp, backoff
 
 
@@ -760,6 +757,8 @@ def _prune(tables, logp, backoff, order: int, thresholds, spill: _Spill, budget:
         t = tables[k]
         c = {"word": t.word, "ctx": t.ctx, "suffix": t.suffix, "logp": logp[k - 1],
              "backoff": backoff[k - 1]}
+        if c["backoff"] is None:  # the top order
+            del c["backoff"]
         if remap is not None:
             for name in ("ctx", "suffix"):
                 old = c[name]
@@ -836,7 +835,7 @@ def _write_model(path, cols, order: int, meta: dict, spill: _Spill, budget: _Bud
             tensors.append((f"ngram.{k}.suffix", np.int32, c["suffix"]))
     for k in range(1, order):
         st = _starts(cols[k]["ctx"], _length(cols[k - 1]["word"]), spill, budget)
-        tensors.append((f"ngram.{k}.start", est.start_dtype(_length(cols[k]["ctx"])), st))
+        tensors.append((f"ngram.{k}.start", st.dtype.type, st))
     tensors.sort(key=lambda t: (-np.dtype(t[1]).itemsize, t[0]))  # 8-byte tensors first: aligned
     header, at = {}, 0
     for name, dtype, col in tensors:
