@@ -33,11 +33,20 @@ load average 10-15 on the 2 cores: 60 min at those wall times; per window 0.30 C
 0.06 adaptive, 0.78 PyTorch). After a third of an epoch the perplexities are not the converged
 ones: the 2% target is for whole epochs, the small run shows the gap at equal training.
 
+Whole epochs of the small size: `--windows 0 --eval-tokens 0 --epochs 4 --decay-from 3` (lr 1,
+1, 0.5, 0.25, as Zaremba et al. halve it once the rate has done its work; with a constant lr 1
+the third epoch's perplexity depends on where a still-noisy trajectory stands, and runs that
+differ only in rounding ended 1-17% apart). About 35 min per seed for the full softmax on 2
+quiet cores, 7 for the adaptive one; `--seeds 1,2 --skip-torch` for more initialisations.
+The adaptive models have a head bias (rnnkit's default; `--no-head-bias` for PyTorch's).
+
 Usage:
   python bench/bench_adaptive.py --quick               # a few windows each: checks the script
   python bench/bench_adaptive.py --size small --threads 2   # the affordable run (<= 25 min)
   python bench/bench_adaptive.py --size small --quick  # checks it and estimates its run time
   python bench/bench_adaptive.py --size small --classes 200   # + the class softmax (Mikolov)
+  python bench/bench_adaptive.py --size small --windows 0 --eval-tokens 0 --epochs 4 \
+      --decay-from 3 --seeds 1,2 --skip-torch          # whole epochs, two initialisations
   python bench/bench_adaptive.py --epochs 2            # the comparison (hours on 2 cores)
   python bench/bench_adaptive.py --mpi --quick         # allreduce sizes up to 10^6, tiny training
   python bench/bench_adaptive.py --mpi                 # up to 3.3*10^7 floats, 1 epoch of a subset
@@ -66,16 +75,23 @@ SIZES = {
     # Zaremba's "medium": whole epochs (hours on 2 cores)
     "medium": dict(model_type="lstm", emb=650, hidden=650, layers=2, bptt=35, batch=20, lr=1.0,
                    clip=5.0, init_scale=0.1, cutoffs=[2000, 10000], div_value=4.0,
-                   eval_batch=10, windows=0, eval_tokens=0),
+                   head_bias=True, eval_batch=10, windows=0, eval_tokens=0),
     # <= 25 minutes on 2 quiet cores (see the docstring): the same vocabulary, data order and
     # optimizer; 2x256 keeps the output layer dominant (V / (16 L H) = 4.1 output FLOPs per
     # recurrent FLOP, 1.6 at 2x650), and a fixed number of windows, the same for the 3 models
     "small": dict(model_type="lstm", emb=256, hidden=256, layers=2, bptt=35, batch=20, lr=1.0,
                   clip=5.0, init_scale=0.1, cutoffs=[2000, 10000], div_value=4.0,
-                  eval_batch=10, windows=SMALL_WINDOWS, eval_tokens=SMALL_EVAL_TOKENS),
+                  head_bias=True, eval_batch=10, windows=SMALL_WINDOWS, eval_tokens=SMALL_EVAL_TOKENS),
 }
 CONFIG = dict(SIZES["medium"])   # the run's configuration (main() sets it from --size)
 TARGET_SPEEDUP, TARGET_PPL, TARGET_VS_TORCH = 3.0, 0.02, 2.0
+
+
+def lr_at(epoch: int, decay_from: int) -> float:
+    """The learning rate of epoch `epoch` (1-based): CONFIG's lr, halved every epoch from
+    epoch `decay_from` on (Zaremba et al. 2014's schedule; 0: constant)."""
+    halvings = epoch - decay_from + 1 if decay_from and epoch >= decay_from else 0
+    return CONFIG["lr"] / 2 ** halvings
 
 
 def load_wikitext2(data: Path):
@@ -110,6 +126,7 @@ def torch_worker(args) -> None:
 
     torch.set_num_threads(args.threads)
     cfg = json.loads(args.config)
+    CONFIG.update(cfg)   # lr_at reads it
     corpus = load_wikitext2(Path(args.data))
     V = len(corpus.vocab)
     E, H, L, B, T = cfg["emb"], cfg["hidden"], cfg["layers"], cfg["batch"], cfg["bptt"]
@@ -119,8 +136,8 @@ def torch_worker(args) -> None:
             super().__init__()
             self.encoder = torch.nn.Embedding(V, E)
             self.rnn = torch.nn.LSTM(E, H, L)
-            self.decoder = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cfg["cutoffs"],
-                                                               div_value=cfg["div_value"])
+            self.decoder = torch.nn.AdaptiveLogSoftmaxWithLoss(
+                H, V, cfg["cutoffs"], div_value=cfg["div_value"], head_bias=cfg["head_bias"])
 
         def loss(self, x, y, hidden):
             out, hidden = self.rnn(self.encoder(x), hidden)
@@ -136,7 +153,8 @@ def torch_worker(args) -> None:
     warm = min(2, n // 5)
     tokens, seconds = 0, 0.0
     t_train, c_train = time.perf_counter(), time.process_time()
-    for _ in range(args.epochs):
+    for epoch in range(1, args.epochs + 1):
+        lr = lr_at(epoch, args.decay_from)
         hidden = (torch.zeros(L, B, H), torch.zeros(L, B, H))
         for i in range(n):
             t0 = time.perf_counter()
@@ -148,7 +166,7 @@ def torch_worker(args) -> None:
             torch.nn.utils.clip_grad_norm_(params, cfg["clip"])
             with torch.no_grad():
                 for p in params:
-                    p.add_(p.grad, alpha=-cfg["lr"])
+                    p.add_(p.grad, alpha=-lr)
             if i >= warm:
                 seconds += time.perf_counter() - t0
                 tokens += min(T, xb.shape[0] - s) * B
@@ -180,8 +198,8 @@ def make_model(corpus, output, seed=0, classes=0):
     from rnnkit.nn.output import frequency_classes
 
     c = CONFIG
-    kw = dict(output="adaptive", cutoffs=tuple(c["cutoffs"]), div_value=c["div_value"]) \
-        if output == "adaptive" else {}
+    kw = dict(output="adaptive", cutoffs=tuple(c["cutoffs"]), div_value=c["div_value"],
+              head_bias=c["head_bias"]) if output == "adaptive" else {}
     if output == "classes":   # Mikolov's frequency binning of the training counts
         kw = dict(output="classes", cutoffs=tuple(frequency_classes(corpus.vocab.counts, classes)))
     arch = Architecture(c["model_type"], len(corpus.vocab), c["emb"], c["hidden"], c["layers"],
@@ -209,7 +227,8 @@ def train_rnnkit(model, corpus, args) -> dict:
     tokens, seconds = 0, 0.0
     t_train, c_train = time.perf_counter(), time.process_time()
     with thread_limit(args.threads):
-        for _ in range(args.epochs):
+        for epoch in range(1, args.epochs + 1):
+            lr = lr_at(epoch, args.decay_from)
             h, cc = model.zero_state(B)
             for i in range(n):
                 t0 = time.perf_counter()
@@ -217,7 +236,7 @@ def train_rnnkit(model, corpus, args) -> dict:
                 model.forward_backward(xb[s:s + T], yb[s:s + T], h, cc, 1.0 / B)
                 rows = model.grad_rows()
                 clip_grad_norm(model.grad, c["clip"], rows)
-                sgd.step(model.flat, model.grad, c["lr"], rows)  # in place, as `rnnkit train`
+                sgd.step(model.flat, model.grad, lr, rows)  # in place, as `rnnkit train`
                 if i >= warm:
                     seconds += time.perf_counter() - t0
                     tokens += min(T, xb.shape[0] - s) * B
@@ -249,13 +268,14 @@ def check_against_torch(V, threads) -> str:
     torch.set_num_threads(threads)
     H, cut = CONFIG["hidden"], CONFIG["cutoffs"]
     torch.manual_seed(0)
-    tm = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cut, div_value=CONFIG["div_value"])
-    layout = ParamLayout(adaptive_softmax_shapes(V, H, cut, CONFIG["div_value"]))
+    div, hb = CONFIG["div_value"], CONFIG["head_bias"]
+    tm = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cut, div_value=div, head_bias=hb)
+    layout = ParamLayout(adaptive_softmax_shapes(V, H, cut, div, hb))
     flat, grad = np.zeros(layout.size, np.float32), np.zeros(layout.size, np.float32)
     p, g = layout.views(flat), layout.views(grad)
     for k, v in tm.state_dict().items():
         p[f"decoder.{k}"][...] = v.numpy()
-    ours = AdaptiveSoftmax(V, H, cut, kernels(), p, g, div_value=CONFIG["div_value"])
+    ours = AdaptiveSoftmax(V, H, cut, kernels(), p, g, div_value=div, head_bias=hb)
     rng = np.random.default_rng(1)
     h = rng.standard_normal((256, H)).astype(np.float32)
     t = rng.integers(0, V, 256)
@@ -284,11 +304,14 @@ def softmax_bench(args) -> None:
     print(f"# WikiText-2: V = {V:,}, train {len(corpus['train']):,} tokens; size {args.size}: "
           f"{CONFIG['layers']}x{CONFIG['hidden']} "
           f"LSTM, bptt {CONFIG['bptt']}, batch {CONFIG['batch']}, cutoffs "
-          f"{','.join(map(str, CONFIG['cutoffs']))}, div_value {CONFIG['div_value']:g}")
+          f"{','.join(map(str, CONFIG['cutoffs']))}, div_value {CONFIG['div_value']:g}, head bias "
+          f"{'on' if CONFIG['head_bias'] else 'off'}")
     what = (f"{args.windows} windows x {args.epochs} epoch(s)" if args.windows
             else f"{args.epochs} epoch(s)")
     ev = f"first {args.eval_tokens:,} tokens of valid/test" if args.eval_tokens else "full valid/test"
-    print(f"# training: {what}; perplexity on the {ev}")
+    sched = (f"lr {CONFIG['lr']:g} halved every epoch from epoch {args.decay_from}"
+             if args.decay_from else f"lr {CONFIG['lr']:g} constant")
+    print(f"# training: {what}, {sched}; perplexity on the {ev}")
     try:
         import torch  # noqa: F401
         have_torch = not args.skip_torch
@@ -317,7 +340,8 @@ def softmax_bench(args) -> None:
             cmd = [sys.executable, __file__, "--torch-worker", "--data", str(args.data),
                    "--threads", str(args.threads), "--config", json.dumps(CONFIG), "--init",
                    str(init), "--windows", str(args.windows), "--epochs", str(args.epochs),
-                   "--eval-tokens", str(args.eval_tokens)]
+                   "--eval-tokens", str(args.eval_tokens),
+                   "--decay-from", str(args.decay_from)]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 raise SystemExit(f"the PyTorch worker failed:\n{r.stderr[-3000:]}")
@@ -470,6 +494,12 @@ def main() -> None:
                     help="windows per epoch (0: all; default: the size's)")
     ap.add_argument("--eval-tokens", type=int, default=None,
                     help="valid/test prefix (0: all; default: the size's)")
+    ap.add_argument("--decay-from", type=int, default=0,
+                    help="halve the learning rate every epoch from this one on (e.g. 3 of 4; "
+                         "default 0: constant)")
+    ap.add_argument("--no-head-bias", action="store_true",
+                    help="adaptive models without a head bias (PyTorch's default; rnnkit's "
+                         "until 2026-12-03)")
     ap.add_argument("--classes", type=int, default=0,
                     help="also rnnkit's class softmax with this many classes (e.g. 200)")
     ap.add_argument("--quick", action="store_true", help="a few windows: checks the script")
@@ -490,6 +520,7 @@ def main() -> None:
         return allreduce_worker(args)
     CONFIG.clear()
     CONFIG.update(SIZES[args.size])
+    CONFIG["head_bias"] = not args.no_head_bias
     args.full_epochs = args.epochs   # what --quick estimates the run time of
     if args.quick:
         args.windows = args.windows or 8

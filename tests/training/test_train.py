@@ -123,12 +123,14 @@ def test_small_lstm_on_the_english_sample_beats_a_unigram_model(tmp_path):
 
 def test_adaptive_softmax_model_trains_through_the_cli(tmp_path, capsys):
     """--output adaptive on the English sample (293 ids): it learns as the full softmax does,
-    --json names the output layer, and the file loads with its cutoffs."""
+    --json names the output layer, and the file loads with its cutoffs. --div-value 2: at
+    --hidden 32 the default 4 would leave the last cluster a projection of 2 units."""
     corpus = build_corpus(None, sample="en")
     corpus.write(tmp_path / "en")
     out = tmp_path / "ad.rnnkit"
     code, stdout, err = cli(capsys, "train", tmp_path / "en", "--type", "lstm", "--output",
-                            "adaptive", "--cutoffs", "40,120", "--emb", 32, "--hidden", 32,
+                            "adaptive", "--cutoffs", "40,120", "--div-value", 2, "--emb", 32,
+                            "--hidden", 32,
                             "--layers", 1, "--epochs", 4, "--bptt", 20, "--batch", 8,
                             "--decay-after", 3, "--threads", 1, "--out", out, "--json")
     assert code == 0, err
@@ -137,7 +139,26 @@ def test_adaptive_softmax_model_trains_through_the_cli(tmp_path, capsys):
     assert s["valid_perplexity"] < 0.3 * unigram_perplexity(corpus), s["valid_perplexity"]
     model = load(out)
     assert model.arch.output == "adaptive" and model.arch.cutoffs == (40, 120)
+    assert model.arch.head_bias and model.p["decoder.head.bias"].shape == (42,)   # the default
+    assert np.abs(model.p["decoder.head.bias"]).max() > 0.1   # trained, not left at its init
     assert model.perplexity(corpus.text("valid")) < 0.4 * unigram_perplexity(corpus)
+
+
+def test_no_head_bias_and_options_saved_before_the_field(toy, tmp_path, capsys):
+    """--no-head-bias gives PyTorch's default head (no decoder.head.bias); options saved before
+    head_bias existed (a checkpoint's, a model's) mean no head bias, so such runs resume."""
+    _, d = toy
+    out = tmp_path / "m.rnnkit"
+    code, _, err = cli(capsys, "train", d / "data", "--output", "adaptive", "--cutoffs", "4",
+                       "--emb", 8, "--hidden", 8, "--layers", 1, "--epochs", 1, "--bptt", 5,
+                       "--batch", 2, "--no-head-bias", "--threads", 1, "--out", out)
+    assert code == 0, err
+    model = load(out)
+    assert not model.arch.head_bias and "decoder.head.bias" not in model.p
+    old = TrainOptions(output="adaptive", cutoffs=(4,)).to_dict()
+    del old["head_bias"]
+    assert TrainOptions.from_dict(old).head_bias is False
+    assert TrainOptions.from_dict(TrainOptions().to_dict()).head_bias is True
 
 
 @pytest.mark.parametrize("args,msg", [

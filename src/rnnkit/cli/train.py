@@ -130,6 +130,10 @@ def train(
     div_value: Annotated[float, typer.Option(
         help="Adaptive softmax: tail cluster i projects to hidden / div^(i+1) units.",
         rich_help_panel=RECURRENT)] = 4.0,
+    head_bias: Annotated[bool, typer.Option(
+        "--head-bias/--no-head-bias", help="Adaptive softmax: a bias on the head's words and "
+        "cluster tokens (PyTorch's head_bias=True; --no-head-bias: PyTorch's default).",
+        rich_help_panel=RECURRENT)] = True,
     init_scale: Annotated[float, typer.Option(help="Uniform init in [-s, s].",
                                               rich_help_panel=RECURRENT)] = 0.1,
     init_from: Annotated[Optional[Path], typer.Option(
@@ -284,7 +288,8 @@ def _train_lm(corpus, out_path, model_type, opts_common: dict, o: dict, world) -
         optimizer=(opt or Optimizer.sgd).value,
         decay_after=decay_after if decay_after is not None else 4,
         init_from=None if init_from is None else str(init_from), output=o["output"].value,
-        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"], classes=o["classes"])
+        cutoffs=parse_cutoffs(o["cutoffs"]), div_value=o["div_value"], head_bias=o["head_bias"],
+        classes=o["classes"])
     return _run(run_train, corpus, out_path, opts, o["as_json"], "language model", world)
 
 

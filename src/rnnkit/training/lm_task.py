@@ -53,6 +53,7 @@ class LMOptions:
     output: str = "full"          # the output layer: full softmax or adaptive (nn/output.py)
     cutoffs: tuple[int, ...] = ()  # the adaptive softmax's head size and cluster starts
     div_value: float = 4.0        # the adaptive softmax's projection divisor
+    head_bias: bool = True        # the adaptive softmax's head has a bias (PyTorch's head_bias)
     classes: int = 0              # the class softmax's number of classes (frequency binning)
 
     def check(self) -> None:
@@ -93,7 +94,8 @@ class LMOptions:
                 cutoffs = tuple(frequency_classes(counts, self.classes))
             return Architecture(self.model_type, vocab_size, self.emb, self.hidden, self.layers,
                                 self.tie_weights, self.dropout, output=self.output,
-                                cutoffs=cutoffs, div_value=self.div_value)
+                                cutoffs=cutoffs, div_value=self.div_value,
+                                head_bias=self.head_bias and self.output == "adaptive")
         except ValueError as e:
             raise InputError(f"{e}") from None
         except RnnkitError as e:
@@ -348,6 +350,11 @@ class TrainOptions(LoopOptions, LMOptions):
     def check(self) -> None:
         LMOptions.check(self)
         LoopOptions.check(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        # options saved before head_bias existed (checkpoints, model files) had no head bias
+        return super().from_dict({"head_bias": False, **d})
 
 
 def train(data, out_path: str | os.PathLike, options: TrainOptions | None = None,
