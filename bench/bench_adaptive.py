@@ -36,8 +36,9 @@ ones: the 2% target is for whole epochs, the small run shows the gap at equal tr
 Whole epochs of the small size: `--windows 0 --eval-tokens 0 --epochs 4 --decay-from 3` (lr 1,
 1, 0.5, 0.25, as Zaremba et al. halve it once the rate has done its work; with a constant lr 1
 the third epoch's perplexity depends on where a still-noisy trajectory stands, and runs that
-differ only in rounding ended 1-17% apart). About 35 min per seed for the full softmax on 2
-quiet cores, 7 for the adaptive one; `--seeds 1,2 --skip-torch` for more initialisations.
+differ only in rounding ended 1-17% apart). At the speeds of 2026-12-03 on 2 quiet cores:
+about 27 min per seed for the full softmax, 6 for the adaptive one and 11 for PyTorch's;
+`--seeds 1,2 --skip-torch` for more initialisations.
 The adaptive models have a head bias (rnnkit's default; `--no-head-bias` for PyTorch's).
 
 Usage:
