@@ -88,11 +88,11 @@ CONFIG = dict(SIZES["medium"])   # the run's configuration (main() sets it from 
 TARGET_SPEEDUP, TARGET_PPL, TARGET_VS_TORCH = 3.0, 0.02, 2.0
 
 
-def lr_at(epoch: int, decay_from: int) -> float:
-    """The learning rate of epoch `epoch` (1-based): CONFIG's lr, halved every epoch from
-    epoch `decay_from` on (Zaremba et al. 2014's schedule; 0: constant)."""
+def lr_at(lr: float, epoch: int, decay_from: int) -> float:
+    """The learning rate of epoch `epoch` (1-based): lr, halved every epoch from epoch
+    `decay_from` on (Zaremba et al. 2014's schedule; 0: constant)."""
     halvings = epoch - decay_from + 1 if decay_from and epoch >= decay_from else 0
-    return CONFIG["lr"] / 2 ** halvings
+    return lr / 2 ** halvings
 
 
 def load_wikitext2(data: Path):
@@ -127,7 +127,6 @@ def torch_worker(args) -> None:
 
     torch.set_num_threads(args.threads)
     cfg = json.loads(args.config)
-    CONFIG.update(cfg)   # lr_at reads it
     corpus = load_wikitext2(Path(args.data))
     V = len(corpus.vocab)
     E, H, L, B, T = cfg["emb"], cfg["hidden"], cfg["layers"], cfg["batch"], cfg["bptt"]
@@ -155,7 +154,7 @@ def torch_worker(args) -> None:
     tokens, seconds = 0, 0.0
     t_train, c_train = time.perf_counter(), time.process_time()
     for epoch in range(1, args.epochs + 1):
-        lr = lr_at(epoch, args.decay_from)
+        lr = lr_at(cfg["lr"], epoch, args.decay_from)
         hidden = (torch.zeros(L, B, H), torch.zeros(L, B, H))
         for i in range(n):
             t0 = time.perf_counter()
@@ -229,7 +228,7 @@ def train_rnnkit(model, corpus, args) -> dict:
     t_train, c_train = time.perf_counter(), time.process_time()
     with thread_limit(args.threads):
         for epoch in range(1, args.epochs + 1):
-            lr = lr_at(epoch, args.decay_from)
+            lr = lr_at(c["lr"], epoch, args.decay_from)
             h, cc = model.zero_state(B)
             for i in range(n):
                 t0 = time.perf_counter()
@@ -521,7 +520,8 @@ def main() -> None:
         return allreduce_worker(args)
     CONFIG.clear()
     CONFIG.update(SIZES[args.size])
-    CONFIG["head_bias"] = not args.no_head_bias
+    if args.no_head_bias:
+        CONFIG["head_bias"] = False
     args.full_epochs = args.epochs   # what --quick estimates the run time of
     if args.quick:
         args.windows = args.windows or 8
