@@ -40,6 +40,10 @@ differ only in rounding ended 1-17% apart). At the speeds of 2026-12-03 on 2 qui
 about 27 min per seed for the full softmax, 6 for the adaptive one and 11 for PyTorch's;
 `--seeds 1,2 --skip-torch` for more initialisations.
 The adaptive models have a head bias (rnnkit's default; `--no-head-bias` for PyTorch's).
+Regularised, longer: `--dropout 0.3 --epochs 6 --decay-from 4 --per-epoch` (dropout on the
+non-recurrent connections in all three models, as Zaremba et al.; the masks differ between
+rnnkit and PyTorch, drawn from each side's own generator) with the validation perplexity after
+every epoch (`--per-epoch`; evaluation is never timed as training).
 
 Usage:
   python bench/bench_adaptive.py --quick               # a few windows each: checks the script
@@ -48,6 +52,8 @@ Usage:
   python bench/bench_adaptive.py --size small --classes 200   # + the class softmax (Mikolov)
   python bench/bench_adaptive.py --size small --windows 0 --eval-tokens 0 --epochs 4 \
       --decay-from 3 --seeds 1,2 --skip-torch          # whole epochs, two initialisations
+  python bench/bench_adaptive.py --size small --windows 0 --eval-tokens 0 --epochs 6 \
+      --decay-from 4 --dropout 0.3 --per-epoch --seeds 1   # regularised, 6 epochs (~75 min)
   python bench/bench_adaptive.py --epochs 2            # the comparison (hours on 2 cores)
   python bench/bench_adaptive.py --mpi --quick         # allreduce sizes up to 10^6, tiny training
   python bench/bench_adaptive.py --mpi                 # up to 3.3*10^7 floats, 1 epoch of a subset
@@ -135,26 +141,48 @@ def torch_worker(args) -> None:
         def __init__(self):
             super().__init__()
             self.encoder = torch.nn.Embedding(V, E)
-            self.rnn = torch.nn.LSTM(E, H, L)
+            # dropout where rnnkit puts it: the embedding output, between the layers and below
+            # the decoder, never on h_{t-1} -> h_t (Zaremba et al. 2014)
+            self.drop = torch.nn.Dropout(cfg.get("dropout", 0.0))
+            self.rnn = torch.nn.LSTM(E, H, L, dropout=cfg.get("dropout", 0.0))
             self.decoder = torch.nn.AdaptiveLogSoftmaxWithLoss(
                 H, V, cfg["cutoffs"], div_value=cfg["div_value"], head_bias=cfg["head_bias"])
 
         def loss(self, x, y, hidden):
-            out, hidden = self.rnn(self.encoder(x), hidden)
-            r = self.decoder(out.reshape(-1, H), y.reshape(-1))
+            out, hidden = self.rnn(self.drop(self.encoder(x)), hidden)
+            r = self.decoder(self.drop(out).reshape(-1, H), y.reshape(-1))
             return r.loss * y.numel(), hidden      # summed over the tokens
 
     model = LM()
     model.load_state_dict(load_file(args.init), strict=True)
+    torch.manual_seed(1000)   # the dropout masks
     xb, yb = (torch.from_numpy(a) for a in streams(corpus["train"], B))
     starts = list(range(0, xb.shape[0], T))
     n = min(args.windows, len(starts)) if args.windows else len(starts)
     params = list(model.parameters())
     warm = min(2, n // 5)
-    tokens, seconds = 0, 0.0
+    def ppl(split):
+        model.eval()    # dropout off
+        x, y = (torch.from_numpy(a) for a in streams(eval_ids(corpus, split, args.eval_tokens),
+                                                      cfg["eval_batch"]))
+        hidden = (torch.zeros(L, x.shape[1], H), torch.zeros(L, x.shape[1], H))
+        total = 0.0
+        with torch.no_grad():
+            for s in range(0, x.shape[0], 64):
+                loss, hidden = model.loss(x[s:s + 64], y[s:s + 64], hidden)
+                total += float(loss)
+        return math.exp(total / y.numel())
+
+    tokens, seconds, by_epoch, eval_skip = 0, 0.0, [], [0.0, 0.0]
     t_train, c_train = time.perf_counter(), time.process_time()
     for epoch in range(1, args.epochs + 1):
         lr = lr_at(cfg["lr"], epoch, args.decay_from)
+        if args.per_epoch and epoch > 1:   # the last epoch's validation, not timed as training
+            t0, c0 = time.perf_counter(), time.process_time()
+            by_epoch.append(ppl("valid"))
+            eval_skip[0] += time.perf_counter() - t0
+            eval_skip[1] += time.process_time() - c0
+        model.train()   # dropout on
         hidden = (torch.zeros(L, B, H), torch.zeros(L, B, H))
         for i in range(n):
             t0 = time.perf_counter()
@@ -171,21 +199,12 @@ def torch_worker(args) -> None:
                 seconds += time.perf_counter() - t0
                 tokens += min(T, xb.shape[0] - s) * B
 
-    def ppl(split):
-        x, y = (torch.from_numpy(a) for a in streams(eval_ids(corpus, split, args.eval_tokens),
-                                                      cfg["eval_batch"]))
-        hidden = (torch.zeros(L, x.shape[1], H), torch.zeros(L, x.shape[1], H))
-        total = 0.0
-        with torch.no_grad():
-            for s in range(0, x.shape[0], 64):
-                loss, hidden = model.loss(x[s:s + 64], y[s:s + 64], hidden)
-                total += float(loss)
-        return math.exp(total / y.numel())
-
-    train_wall, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+    train_wall = time.perf_counter() - t_train - eval_skip[0]
+    train_cpu = time.process_time() - c_train - eval_skip[1]
     t_eval, c_eval = time.perf_counter(), time.process_time()
     valid, test = ppl("valid"), ppl("test")
     print(json.dumps({"tokens_per_s": tokens / seconds, "valid_ppl": valid, "test_ppl": test,
+                      "valid_by_epoch": by_epoch + [valid],
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "train_wall": train_wall, "eval_wall": time.perf_counter() - t_eval,
                       "train_cpu": train_cpu, "eval_cpu": time.process_time() - c_eval,
@@ -203,7 +222,7 @@ def make_model(corpus, output, seed=0, classes=0):
     if output == "classes":   # Mikolov's frequency binning of the training counts
         kw = dict(output="classes", cutoffs=tuple(frequency_classes(corpus.vocab.counts, classes)))
     arch = Architecture(c["model_type"], len(corpus.vocab), c["emb"], c["hidden"], c["layers"],
-                        **kw)
+                        dropout=c.get("dropout", 0.0), **kw)
     m = RNNLM(arch, corpus.vocab, corpus.tokenizer)
     # the shared tensors (embedding, LSTM) get the same values in both models
     rng = np.random.default_rng(seed)
@@ -212,11 +231,13 @@ def make_model(corpus, output, seed=0, classes=0):
     return m
 
 
-def train_rnnkit(model, corpus, args) -> dict:
+def train_rnnkit(model, corpus, args, seed: int = 0) -> dict:
     from rnnkit.nn.optim import clip_grad_norm, make_optimizer
     from rnnkit.nn.backend import thread_limit
 
     c = CONFIG
+    # dropout masks from their own generator, one per initialisation (None: no dropout)
+    rng = np.random.default_rng(1000 + seed) if c.get("dropout", 0.0) else None
     T, B = c["bptt"], c["batch"]
     xb, yb = streams(corpus["train"], B)
     starts = list(range(0, xb.shape[0], T))
@@ -224,23 +245,9 @@ def train_rnnkit(model, corpus, args) -> dict:
     warm = min(2, n // 5)
     sgd = make_optimizer("sgd", model.flat.shape[0])
     model.set_sparse_grad(True)   # as `rnnkit train` on one process: clip and step the rows read
-    tokens, seconds = 0, 0.0
+    tokens, seconds, by_epoch, eval_skip = 0, 0.0, [], [0.0, 0.0]
     t_train, c_train = time.perf_counter(), time.process_time()
     with thread_limit(args.threads):
-        for epoch in range(1, args.epochs + 1):
-            lr = lr_at(c["lr"], epoch, args.decay_from)
-            h, cc = model.zero_state(B)
-            for i in range(n):
-                t0 = time.perf_counter()
-                s = starts[i]
-                model.forward_backward(xb[s:s + T], yb[s:s + T], h, cc, 1.0 / B)
-                rows = model.grad_rows()
-                clip_grad_norm(model.grad, c["clip"], rows)
-                sgd.step(model.flat, model.grad, lr, rows)  # in place, as `rnnkit train`
-                if i >= warm:
-                    seconds += time.perf_counter() - t0
-                    tokens += min(T, xb.shape[0] - s) * B
-
         def ppl(split):
             x, y = streams(eval_ids(corpus, split, args.eval_tokens), c["eval_batch"])
             h, cc = model.zero_state(x.shape[1])
@@ -248,10 +255,31 @@ def train_rnnkit(model, corpus, args) -> dict:
                         for s in range(0, x.shape[0], 64))
             return math.exp(total / y.size)
 
-        train_wall, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+        for epoch in range(1, args.epochs + 1):
+            lr = lr_at(c["lr"], epoch, args.decay_from)
+            if args.per_epoch and epoch > 1:   # the last epoch's validation, not timed
+                t0, c0 = time.perf_counter(), time.process_time()
+                by_epoch.append(ppl("valid"))
+                eval_skip[0] += time.perf_counter() - t0
+                eval_skip[1] += time.process_time() - c0
+            h, cc = model.zero_state(B)
+            for i in range(n):
+                t0 = time.perf_counter()
+                s = starts[i]
+                model.forward_backward(xb[s:s + T], yb[s:s + T], h, cc, 1.0 / B, rng=rng)
+                rows = model.grad_rows()
+                clip_grad_norm(model.grad, c["clip"], rows)
+                sgd.step(model.flat, model.grad, lr, rows)  # in place, as `rnnkit train`
+                if i >= warm:
+                    seconds += time.perf_counter() - t0
+                    tokens += min(T, xb.shape[0] - s) * B
+
+        train_wall = time.perf_counter() - t_train - eval_skip[0]
+        train_cpu = time.process_time() - c_train - eval_skip[1]
         t_eval, c_eval = time.perf_counter(), time.process_time()
         valid, test = ppl("valid"), ppl("test")
         return {"tokens_per_s": tokens / seconds, "valid_ppl": valid, "test_ppl": test,
+                "valid_by_epoch": by_epoch + [valid],
                 "train_wall": train_wall, "eval_wall": time.perf_counter() - t_eval,
                 "train_cpu": train_cpu, "eval_cpu": time.process_time() - c_eval,
                 "windows_run": n * args.epochs}
@@ -305,7 +333,7 @@ def softmax_bench(args) -> None:
           f"{CONFIG['layers']}x{CONFIG['hidden']} "
           f"LSTM, bptt {CONFIG['bptt']}, batch {CONFIG['batch']}, cutoffs "
           f"{','.join(map(str, CONFIG['cutoffs']))}, div_value {CONFIG['div_value']:g}, head bias "
-          f"{'on' if CONFIG['head_bias'] else 'off'}")
+          f"{'on' if CONFIG['head_bias'] else 'off'}, dropout {CONFIG.get('dropout', 0.0):g}")
     what = (f"{args.windows} windows x {args.epochs} epoch(s)" if args.windows
             else f"{args.epochs} epoch(s)")
     ev = f"first {args.eval_tokens:,} tokens of valid/test" if args.eval_tokens else "full valid/test"
@@ -335,13 +363,13 @@ def softmax_bench(args) -> None:
                 if output == "adaptive" and have_torch and seed == seeds[0]:
                     from safetensors.numpy import save_file
                     save_file({k: np.ascontiguousarray(v) for k, v in model.p.items()}, str(init))
-                rows[label(output, seed)] = train_rnnkit(model, corpus, args)
+                rows[label(output, seed)] = train_rnnkit(model, corpus, args, seed)
         if have_torch:
             cmd = [sys.executable, __file__, "--torch-worker", "--data", str(args.data),
                    "--threads", str(args.threads), "--config", json.dumps(CONFIG), "--init",
                    str(init), "--windows", str(args.windows), "--epochs", str(args.epochs),
                    "--eval-tokens", str(args.eval_tokens),
-                   "--decay-from", str(args.decay_from)]
+                   "--decay-from", str(args.decay_from)] + (["--per-epoch"] if args.per_epoch else [])
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 raise SystemExit(f"the PyTorch worker failed:\n{r.stderr[-3000:]}")
@@ -350,6 +378,10 @@ def softmax_bench(args) -> None:
     print(f"{'model':<32}{'tokens/s':>10}{'valid ppl':>11}{'test ppl':>10}")
     for name, r in rows.items():
         print(f"{name:<32}{r['tokens_per_s']:>10,.0f}{r['valid_ppl']:>11.2f}{r['test_ppl']:>10.2f}")
+    if args.per_epoch:
+        print("validation perplexity after each epoch:")
+        for name, r in rows.items():
+            print(f"  {name:<30}" + " ".join(f"{v:8.2f}" for v in r["valid_by_epoch"]))
     full, ad = rows["rnnkit full"], rows["rnnkit adaptive"]
     speed = ad["tokens_per_s"] / full["tokens_per_s"]
     dppl = ad["valid_ppl"] / full["valid_ppl"] - 1
@@ -497,6 +529,10 @@ def main() -> None:
     ap.add_argument("--decay-from", type=int, default=0,
                     help="halve the learning rate every epoch from this one on (e.g. 3 of 4; "
                          "default 0: constant)")
+    ap.add_argument("--per-epoch", action="store_true",
+                    help="also the validation perplexity after every epoch (not timed)")
+    ap.add_argument("--dropout", type=float, default=None,
+                    help="dropout on the non-recurrent connections (default: the size's, 0)")
     ap.add_argument("--no-head-bias", action="store_true",
                     help="adaptive models without a head bias (PyTorch's default; rnnkit's "
                          "until 2026-12-03)")
@@ -522,6 +558,10 @@ def main() -> None:
     CONFIG.update(SIZES[args.size])
     if args.no_head_bias:
         CONFIG["head_bias"] = False
+    if args.dropout is not None:
+        if not 0.0 <= args.dropout < 1.0:
+            raise SystemExit(f"--dropout must be in [0, 1), got {args.dropout}")
+        CONFIG["dropout"] = args.dropout
     args.full_epochs = args.epochs   # what --quick estimates the run time of
     if args.quick:
         args.windows = args.windows or 8
