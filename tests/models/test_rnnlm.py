@@ -611,3 +611,19 @@ def test_score_and_generate_commands_on_a_recurrent_model(trained, tmp_path, cap
     again = cli(capsys, "generate", trained / "m.rnnkit", "--num", 5, "--seed", 3, "--json",
                 "--max-len", 12)[1]
     assert again == stdout  # same seed, same sentences
+
+
+def test_many_streams_reuse_their_packed_weights_with_the_same_numbers():
+    from rnnkit.nn.backend import kernels
+
+    m = make_model("lstm", E=6, H=10, scale=0.8)
+    a, b = m.start(16), m.start(16)
+    b.packs = None
+    rng = np.random.default_rng(21)
+    for _ in range(3):
+        np.testing.assert_array_equal(m.log_probs(a), m.log_probs(b))
+        ids = rng.integers(3, len(VOCAB), 16)
+        m.advance(a, ids), m.advance(b, ids)
+    if kernels().gemm_backend() == "packed":
+        assert len(a.packs) == 3    # 2 layers and the output layer
+    assert a.copy().packs is a.packs and a.select(np.arange(4)).packs is a.packs

@@ -181,3 +181,29 @@ def test_beam_layout_attends_like_any_other_selection(attention):
         sub = grouped.select(np.array(rows))
         np.testing.assert_allclose(m.log_probs(sub), full[rows], atol=1e-6)
         np.testing.assert_allclose(sub.alpha, grouped.alpha[rows], atol=1e-7)
+
+
+@pytest.mark.parametrize("feed", [False, True])
+def test_a_search_packs_its_weights_once_and_gets_the_same_numbers(feed):
+    """From 8 streams on, the decoder's steps and the output layer run on the packed GEMM; a
+    decoding state packs their weights on its first such step into its `packs`, shared by the
+    states selected from it, instead of at every step: the same bits as a state without."""
+    from rnnkit.nn.backend import kernels
+
+    m = make("general", True, layers=2, dtype=np.float32, backend=None, seed=11, scale=0.5,
+             E=8, H=12, feed=feed)
+    srcs = [s for s, _ in pairs(np.random.default_rng(12), 12)]
+    a, b = m.start(12, context=srcs), m.start(12, context=srcs)
+    b.packs = None                                   # packs nothing: the kernels pack per step
+    rng = np.random.default_rng(13)
+    for _ in range(3):
+        np.testing.assert_array_equal(m.log_probs(a), m.log_probs(b))
+        ids = rng.integers(3, len(TRG), 12)
+        m.advance(a, ids), m.advance(b, ids)
+    if kernels().gemm_backend() == "packed":
+        assert len(a.packs) == 3                    # the 2 decoder layers and the output layer
+    made = dict(a.packs)
+    sel = a.select(np.repeat(np.arange(3), 4))
+    assert sel.packs is a.packs
+    m.log_probs(sel), m.advance(sel, np.arange(12) % 5 + 3)
+    assert all(a.packs[k] is v for k, v in made.items())   # reused, not packed again

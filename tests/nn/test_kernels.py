@@ -776,3 +776,97 @@ def test_topk_rows_bad_input():
         K.topk_rows(z.astype(np.float64), 2)
     with pytest.raises(ValueError, match="int64"):
         K.topk_rows(z, 2, out=np.zeros((2, 2), np.int32))
+
+
+# --- weights packed once for many products (a decoding run) ---------------------------------------
+@pytest.mark.parametrize("path", PACKED or [None])
+@pytest.mark.parametrize("cell,B,E,H", [("lstm", 24, 29, 37), ("lstm", 40, 64, 16),
+                                        ("lstm", 40, 300, 256), ("rnn", 24, 29, 37)])
+def test_steps_on_weights_packed_before_give_the_same_bits(path, cell, B, E, H):
+    # pack_weight packs the panels each step would pack (H = 37: a gate ends mid half panel;
+    # 300 x 256: the weights need 32 streams before a step packs); the threads' column split
+    # is the same, so every output is the same bits, on 1 and 2 threads
+    if path is None:
+        pytest.skip("no packed path on this CPU")
+    rng = np.random.default_rng(40)
+    p = lstm_params(rng, 1, B, E, H, False)
+    G = 4 if cell == "lstm" else 1
+    w = {k: np.ascontiguousarray(p[k][:G * H]) for k in ["w_ih", "w_hh", "b_ih", "b_hh"]}
+    old = K.get_num_threads()
+    with using(path):
+        assert K.step_packs(B, E, H, G)
+        packed = (K.pack_weight(w["w_ih"], G), K.pack_weight(w["w_hh"], G))
+        try:
+            for nt in (1, 2):
+                K.set_num_threads(nt)
+                outs = []
+                for pk in (None, packed):
+                    h, c = p["h0"].copy(), p["c0"].copy()
+                    for t in range(2):   # the second step reads the first one's h
+                        if cell == "lstm":
+                            K.lstm_step(p["x"][0], h, c, **w, packed=pk)
+                        else:
+                            K.rnn_step(p["x"][0], h, **w, packed=pk)
+                    outs.append((h, c))
+                np.testing.assert_array_equal(outs[1][0], outs[0][0])
+                np.testing.assert_array_equal(outs[1][1], outs[0][1])
+        finally:
+            K.set_num_threads(old)
+
+
+@pytest.mark.parametrize("path", PACKED or [None])
+@pytest.mark.parametrize("N,H,V", [(8, 16, 300), (40, 37, 1001), (320, 64, 2000)])
+def test_log_softmax_on_a_weight_packed_before_gives_the_same_bits(path, N, H, V):
+    if path is None:
+        pytest.skip("no packed path on this CPU")
+    rng = np.random.default_rng(41)
+    h = rng.standard_normal((N, H)).astype(np.float32)
+    w = (0.3 * rng.standard_normal((V, H))).astype(np.float32)
+    b = rng.standard_normal(V).astype(np.float32)
+    with using(path):
+        assert K.log_softmax_packs(N) and not K.log_softmax_packs(7)
+        pw = K.pack_weight(w)
+        for scale in (1.0, 1 / np.log(10)):
+            want = K.log_softmax(h, w, b, scale=scale)
+            np.testing.assert_array_equal(K.log_softmax(h, w, b, scale=scale, packed=pw), want)
+        close(K.log_softmax(h, w, b, packed=pw), ref.log_softmax(*f64({"h": h, "w": w, "b": b}).values()))
+        # below 8 rows the kernel streams the unpacked weight: the pack is not used
+        np.testing.assert_array_equal(K.log_softmax(h[:3], w, b, packed=pw),
+                                      K.log_softmax(h[:3], w, b))
+
+
+def test_packed_weights_are_checked():
+    rng = np.random.default_rng(42)
+    w = rng.standard_normal((40, 16)).astype(np.float32)
+    other = w.copy()
+    h = rng.standard_normal((8, 16)).astype(np.float32)
+    b = np.zeros(40, np.float32)
+    with pytest.raises(ValueError, match="groups must divide"):
+        K.pack_weight(w, 3)
+    with pytest.raises(ValueError, match="must be float32"):
+        K.pack_weight(w.astype(np.float64))
+    if not PACKED:
+        return
+    with using(PACKED[-1]):
+        pw = K.pack_weight(w)
+        assert pw.rows == 40 and pw.cols == 16 and pw.groups == 1 and "PackedWeight" in repr(pw)
+        # a pack of another array, even an equal one: it may change while this one does not
+        with pytest.raises(ValueError, match="not packed from this weight"):
+            K.log_softmax(h, other, b, packed=pw)
+        with pytest.raises(ValueError, match="PackedWeight from pack_weight"):
+            K.log_softmax(h, w, b, packed=np.zeros(4, np.float32))
+        x, hs, c = (np.zeros((8, 16), np.float32) for _ in range(3))
+        wi, wh = (rng.standard_normal((40, 16)).astype(np.float32) for _ in range(2))
+        bb = np.zeros(40, np.float32)
+        with pytest.raises(ValueError, match=r"packed must be \(pack_weight"):
+            K.rnn_step(x, hs[:, :16].copy(), wi[:16], wh[:16], bb[:16], bb[:16], packed=[1, 2])
+        wi4, wh4 = (rng.standard_normal((64, 16)).astype(np.float32) for _ in range(2))
+        with pytest.raises(ValueError, match=r"packed\[0\] was not packed from this weight"):
+            K.lstm_step(x, hs, c, wi4, wh4, np.zeros(64, np.float32), np.zeros(64, np.float32),
+                        packed=(K.pack_weight(wi4, 1), K.pack_weight(wh4, 4)))
+    # on the BLAS backend nothing is packed, and a pack made before is ignored
+    with using(PACKED[-1]):
+        pw = K.pack_weight(w)
+    with using("generic"):
+        assert K.pack_weight(w) is None and not K.log_softmax_packs(100)
+        np.testing.assert_array_equal(K.log_softmax(h, w, b, packed=pw), K.log_softmax(h, w, b))

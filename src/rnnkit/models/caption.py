@@ -366,7 +366,7 @@ class CaptionModel(ConditionedDecoder):
             raise RnnkitError(f"start: {batch} streams for {len(f)} images")
         st = self.new_state(CaptionState, *self.dec_stack.zero_state(len(f), self.dtype))
         st.x[...] = self.project(f)                                              # [B, E]
-        self.dec_stack.step(st.x, st.h, st.c, st.work)                           # z~_-1
+        self.dec_stack.step(st.x, st.h, st.c, st.work, st.packs)                 # z~_-1
         st.enc, st.keys, st.mask = self._grid(f)
         return self._step(st)
 

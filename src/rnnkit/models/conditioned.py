@@ -26,10 +26,12 @@ from .protocol import advance_ids
 class DecoderState:
     """B decoding streams of a conditioned decoder: h, c [L, B, H] (c None without cells), the
     step's input x [B, E] and scratch work [B, G], the last fed ids [B], the last log_probs
-    lp [B, V] (reused) and the attention weights alpha [B, S] of the last log_probs (or None).
-    A subclass adds what conditions the streams and its own select()."""
+    lp [B, V] (reused), the attention weights alpha [B, S] of the last log_probs (or None) and
+    packs, the weights packed for this search (nn.recurrent.RecurrentStack.step; shared by
+    every state selected from it). A subclass adds what conditions the streams and its own
+    select()."""
 
-    __slots__ = ("h", "c", "x", "work", "ids", "lp", "alpha")
+    __slots__ = ("h", "c", "x", "work", "ids", "lp", "alpha", "packs")
 
     def _select_decoder(self, new: "DecoderState", rows: np.ndarray) -> "DecoderState":
         """Fill `new` with the decoder's state of the streams `rows` (copies), fresh buffers."""
@@ -40,6 +42,7 @@ class DecoderState:
         new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
         new.ids = np.empty(n, np.intp)
         new.lp = None
+        new.packs = self.packs
         return new
 
     @property
@@ -79,6 +82,7 @@ class ConditionedDecoder(FlatParameters):
         st.work = np.empty((B, gate_rows(self.dec_stack.cell, self.dec_stack.H)), self.dtype)
         st.ids = np.full(B, BOS, np.intp)
         st.lp, st.alpha = None, None
+        st.packs = {}   # this search's packed weights, made on the first step that packs
         return st
 
     def advance(self, state: DecoderState, ids: np.ndarray) -> DecoderState:
@@ -89,7 +93,7 @@ class ConditionedDecoder(FlatParameters):
     def _step(self, state: DecoderState) -> DecoderState:
         """The decoder reads the embedding of state.ids."""
         np.take(self.p["decoder.embedding.weight"], state.ids, axis=0, out=state.x)
-        self.dec_stack.step(state.x, state.h, state.c, state.work)
+        self.dec_stack.step(state.x, state.h, state.c, state.work, state.packs)
         state.alpha = None
         return state
 
@@ -98,7 +102,7 @@ class ConditionedDecoder(FlatParameters):
         state.lp (reused while the number of streams stays)."""
         if state.lp is None or state.lp.shape[0] != state.batch:
             state.lp = np.empty((state.batch, self.target_vocab_size), self.dtype)
-        return self.output.log_probs(top, out=state.lp, scale=LOG10E)
+        return self.output.log_probs(top, out=state.lp, scale=LOG10E, packs=state.packs)
 
     def load_tensors(self, path, tensors: dict[str, np.ndarray]) -> None:
         """Copy the architecture's tensors from a model file's `tensors` (ModelFileError when

@@ -194,7 +194,7 @@ class RecurrentState:
     """The context of B streams: h [L, B, H] and, for an LSTM, c [L, B, H], plus the work buffers
     the single-step kernels use, so that advancing allocates nothing."""
 
-    __slots__ = ("h", "c", "x", "work", "ids", "lp")
+    __slots__ = ("h", "c", "x", "work", "ids", "lp", "packs")
 
     def __init__(self, arch: Architecture, batch: int, dtype=np.float32):
         L, H = arch.layers, arch.hidden
@@ -204,6 +204,7 @@ class RecurrentState:
         self.work = np.empty((batch, arch.gate_rows), dtype)                  # [B, G]
         self.ids = np.empty(batch, np.intp)                                   # [B]
         self.lp = None  # [B, V] log_probs' output, allocated on first use
+        self.packs = {}  # the weights packed for this run (nn.recurrent.RecurrentStack.step)
 
     @property
     def batch(self) -> int:
@@ -215,6 +216,7 @@ class RecurrentState:
         new.c = None if self.c is None else self.c.copy()
         new.x, new.work, new.ids = self.x.copy(), self.work.copy(), self.ids.copy()
         new.lp = None
+        new.packs = self.packs
         return new
 
     def select(self, rows) -> "RecurrentState":
@@ -228,6 +230,7 @@ class RecurrentState:
         new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
         new.ids = np.empty(n, np.intp)
         new.lp = None
+        new.packs = self.packs
         return new
 
 
@@ -409,7 +412,7 @@ class RNNLM(FlatParameters, LanguageModel):
     def step(self, state: RecurrentState) -> RecurrentState:
         """Feed state.ids (one token per stream, already checked) through every layer, in place."""
         np.take(self.p["encoder.weight"], state.ids, axis=0, out=state.x)
-        self.stack.step(state.x, state.h, state.c, state.work)
+        self.stack.step(state.x, state.h, state.c, state.work, state.packs)
         return state
 
     def log_probs(self, state: RecurrentState) -> np.ndarray:
@@ -421,7 +424,8 @@ class RNNLM(FlatParameters, LanguageModel):
         B, V = state.batch, self.arch.vocab_size
         if state.lp is None:
             state.lp = np.empty((B, V), self.dtype)
-        return self.output.log_probs(state.h[-1], out=state.lp, scale=LOG10E)
+        return self.output.log_probs(state.h[-1], out=state.lp, scale=LOG10E,
+                                     packs=state.packs)
 
     @held_threads
     def token_log_probs(self, sentences: list[np.ndarray], max_batch: int = 64

@@ -571,7 +571,7 @@ class Seq2Seq(ConditionedDecoder):
         E = self.arch.emb
         state.x[:, :E] = self.p["decoder.embedding.weight"][state.ids]
         state.x[:, E:] = state.feed
-        self.dec_stack.step(state.x, state.h, state.c, state.work)
+        self.dec_stack.step(state.x, state.h, state.c, state.work, state.packs)
         src = state.src
         att, alpha, _ = self.attn.forward(state.h[-1][None], state.enc[:, src],
                                           state.keys[:, src], state.mask[src])

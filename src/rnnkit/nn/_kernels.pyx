@@ -417,6 +417,66 @@ def matmul(a, b, c=None, *, bint trans_a=False, bint trans_b=False, float beta=0
     return c
 
 
+# Weights packed once for many products: a decoding run multiplies every step's rows by the
+# same weights (the output layer, the decoder's W_ih and W_hh), which the kernels would
+# otherwise pack again at every step (the output layer at Multi30k's size: 8 MB each step).
+cdef class PackedWeight:
+    """A weight w [R, C] packed for the packed GEMM as `groups` blocks of R / groups rows, each
+    block packed as its transpose [C, R / groups] (the panels rk_pack_b writes, the same on the
+    avx2 and avx512 paths), made by pack_weight. A kernel that takes one uses it exactly where
+    it would have packed w itself, so the results are the same bits; it is valid only while w
+    is unchanged (a decoding state holds one for one search), and the kernels check that it was
+    made from the very array they are given."""
+    cdef readonly object data          # float32 [groups * rk_packed_size(C, R / groups)]
+    cdef readonly int rows, cols, groups
+    cdef size_t source                 # the address of w's data
+    cdef size_t block                  # floats per block
+
+    def __repr__(self):
+        return (f"PackedWeight(rows={self.rows}, cols={self.cols}, groups={self.groups}, "
+                f"{self.data.nbytes / 2 ** 20:.1f} MB)")
+
+
+def pack_weight(w, int groups=1):
+    """w [R, C] (float32, C-contiguous; R a multiple of groups) packed for the packed GEMM
+    (see PackedWeight), or None on the BLAS backend, where nothing is packed."""
+    _f32("w", w, (None, None))
+    cdef int R = w.shape[0], C = w.shape[1], g
+    if groups < 1 or R % groups:
+        raise ValueError(f"groups must divide the {R} rows of w, got {groups}")
+    if not use_packed or R == 0 or C == 0:
+        return None
+    cdef int n = R // groups
+    cdef PackedWeight pw = PackedWeight.__new__(PackedWeight)
+    pw.rows, pw.cols, pw.groups, pw.block = R, C, groups, rk_packed_size(C, n)
+    pw.data = np.empty(groups * pw.block, np.float32)
+    pw.source = <size_t>cnp.PyArray_DATA(w)
+    cdef float* dst = fptr(pw.data)
+    cdef const float* src = fptr(w)
+    with nogil:
+        for g in range(groups):
+            rk_pack_b(C, n, src + <size_t>g * n * C, C, True, dst + <size_t>g * pw.block, 0,
+                      cdiv(n, RK_NH))
+    return pw
+
+
+cdef const float* packed_for(object packed, object w, int rows, int cols, int groups,
+                             str name) except? NULL:
+    """The packed data of `packed` (a PackedWeight of w [rows, cols] in `groups` blocks), or
+    NULL when packed is None or the backend does not pack; ValueError when it is not w's."""
+    if packed is None or not use_packed:
+        return NULL
+    if not isinstance(packed, PackedWeight):
+        raise ValueError(f"{name} must be a PackedWeight from pack_weight, got "
+                         f"{type(packed).__name__}")
+    cdef PackedWeight pw = <PackedWeight>packed
+    if (pw.rows != rows or pw.cols != cols or pw.groups != groups
+            or pw.source != <size_t>cnp.PyArray_DATA(w)):
+        raise ValueError(f"{name} was not packed from this weight ([{rows}, {cols}] in "
+                         f"{groups} block(s)): got {pw!r}")
+    return fptr(pw.data)
+
+
 cdef void fill_rows(int m, int n, float* c, const float* b1, const float* b2) noexcept nogil:
     """Every row of C[M, N] = b1 + b2 (b2 may be NULL)."""
     cdef int r, j
@@ -819,9 +879,32 @@ ctypedef struct Step:
     float* bsum                        # [G*H] b_ih + b_hh (packed GEMM path), or NULL
     float* pack                        # per-thread scratch, pack_stride floats each, or NULL
     size_t pack_stride
+    const float* pih                   # W_ih packed per gate (pack_weight, G groups), or NULL
+    const float* phh                   # W_hh likewise; both or neither
+    size_t pih_block, phh_block        # floats per gate of each
 
 
 cdef int step_gemm_min_b = 8    # streams from which a step runs on the packed GEMM
+
+
+cdef inline bint step_on_gemm(Py_ssize_t B, Py_ssize_t E, Py_ssize_t H,
+                              Py_ssize_t GH) noexcept nogil:
+    # packing costs one pass over the weights per step: worth it from 8 streams while they
+    # fit in L2 (H = 96, E = 64: 2.0x at 192 streams), from 32 above (H = 256: 0.96x at 16,
+    # 1.17x at 32, 1.6x at 64; H = 650: 1.2x at 32 to 320), 2 threads, Zen 5
+    return use_packed and B >= (step_gemm_min_b if GH * (E + H) <= 262144
+                                else 4 * step_gemm_min_b)
+
+
+def step_packs(Py_ssize_t B, Py_ssize_t E, Py_ssize_t H, int groups):
+    """Whether a step of B streams (lstm_step: groups 4, rnn_step: 1) runs on the packed GEMM,
+    so that weights packed before (its `packed` argument) are used."""
+    return step_on_gemm(B, E, H, groups * H)
+
+
+def log_softmax_packs(Py_ssize_t N):
+    """Whether log_softmax of N rows runs on the packed GEMM (uses its `packed` argument)."""
+    return use_packed and N >= 8
 
 
 def _step_gemm_min_b(n=None):
@@ -847,6 +930,11 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
             if B == 1:   # one stream: both weights streamed once, biases added, one pass
                 rk_gemv(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x, H, S.w_hh + <size_t>r * H,
                            H, S.h, S.b_ih + r, S.b_hh + r, S.gates + r, 0)
+            elif S.pih != NULL:    # many streams, weights packed before: the same GEMMs
+                rk_gemm(B, H, E, S.x, E, 1, S.pih + g * S.pih_block, 0.0, S.gates + g * H, GH,
+                        u0, u1, S.bsum + g * H)
+                rk_gemm(B, H, H, S.h, H, 1, S.phh + g * S.phh_block, 1.0, S.gates + g * H, GH,
+                        u0, u1, NULL)
             elif S.pack != NULL:   # many streams: this thread's columns packed, then GEMMs
                 pk = S.pack + <size_t>tid * S.pack_stride
                 q = cdiv(j1 - j0, RK_NH)
@@ -928,7 +1016,7 @@ def _check_cell(int xdim, x, hname, h, cname, c, w_ih, w_hh, b_ih, b_hh, w_peep,
 
 
 cdef object run_step(int kind, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bint fg, gates,
-                     gates_name):
+                     gates_name, packed):
     """lstm_step and rnn_step: checks (fast, then the full ones when they fail), one step."""
     cdef int G = 4 if kind == LSTM else 1
     cdef Py_ssize_t B = dim_or(x, 2, 0), E = dim_or(x, 2, 1), H = dim_or(h, 2, 1)
@@ -955,37 +1043,50 @@ cdef object run_step(int kind, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bint fg,
     cdef int nt = step_threads(&S), i
     cdef float* scratch
     cdef Py_ssize_t GH = G * H
+    cdef const float* pih = NULL
+    cdef const float* phh = NULL
+    if packed is not None:
+        if not isinstance(packed, tuple) or len(packed) != 2:
+            raise ValueError("packed must be (pack_weight(w_ih, G), pack_weight(w_hh, G)) or None")
+        pih = packed_for(packed[0], w_ih, GH, E, G, "packed[0]")
+        phh = packed_for(packed[1], w_hh, GH, H, G, "packed[1]")
     with nogil:
-        # packing costs one pass over the weights per step: worth it from 8 streams while they
-        # fit in L2 (H = 96, E = 64: 2.0x at 192 streams), from 32 above (H = 256: 0.96x at 16,
-        # 1.17x at 32, 1.6x at 64; H = 650: 1.2x at 32 to 320), 2 threads, Zen 5
-        if S.packed and B >= (step_gemm_min_b if GH * (E + H) <= 262144 else 4 * step_gemm_min_b):
+        if step_on_gemm(B, E, H, GH):
             # each thread's pack holds at most all H columns of one gate, K = max(E, H)
-            S.pack_stride = rk_packed_size(max(E, H), <int>H)
+            # (weights packed before: the bias sums only)
+            S.pack_stride = 0 if pih != NULL else rk_packed_size(max(E, H), <int>H)
             scratch = rk_scratch((GH + 15) // 16 * 16 + nt * S.pack_stride)
             if scratch != NULL:
                 S.bsum = scratch
                 S.pack = scratch + (GH + 15) // 16 * 16
+                if pih != NULL:
+                    S.pih, S.phh = pih, phh
+                    S.pih_block, S.phh_block = rk_packed_size(E, <int>H), rk_packed_size(H, <int>H)
                 for i in range(GH):
                     S.bsum[i] = S.b_ih[i] + S.b_hh[i]
         rk_pool_run(nt, step_job, &S)
 
 
-def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None):
+def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None,
+              packed=None):
     """One LSTM step for B streams, updating h [B, H] and c [B, H] in place; returns (h, c).
 
-    x [B, E]. gates, a [B, 4H] float32 workspace, makes the call allocation-free.
+    x [B, E]. gates, a [B, 4H] float32 workspace, makes the call allocation-free. packed,
+    (pack_weight(w_ih, 4), pack_weight(w_hh, 4)), spares the step packing the weights when it
+    runs on the packed GEMM (many streams); the results are the same bits.
     """
-    run_step(LSTM, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bool(forget_gate), gates, "gates")
+    run_step(LSTM, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bool(forget_gate), gates, "gates",
+             packed)
     return h, c
 
 
-def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
+def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None, packed=None):
     """One tanh-RNN step for B streams, updating h [B, H] in place; returns h.
 
-    x [B, E]; work, a [B, H] float32 workspace, makes the call allocation-free.
+    x [B, E]; work, a [B, H] float32 workspace, makes the call allocation-free; packed as
+    lstm_step's, with groups 1.
     """
-    run_step(RNN, x, h, None, w_ih, w_hh, b_ih, b_hh, None, True, work, "work")
+    run_step(RNN, x, h, None, w_ih, w_hh, b_ih, b_hh, None, True, work, "work", packed)
     return h
 
 
@@ -995,6 +1096,7 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
 ctypedef struct Softmax:
     int N, H, V
     bint packed, log_probs                # log_probs: write log-probabilities (log_softmax)
+    bint prepacked                     # pack_w holds w packed before (pack_weight)
     bint dot                           # a few rows: dot products over unpacked w, V split
     float scale                        # log_probs are multiplied by it (log10: 1 / ln 10)
     const float* h                     # [N, H]
@@ -1033,7 +1135,7 @@ cdef void softmax_forward_job(int tid, int nt, void* arg) noexcept nogil:
         rk_barrier(nt)
         rk_split(N, tid, nt, &r0, &r1)
     else:
-        if S.packed:
+        if S.packed and not S.prepacked:
             pack_part(tid, nt, H, V, S.w, H, True, S.pack_w)
             rk_barrier(nt)
         rk_split(N, tid, nt, &r0, &r1)
@@ -1135,13 +1237,15 @@ def softmax_xent_backward(dloss, cache):
     return dh, dw, db
 
 
-def log_softmax(h, w, b, out=None, float scale=1.0):
+def log_softmax(h, w, b, out=None, float scale=1.0, packed=None):
     """Natural-log probabilities [N, V] of softmax(h wᵀ + b); h [N, H], w [V, H], b [V]; times
     `scale` when given (1 / ln 10: log10 probabilities, in the same pass).
 
     out, an [N, V] float32 array, makes the call allocation-free. Fewer than 8 rows are dot
     products over the unpacked w, its words split between the threads; more go through the
-    packed kernel (w packed into the thread's scratch, kept between calls).
+    packed kernel (w packed into the thread's scratch, kept between calls). packed,
+    pack_weight(w), spares that packing (a decoding run: the same w at every step); the
+    results are the same bits.
     """
     _decoder_args(h, w, b)
     cdef int N = h.shape[0], H = h.shape[1], V = w.shape[0]
@@ -1153,14 +1257,17 @@ def log_softmax(h, w, b, out=None, float scale=1.0):
     memset(&S, 0, sizeof(Softmax))
     # packing w costs about one pass over it: worth it from a few rows on; below, the rows'
     # dot products stream w once, its words split between the threads
-    S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, use_packed and N >= 8, True
+    S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, log_softmax_packs(N), True
     S.dot = use_packed and N < 8
     S.scale = scale
     S.h, S.w, S.b, S.z = fptr(h), fptr(w), fptr(b), fptr(out)
     # the packed weights go into this thread's scratch, kept between calls: a fresh [V, H]
     # buffer per decoding step cost its page faults every step (8 MB at Multi30k's size)
     pack = None
-    S.pack_w = rk_scratch(rk_packed_size(H, V)) if S.packed else NULL
+    cdef const float* pre = packed_for(packed, w, V, H, 1, "packed")
+    S.prepacked = S.packed and pre != NULL
+    S.pack_w = <float*>pre if S.prepacked else (rk_scratch(rk_packed_size(H, V)) if S.packed
+                                                else NULL)
     if S.packed and S.pack_w == NULL:
         pack = np.empty(rk_packed_size(H, V), np.float32)
         S.pack_w = fptr(pack)

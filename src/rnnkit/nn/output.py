@@ -6,7 +6,9 @@ Every output layer offers the same four operations, so a model never touches the
 tensors itself and a class-factored or adaptive softmax plugs in without changing the models:
   loss_forward(h [N, H], targets [N]) -> summed cross-entropy (natural log); caches for backward
   loss_backward(scale) -> (dh [N, H], dweight_tied or None)   weight gradients into the grads
-  log_probs(h [B, H], out=None) -> [B, V] natural log of the full distribution (sums to 1)
+  log_probs(h [B, H], out=None, packs=None) -> [B, V] natural log of the full distribution
+      (sums to 1); packs: a dict kept for one decoding run, where the layer may keep its
+      weights packed between calls (the same results)
   target_log_probs(h [N, H], targets [N]) -> [N] natural log p(target), in blocks of rows
 
 Three layers: FullSoftmax (every word's logit), AdaptiveSoftmax (Grave et al. 2017: a head
@@ -79,12 +81,19 @@ class FullSoftmax:
         return dh, None
 
     def log_probs(self, h: np.ndarray, out: np.ndarray | None = None,
-                  scale: float = 1.0) -> np.ndarray:
+                  scale: float = 1.0, packs: dict | None = None) -> np.ndarray:
         """Natural-log probabilities [B, V] of every word given h [B, H], times `scale`
-        (LOG10E: log10, in the kernel's pass)."""
+        (LOG10E: log10, in the kernel's pass). packs: a dict kept for one decoding run while
+        the weights do not change; the weight is packed into it on the first call that runs on
+        the packed GEMM and reused (the same results, without packing it at every step)."""
+        K, packed = self.backend, None
+        if packs is not None and K.log_softmax_packs(len(h)):
+            packed = packs.get(id(self))
+            if packed is None:
+                packed = packs[id(self)] = K.pack_weight(self.weight)
         if out is None:
-            return self.backend.log_softmax(h, self.weight, self.bias, scale=scale)
-        return self.backend.log_softmax(h, self.weight, self.bias, out=out, scale=scale)
+            return K.log_softmax(h, self.weight, self.bias, scale=scale, packed=packed)
+        return K.log_softmax(h, self.weight, self.bias, out=out, scale=scale, packed=packed)
 
     def target_log_probs(self, h: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Natural-log p(target) [N] of each row of h [N, H], in blocks of LOGIT_BLOCK logits."""
@@ -238,9 +247,10 @@ class AdaptiveSoftmax:
         return self.backend.matmul(h, self.proj[i], trans_b=True)
 
     def log_probs(self, h: np.ndarray, out: np.ndarray | None = None,
-                  scale: float = 1.0) -> np.ndarray:
+                  scale: float = 1.0, packs: dict | None = None) -> np.ndarray:
         """Natural-log probabilities [B, V] of every word given h [B, H] (sums to 1 per row),
-        times `scale` (LOG10E: log10)."""
+        times `scale` (LOG10E: log10). packs is accepted for the protocol (nothing packed
+        ahead: the head and the clusters are small)."""
         K = self.backend
         if out is None:
             out = np.empty((len(h), self.V), h.dtype)

@@ -199,16 +199,30 @@ class RecurrentStack:
         return dx[0], dh0, dc0
 
     # --- single steps ----------------------------------------------------------------------------
-    def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray | None, work: np.ndarray
-             ) -> np.ndarray:
+    def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray | None, work: np.ndarray,
+             packs: dict | None = None) -> np.ndarray:
         """One input per stream, x [B, E], through every layer: h, c [L, B, H] are updated IN
-        PLACE (work [B, G] is the kernels' scratch). Returns the top layer's h [B, H] (a view)."""
+        PLACE (work [B, G] is the kernels' scratch). Returns the top layer's h [B, H] (a view).
+
+        packs: a dict that the caller keeps for one decoding run, while the weights do not
+        change. A layer whose step runs on the packed GEMM (many streams) packs its weights
+        into it on the first such step and reuses them (pack_weight), instead of packing them
+        at every step; the results are the same bits."""
         K = self.backend
         for k in range(self.L):
+            pk = None
+            if packs is not None and K.step_packs(x.shape[0], x.shape[1], self.H,
+                                                  4 if self.lstm else 1):
+                pk = packs.get((id(self), k))
+                if pk is None:
+                    w_ih, w_hh = self._w[k][:2]
+                    groups = 4 if self.lstm else 1
+                    pk = packs[(id(self), k)] = (K.pack_weight(w_ih, groups),
+                                                 K.pack_weight(w_hh, groups))
             if self.lstm:
                 K.lstm_step(x, h[k], c[k], *self._w[k], w_peep=self._peep[k],
-                            forget_gate=self.forget_gate, gates=work)
+                            forget_gate=self.forget_gate, gates=work, packed=pk)
             else:
-                K.rnn_step(x, h[k], *self._w[k], work=work)
+                K.rnn_step(x, h[k], *self._w[k], work=work, packed=pk)
             x = h[k]
         return x

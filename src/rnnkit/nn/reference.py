@@ -142,10 +142,12 @@ def lstm_backward(dh, dhT, dcT, cache):
     return dx, dh_next, dc_next, dw_ih, dw_hh, db, db.copy(), dw_peep
 
 
-def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None):
+def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None,
+              packed=None):
     """One step for B streams, updating h [B, H] and c [B, H] in place; returns (h, c).
 
-    x [B, E]. gates, an optional [B, 4H] workspace, is accepted for the kernels' signature.
+    x [B, E]. gates, an optional [B, 4H] workspace, and packed (pack_weight's) are accepted
+    for the kernels' signature.
     """
     a = x @ w_ih.T + h @ w_hh.T + (b_ih + b_hh)
     if gates is not None:
@@ -193,10 +195,11 @@ def rnn_backward(dh, dhT, cache):
     return dx, dh_next, dw_ih, dw_hh, db, db.copy()
 
 
-def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None):
+def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None, packed=None):
     """One tanh-RNN step for B streams, updating h [B, H] in place; returns h.
 
-    x [B, E]; work, an optional [B, H] workspace, is accepted for the kernels' signature.
+    x [B, E]; work, an optional [B, H] workspace, and packed are accepted for the kernels'
+    signature.
     """
     h[...] = np.tanh(x @ w_ih.T + h @ w_hh.T + (b_ih + b_hh))
     return h
@@ -215,11 +218,29 @@ def _check_ids(ids, V, name):
     return ids.astype(np.int64)
 
 
-def log_softmax(h, w, b, out=None, scale=1.0):
+def step_packs(B, E, H, groups):
+    """The specification packs nothing (see pack_weight): False."""
+    return False
+
+
+def log_softmax_packs(N):
+    return False
+
+
+def pack_weight(w, groups=1):
+    """The kernels pack a weight once for many products (a decoding run); packing changes no
+    result, so the specification packs nothing: None, which every kernel accepts as `packed`."""
+    if groups < 1 or w.shape[0] % groups:
+        raise ValueError(f"groups must divide the {w.shape[0]} rows of w, got {groups}")
+    return None
+
+
+def log_softmax(h, w, b, out=None, scale=1.0, packed=None):
     """Natural-log probabilities [N, V] of the decoder: log softmax(h w^T + b) per row, times
     `scale` (1 / ln 10 gives log10).
 
-    h [N, H], w [V, H] (decoder.weight), b [V]; written into `out` [N, V] when given.
+    h [N, H], w [V, H] (decoder.weight), b [V]; written into `out` [N, V] when given; packed
+    (pack_weight's) is accepted for the kernels' signature.
     """
     z = h @ w.T + b                             # [N, V] logits
     z = z - z.max(axis=1, keepdims=True)        # row-wise max: no overflow in exp
