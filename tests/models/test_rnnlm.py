@@ -22,6 +22,7 @@ from rnnkit.nn import reference as ref
 from rnnkit.nn.optim import SGD, clip_grad_norm
 from rnnkit.text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
 from fd import numeric_gradient
+from packs import assert_packs_change_nothing
 
 runner = CliRunner()
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat"]
@@ -618,12 +619,7 @@ def test_many_streams_reuse_their_packed_weights_with_the_same_numbers():
 
     m = make_model("lstm", E=6, H=10, scale=0.8)
     a, b = m.start(16), m.start(16)
-    b.packs = None
-    rng = np.random.default_rng(21)
-    for _ in range(3):
-        np.testing.assert_array_equal(m.log_probs(a), m.log_probs(b))
-        ids = rng.integers(3, len(VOCAB), 16)
-        m.advance(a, ids), m.advance(b, ids)
+    assert_packs_change_nothing(m, a, b, len(VOCAB), np.random.default_rng(21))
     if kernels().gemm_backend() == "packed":
         assert len(a.packs) == 3    # 2 layers and the output layer
     assert a.copy().packs is a.packs and a.select(np.arange(4)).packs is a.packs

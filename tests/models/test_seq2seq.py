@@ -19,6 +19,7 @@ from rnnkit.nn import reference as ref
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.vocab import SPECIALS, Vocab
 from fd import numeric_gradient
+from packs import assert_packs_change_nothing
 
 SRC = Vocab(list(SPECIALS) + "a b c d e".split())
 TRG = Vocab(list(SPECIALS) + "v w x y z q".split())
@@ -194,12 +195,7 @@ def test_a_search_packs_its_weights_once_and_gets_the_same_numbers(feed):
              E=8, H=12, feed=feed)
     srcs = [s for s, _ in pairs(np.random.default_rng(12), 12)]
     a, b = m.start(12, context=srcs), m.start(12, context=srcs)
-    b.packs = None                                   # packs nothing: the kernels pack per step
-    rng = np.random.default_rng(13)
-    for _ in range(3):
-        np.testing.assert_array_equal(m.log_probs(a), m.log_probs(b))
-        ids = rng.integers(3, len(TRG), 12)
-        m.advance(a, ids), m.advance(b, ids)
+    assert_packs_change_nothing(m, a, b, len(TRG), np.random.default_rng(13))
     if kernels().gemm_backend() == "packed":
         assert len(a.packs) == 3                    # the 2 decoder layers and the output layer
     made = dict(a.packs)
