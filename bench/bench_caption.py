@@ -212,15 +212,21 @@ def speed(work: Path, name: str, threads: int, quick: bool) -> list[tuple]:
         tm = TorchCaption(m)
 
         def best_of(model, reps=10):   # a warm-up call, then the best of `reps` (a search of
-            beam_search(model, feats, beam=3, max_len=20, alpha=0.0)   # 64 images: ~5 ms)
+            beam_search(model, feats, beam=3, max_len=20, alpha=0.0)   # 64 images: 2-5 ms)
             best = float("inf")
             for _ in range(reps):
                 t0 = time.perf_counter()
                 hyps = beam_search(model, feats, beam=3, max_len=20, alpha=0.0)
                 best = min(best, time.perf_counter() - t0)
             return hyps, best
-        hr, g_r = best_of(m)
-        ht, g_t = best_of(tm)
+        # rounds alternate the sides, as for training: one block of 10 searches per side moved
+        # the ratio between 1.4x and 3.1x on a noisy host (2026-12-03)
+        g_r = g_t = float("inf")
+        for _ in range(1 if quick else 5):
+            hr, t = best_of(m)
+            g_r = min(g_r, t)
+            ht, t = best_of(tm)
+            g_t = min(g_t, t)
         K.set_num_threads(old)
     same = sum(a[0].tokens == b[0].tokens for a, b in zip(hr, ht))
     print(f"beam 3: {same} of 64 captions identical in rnnkit and PyTorch", file=sys.stderr)
