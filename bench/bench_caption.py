@@ -7,7 +7,7 @@ the same architecture in the same run.
    training time.
 2. Speed: training tokens/s (Adam, same batches; the best of 3 rounds that alternate the sides)
    and caption generation (images/s, beam 3, a
-   batch of 64 images; after a warm-up call, the best of 10) of rnnkit and of PyTorch
+   batch of 64 images; the best of 5 alternating rounds of 10 searches per side) of rnnkit and of PyTorch
    (nn.Linear projection, nn.Embedding, nn.LSTM, nn.Linear output; its beam search is rnnkit's
    own decoding/beam.py over a protocol adapter, so only the model's arithmetic differs; the
    search's own bookkeeping, the same on both sides, bounds the ratio). Targets: >= 2x, >= 3x.
