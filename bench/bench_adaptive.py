@@ -124,6 +124,22 @@ def eval_ids(corpus, split, limit):
     return ids[:limit] if limit else ids
 
 
+class EpochValidation:
+    """With --per-epoch, the validation perplexity before each epoch after the first (the last
+    epoch's comes with the final evaluation), and the wall and CPU time it took, which the
+    training time must not count."""
+
+    def __init__(self, on: bool):
+        self.on, self.values, self.wall, self.cpu = on, [], 0.0, 0.0
+
+    def before_epoch(self, epoch: int, ppl) -> None:
+        if self.on and epoch > 1:
+            t0, c0 = time.perf_counter(), time.process_time()
+            self.values.append(ppl("valid"))
+            self.wall += time.perf_counter() - t0
+            self.cpu += time.process_time() - c0
+
+
 # --- PyTorch (its own process) --------------------------------------------------------------------
 def torch_worker(args) -> None:
     """Train nn.LSTM + AdaptiveLogSoftmaxWithLoss from rnnkit's initial tensors over the same
@@ -173,15 +189,11 @@ def torch_worker(args) -> None:
                 total += float(loss)
         return math.exp(total / y.numel())
 
-    tokens, seconds, by_epoch, eval_skip = 0, 0.0, [], [0.0, 0.0]
+    tokens, seconds, val = 0, 0.0, EpochValidation(args.per_epoch)
     t_train, c_train = time.perf_counter(), time.process_time()
     for epoch in range(1, args.epochs + 1):
         lr = lr_at(cfg["lr"], epoch, args.decay_from)
-        if args.per_epoch and epoch > 1:   # the last epoch's validation, not timed as training
-            t0, c0 = time.perf_counter(), time.process_time()
-            by_epoch.append(ppl("valid"))
-            eval_skip[0] += time.perf_counter() - t0
-            eval_skip[1] += time.process_time() - c0
+        val.before_epoch(epoch, ppl)
         model.train()   # dropout on
         hidden = (torch.zeros(L, B, H), torch.zeros(L, B, H))
         for i in range(n):
@@ -199,12 +211,12 @@ def torch_worker(args) -> None:
                 seconds += time.perf_counter() - t0
                 tokens += min(T, xb.shape[0] - s) * B
 
-    train_wall = time.perf_counter() - t_train - eval_skip[0]
-    train_cpu = time.process_time() - c_train - eval_skip[1]
+    train_wall = time.perf_counter() - t_train - val.wall
+    train_cpu = time.process_time() - c_train - val.cpu
     t_eval, c_eval = time.perf_counter(), time.process_time()
     valid, test = ppl("valid"), ppl("test")
     print(json.dumps({"tokens_per_s": tokens / seconds, "valid_ppl": valid, "test_ppl": test,
-                      "valid_by_epoch": by_epoch + [valid],
+                      "valid_by_epoch": val.values + [valid],
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "train_wall": train_wall, "eval_wall": time.perf_counter() - t_eval,
                       "train_cpu": train_cpu, "eval_cpu": time.process_time() - c_eval,
@@ -245,7 +257,7 @@ def train_rnnkit(model, corpus, args, seed: int = 0) -> dict:
     warm = min(2, n // 5)
     sgd = make_optimizer("sgd", model.flat.shape[0])
     model.set_sparse_grad(True)   # as `rnnkit train` on one process: clip and step the rows read
-    tokens, seconds, by_epoch, eval_skip = 0, 0.0, [], [0.0, 0.0]
+    tokens, seconds, val = 0, 0.0, EpochValidation(args.per_epoch)
     t_train, c_train = time.perf_counter(), time.process_time()
     with thread_limit(args.threads):
         def ppl(split):
@@ -257,11 +269,7 @@ def train_rnnkit(model, corpus, args, seed: int = 0) -> dict:
 
         for epoch in range(1, args.epochs + 1):
             lr = lr_at(c["lr"], epoch, args.decay_from)
-            if args.per_epoch and epoch > 1:   # the last epoch's validation, not timed
-                t0, c0 = time.perf_counter(), time.process_time()
-                by_epoch.append(ppl("valid"))
-                eval_skip[0] += time.perf_counter() - t0
-                eval_skip[1] += time.process_time() - c0
+            val.before_epoch(epoch, ppl)
             h, cc = model.zero_state(B)
             for i in range(n):
                 t0 = time.perf_counter()
@@ -274,12 +282,12 @@ def train_rnnkit(model, corpus, args, seed: int = 0) -> dict:
                     seconds += time.perf_counter() - t0
                     tokens += min(T, xb.shape[0] - s) * B
 
-        train_wall = time.perf_counter() - t_train - eval_skip[0]
-        train_cpu = time.process_time() - c_train - eval_skip[1]
+        train_wall = time.perf_counter() - t_train - val.wall
+        train_cpu = time.process_time() - c_train - val.cpu
         t_eval, c_eval = time.perf_counter(), time.process_time()
         valid, test = ppl("valid"), ppl("test")
         return {"tokens_per_s": tokens / seconds, "valid_ppl": valid, "test_ppl": test,
-                "valid_by_epoch": by_epoch + [valid],
+                "valid_by_epoch": val.values + [valid],
                 "train_wall": train_wall, "eval_wall": time.perf_counter() - t_eval,
                 "train_cpu": train_cpu, "eval_cpu": time.process_time() - c_eval,
                 "windows_run": n * args.epochs}

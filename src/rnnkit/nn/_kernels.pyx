@@ -1258,7 +1258,7 @@ def log_softmax(h, w, b, out=None, float scale=1.0, packed=None):
     # packing w costs about one pass over it: worth it from a few rows on; below, the rows'
     # dot products stream w once, its words split between the threads
     S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, log_softmax_packs(N), True
-    S.dot = use_packed and N < 8
+    S.dot = use_packed and not S.packed
     S.scale = scale
     S.h, S.w, S.b, S.z = fptr(h), fptr(w), fptr(b), fptr(out)
     # the packed weights go into this thread's scratch, kept between calls: a fresh [V, H]

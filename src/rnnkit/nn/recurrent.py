@@ -208,15 +208,13 @@ class RecurrentStack:
         change. A layer whose step runs on the packed GEMM (many streams) packs its weights
         into it on the first such step and reuses them (pack_weight), instead of packing them
         at every step; the results are the same bits."""
-        K = self.backend
+        K, groups = self.backend, 4 if self.lstm else 1   # weights packed per gate
         for k in range(self.L):
             pk = None
-            if packs is not None and K.step_packs(x.shape[0], x.shape[1], self.H,
-                                                  4 if self.lstm else 1):
+            if packs is not None and K.step_packs(x.shape[0], x.shape[1], self.H, groups):
                 pk = packs.get((id(self), k))
                 if pk is None:
                     w_ih, w_hh = self._w[k][:2]
-                    groups = 4 if self.lstm else 1
                     pk = packs[(id(self), k)] = (K.pack_weight(w_ih, groups),
                                                  K.pack_weight(w_hh, groups))
             if self.lstm:
