@@ -18,6 +18,7 @@ from rnnkit.models.caption import (
 from rnnkit.nn import reference as ref
 from rnnkit.text.vocab import SPECIALS, Vocab
 from fd import numeric_gradient
+from packs import assert_top_log_probs_change_nothing
 
 VOCAB = Vocab(list(SPECIALS) + "a red blue circle square above".split())
 D = 5
@@ -185,3 +186,14 @@ def test_attention_state_selects_and_reports_its_weights():
     np.testing.assert_allclose(m.log_probs(st.select(np.array([1, 0]))), lp[[1, 0]], atol=1e-6)
     with pytest.raises(InputError, match=r"\[images, R, 5\] grids"):
         m.start(1, context=np.zeros((2, D, 1, 1)))
+
+
+@pytest.mark.parametrize("attention", ["none", "general"])
+def test_the_best_tokens_without_the_full_distribution_change_nothing(attention):
+    """top_log_probs gives log_probs' best entries bit for bit, without writing [rows, V], and
+    a search the same captions, float32 and float64."""
+    for dtype, backend in ((np.float32, None), (np.float64, ref)):
+        m = make(attention=attention, E=8, H=12, dtype=dtype, backend=backend, seed=4, scale=0.8)
+        feats, _ = data(np.random.default_rng(5), 6, attention)
+        st = m.start(6, context=feats)
+        assert_top_log_probs_change_nothing(m, st, list(feats))

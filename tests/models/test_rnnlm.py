@@ -22,7 +22,7 @@ from rnnkit.nn import reference as ref
 from rnnkit.nn.optim import SGD, clip_grad_norm
 from rnnkit.text.vocab import BOS, EOS, SPECIALS, Tokenizer, Vocab
 from fd import numeric_gradient
-from packs import assert_packs_change_nothing
+from packs import assert_packs_change_nothing, assert_top_log_probs_change_nothing
 
 runner = CliRunner()
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat"]
@@ -623,3 +623,14 @@ def test_many_streams_reuse_their_packed_weights_with_the_same_numbers():
     if kernels().gemm_backend() == "packed":
         assert len(a.packs) == 3    # 2 layers and the output layer
     assert a.copy().packs is a.packs and a.select(np.arange(4)).packs is a.packs
+
+
+@pytest.mark.parametrize("output", [{}, ADAPTIVE])
+def test_the_best_tokens_without_the_full_distribution_change_nothing(output):
+    """top_log_probs gives log_probs' best entries bit for bit (the full softmax without writing
+    [rows, V]; the adaptive one cut from its distribution), and a search the same sentences."""
+    for dtype, backend in ((np.float32, None), (np.float64, ref)):
+        m = make_model("lstm", E=6, H=10, scale=0.8, dtype=dtype, backend=backend, **output)
+        st = m.start(12)
+        m.advance(st, np.arange(12) % (len(VOCAB) - 3) + 3)
+        assert_top_log_probs_change_nothing(m, st, [None] * 3)

@@ -19,7 +19,7 @@ from rnnkit.nn import reference as ref
 from rnnkit.models.protocol import LanguageModel
 from rnnkit.text.vocab import SPECIALS, Vocab
 from fd import numeric_gradient
-from packs import assert_packs_change_nothing
+from packs import assert_packs_change_nothing, assert_top_log_probs_change_nothing
 
 SRC = Vocab(list(SPECIALS) + "a b c d e".split())
 TRG = Vocab(list(SPECIALS) + "v w x y z q".split())
@@ -203,3 +203,17 @@ def test_a_search_packs_its_weights_once_and_gets_the_same_numbers(feed):
     assert sel.packs is a.packs
     m.log_probs(sel), m.advance(sel, np.arange(12) % 5 + 3)
     assert all(a.packs[k] is v for k, v in made.items())   # reused, not packed again
+
+
+@pytest.mark.parametrize("attention,feed", [("none", False), ("general", False),
+                                            ("additive", True)])
+def test_the_best_tokens_without_the_full_distribution_change_nothing(attention, feed):
+    """top_log_probs (the beam search's first cut, never writing [rows, V]) gives log_probs'
+    best entries, and a search the same hypotheses as through log_probs, float32 and float64."""
+    for dtype, backend in ((np.float32, None), (np.float64, ref)):
+        m = make(attention, True, layers=2, dtype=dtype, backend=backend, seed=5, scale=0.8,
+                 E=8, H=12, feed=feed)
+        srcs = [s for s, _ in pairs(np.random.default_rng(6), 5)]
+        st = m.start(5, context=srcs)
+        m.advance(st, np.array([3, 4, 5, 6, 7]))
+        assert_top_log_probs_change_nothing(m, st, srcs)

@@ -335,12 +335,28 @@ def test_beam_select_matches_reference(seed):
     greedy = rng.integers(-1, beam, A)
     last = rng.random(A) < 0.3
     eos = int(rng.integers(0, V))
-    got = K.beam_select(lp, scores, greedy, last, eos)
-    want = ref.beam_select(lp, scores, greedy, last, eos)
+    # each row cut to its min(K, V) best tokens (every token when V <= K), as the search does
+    cand = ref.topk_rows(lp, min(beam, V))
+    cand_lp = np.take_along_axis(lp, cand, 1)
+    np.testing.assert_array_equal(K.topk_rows(lp, min(beam, V)), cand)
+    got = K.beam_select(cand, cand_lp, scores, greedy, last, eos)
+    want = ref.beam_select(cand, cand_lp, scores, greedy, last, eos)
     for g, w in zip(got[:-1], want[:-1]):
         np.testing.assert_array_equal(g, w)
     for g, w in zip(got[-1], want[-1]):
         np.testing.assert_array_equal(g, w)
+
+
+def test_beam_select_checks_its_candidates():
+    scores = np.zeros((2, 3))
+    cand = np.zeros((6, 3), np.int64)
+    lp = np.zeros((6, 3), np.float32)
+    args = (scores, np.zeros(2, np.int64), np.zeros(2, bool), 0)
+    for bad in (cand[:5], np.zeros((6, 4), np.int64), cand.astype(np.int32)):
+        with pytest.raises(ValueError, match="cand"):
+            K.beam_select(bad, np.zeros(bad.shape, np.float32), *args)
+    with pytest.raises(ValueError, match="cand_lp"):
+        K.beam_select(cand, lp.astype(np.float64), *args)
 
 
 def test_edge_sizes_B1_T1_H1(backend):
@@ -833,6 +849,57 @@ def test_log_softmax_on_a_weight_packed_before_gives_the_same_bits(path, N, H, V
         # below 8 rows the kernel streams the unpacked weight: the pack is not used
         np.testing.assert_array_equal(K.log_softmax(h[:3], w, b, packed=pw),
                                       K.log_softmax(h[:3], w, b))
+
+
+@pytest.mark.parametrize("N,H,V,k", [(1, 16, 300, 5), (5, 16, 40, 40), (8, 37, 1001, 3),
+                                     (320, 64, 2000, 5), (40, 16, 33, 1)])
+def test_log_softmax_topk_is_log_softmax_cut_to_its_best(backend, N, H, V, k):
+    # the rows' k best entries of the log-probabilities, bit for bit, on every path and for the
+    # few-row (dot) and packed paths, with a weight packed before or not: coarse weights make
+    # ties, a row of NaN logits, one of equal logits, an infinite logit
+    rng = np.random.default_rng(N + V + k)
+    h = rng.standard_normal((N, H)).astype(np.float32)
+    w = np.round(rng.standard_normal((V, H)), 0).astype(np.float32) * 0.25
+    b = np.round(rng.standard_normal(V), 0).astype(np.float32)
+    h[min(1, N - 1), 0] = np.nan if N > 2 else h[0, 0]
+    if N > 3:
+        h[2] = 0
+        w2 = w.copy()
+        w2[V // 3, 0] = np.inf   # the logit is inf in rows where h[:, 0] > 0
+    else:
+        w2 = w
+    for weight in (w, w2):
+        pk = K.pack_weight(weight)
+        for scale in (1.0, 1 / np.log(10)):
+            lp = K.log_softmax(h, weight, b, scale=scale)
+            want = ref.topk_rows(lp, k)
+            for packed in (None, pk):
+                work = np.empty((N, V), np.float32)
+                words, values = K.log_softmax_topk(h, weight, b, k, scale=scale, packed=packed,
+                                                   work=work)
+                np.testing.assert_array_equal(words, want)
+                np.testing.assert_array_equal(values, np.take_along_axis(lp, want, 1))
+    # the specification: the reference's log-probabilities cut the same way
+    w64 = f64({"h": h, "w": w, "b": b})
+    rw, rv = ref.log_softmax_topk(*w64.values(), k, scale=0.5)
+    lp64 = ref.log_softmax(*w64.values(), scale=0.5)
+    np.testing.assert_array_equal(rw, ref.topk_rows(lp64, k))
+    np.testing.assert_array_equal(rv, np.take_along_axis(lp64, rw, 1))
+    words, values = K.log_softmax_topk(h, w, b, k, scale=0.5)
+    ok = ~np.isnan(h).any(axis=1)
+    close(values[ok], rv[ok])
+
+
+def test_log_softmax_topk_bad_input():
+    h, w, b = np.zeros((2, 3), np.float32), np.zeros((5, 3), np.float32), np.zeros(5, np.float32)
+    for mod in (K, ref):
+        for bad_k in (0, 6):
+            with pytest.raises(ValueError, match="k must be in"):
+                mod.log_softmax_topk(h, w, b, bad_k)
+        with pytest.raises(ValueError, match="scale must be > 0"):
+            mod.log_softmax_topk(h, w, b, 2, scale=-1.0)
+    with pytest.raises(ValueError, match="work"):
+        K.log_softmax_topk(h, w, b, 2, work=np.zeros((2, 4), np.float32))
 
 
 def test_packed_weights_are_checked():

@@ -4,9 +4,11 @@ Dimension letters: B sentences decoded together, K the beam, V vocabulary, S sou
 
 Written once against the protocol -- `start(batch, context=...)`, `advance(state, ids)`,
 `log_probs(state)` (log10, [rows, V]) and `select_state(state, rows)` -- so a translation model, a
-caption generator and (with no context) a language model all decode with it. `advance` updates
-its state in place and `log_probs` may return a reused buffer, so rows are selected before the
-search branches and the top candidates are taken before the next call.
+caption generator and (with no context) a language model all decode with it. A model may also
+offer `top_log_probs(state, k)`, each row's k best tokens and their log10 p (the same values);
+the search then never has the [rows, V] array written. `advance` updates its state in place and
+`log_probs` may return a reused buffer, so rows are selected before the search branches and the
+top candidates are taken before the next call.
 
 Scores are log10 probabilities. A finished hypothesis is ranked by its score divided by a length
 penalty lp(n) = ((5 + n) / 6) ** alpha (Wu et al. 2016, eq. 14; n counts </s>); alpha = 0 ranks by
@@ -34,6 +36,7 @@ import numpy as np
 
 from ..nn import reference
 from ..nn.backend import held_threads, kernels
+from ..nn.output import top_entries
 from ..text.vocab import EOS
 from .state import select_state
 
@@ -47,12 +50,26 @@ class Hypothesis:
     complete: bool = True              # False: stopped by the length limit, not by </s>
 
 
-def _select(lp: np.ndarray):
+def _compiled(a: np.ndarray) -> bool:
+    return a.dtype == np.float32 and a.flags.c_contiguous
+
+
+def candidates(model, state, k: int):
+    """Each row's k best next tokens, best first, and their log10 p: ([rows, r] int64, [rows,
+    r]), r = min(k, V). The K best continuations of an input are among its rows' K best, so the
+    search never needs more. From the model's top_log_probs when it has one (the full softmax
+    takes them without writing the [rows, V] log-probabilities), else cut from log_probs."""
+    top = getattr(model, "top_log_probs", None)
+    if top is not None:
+        return top(state, k)
+    lp = model.log_probs(state)
+    return top_entries(kernels() if _compiled(lp) else reference, lp, min(k, lp.shape[1]))
+
+
+def _select(cand_lp: np.ndarray):
     """The step's bookkeeping (nn/reference.beam_select is its specification): compiled for
-    float32 rows, the numpy reference for any other array (a float64 test model)."""
-    if lp.dtype == np.float32 and lp.flags.c_contiguous:
-        return kernels().beam_select
-    return reference.beam_select
+    float32 candidates, the numpy reference for any other array (a float64 test model)."""
+    return kernels().beam_select if _compiled(cand_lp) else reference.beam_select
 
 
 def length_penalty(n: np.ndarray | int, alpha: float):
@@ -96,6 +113,14 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     def finish(ei, er, et, es):
         """Hypotheses end: input indices ei (into this step's active), rows, tokens, scores
         (arrays); reads the step's history, alpha_t and att_hist when called."""
+        if len(ei) > 1:
+            # most of them rank below their input's n_best-th finished one: dropped here, not
+            # one by one (a margin for the vectorised power's last bit: the loop decides)
+            n = t + 1 + (et != EOS)
+            worst = worst_needed[active[ei]]
+            keep = ~(es / ((5.0 + n) / 6.0) ** alpha < worst - 1e-9 * np.abs(worst))
+            if not keep.all():
+                ei, er, et, es = ei[keep], er[keep], et[keep], es[keep]
         for i, row, tok, s, toks in zip(ei.tolist(), er.tolist(), et.tolist(), es.tolist(),
                                         history[er].tolist()):
             b = int(active[i])
@@ -118,13 +143,13 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
                 worst_needed[b] = top[-1]
 
     while len(active):
-        lp = model.log_probs(state)                          # [A*K, V] log10
+        cand, cand_lp = candidates(model, state, K)          # [A*K, r] each row's best, log10
         alpha_t = getattr(state, "alpha", None) if keep_attention else None
         last = t + 1 >= limits[active]                                 # [A]
         # the K best continuations of each input, split into those that end and those that go
         # on (new slots [A, K]); the greedy path's argmax continuation and where it went
         (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
-         ends) = _select(lp)(lp, scores, greedy, last, EOS)
+         ends) = _select(cand_lp)(cand, cand_lp, scores, greedy, last, EOS)
         if len(ends[0]):
             finish(*ends)
         # greedy's continuation fell out of the K best: it keeps a place (the last), so the

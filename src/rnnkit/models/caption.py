@@ -370,14 +370,15 @@ class CaptionModel(ConditionedDecoder):
         st.enc, st.keys, st.mask = self._grid(f)
         return self._step(st)
 
-    def log_probs(self, state: CaptionState) -> np.ndarray:
-        """log10 P(next token | image, tokens so far) [B, V]."""
+    def readout(self, state: CaptionState) -> np.ndarray:
+        """What the output layer reads [B, H]: the top state, or its attention vector over the
+        image's grid (state.alpha [B, R] then holds the attention)."""
         top = np.ascontiguousarray(state.h[-1])                                  # [B, H]
         if state.enc is not None:
             att, alpha, _ = self.attn.forward(top[None], state.enc, state.keys, state.mask)
             state.alpha = alpha[:, 0]                                            # [B, R]
             top = np.ascontiguousarray(att[0])
-        return self.output_log_probs(state, top)
+        return top
 
     def caption(self, features, beam: int = 1, n_best: int = 1, max_len: int = 30,
                 alpha: float = 0.6):

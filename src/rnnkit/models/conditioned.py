@@ -8,7 +8,7 @@ L decoder layers, V target vocabulary.
 A subclass sets `arch` and `layout`, calls _init_buffers, and in _build() creates `dec_stack`
 (nn.recurrent.RecurrentStack under "decoder.rnn."), `output` (nn.output.FullSoftmax) and `attn`
 (nn.attention.Attention, or None); its start() makes a state with new_state() and says what
-conditions it; log_probs() reads the decoder's top state through output_log_probs().
+conditions it; readout() gives what the output layer reads (log_probs, top_log_probs).
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ class DecoderState:
 
 class ConditionedDecoder(FlatParameters):
     """The protocol steps of a decoder conditioned on an input (see the module's docstring):
-    advance(state, ids) and the step through the decoder stack; log_probs through
-    output_log_probs. `target_vocab_size` is V."""
+    advance(state, ids) and the step through the decoder stack; log_probs and top_log_probs
+    of what the subclass's readout() gives. `target_vocab_size` is V."""
 
     def _init_buffers(self, flat, meta, backend, dtype) -> None:
         self.meta = dict(meta or {})
@@ -97,12 +97,30 @@ class ConditionedDecoder(FlatParameters):
         state.alpha = None
         return state
 
-    def output_log_probs(self, state: DecoderState, top: np.ndarray) -> np.ndarray:
-        """log10 P(next token) [B, V] from what the output layer reads, top [B, H], into
-        state.lp (reused while the number of streams stays)."""
+    def readout(self, state: DecoderState) -> np.ndarray:
+        """What the output layer reads for each stream [B, H] (the top state, or its attention
+        vector; state.alpha then holds the attention used)."""
+        raise NotImplementedError
+
+    def log_probs(self, state: DecoderState) -> np.ndarray:
+        """log10 P(next token) [B, V], into state.lp (reused while the number of streams
+        stays: the next call overwrites it)."""
+        top = self.readout(state)
+        return self.output.log_probs(top, out=self._lp_buffer(state), scale=LOG10E,
+                                     packs=state.packs)
+
+    def top_log_probs(self, state: DecoderState, k: int):
+        """The min(k, V) most probable next tokens of each stream, best first, and their log10
+        probabilities: (ids [B, k] int64, values [B, k]), those of log_probs bit for bit, without
+        writing the [B, V] array (state.lp holds the logits). decoding/beam.py's first cut."""
+        top = self.readout(state)
+        return self.output.top_log_probs(top, k, scale=LOG10E, packs=state.packs,
+                                         work=self._lp_buffer(state))
+
+    def _lp_buffer(self, state: DecoderState) -> np.ndarray:
         if state.lp is None or state.lp.shape[0] != state.batch:
             state.lp = np.empty((state.batch, self.target_vocab_size), self.dtype)
-        return self.output.log_probs(top, out=state.lp, scale=LOG10E, packs=state.packs)
+        return state.lp
 
     def load_tensors(self, path, tensors: dict[str, np.ndarray]) -> None:
         """Copy the architecture's tensors from a model file's `tensors` (ModelFileError when

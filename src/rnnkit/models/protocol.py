@@ -9,7 +9,10 @@ A model type implements four methods:
   token_log_probs(sentences) -> [per sentence: [T+1] log10]  fast path for scoring: the log10
                                    probability of each token z1..zT and </s> given <s> z<t
 and, optionally, `matched_lengths(sentences)` (the n-gram length used per token; a recurrent
-model sees the whole history, so its default is the position + 1).
+model sees the whole history, so its default is the position + 1) and `top_log_probs(state, k)`
+(each row's min(k, V) most probable next tokens, best first, and their log10 p: the values of
+log_probs, which a beam search then never has written; decoding/beam.py cuts log_probs itself
+for a model without it).
 
 Callers always use the state advance returns (`state = model.advance(state, ids)`) and never the
 one they passed in: a model may update it in place (recurrent models do, to allocate nothing per

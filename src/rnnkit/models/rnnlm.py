@@ -427,6 +427,15 @@ class RNNLM(FlatParameters, LanguageModel):
         return self.output.log_probs(state.h[-1], out=state.lp, scale=LOG10E,
                                      packs=state.packs)
 
+    def top_log_probs(self, state: RecurrentState, k: int):
+        """The min(k, V) most probable next tokens of each stream, best first, and their log10
+        probabilities: (ids [B, k] int64, values [B, k]), those of log_probs bit for bit, without
+        writing the [B, V] array (state.lp holds the logits). decoding/beam.py's first cut."""
+        if state.lp is None:
+            state.lp = np.empty((state.batch, self.arch.vocab_size), self.dtype)
+        return self.output.top_log_probs(state.h[-1], k, scale=LOG10E, packs=state.packs,
+                                         work=state.lp)
+
     @held_threads
     def token_log_probs(self, sentences: list[np.ndarray], max_batch: int = 64
                         ) -> list[np.ndarray]:

@@ -579,11 +579,12 @@ class Seq2Seq(ConditionedDecoder):
         state.alpha = alpha[:, 0]                                                # [B, S]
         return state
 
-    def log_probs(self, state: Seq2SeqState) -> np.ndarray:
-        """log10 P(next target token) [B, Vt]; state.alpha [B, S] holds the attention used."""
+    def readout(self, state: Seq2SeqState) -> np.ndarray:
+        """What the output layer reads [B, H]: the top state, or its attention vector
+        (state.alpha [B, S] then holds the attention used)."""
         top = state.h[-1]                                                        # [B, H]
         if state.feed is not None:       # input feeding: the step has attended already
-            return self.output_log_probs(state, state.feed)
+            return state.feed
         if self.arch.attention != "none":
             K, sent = state.groups()
             if K > 1 or (K == 1 and len(sent) == state.enc.shape[1]):
@@ -603,7 +604,7 @@ class Seq2Seq(ConditionedDecoder):
                                                   state.keys[:, src], state.mask[src])
                 state.alpha = alpha[:, 0]                                        # [B, S]
                 top = np.ascontiguousarray(att[0])
-        return self.output_log_probs(state, top)
+        return top
 
     # --- the Python API ------------------------------------------------------------------------
     def translate(self, sentences: list[str], beam: int = 5, **options) -> list[str]:

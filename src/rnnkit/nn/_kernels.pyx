@@ -53,6 +53,8 @@ cdef extern from "csrc/rk_softmax.h":
     void rk_scale(int n, float* z, float s) noexcept nogil
     void rk_axpy1(int n, const float* x, float* y) noexcept nogil
     void rk_topk_row(int V, const float* z, int k, int64_t* idx, float* val) noexcept nogil
+    void rk_topk_row_shifted(int V, const float* z, float c, float scale, int k, int64_t* idx,
+                             float* val) noexcept nogil
 
 cdef extern from "csrc/rk_gemm.h":
     int RK_NH
@@ -1099,6 +1101,9 @@ ctypedef struct Softmax:
     bint prepacked                     # pack_w holds w packed before (pack_weight)
     bint dot                           # a few rows: dot products over unpacked w, V split
     float scale                        # log_probs are multiplied by it (log10: 1 / ln 10)
+    int topk                           # > 0: each row's topk best log-probabilities only
+    int64_t* top_idx                   # [N, topk] their words
+    float* top_val                     # [N, topk] their values
     const float* h                     # [N, H]
     const float* w                     # [V, H]
     const float* b                     # [V]
@@ -1146,6 +1151,10 @@ cdef void softmax_forward_job(int tid, int nt, void* arg) noexcept nogil:
         m = rk_row_max(V, zr)                          # row-wise max: no overflow in exp
         if S.log_probs:
             s = rk_exp_sum(V, zr, m, False)
+            if S.topk > 0:       # the best entries of the row below, not the row itself
+                rk_topk_row_shifted(V, zr, <float>(-m - log(s)), S.scale, S.topk,
+                                    S.top_idx + <size_t>n * S.topk, S.top_val + <size_t>n * S.topk)
+                continue
             rk_add_scalar(V, zr, <float>(-m - log(s)))
             if S.scale != 1.0:   # while the row is in cache: no second pass over [N, V]
                 rk_scale(V, zr, S.scale)
@@ -1248,11 +1257,46 @@ def log_softmax(h, w, b, out=None, float scale=1.0, packed=None):
     results are the same bits.
     """
     _decoder_args(h, w, b)
-    cdef int N = h.shape[0], H = h.shape[1], V = w.shape[0]
     if out is None:
-        out = np.empty((N, V), np.float32)
+        out = np.empty((h.shape[0], w.shape[0]), np.float32)
     else:
-        _f32("out", out, (N, V))
+        _f32("out", out, (h.shape[0], w.shape[0]))
+    run_log_softmax(h, w, b, out, scale, packed, 0, NULL, NULL)
+    return out
+
+
+def log_softmax_topk(h, w, b, int k, float scale=1.0, packed=None, work=None):
+    """The k best entries of each row of log_softmax(h, w, b, scale=scale), best first:
+    (words [N, k] int64, values [N, k] float32), without writing the [N, V] log-probabilities.
+
+    The same as topk_rows(lp, k) and np.take_along_axis(lp, words, 1) for lp = log_softmax(...)
+    on the same path, bit for bit (ties to the lower word, a NaN ranked as -inf): each row's
+    top k are taken while its logits are in cache, by the threads that computed them. The
+    first cut of a beam search step (its K best continuations are among each row's K best).
+    scale must be > 0; work, an [N, V] float32 array, holds the logits (allocation-free calls);
+    packed as log_softmax's.
+    """
+    _decoder_args(h, w, b)
+    cdef int N = h.shape[0], V = w.shape[0]
+    if k < 1 or k > V:
+        raise ValueError(f"k must be in [1, {V}], got {k}")
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    if work is None:
+        work = np.empty((N, V), np.float32)
+    else:
+        _f32("work", work, (N, V))
+    words = np.empty((N, k), np.int64)
+    values = np.empty((N, k), np.float32)
+    run_log_softmax(h, w, b, work, scale, packed, k, iptr(words), fptr(values))
+    return words, values
+
+
+cdef run_log_softmax(h, w, b, out, float scale, packed, int topk, int64_t* top_idx,
+                     float* top_val):
+    """log_softmax (topk 0: every log-probability into out) and log_softmax_topk (out holds the
+    logits; each row's topk best into top_idx, top_val), on checked arguments."""
+    cdef int N = h.shape[0], H = h.shape[1], V = w.shape[0]
     cdef Softmax S
     memset(&S, 0, sizeof(Softmax))
     # packing w costs about one pass over it: worth it from a few rows on; below, the rows'
@@ -1260,6 +1304,7 @@ def log_softmax(h, w, b, out=None, float scale=1.0, packed=None):
     S.N, S.H, S.V, S.packed, S.log_probs = N, H, V, log_softmax_packs(N), True
     S.dot = use_packed and not S.packed
     S.scale = scale
+    S.topk, S.top_idx, S.top_val = topk, top_idx, top_val
     S.h, S.w, S.b, S.z = fptr(h), fptr(w), fptr(b), fptr(out)
     # the packed weights go into this thread's scratch, kept between calls: a fresh [V, H]
     # buffer per decoding step cost its page faults every step (8 MB at Multi30k's size)
@@ -1273,7 +1318,6 @@ def log_softmax(h, w, b, out=None, float scale=1.0, packed=None):
         S.pack_w = fptr(pack)
     with nogil:
         rk_pool_run(threads_for(S.packed or S.dot), softmax_forward_job, &S)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1348,24 +1392,27 @@ def topk_rows(z, int k, out=None):
     return out
 
 
-def beam_select(lp, scores, greedy, last, int eos):
+def beam_select(cand, cand_lp, scores, greedy, last, int eos):
     """One step of beam search's bookkeeping: reference.beam_select (its docstring says what
-    goes in and out), for float32 lp [A*K, V], in one pass per input. Each row is cut to its K
-    best tokens (rk_topk_row), then an input's K*K candidates are merged into its K best by
-    insertion, stable as the reference's argsort."""
-    _f32("lp", lp, (None, None))
+    goes in and out), for the rows' candidates cand [A*K, r] (int64) and their float32
+    log-probabilities cand_lp [A*K, r] (topk_rows, or log_softmax_topk), in one pass per input:
+    an input's K*r candidates are merged into its K best by insertion, stable as the
+    reference's argsort."""
+    if (not isinstance(cand, np.ndarray) or cand.dtype != np.int64 or cand.ndim != 2
+            or not cand.flags.c_contiguous):
+        raise ValueError("cand must be a C-contiguous [rows, r] int64 array")
+    _f32("cand_lp", cand_lp, (cand.shape[0], cand.shape[1]))
     sc = np.ascontiguousarray(scores, np.float64)
     if sc.ndim != 2:
         raise ValueError(f"scores must be [A, K], got {list(sc.shape)}")
-    cdef Py_ssize_t A = sc.shape[0], K = sc.shape[1], V = lp.shape[1]
-    if K < 1 or lp.shape[0] != A * K:
-        raise ValueError(f"lp {list(lp.shape)} must have K rows per input of scores "
-                         f"{list(sc.shape)}")
+    cdef Py_ssize_t A = sc.shape[0], K = sc.shape[1], r = cand.shape[1]
+    if K < 1 or cand.shape[0] != A * K or r < 1 or r > K:
+        raise ValueError(f"cand {list(cand.shape)} must have K rows per input of scores "
+                         f"{list(sc.shape)} and 1 to K candidates per row")
     gr = np.ascontiguousarray(greedy, np.int64)
     la = np.ascontiguousarray(last, np.bool_).view(np.uint8)
     if gr.shape != (A,) or la.shape != (A,):
         raise ValueError(f"greedy and last must be [{A}]")
-    cdef Py_ssize_t r = min(K, V)
     new_rows = np.empty((A, K), np.int64)
     new_tokens = np.empty((A, K), np.int64)
     new_scores = np.empty((A, K), np.float64)
@@ -1375,16 +1422,13 @@ def beam_select(lp, scores, greedy, last, int eos):
     g_score = np.empty(A, np.float64)
     end_ids = np.empty((3, A * K), np.int64)     # input, row, token of each one that ends
     e_sc = np.empty(A * K, np.float64)
-    cand = np.empty((A * K, r), np.int64)
-    cval = np.empty(r, np.float32)
     tv = np.empty(K, np.float64)
     ti = np.empty(K, np.int64)
-    cdef const float* zp = fptr(lp)
+    cdef const float* zp = fptr(cand_lp)
     cdef const double* sp = dptr(sc)
     cdef const int64_t* gp = iptr(gr)
     cdef const unsigned char* lap = <const unsigned char*>cnp.PyArray_DATA(la)
     cdef int64_t* cp = iptr(cand)
-    cdef float* cvp = fptr(cval)
     cdef double* tvp = dptr(tv)
     cdef int64_t* tip = iptr(ti)
     cdef int64_t* nr = iptr(new_rows)
@@ -1405,13 +1449,6 @@ def beam_select(lp, scores, greedy, last, int eos):
     cdef double tot, v, best_v, NEG = -np.inf
     cdef bint ends, isg, nan_seen
     with nogil:
-        if r < V:
-            for row in range(A * K):
-                rk_topk_row(<int>V, zp + <size_t>row * V, <int>r, cp + row * r, cvp)
-        else:
-            for row in range(A * K):
-                for j in range(r):
-                    cp[row * r + j] = j
         for i in range(A):
             # the input's K best of its K*r candidates, best first; ties keep the earlier one
             for q in range(K):
@@ -1420,7 +1457,7 @@ def beam_select(lp, scores, greedy, last, int eos):
             for k in range(K):
                 row = i * K + k
                 for j in range(r):
-                    tot = sp[i * K + k] + <double>zp[<size_t>row * V + cp[row * r + j]]
+                    tot = sp[i * K + k] + <double>zp[row * r + j]
                     if tot > tvp[K - 1]:      # NaN and -inf never enter
                         q = K - 1
                         while q > 0 and tot > tvp[q - 1]:
@@ -1434,12 +1471,12 @@ def beam_select(lp, scores, greedy, last, int eos):
             g0 = g if g > 0 else 0
             row = i * K + g0
             gk = 0
-            best_v = <double>zp[<size_t>row * V + cp[row * r]]
+            best_v = <double>zp[row * r]
             nan_seen = best_v != best_v
             for j in range(1, r):
                 if nan_seen:
                     break
-                v = <double>zp[<size_t>row * V + cp[row * r + j]]
+                v = <double>zp[row * r + j]
                 if v != v or v > best_v:
                     best_v = v
                     gk = j

@@ -10,6 +10,9 @@ tensors itself and a class-factored or adaptive softmax plugs in without changin
       (sums to 1); packs: a dict kept for one decoding run, where the layer may keep its
       weights packed between calls (the same results)
   target_log_probs(h [N, H], targets [N]) -> [N] natural log p(target), in blocks of rows
+  top_log_probs(h [B, H], k, scale, packs, work) -> (words [B, k], values [B, k]): the k best
+      entries of each row of log_probs (times scale), best first, the same values; the full
+      softmax takes them without writing the [B, V] array (a beam search's first cut)
 
 Three layers: FullSoftmax (every word's logit), AdaptiveSoftmax (Grave et al. 2017: a head
 over the frequent words plus one token per tail cluster) and ClassSoftmax (Mikolov et al. 2011:
@@ -25,6 +28,13 @@ import numpy as np
 LN10 = math.log(10.0)     # output layers give natural logs; the LM protocol speaks log10:
 LOG10E = 1.0 / LN10       # log10 p = ln p * LOG10E
 LOGIT_BLOCK = 1 << 22  # at most this many logits ([rows, V] floats) at once when scoring
+
+
+def top_entries(backend, lp: np.ndarray, k: int):
+    """The k best entries of each row of lp [B, V], best first (ties to the lower word, a NaN
+    ranked as -inf): (words [B, k] int64, values [B, k]), by backend.topk_rows."""
+    words = backend.topk_rows(lp, k)
+    return words, np.take_along_axis(lp, words, 1)
 
 
 def full_softmax_shapes(V: int, H: int, prefix: str = "decoder.", tied: bool = False
@@ -94,6 +104,19 @@ class FullSoftmax:
         if out is None:
             return K.log_softmax(h, self.weight, self.bias, scale=scale, packed=packed)
         return K.log_softmax(h, self.weight, self.bias, out=out, scale=scale, packed=packed)
+
+    def top_log_probs(self, h: np.ndarray, k: int, scale: float = 1.0,
+                      packs: dict | None = None, work: np.ndarray | None = None):
+        """The min(k, V) best entries of each row of log_probs(h, scale=scale), best first:
+        (words [B, k] int64, values [B, k]), bit for bit those of log_probs, taken while each
+        row's logits are in cache (work, a [B, V] buffer, holds them); packs as log_probs'."""
+        K, packed = self.backend, None
+        if packs is not None and K.log_softmax_packs(len(h)):
+            packed = packs.get(id(self))
+            if packed is None:
+                packed = packs[id(self)] = K.pack_weight(self.weight)
+        return K.log_softmax_topk(h, self.weight, self.bias, min(k, self.V), scale=scale,
+                                  packed=packed, work=work)
 
     def target_log_probs(self, h: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Natural-log p(target) [N] of each row of h [N, H], in blocks of LOGIT_BLOCK logits."""
@@ -264,6 +287,13 @@ class AdaptiveSoftmax:
         if scale != 1.0:
             out *= out.dtype.type(scale)
         return out
+
+    def top_log_probs(self, h: np.ndarray, k: int, scale: float = 1.0,
+                      packs: dict | None = None, work: np.ndarray | None = None):
+        """The min(k, V) best entries of each row of log_probs(h, work, scale), best first:
+        (words [B, k] int64, values [B, k]) (FullSoftmax.top_log_probs's contract)."""
+        return top_entries(self.backend, self.log_probs(h, out=work, scale=scale),
+                           min(k, self.V))
 
     def target_log_probs(self, h: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Natural-log p(target) [N] of each row of h [N, H]: the head on every row, each

@@ -250,6 +250,19 @@ def log_softmax(h, w, b, out=None, scale=1.0, packed=None):
     return _into(out, lp)
 
 
+def log_softmax_topk(h, w, b, k, scale=1.0, packed=None, work=None):
+    """The k best entries of each row of log_softmax(h, w, b, scale=scale), best first: (words
+    [N, k] int64, values [N, k]); ties go to the lower word, a NaN counts as -inf (topk_rows).
+    packed and work are accepted for the kernels' signature."""
+    if not 1 <= k <= w.shape[0]:
+        raise ValueError(f"k must be in [1, {w.shape[0]}], got {k}")
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    lp = log_softmax(h, w, b, scale=scale)
+    words = topk_rows(lp, k)
+    return words, np.take_along_axis(lp, words, 1)
+
+
 def softmax_xent_forward(h, w, b, targets, cache=None):
     """Summed cross-entropy (natural log) of the targets [N] under softmax(h w^T + b).
 
@@ -328,11 +341,13 @@ def topk_rows(z, k, out=None):
     return _into(out, np.argsort(-z, axis=1, kind="stable")[:, :k].astype(np.int64))
 
 
-def beam_select(lp, scores, greedy, last, eos):
+def beam_select(cand, cand_lp, scores, greedy, last, eos):
     """One step of beam search's bookkeeping for A inputs with a beam of K (decoding/beam.py).
 
-    lp [A*K, V] the log-probabilities of the next token after each alive hypothesis (K rows per
-    input), scores [A, K] (float64) the hypotheses' scores (-inf: an empty slot), greedy [A] the
+    cand [A*K, r] the r (<= K) best next tokens after each alive hypothesis (K rows per input),
+    best first, ties to the lower token (topk_rows of the row's log-probabilities: the K best
+    continuations of an input are among them), cand_lp [A*K, r] their log-probabilities;
+    scores [A, K] (float64) the hypotheses' scores (-inf: an empty slot), greedy [A] the
     slot of the greedy path (-1: it has ended), last [A] (bool) the inputs at their length limit,
     eos the id of </s>. Each input's K best continuations (score + lp, ties to the earlier row,
     then the earlier token in its row's best-first order) are split into those that end (</s>,
@@ -347,10 +362,8 @@ def beam_select(lp, scores, greedy, last, eos):
                         by input, best first.
     """
     A, K = scores.shape
-    V = lp.shape[1]
-    r = min(K, V)
-    cand = topk_rows(lp, r) if r < V else np.broadcast_to(np.arange(V), lp.shape)  # [A*K, r]
-    cand_lp = np.take_along_axis(lp, cand, 1).astype(np.float64)    # [A*K, r]
+    r = cand.shape[1]
+    cand_lp = np.asarray(cand_lp, np.float64)                       # [A*K, r]
     total = (scores.reshape(-1, 1) + cand_lp).reshape(A, K * r)     # [A, K*r]
     order = np.argsort(-total, axis=1, kind="stable")[:, :K]        # [A, K] best first
     best = np.take_along_axis(total, order, 1)                      # [A, K]

@@ -125,4 +125,39 @@ static void rk_topk_row(int V, const float* z, int k, int64_t* idx, float* val) 
     }
 }
 
+/* rk_topk_row over f(z) = (z + c) * scale (scale > 0; 1: no product): the entries that
+   log_softmax writes (c = -max - log sum exp), without writing them. idx [k] is rk_topk_row's
+   of the f values, val [k] their f values (a NaN kept, as the [N, V] array would hold it). f is
+   monotone, so the scan compares the raw z with the raw value of the current k-th: only an
+   entry above it can have an f above the k-th's f. */
+static inline float rk_shift_scale(float z, float c, float scale) {
+    float t = z + c;
+    return scale != 1.0f ? t * scale : t;
+}
+static void rk_topk_row_shifted(int V, const float* z, float c, float scale, int k,
+                                int64_t* idx, float* val) {
+    for (int v = 0; v < k; v++) {
+        float f = rk_shift_scale(z[v], c, scale);
+        rk_topk_insert(k, val, idx, v, f == f ? f : -INFINITY, v);
+    }
+    float thr = val[k - 1], thr_z = z[idx[k - 1]];
+    if (thr_z != thr_z) thr_z = -INFINITY;
+    int v = k;
+    for (;;) {
+        v = rk_kern->scan_gt(v, V, z, thr_z);
+        int end = v + 32 <= V ? v + 32 : V;
+        for (; v < end; v++)
+            if (z[v] > thr_z) {
+                float f = rk_shift_scale(z[v], c, scale);
+                if (f > thr) {
+                    rk_topk_insert(k, val, idx, k, f, v);
+                    thr = val[k - 1];
+                    thr_z = z[idx[k - 1]];
+                }
+            }
+        if (end == V) break;
+    }
+    for (int j = 0; j < k; j++) val[j] = rk_shift_scale(z[idx[j]], c, scale);
+}
+
 #endif /* RK_ISA_H */
