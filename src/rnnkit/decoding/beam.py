@@ -104,8 +104,11 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     scores[:, 0] = 0.0                                       # one hypothesis to start from
     history = np.zeros((B * K, 0), np.int64)                 # [A*K, t] tokens so far
     att_hist = None                                          # [A*K, t, S]
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    best_norms: list[list[float]] = [[] for _ in range(B)]   # the n_best best finished, sorted
+    # per input, the finished hypotheses that may still be returned, as (normalized, tokens,
+    # score, attention, complete) in the order they ended (Hypothesis objects are made at the
+    # end, for the n_best returned), and the n_best best normalized scores, sorted
+    finished: list[list[tuple]] = [[] for _ in range(B)]
+    best_norms: list[list[float]] = [[] for _ in range(B)]
     worst_needed = np.full(B, -np.inf)                       # [B] the n_best-th of them
     greedy = np.zeros(B, np.int64)                           # [A] slot of the greedy path, -1: ended
     t = 0
@@ -113,30 +116,31 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     def finish(ei, er, et, es):
         """Hypotheses end: input indices ei (into this step's active), rows, tokens, scores
         (arrays); reads the step's history, alpha_t and att_hist when called."""
-        if len(ei) > 1:
-            # most of them rank below their input's n_best-th finished one: dropped here, not
-            # one by one (a margin for the vectorised power's last bit: the loop decides)
-            n = t + 1 + (et != EOS)
-            worst = worst_needed[active[ei]]
-            keep = ~(es / ((5.0 + n) / 6.0) ** alpha < worst - 1e-9 * np.abs(worst))
-            if not keep.all():
-                ei, er, et, es = ei[keep], er[keep], et[keep], es[keep]
-        for i, row, tok, s, toks in zip(ei.tolist(), er.tolist(), et.tolist(), es.tolist(),
-                                        history[er].tolist()):
-            b = int(active[i])
+        # ranked by score / lp(n), n = t + 1 tokens with </s> (t before it), t + 2 without (at
+        # the limit): two penalties, each computed as length_penalty on floats
+        norm = es / np.where(et == EOS, ((5.0 + (t + 1)) / 6.0) ** alpha,
+                             ((5.0 + (t + 2)) / 6.0) ** alpha)
+        # one that ranks below its input's n_best-th finished one is never returned (the n_best
+        # before it rank at least as high): most of them, dropped here, not one by one
+        keep = norm > worst_needed[active[ei]]
+        if not keep.any():
+            return
+        if not keep.all():
+            ei, er, et, es, norm = ei[keep], er[keep], et[keep], es[keep], norm[keep]
+        for b, row, tok, s, nm, toks in zip(active[ei].tolist(), er.tolist(), et.tolist(),
+                                            es.tolist(), norm.tolist(), history[er].tolist()):
+            top = best_norms[b]
+            if len(top) == n_best and nm <= top[-1]:
+                continue   # an earlier one of this step ranks it out
             if tok != EOS:
                 toks.append(tok)
-            norm = s / ((5.0 + (len(toks) + 1)) / 6.0) ** alpha  # length_penalty, on floats
-            top = best_norms[b]
-            if len(top) == n_best and norm <= top[-1]:
-                continue   # never returned: n_best earlier ones rank at least as high
             att = None
             if keep_attention and alpha_t is not None:
                 prev = (att_hist[row] if att_hist is not None
                         else np.zeros((0, alpha_t.shape[1])))
                 att = np.concatenate([prev, alpha_t[row][None]], axis=0)
-            finished[b].append(Hypothesis(toks, s, norm, att, complete=tok == EOS))
-            top.append(norm)
+            finished[b].append((nm, toks, s, att, tok == EOS))
+            top.append(nm)
             top.sort(reverse=True)
             del top[n_best:]
             if len(top) == n_best:
@@ -186,11 +190,8 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         greedy = new_greedy[going]
         state = model.advance(select_state(state, flat_rows), step_tokens)
         t += 1
-    out = []
-    for b in range(B):
-        hyps = sorted(finished[b], key=lambda h: -h.normalized)
-        out.append(hyps[:n_best])
-    return out
+    return [[Hypothesis(toks, score, nm, att, complete) for nm, toks, score, att, complete
+             in sorted(done_b, key=lambda f: -f[0])[:n_best]] for done_b in finished]
 
 
 def greedy_search(model, context: list, max_len=100, keep_attention: bool = False
