@@ -921,30 +921,47 @@ def _step_gemm_min_b(n=None):
 cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
     cdef Step* S = <Step*>arg
     cdef int B = S.B, E = S.E, H = S.H, GH = S.G * S.H
-    cdef int b, g, gi, r, j, u0, u1, j0, j1, q
+    cdef int b, g, gi, r, j, u0, u1, j0, j1, q, nh, P, k, k0, k1, p, c0, c1
     cdef float* gb
     cdef float* pk
     split_cols(H, tid, nt, &u0, &u1, &j0, &j1)
-    if S.packed:
+    if S.packed and B > 1 and (S.pih != NULL or S.pack != NULL):
+        # many streams on the packed GEMM: the threads share the G x P full panels (32 columns
+        # of a gate) rather than each gate's columns, so every panel runs on the wide kernel
+        # (H = 96, 2 threads: three half panels each, one of them narrow, before: 9% slower);
+        # the cell pass after the barrier needs every gate of a column anyway. Each column's
+        # sums are the same instructions whichever thread computes them.
+        nh = cdiv(H, RK_NH)
+        P = cdiv(nh, 2)
+        rk_split(S.G * P, tid, nt, &k0, &k1)
+        for gi in range(S.G):      # this thread's panels of each gate: one product call
+            g = S.G - 1 - gi if S.flip else gi
+            p, k = max(k0 - g * P, 0), min(k1 - g * P, P)
+            if p >= k:
+                continue
+            q, j = 2 * p, min(2 * k, nh)          # half panels q .. j-1, the pairs kept whole
+            if S.pih != NULL:      # weights packed before: the same GEMMs on their panels
+                rk_gemm(B, H, E, S.x, E, 1, S.pih + g * S.pih_block, 0.0, S.gates + g * H, GH,
+                        q, j, S.bsum + g * H)
+                rk_gemm(B, H, H, S.h, H, 1, S.phh + g * S.phh_block, 1.0, S.gates + g * H, GH,
+                        q, j, NULL)
+            else:                  # these columns packed into the thread's scratch, then GEMMs
+                pk = S.pack + <size_t>tid * S.pack_stride
+                c0, c1 = q * RK_NH, min(j * RK_NH, H)
+                r = g * H + c0
+                q = cdiv(c1 - c0, RK_NH)
+                rk_pack_b(E, c1 - c0, S.w_ih + <size_t>r * E, E, True, pk, 0, q)
+                rk_gemm(B, c1 - c0, E, S.x, E, 1, pk, 0.0, S.gates + r, GH, 0, q, S.bsum + r)
+                rk_pack_b(H, c1 - c0, S.w_hh + <size_t>r * H, H, True, pk, 0, q)
+                rk_gemm(B, c1 - c0, H, S.h, H, 1, pk, 1.0, S.gates + r, GH, 0, q, NULL)
+    elif S.packed:   # one stream, or a few: each thread's columns of every gate
         for gi in range(S.G if j1 > j0 else 0):
             g = S.G - 1 - gi if S.flip else gi
             r = g * H + j0
             if B == 1:   # one stream: both weights streamed once, biases added, one pass
                 rk_gemv(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x, H, S.w_hh + <size_t>r * H,
                            H, S.h, S.b_ih + r, S.b_hh + r, S.gates + r, 0)
-            elif S.pih != NULL:    # many streams, weights packed before: the same GEMMs
-                rk_gemm(B, H, E, S.x, E, 1, S.pih + g * S.pih_block, 0.0, S.gates + g * H, GH,
-                        u0, u1, S.bsum + g * H)
-                rk_gemm(B, H, H, S.h, H, 1, S.phh + g * S.phh_block, 1.0, S.gates + g * H, GH,
-                        u0, u1, NULL)
-            elif S.pack != NULL:   # many streams: this thread's columns packed, then GEMMs
-                pk = S.pack + <size_t>tid * S.pack_stride
-                q = cdiv(j1 - j0, RK_NH)
-                rk_pack_b(E, j1 - j0, S.w_ih + <size_t>r * E, E, True, pk, 0, q)
-                rk_gemm(B, j1 - j0, E, S.x, E, 1, pk, 0.0, S.gates + r, GH, 0, q, S.bsum + r)
-                rk_pack_b(H, j1 - j0, S.w_hh + <size_t>r * H, H, True, pk, 0, q)
-                rk_gemm(B, j1 - j0, H, S.h, H, 1, pk, 1.0, S.gates + r, GH, 0, q, NULL)
-            else:
+            else:        # a few streams: dot products over the unpacked weights
                 rk_dot_gemm(B, j1 - j0, E, S.x, E, S.w_ih + <size_t>r * E, E, S.gates + r,
                                GH, 0)
                 rk_dot_gemm(B, j1 - j0, H, S.h, H, S.w_hh + <size_t>r * H, H, S.gates + r,
