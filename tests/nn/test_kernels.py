@@ -347,6 +347,28 @@ def test_beam_select_matches_reference(seed):
         np.testing.assert_array_equal(g, w)
 
 
+def test_beam_next_matches_reference():
+    """The step's end against its numpy specification: inputs at their limit, with nothing
+    alive, whose greedy path ended with their n_best-th finished above or below the bound."""
+    kept_counts = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        A, beam, t = int(rng.integers(1, 9)), int(rng.integers(1, 5)), int(rng.integers(0, 4))
+        new_scores = np.round(rng.normal(-3, 1, (A, beam)), 1)
+        new_scores[rng.random((A, beam)) < 0.3] = -np.inf
+        args = (rng.integers(0, A * beam, (A, beam)), rng.integers(0, 50, (A, beam)),
+                new_scores, rng.integers(-1, beam, A), rng.integers(0, beam + 1, A),
+                rng.random(A) < 0.2,
+                np.where(rng.random(A) < 0.3, -np.inf, np.round(rng.normal(-2.5, 1, A), 1)),
+                float(rng.choice([1.0, 1.5])), rng.integers(0, 50, (A * beam, t)))
+        got, want = K.beam_next(*args), ref.beam_next(*args)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+            assert g.dtype == w.dtype
+        kept_counts.add("none" if not len(want[0]) else "all" if len(want[0]) == A else "some")
+    assert kept_counts == {"none", "some", "all"}
+
+
 def test_beam_select_checks_its_candidates():
     scores = np.zeros((2, 3))
     cand = np.zeros((6, 3), np.int64)

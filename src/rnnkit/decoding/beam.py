@@ -66,10 +66,14 @@ def candidates(model, state, k: int):
     return top_entries(kernels() if _compiled(lp) else reference, lp, min(k, lp.shape[1]))
 
 
-def _select(cand_lp: np.ndarray):
-    """The step's bookkeeping (nn/reference.beam_select is its specification): compiled for
-    float32 candidates, the numpy reference for any other array (a float64 test model)."""
-    return kernels().beam_select if _compiled(cand_lp) else reference.beam_select
+def _bookkeeping(cand_lp: np.ndarray):
+    """The step's bookkeeping, beam_select and beam_next (nn/reference's are the
+    specification): compiled for float32 candidates, the numpy reference for any other array
+    (a float64 test model)."""
+    if _compiled(cand_lp):
+        K = kernels()
+        return K.beam_select, K.beam_next
+    return reference.beam_select, reference.beam_next
 
 
 def length_penalty(n: np.ndarray | int, alpha: float):
@@ -86,8 +90,8 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     ended (see the module's docstring), or at its length limit (the alive hypotheses then end
     there, marked incomplete).
 
-    Each step's bookkeeping is one call for all inputs at once (beam_select: compiled, with
-    nn/reference.beam_select as its specification); only the hypotheses that end go through
+    Each step's bookkeeping is two calls for all inputs at once (beam_select and beam_next:
+    compiled, with nn/reference's as their specification); only the hypotheses that end go through
     Python one by one. tests/beam_loop.py, the loop over inputs this replaced, is the
     specification the whole search is checked against.
     """
@@ -152,8 +156,9 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         last = t + 1 >= limits[active]                                 # [A]
         # the K best continuations of each input, split into those that end and those that go
         # on (new slots [A, K]); the greedy path's argmax continuation and where it went
+        select, step_end = _bookkeeping(cand_lp)
         (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
-         ends) = _select(cand_lp)(cand, cand_lp, scores, greedy, last, EOS)
+         ends) = select(cand, cand_lp, scores, greedy, last, EOS)
         if len(ends[0]):
             finish(*ends)
         # greedy's continuation fell out of the K best: it keeps a place (the last), so the
@@ -170,28 +175,24 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
                 kept[i] = slot + 1
         # an input goes on unless it is at its limit, has nothing alive, or (greedy ended) its
         # n_best-th best finished beats the best an alive one can still reach (its score falls
-        # with every token; lp as if it ended at the next step)
-        bound = new_scores.max(axis=1) / float(length_penalty(t + 2, alpha))
-        worst = worst_needed[active]
-        done = (new_greedy < 0) & (worst > -np.inf) & (bound <= worst)
-        going = np.nonzero(~last & (kept > 0) & ~done)[0]
+        # with every token; lp as if it ended at the next step); finished inputs leave the
+        # batch: later steps compute only the rows still searched
+        going, flat_rows, step_tokens, scores, greedy, history = step_end(
+            new_rows, new_tokens, new_scores, new_greedy, kept, last, worst_needed[active],
+            float(length_penalty(t + 2, alpha)), history)
         if not len(going):
             break
-        # finished inputs leave the batch: later steps compute only the rows still searched
         active = active[going]
-        flat_rows = new_rows[going].reshape(-1)
-        step_tokens = new_tokens[going].reshape(-1)
-        history = np.concatenate([history[flat_rows], step_tokens[:, None]], axis=1)
         if keep_attention and alpha_t is not None:
             step_att = alpha_t[flat_rows][:, None]
             att_hist = step_att if att_hist is None else np.concatenate(
                 [att_hist[flat_rows], step_att], axis=1)
-        scores = new_scores[going]
-        greedy = new_greedy[going]
         state = model.advance(select_state(state, flat_rows), step_tokens)
         t += 1
+    # with n_best 1 each kept one beat every earlier one: the last is the best
     return [[Hypothesis(toks, score, nm, att, complete) for nm, toks, score, att, complete
-             in sorted(done_b, key=lambda f: -f[0])[:n_best]] for done_b in finished]
+             in (done_b[-1:] if n_best == 1 else sorted(done_b, key=lambda f: -f[0])[:n_best])]
+            for done_b in finished]
 
 
 def greedy_search(model, context: list, max_len=100, keep_attention: bool = False

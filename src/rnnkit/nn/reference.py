@@ -395,6 +395,30 @@ def beam_select(cand, cand_lp, scores, greedy, last, eos):
             (ei.astype(np.int64), rows[ei, ej], tokens[ei, ej].astype(np.int64), best[ei, ej]))
 
 
+def beam_next(new_rows, new_tokens, new_scores, new_greedy, kept, last, worst, penalty,
+              history):
+    """The end of a beam search step (decoding/beam.py): which inputs go on, and their rows.
+
+    beam_select's new_rows, new_tokens [A, K] (int64), new_scores [A, K] (float64), new_greedy,
+    kept [A] (int64) after the greedy path's fallback; last [A] (bool) the inputs at their
+    length limit; worst [A] (float64) each input's n_best-th best finished normalized score
+    (-inf: fewer); penalty the length penalty of a hypothesis ending at the next step;
+    history [A*K, t] (int64) the rows' tokens so far. An input goes on unless it is at its
+    limit, has nothing alive (kept 0), or its greedy path has ended (new_greedy -1) and worst
+    is at least the best an alive hypothesis can still reach, its best score / penalty (a
+    score only falls as it grows). Returns going [A'] (indices of the inputs that go on),
+    rows [A'*K] (their slots' parent rows), tokens [A'*K], scores [A', K], greedy [A'] and
+    history [A'*K, t+1] (the parents' tokens and the new one).
+    """
+    bound = new_scores.max(axis=1) / penalty
+    done = (new_greedy < 0) & (worst > -np.inf) & (bound <= worst)
+    going = np.nonzero(~last & (kept > 0) & ~done)[0]
+    rows = new_rows[going].reshape(-1)
+    tokens = new_tokens[going].reshape(-1)
+    history = np.concatenate([history[rows], tokens[:, None]], axis=1)
+    return going, rows, tokens, new_scores[going], new_greedy[going], history
+
+
 def _into(out, value):
     """`value`, or written into `out` (the kernels' optional output buffers) and `out`."""
     if out is None:
