@@ -959,3 +959,30 @@ def test_packed_weights_are_checked():
     with using("generic"):
         assert K.pack_weight(w) is None and not K.log_softmax_packs(100)
         np.testing.assert_array_equal(K.log_softmax(h, w, b, packed=pw), K.log_softmax(h, w, b))
+
+
+# --- attention (nn/attention.py's dot and general scores) -----------------------------------------
+@pytest.mark.parametrize("T,B,S,H,D", [(1, 3, 4, 5, 5), (5, 7, 9, 16, 32), (2, 4, 13, 37, 20)])
+def test_attend_matches_reference(backend, T, B, S, H, D):
+    # queries as a transposed view (a beam's K states per sentence), padded positions, a
+    # sentence with no real position (uniform weights, as the -1e30 scores give), the context
+    # written into the first D columns of [T, B, D + H]
+    rng = np.random.default_rng(T * 100 + S)
+    q = rng.standard_normal((B, T, H)).astype(np.float32).transpose(1, 0, 2)
+    keys = rng.standard_normal((S, B, H)).astype(np.float32)
+    enc = rng.standard_normal((S, B, D)).astype(np.float32)
+    mask = np.arange(S)[None, :] < rng.integers(1, S + 1, B)[:, None]
+    mask[-1] = False
+    alpha, cat = np.empty((B, T, S), np.float32), np.full((T, B, D + H), 7.0, np.float32)
+    K.attend(q, keys, enc, mask, alpha, cat[..., :D])
+    want_a, want_c = np.empty((B, T, S)), np.empty((T, B, D))
+    ref.attend(*f64({"q": q, "k": keys, "e": enc}).values(), mask, want_a, want_c)
+    close(alpha, want_a)
+    close(cat[..., :D], want_c)
+    assert (cat[..., D:] == 7.0).all()                      # the rest of the rows untouched
+    assert (alpha[:-1][~np.broadcast_to(mask[:-1, None], alpha[:-1].shape)] == 0).all()
+    np.testing.assert_allclose(alpha[-1], 1.0 / S)
+    with pytest.raises(ValueError, match="do not agree"):
+        K.attend(q, keys[:-1], enc, mask, alpha, cat)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        K.attend(q, keys, enc.astype(np.float64), mask, alpha, cat)

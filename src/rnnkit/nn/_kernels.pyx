@@ -81,6 +81,11 @@ cdef extern from "csrc/rk_isa.h":
     void rk_dot_gemm(int B, int N, int K, const float* x, int ldx, const float* w, int ldw,
                         float* y, int ldy, int accumulate) noexcept nogil
 
+cdef extern from "csrc/rk_attention.h":
+    void rk_attend(int T, int S, int H, int D, const float* q, size_t ldq, const float* keys,
+                   size_t ldk, const float* enc, size_t lde, const unsigned char* valid,
+                   float* alpha, float* ctx, size_t ldc) noexcept nogil
+
 cdef extern from "csrc/rk_pool.h":
     ctypedef void (*job_fn)(int, int, void*) noexcept nogil
     int rk_pool_run(int nt, job_fn fn, void* arg) noexcept nogil
@@ -1601,3 +1606,71 @@ def beam_next(new_rows, new_tokens, new_scores, new_greedy, kept, last, worst, d
                     memcpy(hn + (j * K + k) * (T + 1), hp + row * T, T * sizeof(int64_t))
                 hn[(j * K + k) * (T + 1) + T] = ntp[i * K + k]
     return going, rows, tokens, scores, greedy, new_hist
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention (nn/attention.py's dot and general scores)
+# ---------------------------------------------------------------------------------------------
+ctypedef struct Attend:
+    int T, S, H, D, B
+    const float* q
+    size_t qt, qb                       # strides of q [T, B, H] in floats
+    const float* keys
+    size_t kb, ks
+    const float* enc
+    size_t eb, es
+    const unsigned char* mask           # [B, S]
+    float* alpha                        # [B, T, S]
+    float* ctx
+    size_t ct, cb                       # strides of the context rows [T, B, >= D]
+
+
+cdef void attend_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef Attend* A = <Attend*>arg
+    cdef int b, b0, b1
+    rk_split(A.B, tid, nt, &b0, &b1)
+    for b in range(b0, b1):
+        rk_attend(A.T, A.S, A.H, A.D, A.q + b * A.qb, A.qt, A.keys + b * A.kb, A.ks,
+                  A.enc + b * A.eb, A.es, A.mask + <size_t>b * A.S,
+                  A.alpha + <size_t>b * A.T * A.S, A.ctx + b * A.cb, A.ct)
+
+
+cdef size_t _rows(a, int axis, str name) except? 0:
+    """The stride of a float32 array's axis in floats (its last axis must be contiguous)."""
+    if (not isinstance(a, np.ndarray) or a.ndim != 3 or a.dtype != np.float32
+            or a.strides[2] != 4 or a.strides[axis] < 0 or a.strides[axis] % 4):
+        raise ValueError(f"{name} must be a 3-D float32 array with contiguous rows")
+    return a.strides[axis] // 4
+
+
+def attend(q, keys, enc, mask, alpha, ctx):
+    """Attention of decoder states q [T, B, H] over keys [S, B, H] and states enc [S, B, D]
+    (mask [B, S]: the real positions): alpha [B, T, S] (softmax of q . key over the real
+    positions) and ctx [T, B, >= D] (its first D columns: sum_s alpha enc_s) are written.
+    reference.attend is the specification; a view with contiguous rows serves for each array
+    (e.g. ctx the first D columns of [T, B, D + H]). One sentence per thread at a time."""
+    cdef int T = q.shape[0], B = q.shape[1], H = q.shape[2], S = keys.shape[0]
+    cdef int D = enc.shape[2]
+    if (keys.shape[1:] != (B, H) or enc.shape[:2] != (S, B) or alpha.shape != (B, T, S)
+            or ctx.shape[:2] != (T, B) or ctx.shape[2] < D or mask.shape != (B, S)):
+        raise ValueError(f"attend: q {list(q.shape)}, keys {list(keys.shape)}, enc "
+                         f"{list(enc.shape)}, mask {list(mask.shape)}, alpha "
+                         f"{list(alpha.shape)} and ctx {list(ctx.shape)} do not agree")
+    _f32("alpha", alpha, (B, T, S))
+    m = np.ascontiguousarray(mask, np.bool_).view(np.uint8)
+    cdef Attend A
+    A.T, A.S, A.H, A.D, A.B = T, S, H, D, B
+    A.qt, A.qb = _rows(q, 0, "q"), _rows(q, 1, "q")
+    A.ks, A.kb = _rows(keys, 0, "keys"), _rows(keys, 1, "keys")
+    A.es, A.eb = _rows(enc, 0, "enc"), _rows(enc, 1, "enc")
+    A.ct, A.cb = _rows(ctx, 0, "ctx"), _rows(ctx, 1, "ctx")
+    A.q = <const float*>cnp.PyArray_DATA(q)
+    A.keys = <const float*>cnp.PyArray_DATA(keys)
+    A.enc = <const float*>cnp.PyArray_DATA(enc)
+    A.ctx = <float*>cnp.PyArray_DATA(ctx)
+    A.mask = <const unsigned char*>cnp.PyArray_DATA(m)
+    A.alpha = fptr(alpha)
+    # a hand-off costs about a microsecond: threads from some 64k multiply-adds on
+    cdef int nt = nthreads if <double>B * T * S * (H + D) >= 65536 else 1
+    with nogil:
+        rk_pool_run(nt, attend_job, &A)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import reference
 from .backend import kernels
 
 ATTENTIONS = ("none", "dot", "general", "additive")
@@ -95,22 +96,25 @@ class Attention:
         """Attention for decoder states top [T, B, H] over enc [S, B, D] (mask [B, S] real
         positions): (h~ [T, B, H], alpha [B, T, S], and what backward needs).
 
-        The batched products are np.matmul on transposed views (BLAS with leading dimensions,
-        no copies; einsum took 3-4x longer at the Multi30k configuration)."""
+        Dot and general scores: scores, softmax and context in one compiled pass per sentence
+        (kernels' attend; reference.attend, np.matmul on transposed views, is its specification
+        and the float64 path); the additive score's tanh layer stays in numpy."""
         p = self.p
         T, B, H = top.shape
-        D = enc.shape[2]
+        S, D = enc.shape[0], enc.shape[2]
+        cat = np.empty((T, B, D + H), self.dtype)                                # [T, B, D + H]
+        e = None
         if self.kind == "additive":
             q = top @ p["attention.query_layer.weight"].T                        # [T, B, A]
             e = np.tanh(q[:, None] + keys[None])                                 # [T, S, B, A]
             scores = (e @ p["attention.energy_layer.weight"][0]).transpose(2, 0, 1)
-        else:
-            e = None
-            scores = np.matmul(top.transpose(1, 0, 2), keys.transpose(1, 2, 0))   # [B, T, S]
-        scores = np.where(mask[:, None, :], scores, NEG)
-        alpha = softmax_last(scores).astype(self.dtype, copy=False)               # [B, T, S]
-        cat = np.empty((T, B, D + H), self.dtype)                                # [T, B, D + H]
-        np.matmul(alpha, enc.transpose(1, 0, 2), out=cat[..., :D].transpose(1, 0, 2))  # c_t
+            scores = np.where(mask[:, None, :], scores, NEG)
+            alpha = softmax_last(scores).astype(self.dtype, copy=False)          # [B, T, S]
+            np.matmul(alpha, enc.transpose(1, 0, 2), out=cat[..., :D].transpose(1, 0, 2))
+        else:   # scores, softmax and c_t in one compiled pass (reference.attend for float64)
+            alpha = np.empty((B, T, S), self.dtype)
+            backend = kernels() if self.dtype == np.float32 else reference
+            backend.attend(top, keys, enc, mask, alpha, cat)
         cat[..., D:] = top
         att = _mm(cat.reshape(T * B, D + H), p["att_vector.weight"], trans_b=True)
         att += p["att_vector.bias"]
