@@ -339,12 +339,19 @@ def test_beam_select_matches_reference(seed):
     cand = ref.topk_rows(lp, min(beam, V))
     cand_lp = np.take_along_axis(lp, cand, 1)
     np.testing.assert_array_equal(K.topk_rows(lp, min(beam, V)), cand)
-    got = K.beam_select(cand, cand_lp, scores, greedy, last, eos)
-    want = ref.beam_select(cand, cand_lp, scores, greedy, last, eos)
-    for g, w in zip(got[:-1], want[:-1]):
+    # the inputs' n_best-th finished (normalized; -inf: fewer), the step's two length penalties
+    worst = np.where(rng.random(A) < 0.5, -np.inf, np.round(rng.normal(-2.5, 1, A), 1))
+    penalties = (1.5, float(rng.choice([1.5, 1.75])))
+    got = K.beam_select(cand, cand_lp, scores, greedy, last, eos, worst, penalties)
+    want = ref.beam_select(cand, cand_lp, scores, greedy, last, eos, worst, penalties)
+    for g, w in zip(got[:9] + (got[10],), want[:9] + (want[10],)):
         np.testing.assert_array_equal(g, w)
-    for g, w in zip(got[-1], want[-1]):
+    for g, w in zip(got[9], want[9]):
         np.testing.assert_array_equal(g, w)
+    # only the ends above their input's worst are returned, with their normalized scores
+    ei, _, et, es, en = want[9]
+    np.testing.assert_array_equal(en, es / np.where(et == eos, *penalties))
+    assert (en > worst[ei]).all()
 
 
 def test_beam_next_matches_reference():
@@ -373,7 +380,7 @@ def test_beam_select_checks_its_candidates():
     scores = np.zeros((2, 3))
     cand = np.zeros((6, 3), np.int64)
     lp = np.zeros((6, 3), np.float32)
-    args = (scores, np.zeros(2, np.int64), np.zeros(2, bool), 0)
+    args = (scores, np.zeros(2, np.int64), np.zeros(2, bool), 0, np.zeros(2), (1.0, 1.0))
     for bad in (cand[:5], np.zeros((6, 4), np.int64), cand.astype(np.int32)):
         with pytest.raises(ValueError, match="cand"):
             K.beam_select(bad, np.zeros(bad.shape, np.float32), *args)

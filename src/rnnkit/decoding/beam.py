@@ -117,20 +117,10 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     greedy = np.zeros(B, np.int64)                           # [A] slot of the greedy path, -1: ended
     t = 0
 
-    def finish(ei, er, et, es):
-        """Hypotheses end: input indices ei (into this step's active), rows, tokens, scores
-        (arrays); reads the step's history, alpha_t and att_hist when called."""
-        # ranked by score / lp(n), n = t + 1 tokens with </s> (t before it), t + 2 without (at
-        # the limit): two penalties, each computed as length_penalty on floats
-        norm = es / np.where(et == EOS, ((5.0 + (t + 1)) / 6.0) ** alpha,
-                             ((5.0 + (t + 2)) / 6.0) ** alpha)
-        # one that ranks below its input's n_best-th finished one is never returned (the n_best
-        # before it rank at least as high): most of them, dropped here, not one by one
-        keep = norm > worst_needed[active[ei]]
-        if not keep.any():
-            return
-        if not keep.all():
-            ei, er, et, es, norm = ei[keep], er[keep], et[keep], es[keep], norm[keep]
+    def finish(ei, er, et, es, norm):
+        """Hypotheses end: input indices ei (into this step's active), rows, tokens, scores and
+        normalized scores (arrays; beam_select passes only those above their input's n_best-th
+        finished one); reads the step's history, alpha_t and att_hist when called."""
         for b, row, tok, s, nm, toks in zip(active[ei].tolist(), er.tolist(), et.tolist(),
                                             es.tolist(), norm.tolist(), history[er].tolist()):
             top = best_norms[b]
@@ -156,18 +146,23 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         last = t + 1 >= limits[active]                                 # [A]
         # the K best continuations of each input, split into those that end and those that go
         # on (new slots [A, K]); the greedy path's argmax continuation and where it went
+        # a hypothesis that ends here is ranked by its score / lp(n), n = t + 1 tokens with
+        # </s>, t + 2 without (at the limit)
+        penalties = (((5.0 + (t + 1)) / 6.0) ** alpha, ((5.0 + (t + 2)) / 6.0) ** alpha)
         select, step_end = _bookkeeping(cand_lp)
         (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
-         ends) = select(cand, cand_lp, scores, greedy, last, EOS)
+         ends, fallback) = select(cand, cand_lp, scores, greedy, last, EOS,
+                                  worst_needed[active], penalties)
         if len(ends[0]):
             finish(*ends)
         # greedy's continuation fell out of the K best: it keeps a place (the last), so the
         # beam never returns less than greedy search would (plain beam search can: all K
         # survivors may end below the greedy path they pushed out)
-        for i in np.nonzero(~g_done & (new_greedy < 0))[0].tolist():
+        for i in fallback.tolist():
             row, tok, s = int(g_row[i]), int(g_tok[i]), float(g_score[i])
             if tok == EOS or last[i]:
-                finish(np.array([i]), np.array([row]), np.array([tok]), np.array([s]))
+                finish(np.array([i]), np.array([row]), np.array([tok]), np.array([s]),
+                       np.array([s / penalties[tok != EOS]]))
             else:
                 slot = min(kept[i], K - 1)
                 new_rows[i, slot], new_tokens[i, slot], new_scores[i, slot] = row, tok, s

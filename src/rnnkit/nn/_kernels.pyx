@@ -1414,7 +1414,7 @@ def topk_rows(z, int k, out=None):
     return out
 
 
-def beam_select(cand, cand_lp, scores, greedy, last, int eos):
+def beam_select(cand, cand_lp, scores, greedy, last, int eos, worst, penalties):
     """One step of beam search's bookkeeping: reference.beam_select (its docstring says what
     goes in and out), for the rows' candidates cand [A*K, r] (int64) and their float32
     log-probabilities cand_lp [A*K, r] (topk_rows, or log_softmax_topk), in one pass per input:
@@ -1433,8 +1433,10 @@ def beam_select(cand, cand_lp, scores, greedy, last, int eos):
                          f"{list(sc.shape)} and 1 to K candidates per row")
     gr = np.ascontiguousarray(greedy, np.int64)
     la = np.ascontiguousarray(last, np.bool_).view(np.uint8)
-    if gr.shape != (A,) or la.shape != (A,):
-        raise ValueError(f"greedy and last must be [{A}]")
+    wo = np.ascontiguousarray(worst, np.float64)
+    if gr.shape != (A,) or la.shape != (A,) or wo.shape != (A,):
+        raise ValueError(f"greedy, last and worst must be [{A}]")
+    cdef double pen_eos = penalties[0], pen_other = penalties[1]
     new_rows = np.empty((A, K), np.int64)
     new_tokens = np.empty((A, K), np.int64)
     new_scores = np.empty((A, K), np.float64)
@@ -1443,7 +1445,12 @@ def beam_select(cand, cand_lp, scores, greedy, last, int eos):
     g_done = np.empty(A, np.bool_)
     g_score = np.empty(A, np.float64)
     end_ids = np.empty((3, A * K), np.int64)     # input, row, token of each one that ends
-    e_sc = np.empty(A * K, np.float64)
+    e_sc = np.empty((2, A * K), np.float64)      # score, normalized score of each
+    fallback = np.empty(A, np.int64)
+    cdef const double* wop = dptr(wo)
+    cdef int64_t* fbp = iptr(fallback)
+    cdef Py_ssize_t n_fb = 0
+    cdef double nm
     tv = np.empty(K, np.float64)
     ti = np.empty(K, np.int64)
     cdef const float* zp = fptr(cand_lp)
@@ -1466,6 +1473,7 @@ def beam_select(cand, cand_lp, scores, greedy, last, int eos):
     cdef int64_t* erp = eip + A * K
     cdef int64_t* etp = eip + 2 * A * K
     cdef double* esp = dptr(e_sc)
+    cdef double* enp = esp + A * K
     cdef Py_ssize_t i, k, j, q, row, n_end = 0, slot, gk, g0
     cdef int64_t g, tok
     cdef double tot, v, best_v, NEG = -np.inf
@@ -1521,11 +1529,14 @@ def beam_select(cand, cand_lp, scores, greedy, last, int eos):
                 ends = tok == eos or lap[i] != 0
                 isg = g >= 0 and row == grp[i] and tok == gtp[i]
                 if ends:
-                    eip[n_end] = i
-                    erp[n_end] = row
-                    etp[n_end] = tok
-                    esp[n_end] = tvp[q]
-                    n_end += 1
+                    nm = tvp[q] / (pen_eos if tok == eos else pen_other)
+                    if nm > wop[i]:   # else never returned: n_best finished rank above it
+                        eip[n_end] = i
+                        erp[n_end] = row
+                        etp[n_end] = tok
+                        esp[n_end] = tvp[q]
+                        enp[n_end] = nm
+                        n_end += 1
                     if isg:
                         gd[i] = 1
                 else:
@@ -1536,8 +1547,12 @@ def beam_select(cand, cand_lp, scores, greedy, last, int eos):
                         ng[i] = slot
                     slot += 1
             kp[i] = slot
+            if not gd[i] and ng[i] < 0:
+                fbp[n_fb] = i
+                n_fb += 1
     return (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
-            (end_ids[0, :n_end], end_ids[1, :n_end], end_ids[2, :n_end], e_sc[:n_end]))
+            (end_ids[0, :n_end], end_ids[1, :n_end], end_ids[2, :n_end], e_sc[0, :n_end],
+             e_sc[1, :n_end]), fallback[:n_fb])
 
 
 def beam_next(new_rows, new_tokens, new_scores, new_greedy, kept, last, worst, double penalty,

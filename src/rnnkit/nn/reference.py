@@ -341,7 +341,7 @@ def topk_rows(z, k, out=None):
     return _into(out, np.argsort(-z, axis=1, kind="stable")[:, :k].astype(np.int64))
 
 
-def beam_select(cand, cand_lp, scores, greedy, last, eos):
+def beam_select(cand, cand_lp, scores, greedy, last, eos, worst, penalties):
     """One step of beam search's bookkeeping for A inputs with a beam of K (decoding/beam.py).
 
     cand [A*K, r] the r (<= K) best next tokens after each alive hypothesis (K rows per input),
@@ -349,17 +349,22 @@ def beam_select(cand, cand_lp, scores, greedy, last, eos):
     continuations of an input are among them), cand_lp [A*K, r] their log-probabilities;
     scores [A, K] (float64) the hypotheses' scores (-inf: an empty slot), greedy [A] the
     slot of the greedy path (-1: it has ended), last [A] (bool) the inputs at their length limit,
-    eos the id of </s>. Each input's K best continuations (score + lp, ties to the earlier row,
-    then the earlier token in its row's best-first order) are split into those that end (</s>,
-    or at the limit) and those that go on, which fill the new slots in order. Returns
+    eos the id of </s>; worst [A] each input's n_best-th best finished normalized score (-inf:
+    fewer), penalties (lp with </s>, lp without: at the limit) the length penalties of a
+    hypothesis ending at this step. Each input's K best continuations (score + lp, ties to the
+    earlier row, then the earlier token in its row's best-first order) are split into those
+    that end (</s>, or at the limit) and those that go on, which fill the new slots in order.
+    Returns
       new_rows [A, K]   the parent row of each new slot (i*K for an empty one),
       new_tokens [A, K] its token (eos when empty), new_scores [A, K] (-inf when empty),
       new_greedy [A]    the new slot of the greedy path's continuation, -1 if it is not kept,
       kept [A]          the slots filled, g_done [A] (bool): no greedy path, or it ended here,
       g_row [A], g_tok [A], g_score [A]: the greedy path's row, its argmax token and the score
                         of that continuation (for the caller's fallback when it was pushed out),
-      ends              (input [E], row [E], token [E], score [E]) of the continuations that end,
-                        by input, best first.
+      ends              (input [E], row [E], token [E], score [E], normalized [E]) of the
+                        continuations that end and rank above their input's worst (the others
+                        can never be returned), by input, best first,
+      fallback [F]      the inputs whose greedy path goes on but fell out of the K best.
     """
     A, K = scores.shape
     r = cand.shape[1]
@@ -389,10 +394,13 @@ def beam_select(cand, cand_lp, scores, greedy, last, eos):
     new_rows[ii, slots[ii, jj]] = rows[ii, jj]
     new_tokens[ii, slots[ii, jj]] = tokens[ii, jj]
     new_scores[ii, slots[ii, jj]] = best[ii, jj]
-    ei, ej = np.nonzero(ends)
+    norm = best / np.where(tokens == eos, *penalties)
+    ei, ej = np.nonzero(ends & (norm > np.asarray(worst)[:, None]))
+    fallback = np.nonzero(~g_done & (new_greedy < 0))[0]
     return (new_rows, new_tokens, new_scores, new_greedy.astype(np.int64),
             kept.astype(np.int64), g_done, g_row, g_tok.astype(np.int64), g_score,
-            (ei.astype(np.int64), rows[ei, ej], tokens[ei, ej].astype(np.int64), best[ei, ej]))
+            (ei.astype(np.int64), rows[ei, ej], tokens[ei, ej].astype(np.int64), best[ei, ej],
+             norm[ei, ej]), fallback.astype(np.int64))
 
 
 def beam_next(new_rows, new_tokens, new_scores, new_greedy, kept, last, worst, penalty,
