@@ -35,8 +35,8 @@ class DecoderState:
 
     def _select_decoder(self, new: "DecoderState", rows: np.ndarray) -> "DecoderState":
         """Fill `new` with the decoder's state of the streams `rows` (copies), fresh buffers."""
-        new.h = np.ascontiguousarray(self.h[:, rows])
-        new.c = None if self.c is None else np.ascontiguousarray(self.c[:, rows])
+        new.h = np.take(self.h, rows, axis=1)   # a fresh C-ordered copy (faster than [:, rows])
+        new.c = None if self.c is None else np.take(self.c, rows, axis=1)
         n = len(rows)
         new.x = np.empty((n, self.x.shape[1]), self.x.dtype)
         new.work = np.empty((n, self.work.shape[1]), self.work.dtype)
