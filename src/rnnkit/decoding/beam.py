@@ -144,12 +144,13 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         cand, cand_lp = candidates(model, state, K)          # [A*K, r] each row's best, log10
         alpha_t = getattr(state, "alpha", None) if keep_attention else None
         last = t + 1 >= limits[active]                                 # [A]
-        # the K best continuations of each input, split into those that end and those that go
-        # on (new slots [A, K]); the greedy path's argmax continuation and where it went
         # a hypothesis that ends here is ranked by its score / lp(n), n = t + 1 tokens with
         # </s>, t + 2 without (at the limit)
         penalties = (((5.0 + (t + 1)) / 6.0) ** alpha, ((5.0 + (t + 2)) / 6.0) ** alpha)
         select, step_end = _bookkeeping(cand_lp)
+        # the K best continuations of each input, split into those that end (returned only if
+        # they rank above the input's n_best-th finished one) and those that go on (new slots
+        # [A, K]); the greedy path's argmax continuation and where it went
         (new_rows, new_tokens, new_scores, new_greedy, kept, g_done, g_row, g_tok, g_score,
          ends, fallback) = select(cand, cand_lp, scores, greedy, last, EOS,
                                   worst_needed[active], penalties)

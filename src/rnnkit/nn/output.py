@@ -96,11 +96,7 @@ class FullSoftmax:
         (LOG10E: log10, in the kernel's pass). packs: a dict kept for one decoding run while
         the weights do not change; the weight is packed into it on the first call that runs on
         the packed GEMM and reused (the same results, without packing it at every step)."""
-        K, packed = self.backend, None
-        if packs is not None and K.log_softmax_packs(len(h)):
-            packed = packs.get(id(self))
-            if packed is None:
-                packed = packs[id(self)] = K.pack_weight(self.weight)
+        K, packed = self.backend, self._packed(len(h), packs)
         if out is None:
             return K.log_softmax(h, self.weight, self.bias, scale=scale, packed=packed)
         return K.log_softmax(h, self.weight, self.bias, out=out, scale=scale, packed=packed)
@@ -110,13 +106,20 @@ class FullSoftmax:
         """The min(k, V) best entries of each row of log_probs(h, scale=scale), best first:
         (words [B, k] int64, values [B, k]), bit for bit those of log_probs, taken while each
         row's logits are in cache (work, a [B, V] buffer, holds them); packs as log_probs'."""
-        K, packed = self.backend, None
-        if packs is not None and K.log_softmax_packs(len(h)):
-            packed = packs.get(id(self))
-            if packed is None:
-                packed = packs[id(self)] = K.pack_weight(self.weight)
+        K, packed = self.backend, self._packed(len(h), packs)
         return K.log_softmax_topk(h, self.weight, self.bias, min(k, self.V), scale=scale,
                                   packed=packed, work=work)
+
+    def _packed(self, rows: int, packs: dict | None):
+        """The weight packed for this decoding run (in packs, made on the first call whose rows
+        run on the packed GEMM), or None: the kernel packs it itself, or does not pack."""
+        K = self.backend
+        if packs is None or not K.log_softmax_packs(rows):
+            return None
+        packed = packs.get(id(self))
+        if packed is None:
+            packed = packs[id(self)] = K.pack_weight(self.weight)
+        return packed
 
     def target_log_probs(self, h: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Natural-log p(target) [N] of each row of h [N, H], in blocks of LOGIT_BLOCK logits."""
