@@ -421,20 +421,21 @@ class RNNLM(FlatParameters, LanguageModel):
         The array is the state's own buffer (no allocation per step): the next log_probs call on
         the same state overwrites it; copy it to keep it.
         """
-        B, V = state.batch, self.arch.vocab_size
-        if state.lp is None:
-            state.lp = np.empty((B, V), self.dtype)
-        return self.output.log_probs(state.h[-1], out=state.lp, scale=LOG10E,
+        return self.output.log_probs(state.h[-1], out=self._lp_buffer(state), scale=LOG10E,
                                      packs=state.packs)
 
     def top_log_probs(self, state: RecurrentState, k: int):
         """The min(k, V) most probable next tokens of each stream, best first, and their log10
         probabilities: (ids [B, k] int64, values [B, k]), those of log_probs bit for bit, without
         writing the [B, V] array (state.lp holds the logits). decoding/beam.py's first cut."""
+        return self.output.top_log_probs(state.h[-1], k, scale=LOG10E, packs=state.packs,
+                                         work=self._lp_buffer(state))
+
+    def _lp_buffer(self, state: RecurrentState) -> np.ndarray:
+        """The state's [B, V] buffer of log_probs (the logits of top_log_probs), made once."""
         if state.lp is None:
             state.lp = np.empty((state.batch, self.arch.vocab_size), self.dtype)
-        return self.output.top_log_probs(state.h[-1], k, scale=LOG10E, packs=state.packs,
-                                         work=state.lp)
+        return state.lp
 
     @held_threads
     def token_log_probs(self, sentences: list[np.ndarray], max_batch: int = 64

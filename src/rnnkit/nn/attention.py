@@ -26,7 +26,7 @@ from . import reference
 from .backend import kernels
 
 ATTENTIONS = ("none", "dot", "general", "additive")
-NEG = -1e30  # the score of a padding position: exp() makes it exactly 0
+NEG = reference.PAD_SCORE  # the score of a padding position: exp() makes it exactly 0
 
 
 def attention_shapes(kind: str, D: int, H: int, A: int, prefix: str = "decoder."

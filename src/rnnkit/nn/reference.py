@@ -427,13 +427,16 @@ def beam_next(new_rows, new_tokens, new_scores, new_greedy, kept, last, worst, p
     return going, rows, tokens, new_scores[going], new_greedy[going], history
 
 
+PAD_SCORE = -1e30  # an attention score of a padding position: exp() makes it exactly 0
+
+
 def attend(q, keys, enc, mask, alpha, ctx):
     """Attention of decoder states q [T, B, H] over keys [S, B, H] and states enc [S, B, D]
     (mask [B, S]: the real positions; nn/attention.py's dot and general scores): writes alpha
     [B, T, S], the softmax over the real positions of q . key (a padded position scores -1e30:
     exp makes it exactly 0), and ctx[..., :D] [T, B, D], sum_s alpha_ts enc_s."""
     scores = np.matmul(q.transpose(1, 0, 2), keys.transpose(1, 2, 0))        # [B, T, S]
-    scores = np.where(mask[:, None, :], scores, -1e30)
+    scores = np.where(mask[:, None, :], scores, PAD_SCORE)
     e = np.exp(scores - scores.max(axis=-1, keepdims=True))
     alpha[...] = e / e.sum(axis=-1, keepdims=True)
     np.matmul(alpha, enc.transpose(1, 0, 2), out=ctx[..., :enc.shape[2]].transpose(1, 0, 2))
