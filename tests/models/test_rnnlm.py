@@ -614,14 +614,26 @@ def test_score_and_generate_commands_on_a_recurrent_model(trained, tmp_path, cap
     assert again == stdout  # same seed, same sentences
 
 
-def test_many_streams_reuse_their_packed_weights_with_the_same_numbers():
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+@pytest.mark.parametrize("streams", [8, 16])
+def test_many_streams_reuse_their_packed_weights_with_the_same_numbers(cell, streams):
+    """Packs and, with no more tokens than streams (V = 10 <= 16), the first layer's token
+    table: the same bits as a state without packs, which looks its embeddings up and packs at
+    every step."""
     from rnnkit.nn.backend import kernels
 
-    m = make_model("lstm", E=6, H=10, scale=0.8)
-    a, b = m.start(16), m.start(16)
+    m = make_model(cell, E=6, H=10, scale=0.8)
+    a, b = m.start(streams), m.start(streams)
     assert_packs_change_nothing(m, a, b, len(VOCAB), np.random.default_rng(21))
     if kernels().gemm_backend() == "packed":
-        assert len(a.packs) == 3    # 2 layers and the output layer
+        table = a.packs.get((id(m.stack), "table"))
+        # 2 layers and the output layer, and the table when the vocabulary is no larger
+        assert len(a.packs) == 3 + (streams >= len(VOCAB))
+        assert (table is not None) == (streams >= len(VOCAB))
+        if table is not None:
+            w_ih, _, b_ih, b_hh = m.stack._w[0]
+            np.testing.assert_allclose(table, m.p["encoder.weight"] @ w_ih.T + b_ih + b_hh,
+                                       rtol=1e-5, atol=1e-6)
     assert a.copy().packs is a.packs and a.select(np.arange(4)).packs is a.packs
 
 

@@ -859,6 +859,92 @@ def test_steps_on_weights_packed_before_give_the_same_bits(path, cell, B, E, H):
             K.set_num_threads(old)
 
 
+# --- a step's input part from a table of every token's (a small vocabulary) ----------------------
+@pytest.mark.parametrize("path", BACKENDS)
+@pytest.mark.parametrize("cell,B,E,H,V", [("lstm", 24, 29, 37, 20), ("lstm", 192, 64, 96, 39),
+                                          ("lstm", 40, 300, 256, 40), ("rnn", 24, 29, 37, 24),
+                                          ("lstm", 3, 8, 16, 10), ("rnn", 1, 8, 16, 10)])
+def test_steps_reading_an_input_table(path, cell, B, E, H, V):
+    """input_table is emb W_ih^T + b_ih + b_hh; a step given it and ids gives the same bits as
+    one given emb[ids] wherever it runs on the packed GEMM (with or without packed weights, 1
+    and 2 threads), and the reference's numbers on every path."""
+    rng = np.random.default_rng(43)
+    G = 4 if cell == "lstm" else 1
+    p = lstm_params(rng, 1, B, E, H, False)
+    w = {k: np.ascontiguousarray(p[k][:G * H]) for k in ["w_ih", "w_hh", "b_ih", "b_hh"]}
+    emb = rng.standard_normal((V, E)).astype(np.float32)
+    ids = rng.integers(0, V, B)
+    step = K.lstm_step if cell == "lstm" else K.rnn_step
+    old = K.get_num_threads()
+    with using(path):
+        table = K.input_table(emb, w["w_ih"], w["b_ih"], w["b_hh"], G)
+        want = ref.input_table(emb.astype(np.float64), *(w[k].astype(np.float64) for k in
+                               ("w_ih", "b_ih", "b_hh")), G)
+        np.testing.assert_allclose(table, want, rtol=1e-5, atol=1e-5)
+        packs = [None] + ([(K.pack_weight(w["w_ih"], G), K.pack_weight(w["w_hh"], G))]
+                          if K.step_packs(B, E, H, G) else [])
+        try:
+            for nt in (1, 2):
+                K.set_num_threads(nt)
+                for pk in packs:
+                    outs = []
+                    for tab in (None, table):
+                        if pk is not None:
+                            tab = None if tab is None else K.input_table(
+                                emb, w["w_ih"], w["b_ih"], w["b_hh"], G, pk[0])
+                        h, c = p["h0"].copy(), p["c0"].copy()
+                        for t in range(2):   # the second step reads the first one's h
+                            x = emb[ids] if tab is None else ids
+                            state = (h, c) if cell == "lstm" else (h,)
+                            step(x, *state, **w, packed=pk, table=tab)
+                        outs.append((h, c))
+                    if K.step_packs(B, E, H, G):
+                        np.testing.assert_array_equal(outs[1][0], outs[0][0])
+                        np.testing.assert_array_equal(outs[1][1], outs[0][1])
+                    else:   # dot products or BLAS: the input part's sums in another order
+                        np.testing.assert_allclose(outs[1][0], outs[0][0], atol=1e-5)
+                    # the reference, reading its own table
+                    h, c = p["h0"].astype(np.float64), p["c0"].astype(np.float64)
+                    w64 = {k: v.astype(np.float64) for k, v in w.items()}
+                    for t in range(2):
+                        rstep = ref.lstm_step if cell == "lstm" else ref.rnn_step
+                        rstep(ids, *((h, c) if cell == "lstm" else (h,)), **w64, table=want)
+                    np.testing.assert_allclose(outs[1][0], h, atol=1e-4)
+        finally:
+            K.set_num_threads(old)
+
+
+def test_bad_table_steps_raise_clear_errors():
+    rng = np.random.default_rng(44)
+    H, E, V, B = 8, 5, 6, 10
+    w_ih, w_hh = (rng.standard_normal((4 * H, n)).astype(np.float32) for n in (E, H))
+    b = np.zeros(4 * H, np.float32)
+    h, c = (np.zeros((B, H), np.float32) for _ in range(2))
+    emb = rng.standard_normal((V, E)).astype(np.float32)
+    table = K.input_table(emb, w_ih, b, b, 4)
+    assert table.shape == (V, 4 * H) and table.dtype == np.float32
+    ids = np.arange(B) % V
+    for bad, msg in [(ids.astype(np.int32), "int64"), (ids[:, None], "1-D int64"),
+                     (ids + V - 1, r"in \[0, 6\), got values in \[5, 10\]"),
+                     (ids - 1, r"got values in \[-1, 4\]")]:
+        with pytest.raises(ValueError, match=msg):
+            K.lstm_step(bad, h, c, w_ih, w_hh, b, b, table=table)
+        if "got values" in msg:   # the reference takes any integer ids, checked as rows
+            with pytest.raises(ValueError, match=msg):
+                ref.lstm_step(bad, h.astype(np.float64), c.astype(np.float64), w_ih, w_hh, b,
+                              b, table=table)
+    with pytest.raises(ValueError, match="table"):
+        K.lstm_step(ids, h, c, w_ih, w_hh, b, b, table=table[:, :-1].copy())
+    with pytest.raises(ValueError, match="h"):   # the other inputs keep their checks
+        K.lstm_step(ids, h[:-1], c, w_ih, w_hh, b, b, table=table)
+    with pytest.raises(ValueError, match="groups must divide"):
+        K.input_table(emb, w_ih, b, b, 3)
+    with pytest.raises(ValueError, match="groups must divide"):
+        ref.input_table(emb, w_ih, b, b, 3)
+    with pytest.raises(ValueError, match="w_ih"):
+        K.input_table(emb[:, :-1].copy(), w_ih, b, b, 4)
+
+
 @pytest.mark.parametrize("path", PACKED or [None])
 @pytest.mark.parametrize("N,H,V", [(8, 16, 300), (40, 37, 1001), (320, 64, 2000)])
 def test_log_softmax_on_a_weight_packed_before_gives_the_same_bits(path, N, H, V):

@@ -91,9 +91,14 @@ class ConditionedDecoder(FlatParameters):
         return self._step(state)
 
     def _step(self, state: DecoderState) -> DecoderState:
-        """The decoder reads the embedding of state.ids."""
-        np.take(self.p["decoder.embedding.weight"], state.ids, axis=0, out=state.x)
-        self.dec_stack.step(state.x, state.h, state.c, state.work, state.packs)
+        """The decoder reads the embedding of state.ids (through the stack's token table when
+        it makes one: a small vocabulary)."""
+        emb = self.p["decoder.embedding.weight"]
+        table = self.dec_stack.token_table(emb, state.batch, state.packs)
+        if table is None:
+            np.take(emb, state.ids, axis=0, out=state.x)
+        self.dec_stack.step(state.x if table is None else state.ids, state.h, state.c,
+                            state.work, state.packs, table)
         state.alpha = None
         return state
 

@@ -411,8 +411,12 @@ class RNNLM(FlatParameters, LanguageModel):
 
     def step(self, state: RecurrentState) -> RecurrentState:
         """Feed state.ids (one token per stream, already checked) through every layer, in place."""
-        np.take(self.p["encoder.weight"], state.ids, axis=0, out=state.x)
-        self.stack.step(state.x, state.h, state.c, state.work, state.packs)
+        emb = self.p["encoder.weight"]
+        table = self.stack.token_table(emb, state.batch, state.packs)   # a small vocabulary
+        if table is None:
+            np.take(emb, state.ids, axis=0, out=state.x)
+        self.stack.step(state.x if table is None else state.ids, state.h, state.c, state.work,
+                        state.packs, table)
         return state
 
     def log_probs(self, state: RecurrentState) -> np.ndarray:

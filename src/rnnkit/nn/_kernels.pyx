@@ -889,6 +889,8 @@ ctypedef struct Step:
     const float* pih                   # W_ih packed per gate (pack_weight, G groups), or NULL
     const float* phh                   # W_hh likewise; both or neither
     size_t pih_block, phh_block        # floats per gate of each
+    const float* table                 # [V, G*H] input_table's rows (x then NULL), or NULL
+    const int64_t* ids                 # [B] the streams' rows of the table
 
 
 cdef int step_gemm_min_b = 8    # streams from which a step runs on the packed GEMM
@@ -923,6 +925,29 @@ def _step_gemm_min_b(n=None):
     return step_gemm_min_b
 
 
+cdef inline void gather_cols(const Step* S, int col, int n) noexcept nogil:
+    """Columns col .. col+n-1 of every stream's gates from its row of the input table."""
+    cdef int b, GH = S.G * S.H
+    if n <= 0:
+        return
+    for b in range(S.B):
+        memcpy(S.gates + <size_t>b * GH + col, S.table + <size_t>S.ids[b] * GH + col,
+               n * sizeof(float))
+
+
+cdef void table_job(int tid, int nt, void* arg) noexcept nogil:
+    """input_table's product: rows B of x times the packed W_ih, with the bias sums, as the
+    packed branch of step_job computes its input part (the same panels, split the same way)."""
+    cdef Step* S = <Step*>arg
+    cdef int H = S.H, GH = S.G * S.H, g, p, k, k0, k1, P = cdiv(cdiv(H, RK_NH), 2)
+    rk_split(S.G * P, tid, nt, &k0, &k1)
+    for g in range(S.G):
+        p, k = max(k0 - g * P, 0), min(k1 - g * P, P)
+        if p < k:
+            rk_gemm(S.B, H, S.E, S.x, S.E, 1, S.pih + g * S.pih_block, 0.0, S.gates + g * H, GH,
+                    2 * p, min(2 * k, cdiv(H, RK_NH)), S.bsum + g * H)
+
+
 cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
     cdef Step* S = <Step*>arg
     cdef int B = S.B, E = S.E, H = S.H, GH = S.G * S.H
@@ -946,8 +971,11 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
                 continue
             q, j = 2 * p, min(2 * k, nh)          # half panels q .. j-1, the pairs kept whole
             if S.pih != NULL:      # weights packed before: the same GEMMs on their panels
-                rk_gemm(B, H, E, S.x, E, 1, S.pih + g * S.pih_block, 0.0, S.gates + g * H, GH,
-                        q, j, S.bsum + g * H)
+                if S.table != NULL:
+                    gather_cols(S, g * H + q * RK_NH, min(j * RK_NH, H) - q * RK_NH)
+                else:
+                    rk_gemm(B, H, E, S.x, E, 1, S.pih + g * S.pih_block, 0.0, S.gates + g * H,
+                            GH, q, j, S.bsum + g * H)
                 rk_gemm(B, H, H, S.h, H, 1, S.phh + g * S.phh_block, 1.0, S.gates + g * H, GH,
                         q, j, NULL)
             else:                  # these columns packed into the thread's scratch, then GEMMs
@@ -955,15 +983,23 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
                 c0, c1 = q * RK_NH, min(j * RK_NH, H)
                 r = g * H + c0
                 q = cdiv(c1 - c0, RK_NH)
-                rk_pack_b(E, c1 - c0, S.w_ih + <size_t>r * E, E, True, pk, 0, q)
-                rk_gemm(B, c1 - c0, E, S.x, E, 1, pk, 0.0, S.gates + r, GH, 0, q, S.bsum + r)
+                if S.table != NULL:
+                    gather_cols(S, r, c1 - c0)
+                else:
+                    rk_pack_b(E, c1 - c0, S.w_ih + <size_t>r * E, E, True, pk, 0, q)
+                    rk_gemm(B, c1 - c0, E, S.x, E, 1, pk, 0.0, S.gates + r, GH, 0, q,
+                            S.bsum + r)
                 rk_pack_b(H, c1 - c0, S.w_hh + <size_t>r * H, H, True, pk, 0, q)
                 rk_gemm(B, c1 - c0, H, S.h, H, 1, pk, 1.0, S.gates + r, GH, 0, q, NULL)
     elif S.packed:   # one stream, or a few: each thread's columns of every gate
         for gi in range(S.G if j1 > j0 else 0):
             g = S.G - 1 - gi if S.flip else gi
             r = g * H + j0
-            if B == 1:   # one stream: both weights streamed once, biases added, one pass
+            if S.table != NULL:   # the input part from the table, then the recurrent product
+                gather_cols(S, r, j1 - j0)
+                rk_dot_gemm(B, j1 - j0, H, S.h, H, S.w_hh + <size_t>r * H, H, S.gates + r, GH,
+                            1)
+            elif B == 1:   # one stream: both weights streamed once, biases added, one pass
                 rk_gemv(j1 - j0, E, S.w_ih + <size_t>r * E, E, S.x, H, S.w_hh + <size_t>r * H,
                            H, S.h, S.b_ih + r, S.b_hh + r, S.gates + r, 0)
             else:        # a few streams: dot products over the unpacked weights
@@ -976,8 +1012,11 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
                     for j in range(r, r + j1 - j0):
                         gb[j] += S.b_ih[j] + S.b_hh[j]
     else:
-        fill_rows(B, GH, S.gates, S.b_ih, S.b_hh)
-        mm_rows(False, 0, B, GH, E, S.x, E, False, S.w_ih, E, True, 1.0, S.gates, GH, NULL)
+        if S.table != NULL:
+            gather_cols(S, 0, GH)
+        else:
+            fill_rows(B, GH, S.gates, S.b_ih, S.b_hh)
+            mm_rows(False, 0, B, GH, E, S.x, E, False, S.w_ih, E, True, 1.0, S.gates, GH, NULL)
         mm_rows(False, 0, B, GH, H, S.h, H, False, S.w_hh, H, True, 1.0, S.gates, GH, NULL)
     rk_barrier(nt)
     if j1 <= j0:
@@ -1039,16 +1078,43 @@ def _check_cell(int xdim, x, hname, h, cname, c, w_ih, w_hh, b_ih, b_hh, w_peep,
     return B, E, H
 
 
+cdef Py_ssize_t table_rows(object ids, object table, Py_ssize_t GH) except -1:
+    """The number of streams B, once ids [B] (int64) are checked to be rows of table [V, GH]."""
+    if not (cnp.PyArray_Check(ids) and cnp.PyArray_TYPE(<cnp.ndarray>ids) == cnp.NPY_INT64
+            and cnp.PyArray_NDIM(<cnp.ndarray>ids) == 1
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>ids)):
+        raise ValueError("with a table, x must be the streams' rows of it: a contiguous 1-D "
+                         "int64 array")
+    if not is_f32(table, dim_or(table, 2, 0), GH):
+        _f32("table", table, (None, GH))
+    cdef Py_ssize_t B = cnp.PyArray_DIM(<cnp.ndarray>ids, 0), V = table.shape[0], i
+    cdef const int64_t* p = <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>ids)
+    cdef bint bad = False
+    with nogil:
+        for i in range(B):
+            bad |= p[i] < 0 or p[i] >= V
+    if bad:
+        raise ValueError(f"x must be rows of the table, in [0, {V}), got values in "
+                         f"[{ids.min()}, {ids.max()}]")
+    return B
+
+
 cdef object run_step(int kind, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bint fg, gates,
-                     gates_name, packed):
+                     gates_name, packed, table):
     """lstm_step and rnn_step: checks (fast, then the full ones when they fail), one step."""
     cdef int G = 4 if kind == LSTM else 1
     cdef Py_ssize_t B = dim_or(x, 2, 0), E = dim_or(x, 2, 1), H = dim_or(h, 2, 1)
-    if not (B >= 0 and H >= 0 and is_f32(x, B, E) and is_f32(h, B, H)
+    if table is not None:   # x: the streams' rows of the table
+        if H < 0:
+            _f32("h", h, (None, None))
+        B, E = table_rows(x, table, G * H), dim_or(w_ih, 2, 1)
+    if not (B >= 0 and H >= 0 and (table is not None or is_f32(x, B, E)) and is_f32(h, B, H)
             and (kind != LSTM or is_f32(c, B, H))
             and is_f32(w_ih, G * H, E) and is_f32(w_hh, G * H, H) and is_f32(b_ih, G * H, -1)
             and is_f32(b_hh, G * H, -1) and (w_peep is None or is_f32(w_peep, 3, H))
             and (gates is None or is_f32(gates, B, G * H))):
+        if table is not None:   # the same checks, on an input of the size the table stands for
+            x = np.empty((B, max(E, 0)), np.float32)
         B, E, H = _check_cell(2, x, "h", h, "c", c, w_ih, w_hh, b_ih, b_hh, w_peep, G)
         if gates is not None:
             _f32(gates_name, gates, (B, G * H))
@@ -1060,7 +1126,11 @@ cdef object run_step(int kind, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bint fg,
     S.packed, S.fg = use_packed, fg
     global step_flip
     step_flip = S.flip = not step_flip
-    S.x, S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(x), fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
+    S.w_ih, S.w_hh, S.b_ih, S.b_hh = fptr(w_ih), fptr(w_hh), fptr(b_ih), fptr(b_hh)
+    if table is not None:
+        S.table, S.ids = fptr(table), <const int64_t*>cnp.PyArray_DATA(x)
+    else:
+        S.x = fptr(x)
     S.peep = fptr(w_peep) if w_peep is not None else NULL
     S.gates, S.h = fptr(gates), fptr(h)
     S.c = fptr(c) if kind == LSTM else NULL
@@ -1092,26 +1162,75 @@ cdef object run_step(int kind, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bint fg,
 
 
 def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None,
-              packed=None):
+              packed=None, table=None):
     """One LSTM step for B streams, updating h [B, H] and c [B, H] in place; returns (h, c).
 
     x [B, E]. gates, a [B, 4H] float32 workspace, makes the call allocation-free. packed,
     (pack_weight(w_ih, 4), pack_weight(w_hh, 4)), spares the step packing the weights when it
     runs on the packed GEMM (many streams); the results are the same bits.
+
+    table, input_table(emb, w_ih, b_ih, b_hh, 4) [V, 4H]: x is then the streams' rows of it,
+    ids [B] int64, and the step reads its input part x W_ih^T + b_ih + b_hh from them instead
+    of computing it; on the packed GEMM the results are those of lstm_step(emb[ids], ...), bit
+    for bit.
     """
     run_step(LSTM, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bool(forget_gate), gates, "gates",
-             packed)
+             packed, table)
     return h, c
 
 
-def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None, packed=None):
+def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None, packed=None, table=None):
     """One tanh-RNN step for B streams, updating h [B, H] in place; returns h.
 
-    x [B, E]; work, a [B, H] float32 workspace, makes the call allocation-free; packed as
-    lstm_step's, with groups 1.
+    x [B, E]; work, a [B, H] float32 workspace, makes the call allocation-free; packed and
+    table as lstm_step's, with groups 1.
     """
-    run_step(RNN, x, h, None, w_ih, w_hh, b_ih, b_hh, None, True, work, "work", packed)
+    run_step(RNN, x, h, None, w_ih, w_hh, b_ih, b_hh, None, True, work, "work", packed, table)
     return h
+
+
+def input_table(emb, w_ih, b_ih, b_hh, int groups, packed=None):
+    """The input part of a step's gates for every row of emb [V, E]: [V, G*H] float32, row v =
+    emb[v] W_ih^T + b_ih + b_hh, computed as lstm_step (groups 4) or rnn_step (groups 1) computes
+    it on the packed GEMM, so a step given the table and ids (table=) makes the same bits as
+    one given emb[ids]. A decoder whose input is a token's embedding alone builds it once per
+    search when its vocabulary is small next to its streams: the step's product then shrinks
+    to h W_hh^T. packed: pack_weight(w_ih, groups), or None (packed here)."""
+    _f32("emb", emb, (None, None))
+    cdef Py_ssize_t V = emb.shape[0], E = emb.shape[1]
+    _f32("w_ih", w_ih, (None, E))
+    cdef Py_ssize_t GH = w_ih.shape[0]
+    if groups < 1 or GH % groups:
+        raise ValueError(f"groups must divide the {GH} rows of w_ih, got {groups}")
+    _f32("b_ih", b_ih, (GH,))
+    _f32("b_hh", b_hh, (GH,))
+    out = np.empty((V, GH), np.float32)
+    cdef Step S
+    memset(&S, 0, sizeof(Step))
+    S.B, S.E, S.G, S.H = V, E, groups, GH // groups
+    S.x, S.gates = fptr(emb), fptr(out)
+    cdef Py_ssize_t i
+    cdef const float* b1 = fptr(b_ih)
+    cdef const float* b2 = fptr(b_hh)
+    cdef const float* w = fptr(w_ih)
+    if not use_packed or V == 0 or GH == 0:
+        # the step's own fallback: the bias sums, then the product (mm_rows)
+        with nogil:
+            fill_rows(V, GH, S.gates, b1, b2)
+            mm_rows(False, 0, V, GH, E, S.x, E, False, w, E, True, 1.0, S.gates, GH, NULL)
+        return out
+    if packed is None:
+        packed = pack_weight(w_ih, groups)
+    S.pih = packed_for(packed, w_ih, GH, E, groups, "packed")
+    S.pih_block = rk_packed_size(E, S.H)
+    bsum = np.empty(GH, np.float32)
+    S.bsum = fptr(bsum)
+    cdef int nt = nthreads if <double>V * E * GH >= 131072 else 1
+    with nogil:
+        for i in range(GH):
+            S.bsum[i] = b1[i] + b2[i]
+        rk_pool_run(nt, table_job, &S)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

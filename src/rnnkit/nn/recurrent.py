@@ -200,27 +200,54 @@ class RecurrentStack:
 
     # --- single steps ----------------------------------------------------------------------------
     def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray | None, work: np.ndarray,
-             packs: dict | None = None) -> np.ndarray:
+             packs: dict | None = None, table: np.ndarray | None = None) -> np.ndarray:
         """One input per stream, x [B, E], through every layer: h, c [L, B, H] are updated IN
         PLACE (work [B, G] is the kernels' scratch). Returns the top layer's h [B, H] (a view).
 
         packs: a dict that the caller keeps for one decoding run, while the weights do not
         change. A layer whose step runs on the packed GEMM (many streams) packs its weights
         into it on the first such step and reuses them (pack_weight), instead of packing them
-        at every step; the results are the same bits."""
-        K, groups = self.backend, 4 if self.lstm else 1   # weights packed per gate
+        at every step; the results are the same bits.
+
+        table: token_table's; x is then the streams' token ids [B] (int64)."""
+        K = self.backend
         for k in range(self.L):
-            pk = None
-            if packs is not None and K.step_packs(x.shape[0], x.shape[1], self.H, groups):
-                pk = packs.get((id(self), k))
-                if pk is None:
-                    w_ih, w_hh = self._w[k][:2]
-                    pk = packs[(id(self), k)] = (K.pack_weight(w_ih, groups),
-                                                 K.pack_weight(w_hh, groups))
+            pk = self._packed(packs, k, x.shape[0]) if packs is not None else None
+            t = table if k == 0 else None
             if self.lstm:
                 K.lstm_step(x, h[k], c[k], *self._w[k], w_peep=self._peep[k],
-                            forget_gate=self.forget_gate, gates=work, packed=pk)
+                            forget_gate=self.forget_gate, gates=work, packed=pk, table=t)
             else:
-                K.rnn_step(x, h[k], *self._w[k], work=work, packed=pk)
+                K.rnn_step(x, h[k], *self._w[k], work=work, packed=pk, table=t)
             x = h[k]
         return x
+
+    def _packed(self, packs: dict, k: int, batch: int):
+        """Layer k's weights packed into `packs` (made on the first step of `batch` streams
+        that runs on the packed GEMM), or None while no step needs them."""
+        pk = packs.get((id(self), k))
+        if pk is None and self.backend.step_packs(batch, self.H if k else self.E, self.H,
+                                                  4 if self.lstm else 1):
+            w_ih, w_hh = self._w[k][:2]
+            groups = 4 if self.lstm else 1   # weights packed per gate
+            pk = packs[(id(self), k)] = (self.backend.pack_weight(w_ih, groups),
+                                         self.backend.pack_weight(w_hh, groups))
+        return pk
+
+    def token_table(self, emb: np.ndarray, batch: int, packs: dict | None):
+        """The first layer's input part x W_ih^T + b_ih + b_hh for every token of the
+        embedding emb [V, E] (input_table), made into `packs` once per decoding run; a step
+        given it (table=) reads ids instead of embeddings, and its product shrinks to h W_hh^T,
+        the same bits. Made when it pays: V at most `batch` (the table costs no more than one
+        step's input product) and the steps run on the packed GEMM. None otherwise, and without
+        packs."""
+        if packs is None:
+            return None
+        table = packs.get((id(self), "table"))
+        if table is None and len(emb) <= batch:
+            pk = self._packed(packs, 0, batch)
+            if pk is not None:
+                w_ih, _, b_ih, b_hh = self._w[0]
+                table = packs[(id(self), "table")] = self.backend.input_table(
+                    emb, w_ih, b_ih, b_hh, 4 if self.lstm else 1, pk[0])
+        return table

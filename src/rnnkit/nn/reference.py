@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "lstm_forward", "lstm_backward", "lstm_step",
-    "rnn_forward", "rnn_backward", "rnn_step",
+    "rnn_forward", "rnn_backward", "rnn_step", "input_table",
     "softmax_xent_forward", "softmax_xent_backward", "log_softmax",
     "embedding_forward", "embedding_backward", "matmul",
     "adaptive_log_softmax", "topk_rows", "beam_select",
@@ -142,14 +142,33 @@ def lstm_backward(dh, dhT, dcT, cache):
     return dx, dh_next, dc_next, dw_ih, dw_hh, db, db.copy(), dw_peep
 
 
+def _step_input(x, w_ih, b_ih, b_hh, table):
+    """A step's input part x W_ih^T + b_ih + b_hh [B, G*H], or the rows x of input_table's."""
+    if table is None:
+        return x @ w_ih.T + (b_ih + b_hh)
+    ids = _check_ids(x, table.shape[0], "x")
+    return table[ids]
+
+
+def input_table(emb, w_ih, b_ih, b_hh, groups, packed=None):
+    """The input part of a step's gates for every row of emb [V, E]: [V, G*H], row v = emb[v]
+    W_ih^T + b_ih + b_hh. lstm_step and rnn_step given it (table=) read their input part from
+    its rows x (ids [B]) instead of computing it; packed is accepted for the kernels' signature.
+    """
+    if groups < 1 or w_ih.shape[0] % groups:
+        raise ValueError(f"groups must divide the {w_ih.shape[0]} rows of w_ih, got {groups}")
+    return emb @ w_ih.T + (b_ih + b_hh)
+
+
 def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, gates=None,
-              packed=None):
+              packed=None, table=None):
     """One step for B streams, updating h [B, H] and c [B, H] in place; returns (h, c).
 
-    x [B, E]. gates, an optional [B, 4H] workspace, and packed (pack_weight's) are accepted
-    for the kernels' signature.
+    x [B, E], or with table (input_table's [V, 4H]) the streams' rows of it, ids [B]. gates, an
+    optional [B, 4H] workspace, and packed (pack_weight's) are accepted for the kernels'
+    signature.
     """
-    a = x @ w_ih.T + h @ w_hh.T + (b_ih + b_hh)
+    a = _step_input(x, w_ih, b_ih, b_hh, table) + h @ w_hh.T
     if gates is not None:
         gates[...] = a
     i, f, g, o, c_new = _lstm_cell(a, c, w_peep, forget_gate)
@@ -195,13 +214,13 @@ def rnn_backward(dh, dhT, cache):
     return dx, dh_next, dw_ih, dw_hh, db, db.copy()
 
 
-def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None, packed=None):
+def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, work=None, packed=None, table=None):
     """One tanh-RNN step for B streams, updating h [B, H] in place; returns h.
 
-    x [B, E]; work, an optional [B, H] workspace, and packed are accepted for the kernels'
-    signature.
+    x [B, E], or with table the streams' rows of it (as lstm_step's); work, an optional [B, H]
+    workspace, and packed are accepted for the kernels' signature.
     """
-    h[...] = np.tanh(x @ w_ih.T + h @ w_hh.T + (b_ih + b_hh))
+    h[...] = np.tanh(_step_input(x, w_ih, b_ih, b_hh, table) + h @ w_hh.T)
     return h
 
 
