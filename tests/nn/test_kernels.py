@@ -966,6 +966,38 @@ def test_log_softmax_on_a_weight_packed_before_gives_the_same_bits(path, N, H, V
                                       K.log_softmax(h[:3], w, b))
 
 
+@pytest.mark.parametrize("path", PACKED or [None])
+@pytest.mark.parametrize("N,V", [(45, 50), (320, 700), (9, 3000)])
+def test_the_output_layers_chunks_of_rows_change_no_bit(path, N, V):
+    # the forward's product runs a chunk of rows at a time (the logits of chunk_bytes); chunks
+    # of 8 rows (N = 45: a short last one per thread) and all rows at once give the same
+    # log-probabilities, best entries, loss and gradients, on 1 and 2 threads
+    if path is None:
+        pytest.skip("no packed path on this CPU")
+    rng = np.random.default_rng(45)
+    h = rng.standard_normal((N, 24)).astype(np.float32)
+    w = (0.3 * rng.standard_normal((V, 24))).astype(np.float32)
+    b = rng.standard_normal(V).astype(np.float32)
+    t = rng.integers(0, V, N)
+    old, old_nt = K._softmax_chunk_bytes(), K.get_num_threads()
+
+    def outputs():
+        loss, cache = K.softmax_xent_forward(h, w, b, t)
+        return [K.log_softmax(h, w, b, scale=0.5), *K.log_softmax_topk(h, w, b, 4, 0.5),
+                np.float32(loss), *(g.copy() for g in K.softmax_xent_backward(1.0, cache))]
+    try:
+        with using(path):
+            for nt in (1, 2):
+                K.set_num_threads(nt)
+                K._softmax_chunk_bytes(1)            # 8 rows
+                small = outputs()
+                K._softmax_chunk_bytes(1 << 40)      # every row at once
+                for a, b_ in zip(small, outputs()):
+                    np.testing.assert_array_equal(a, b_)
+    finally:
+        K._softmax_chunk_bytes(old), K.set_num_threads(old_nt)
+
+
 @pytest.mark.parametrize("N,H,V,k", [(1, 16, 300, 5), (5, 16, 40, 40), (8, 37, 1001, 3),
                                      (320, 64, 2000, 5), (40, 16, 33, 1)])
 def test_log_softmax_topk_is_log_softmax_cut_to_its_best(backend, N, H, V, k):

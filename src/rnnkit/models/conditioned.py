@@ -117,7 +117,7 @@ class ConditionedDecoder(FlatParameters):
     def top_log_probs(self, state: DecoderState, k: int):
         """The min(k, V) most probable next tokens of each stream, best first, and their log10
         probabilities: (ids [B, k] int64, values [B, k]), those of log_probs bit for bit, without
-        writing the [B, V] array (state.lp holds the logits). decoding/beam.py's first cut."""
+        writing the [B, V] array (state.lp is its scratch). decoding/beam.py's first cut."""
         top = self.readout(state)
         return self.output.top_log_probs(top, k, scale=LOG10E, packs=state.packs,
                                          work=self._lp_buffer(state))

@@ -431,7 +431,7 @@ class RNNLM(FlatParameters, LanguageModel):
     def top_log_probs(self, state: RecurrentState, k: int):
         """The min(k, V) most probable next tokens of each stream, best first, and their log10
         probabilities: (ids [B, k] int64, values [B, k]), those of log_probs bit for bit, without
-        writing the [B, V] array (state.lp holds the logits). decoding/beam.py's first cut."""
+        writing the [B, V] array (state.lp is its scratch). decoding/beam.py's first cut."""
         return self.output.top_log_probs(state.h[-1], k, scale=LOG10E, packs=state.packs,
                                          work=self._lp_buffer(state))
 
