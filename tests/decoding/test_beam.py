@@ -127,7 +127,7 @@ def test_inputs_that_finish_leave_the_batch_and_the_rest_is_unchanged():
 
     m = Counting()
     together = beam_search(m, [None] * 3, 3, [1, 5, 5], n_best=3)
-    assert rows_seen[0] == 9 and rows_seen[1] == 6          # 3 inputs x beam 3, then 2 inputs
+    assert rows_seen[0] == 3 and rows_seen[1] == 6   # 1 row per input first, then 2 inputs x 3
     for b, limit in enumerate([1, 5, 5]):
         alone = beam_search(HandModel(), [None], 3, limit, n_best=3)[0]
         assert [(h.tokens, h.score, h.complete) for h in together[b]] == \

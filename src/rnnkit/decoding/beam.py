@@ -101,8 +101,9 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     limits = np.broadcast_to(np.asarray(max_len, np.int64), (B,))
     # a conditional model (translation, captions) starts from its inputs; a language model from
     # <s> alone (context = [None] * B)
+    # one row per input until the first step has chosen its K continuations (the other K - 1
+    # slots are empty); from then on K rows per active input, [A*K]
     state = model.start(B) if all(c is None for c in context) else model.start(B, context=context)
-    state = select_state(state, np.repeat(np.arange(B), K))         # [A*K] rows: K per active input
     active = np.arange(B)                                    # [A] the inputs still searched
     scores = np.full((B, K), -np.inf)                        # [A, K] log10 of the alive hyps
     scores[:, 0] = 0.0                                       # one hypothesis to start from
@@ -143,6 +144,9 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
     while len(active):
         cand, cand_lp = candidates(model, state, K)          # [A*K, r] each row's best, log10
         alpha_t = getattr(state, "alpha", None) if keep_attention else None
+        if t == 0 and K > 1:   # the first step's one row per input stands for its K slots
+            cand, cand_lp = np.repeat(cand, K, axis=0), np.repeat(cand_lp, K, axis=0)
+            alpha_t = None if alpha_t is None else np.repeat(alpha_t, K, axis=0)
         last = t + 1 >= limits[active]                                 # [A]
         # a hypothesis that ends here is ranked by its score / lp(n), n = t + 1 tokens with
         # </s>, t + 2 without (at the limit)
@@ -183,7 +187,8 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
             step_att = alpha_t[flat_rows][:, None]
             att_hist = step_att if att_hist is None else np.concatenate(
                 [att_hist[flat_rows], step_att], axis=1)
-        state = model.advance(select_state(state, flat_rows), step_tokens)
+        state = model.advance(select_state(state, flat_rows // K if t == 0 else flat_rows),
+                              step_tokens)
         t += 1
     # with n_best 1 each kept one beat every earlier one: the last is the best
     return [[Hypothesis(toks, score, nm, att, complete) for nm, toks, score, att, complete
