@@ -77,6 +77,9 @@ def _bookkeeping(cand_lp: np.ndarray):
 
 
 def length_penalty(n: np.ndarray | int, alpha: float):
+    """lp(n) = ((5 + n) / 6) ** alpha: a float for an int n, an array for an array."""
+    if isinstance(n, (int, np.integer)):
+        return ((5.0 + int(n)) / 6.0) ** alpha
     return ((5.0 + np.asarray(n, np.float64)) / 6.0) ** alpha
 
 
@@ -150,7 +153,7 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         last = t + 1 >= limits[active]                                 # [A]
         # a hypothesis that ends here is ranked by its score / lp(n), n = t + 1 tokens with
         # </s>, t + 2 without (at the limit)
-        penalties = (((5.0 + (t + 1)) / 6.0) ** alpha, ((5.0 + (t + 2)) / 6.0) ** alpha)
+        penalties = (length_penalty(t + 1, alpha), length_penalty(t + 2, alpha))
         select, step_end = _bookkeeping(cand_lp)
         # the K best continuations of each input, split into those that end (returned only if
         # they rank above the input's n_best-th finished one) and those that go on (new slots
@@ -159,6 +162,11 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
          ends, fallback) = select(cand, cand_lp, scores, greedy, last, EOS,
                                   worst_needed[active], penalties)
         if len(ends[0]):
+            if n_best == 1 and len(ends[0]) > 1:   # an input's later ends rank below its first
+                first = np.empty(len(ends[0]), bool)
+                first[0] = True
+                np.not_equal(ends[0][1:], ends[0][:-1], out=first[1:])
+                ends = tuple(a[first] for a in ends)
             finish(*ends)
         # greedy's continuation fell out of the K best: it keeps a place (the last), so the
         # beam never returns less than greedy search would (plain beam search can: all K
@@ -179,7 +187,7 @@ def beam_search(model, context: list, beam: int = 5, max_len=100, n_best: int = 
         # batch: later steps compute only the rows still searched
         going, flat_rows, step_tokens, scores, greedy, history = step_end(
             new_rows, new_tokens, new_scores, new_greedy, kept, last, worst_needed[active],
-            float(length_penalty(t + 2, alpha)), history)
+            penalties[1], history)
         if not len(going):
             break
         active = active[going]

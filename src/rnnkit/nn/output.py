@@ -105,7 +105,7 @@ class FullSoftmax:
                       packs: dict | None = None, work: np.ndarray | None = None):
         """The min(k, V) best entries of each row of log_probs(h, scale=scale), best first:
         (words [B, k] int64, values [B, k]), bit for bit those of log_probs, taken while each
-        row's logits are in cache (work, a [B, V] buffer, holds them); packs as log_probs'."""
+        row's logits are in cache (work, a [B, V] buffer, is its scratch); packs as log_probs'."""
         K, packed = self.backend, self._packed(len(h), packs)
         return K.log_softmax_topk(h, self.weight, self.bias, min(k, self.V), scale=scale,
                                   packed=packed, work=work)
