@@ -71,4 +71,5 @@ def dask_client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
+            client.wait_for_workers(2, timeout=60)   # both registered before a test counts them
             yield client
