@@ -615,25 +615,33 @@ def test_score_and_generate_commands_on_a_recurrent_model(trained, tmp_path, cap
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
-@pytest.mark.parametrize("streams", [8, 16])
+@pytest.mark.parametrize("streams", [4, 8, 16])
 def test_many_streams_reuse_their_packed_weights_with_the_same_numbers(cell, streams):
-    """Packs and, with no more tokens than streams (V = 10 <= 16), the first layer's token
-    table: the same bits as a state without packs, which looks its embeddings up and packs at
-    every step."""
+    """From 8 streams on: packs, and the first layer's token table, filled with a row per
+    token as the run first feeds it (every token at once when there are no more tokens than
+    streams, 10 <= 16): the same bits as a state without packs, which looks its embeddings up
+    and packs at every step. Fewer streams make neither."""
     from rnnkit.nn.backend import kernels
 
     m = make_model(cell, E=6, H=10, scale=0.8)
     a, b = m.start(streams), m.start(streams)
     assert_packs_change_nothing(m, a, b, len(VOCAB), np.random.default_rng(21))
-    if kernels().gemm_backend() == "packed":
-        table = a.packs.get((id(m.stack), "table"))
-        # 2 layers and the output layer, and the table when the vocabulary is no larger
-        assert len(a.packs) == 3 + (streams >= len(VOCAB))
-        assert (table is not None) == (streams >= len(VOCAB))
-        if table is not None:
-            w_ih, _, b_ih, b_hh = m.stack._w[0]
-            np.testing.assert_allclose(table, m.p["encoder.weight"] @ w_ih.T + b_ih + b_hh,
+    r = np.random.default_rng(21)   # the tokens the helper fed, after <s>
+    fed = {BOS} | {int(i) for _ in range(3) for i in r.integers(3, len(VOCAB), streams)}
+    table = a.packs.get((id(m.stack), "table"))
+    if kernels().gemm_backend() == "packed" and streams >= 8:
+        # 2 layers, the output layer and the table of the tokens fed, each row its own
+        assert len(a.packs) == 4
+        if streams >= len(VOCAB):
+            fed = set(range(len(VOCAB)))
+        assert table.n == len(fed) and sorted(np.flatnonzero(table.slot >= 0)) == sorted(fed)
+        w_ih, _, b_ih, b_hh = m.stack._w[0]
+        for tok in fed:
+            np.testing.assert_allclose(table.rows[table.slot[tok]],
+                                       m.p["encoder.weight"][tok] @ w_ih.T + b_ih + b_hh,
                                        rtol=1e-5, atol=1e-6)
+    else:
+        assert table is None
     assert a.copy().packs is a.packs and a.select(np.arange(4)).packs is a.packs
 
 

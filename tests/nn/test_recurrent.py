@@ -103,6 +103,41 @@ def test_steps_equal_one_window_with_the_compiled_kernels(cell):
         np.testing.assert_allclose(c, cT, atol=2e-6)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_token_rows_fill_as_a_run_feeds_tokens_and_change_no_bit(cell):
+    """A run's token table gains a row per token the first time it is fed (past its first
+    64 rows it grows), each emb[v] W_ih^T + b_ih + b_hh; steps reading it give the bits of
+    steps given the embeddings. Below the packed GEMM's streams, or without packs: none."""
+    K = kernels()
+    B, E, H, V = 24, 5, 8, 300
+    st, *_ = make_stack(cell, E, H, 2, dtype=np.float32, backend=K, seed=4)
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((V, E)).astype(np.float32)
+    assert st.token_rows(emb, np.arange(B), None) is None
+    assert st.token_rows(emb, np.arange(3), {}) is None
+    if K.gemm_backend() != "packed":
+        return
+    packs, fed = {}, set()
+    h = [x + 0.1 for x in st.zero_state(B) if x is not None]
+    h2 = [x.copy() for x in h]
+    work = np.empty((B, st.G), np.float32)
+    for step in range(6):
+        ids = rng.integers(0, V if step else 10, B)   # a few tokens first, then many
+        fed |= set(ids.tolist())
+        table, rows = st.token_rows(emb, ids, packs)
+        t = packs[(id(st), "table")]
+        assert t.n == len(fed) == len(table) and sorted(np.flatnonzero(t.slot >= 0)) == sorted(fed)
+        np.testing.assert_array_equal(table[rows], t.rows[t.slot[ids]])
+        w_ih, _, b_ih, b_hh = st._w[0]
+        np.testing.assert_allclose(table[rows], emb[ids] @ w_ih.T + b_ih + b_hh, atol=1e-5)
+        st.step(rows, *(h if len(h) == 2 else (h[0], None)), work, packs, table)
+        st.step(np.ascontiguousarray(emb[ids]), *(h2 if len(h2) == 2 else (h2[0], None)), work,
+                {})
+        for a, b in zip(h, h2):
+            np.testing.assert_array_equal(a, b)
+    assert t.n > 64   # grown past its first block
+
+
 @pytest.mark.parametrize("backend,dtype,tol", [(ref, np.float64, 1e-12),
                                                (kernels(), np.float32, 2e-5)])
 @pytest.mark.parametrize("cell", CELLS)

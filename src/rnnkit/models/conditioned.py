@@ -91,14 +91,14 @@ class ConditionedDecoder(FlatParameters):
         return self._step(state)
 
     def _step(self, state: DecoderState) -> DecoderState:
-        """The decoder reads the embedding of state.ids (through the stack's token table when
-        it makes one: a small vocabulary)."""
+        """The decoder reads the embedding of state.ids (its input product from the run's
+        token table on the packed GEMM: RecurrentStack.token_rows)."""
         emb = self.p["decoder.embedding.weight"]
-        table = self.dec_stack.token_table(emb, state.batch, state.packs)
-        if table is None:
+        tr = self.dec_stack.token_rows(emb, state.ids, state.packs)
+        if tr is None:
             np.take(emb, state.ids, axis=0, out=state.x)
-        self.dec_stack.step(state.x if table is None else state.ids, state.h, state.c,
-                            state.work, state.packs, table)
+        self.dec_stack.step(state.x if tr is None else tr[1], state.h, state.c, state.work,
+                            state.packs, None if tr is None else tr[0])
         state.alpha = None
         return state
 

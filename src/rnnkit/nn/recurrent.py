@@ -55,6 +55,27 @@ def stack_shapes(cell: str, E: int, H: int, L: int, prefix: str = "rnn.", suffix
     return shapes
 
 
+class _TokenTable:
+    """RecurrentStack.token_rows's table: rows [n, G] of the tokens fed so far, slot [V] each
+    token's row (-1: not yet)."""
+
+    def __init__(self, V: int, G: int):
+        self.slot = np.full(V, -1, np.int64)
+        self.rows = np.empty((min(V, 64), G), np.float32)
+        self.n = 0
+
+    def add(self, tokens: np.ndarray, rows: np.ndarray) -> None:
+        n = self.n + len(tokens)
+        if n > len(self.rows):   # doubled (at most V rows)
+            grown = np.empty((min(len(self.slot), max(n, 2 * len(self.rows))),
+                              self.rows.shape[1]), np.float32)
+            grown[:self.n] = self.rows[:self.n]
+            self.rows = grown
+        self.rows[self.n:n] = rows
+        self.slot[tokens] = np.arange(self.n, n)
+        self.n = n
+
+
 class RecurrentStack:
     """L recurrent layers of one cell type; layer k's input is layer k-1's output h.
 
@@ -209,7 +230,7 @@ class RecurrentStack:
         into it on the first such step and reuses them (pack_weight), instead of packing them
         at every step; the results are the same bits.
 
-        table: token_table's; x is then the streams' token ids [B] (int64)."""
+        table: token_rows's table; x is then the streams' rows of it [B] (int64)."""
         K = self.backend
         for k in range(self.L):
             pk = self._packed(packs, k, x.shape[0]) if packs is not None else None
@@ -234,20 +255,30 @@ class RecurrentStack:
                                          self.backend.pack_weight(w_hh, groups))
         return pk
 
-    def token_table(self, emb: np.ndarray, batch: int, packs: dict | None):
-        """The first layer's input part x W_ih^T + b_ih + b_hh for every token of the
-        embedding emb [V, E] (input_table), made into `packs` once per decoding run; a step
-        given it (table=) reads ids instead of embeddings, and its product shrinks to h W_hh^T,
-        the same bits. Made when it pays: V at most `batch` (the table costs no more than one
-        step's input product) and the steps run on the packed GEMM. None otherwise, and without
-        packs."""
-        if packs is None:
+    def token_rows(self, emb: np.ndarray, ids: np.ndarray, packs: dict | None):
+        """The first layer's input part x W_ih^T + b_ih + b_hh of the tokens `ids` [B] (rows of
+        the embedding emb [V, E]), from a table that a decoding run fills as it goes: a token's
+        row is computed the first time the run feeds it (input_table) and read after, so a
+        search computes the product once per distinct token rather than once per stream and
+        step (a vocabulary no larger than the streams is computed whole, on first use). Returns (table, rows [B] int64 into it) for step(table=...; x = rows), the same
+        bits as a step given emb[ids]; or None when the step does not run on the packed GEMM
+        (a few streams) or there are no packs."""
+        K, groups = self.backend, 4 if self.lstm else 1
+        if packs is None or not K.step_packs(len(ids), self.E, self.H, groups):
             return None
-        table = packs.get((id(self), "table"))
-        if table is None and len(emb) <= batch:
-            pk = self._packed(packs, 0, batch)
-            if pk is not None:
-                w_ih, _, b_ih, b_hh = self._w[0]
-                table = packs[(id(self), "table")] = self.backend.input_table(
-                    emb, w_ih, b_ih, b_hh, 4 if self.lstm else 1, pk[0])
-        return table
+        t = packs.get((id(self), "table"))
+        if t is None:
+            t = packs[(id(self), "table")] = _TokenTable(len(emb), self.G)
+        if t.n == len(emb):   # every token's row, in token order
+            return t.rows, np.asarray(ids, np.int64)
+        # no more tokens than streams: all of them at once (one step's product at most)
+        new = np.arange(len(emb)) if len(emb) <= len(ids) else None
+        if new is None:
+            rows = t.slot[ids]
+            if rows.min() >= 0:
+                return t.rows[:t.n], rows
+            new = np.unique(ids[rows < 0])   # tokens this run has not fed before
+        w_ih, _, b_ih, b_hh = self._w[0]
+        t.add(new, K.input_table(np.ascontiguousarray(emb[new]), w_ih, b_ih, b_hh, groups,
+                                 self._packed(packs, 0, len(ids))[0]))
+        return t.rows[:t.n], t.slot[ids]
