@@ -136,6 +136,22 @@ def test_token_rows_fill_as_a_run_feeds_tokens_and_change_no_bit(cell):
         for a, b in zip(h, h2):
             np.testing.assert_array_equal(a, b)
     assert t.n > 64   # grown past its first block
+    # 30 tokens: fed lazily in another order until all are in (8 and 24 streams), then, once
+    # 40 streams outnumber them, computed whole in token order; every step the same bits
+    emb, packs = emb[:30], {}
+    for B2, ids in [(8, np.arange(8)[::-1] + 20), (24, (np.arange(24) * 7) % 30),
+                    (24, np.arange(24) % 30), (40, np.arange(40) % 30), (40, np.arange(40) % 7)]:
+        table, rows = st.token_rows(emb, ids, packs)
+        w_ih, _, b_ih, b_hh = st._w[0]
+        np.testing.assert_allclose(table[rows], emb[ids] @ w_ih.T + b_ih + b_hh, atol=1e-5)
+        h1 = [x[:, :B2].copy() + 0.2 for x in st.zero_state(B2) if x is not None]
+        h2 = [x.copy() for x in h1]
+        w = np.empty((B2, st.G), np.float32)
+        st.step(rows, *(h1 if len(h1) == 2 else (h1[0], None)), w, packs, table)
+        st.step(np.ascontiguousarray(emb[ids]), *(h2 if len(h2) == 2 else (h2[0], None)), w, {})
+        for a, b in zip(h1, h2):
+            np.testing.assert_array_equal(a, b)
+    assert packs[(id(st), "table")].whole
 
 
 @pytest.mark.parametrize("backend,dtype,tol", [(ref, np.float64, 1e-12),

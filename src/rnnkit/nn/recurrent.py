@@ -57,12 +57,13 @@ def stack_shapes(cell: str, E: int, H: int, L: int, prefix: str = "rnn.", suffix
 
 class _TokenTable:
     """RecurrentStack.token_rows's table: rows [n, G] of the tokens fed so far, slot [V] each
-    token's row (-1: not yet)."""
+    token's row (-1: not yet); whole: every token's row, in token order."""
 
     def __init__(self, V: int, G: int):
         self.slot = np.full(V, -1, np.int64)
         self.rows = np.empty((min(V, 64), G), np.float32)
         self.n = 0
+        self.whole = False
 
     def add(self, tokens: np.ndarray, rows: np.ndarray) -> None:
         n = self.n + len(tokens)
@@ -260,19 +261,22 @@ class RecurrentStack:
         the embedding emb [V, E]), from a table that a decoding run fills as it goes: a token's
         row is computed the first time the run feeds it (input_table) and read after, so a
         search computes the product once per distinct token rather than once per stream and
-        step (a vocabulary no larger than the streams is computed whole, on first use). Returns (table, rows [B] int64 into it) for step(table=...; x = rows), the same
-        bits as a step given emb[ids]; or None when the step does not run on the packed GEMM
-        (a few streams) or there are no packs."""
+        step (a vocabulary no larger than the streams is computed whole, in token order, on
+        first use). Returns (table, rows [B] int64 into it) for step(table=...; x = rows), the
+        same bits as a step given emb[ids]; or None when the step does not run on the packed
+        GEMM (a few streams) or there are no packs."""
         K, groups = self.backend, 4 if self.lstm else 1
         if packs is None or not K.step_packs(len(ids), self.E, self.H, groups):
             return None
         t = packs.get((id(self), "table"))
-        if t is None:
-            t = packs[(id(self), "table")] = _TokenTable(len(emb), self.G)
-        if t.n == len(emb):   # every token's row, in token order
+        if t is not None and t.whole:   # every token's row, in token order
             return t.rows, np.asarray(ids, np.int64)
-        # no more tokens than streams: all of them at once (one step's product at most)
-        new = np.arange(len(emb)) if len(emb) <= len(ids) else None
+        new = None
+        if t is None or len(emb) <= len(ids):
+            t = packs[(id(self), "table")] = _TokenTable(len(emb), self.G)
+            if len(emb) <= len(ids):   # no more tokens than streams: all of them, in order
+                new = np.arange(len(emb))
+                t.whole = True
         if new is None:
             rows = t.slot[ids]
             if rows.min() >= 0:
