@@ -889,7 +889,7 @@ ctypedef struct Step:
     const float* pih                   # W_ih packed per gate (pack_weight, G groups), or NULL
     const float* phh                   # W_hh likewise; both or neither
     size_t pih_block, phh_block        # floats per gate of each
-    const float* table                 # [V, G*H] input_table's rows (x then NULL), or NULL
+    const float* table                 # [n, G*H] input_table's rows (x then NULL), or NULL
     const int64_t* ids                 # [B] the streams' rows of the table
 
 
@@ -1113,9 +1113,9 @@ cdef object run_step(int kind, x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep, bint fg,
             and is_f32(w_ih, G * H, E) and is_f32(w_hh, G * H, H) and is_f32(b_ih, G * H, -1)
             and is_f32(b_hh, G * H, -1) and (w_peep is None or is_f32(w_peep, 3, H))
             and (gates is None or is_f32(gates, B, G * H))):
-        if table is not None:   # the same checks, on an input of the size the table stands for
-            x = np.empty((B, max(E, 0)), np.float32)
-        B, E, H = _check_cell(2, x, "h", h, "c", c, w_ih, w_hh, b_ih, b_hh, w_peep, G)
+        # with a table, the same checks on an input of the size the table stands for
+        B, E, H = _check_cell(2, x if table is None else np.empty((B, max(E, 0)), np.float32),
+                              "h", h, "c", c, w_ih, w_hh, b_ih, b_hh, w_peep, G)
         if gates is not None:
             _f32(gates_name, gates, (B, G * H))
     if gates is None:
@@ -1193,9 +1193,10 @@ def input_table(emb, w_ih, b_ih, b_hh, int groups, packed=None):
     """The input part of a step's gates for every row of emb [V, E]: [V, G*H] float32, row v =
     emb[v] W_ih^T + b_ih + b_hh, computed as lstm_step (groups 4) or rnn_step (groups 1) computes
     it on the packed GEMM, so a step given the table and ids (table=) makes the same bits as
-    one given emb[ids]. A decoder whose input is a token's embedding alone builds it once per
-    search when its vocabulary is small next to its streams: the step's product then shrinks
-    to h W_hh^T. packed: pack_weight(w_ih, groups), or None (packed here)."""
+    one given emb[ids], and its product shrinks to h W_hh^T. A decoder whose input is a
+    token's embedding alone computes the rows of the tokens a search feeds, each once
+    (nn/recurrent.RecurrentStack.token_rows). packed: pack_weight(w_ih, groups), or None
+    (packed here)."""
     _f32("emb", emb, (None, None))
     cdef Py_ssize_t V = emb.shape[0], E = emb.shape[1]
     _f32("w_ih", w_ih, (None, E))
