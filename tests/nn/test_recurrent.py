@@ -152,6 +152,19 @@ def test_token_rows_fill_as_a_run_feeds_tokens_and_change_no_bit(cell):
         for a, b in zip(h1, h2):
             np.testing.assert_array_equal(a, b)
     assert packs[(id(st), "table")].whole
+    # a table that would pass its size limit stops growing: those steps look their embeddings
+    # up (token_rows None), the tokens it holds are still read from it
+    import rnnkit.nn.recurrent as rec
+    emb, packs, old = rng.standard_normal((100, E)).astype(np.float32), {}, rec.TOKEN_TABLE_BYTES
+    try:
+        rec.TOKEN_TABLE_BYTES = 40 * st.G * 4                           # 40 rows
+        assert len(st.token_rows(emb, np.arange(24), packs)[0]) == 24
+        assert len(st.token_rows(emb, np.arange(24) + 10, packs)[0]) == 34
+        assert st.token_rows(emb, np.arange(24) + 20, packs) is None     # 44 rows
+        table, rows = st.token_rows(emb, np.arange(24) + 5, packs)
+        assert len(table) == 34 and (rows == np.arange(24) + 5).all()
+    finally:
+        rec.TOKEN_TABLE_BYTES = old
 
 
 @pytest.mark.parametrize("backend,dtype,tol", [(ref, np.float64, 1e-12),

@@ -55,6 +55,11 @@ def stack_shapes(cell: str, E: int, H: int, L: int, prefix: str = "rnn.", suffix
     return shapes
 
 
+# the most a run's token table may hold: 64 MB (a Multi30k decoder's 8,000 words take 32 MB
+# whole; a large LM sampling for long would otherwise keep growing it)
+TOKEN_TABLE_BYTES = 64 << 20
+
+
 class _TokenTable:
     """RecurrentStack.token_rows's table: rows [n, G] of the tokens fed so far, slot [V] each
     token's row (-1: not yet); whole: every token's row, in token order."""
@@ -264,7 +269,8 @@ class RecurrentStack:
         step (a vocabulary no larger than the streams is computed whole, in token order, on
         first use). Returns (table, rows [B] int64 into it) for step(table=...; x = rows), the
         same bits as a step given emb[ids]; or None when the step does not run on the packed
-        GEMM (a few streams) or there are no packs."""
+        GEMM (a few streams), there are no packs, or the tokens fed would take the table past
+        TOKEN_TABLE_BYTES (the step then looks its embeddings up, the same bits)."""
         K, groups = self.backend, 4 if self.lstm else 1
         if packs is None or not K.step_packs(len(ids), self.E, self.H, groups):
             return None
@@ -272,9 +278,10 @@ class RecurrentStack:
         if t is not None and t.whole:   # every token's row, in token order
             return t.rows, np.asarray(ids, np.int64)
         new = None
-        if t is None or len(emb) <= len(ids):
+        whole = len(emb) <= len(ids) and len(emb) * self.G * 4 <= TOKEN_TABLE_BYTES
+        if t is None or whole:
             t = packs[(id(self), "table")] = _TokenTable(len(emb), self.G)
-            if len(emb) <= len(ids):   # no more tokens than streams: all of them, in order
+            if whole:   # no more tokens than streams: all of them, in order
                 new = np.arange(len(emb))
                 t.whole = True
         if new is None:
@@ -282,6 +289,8 @@ class RecurrentStack:
             if rows.min() >= 0:
                 return t.rows[:t.n], rows
             new = np.unique(ids[rows < 0])   # tokens this run has not fed before
+            if (t.n + len(new)) * self.G * 4 > TOKEN_TABLE_BYTES:
+                return None   # a long run over a large vocabulary: the table stops growing
         w_ih, _, b_ih, b_hh = self._w[0]
         t.add(new, K.input_table(np.ascontiguousarray(emb[new]), w_ih, b_ih, b_hh, groups,
                                  self._packed(packs, 0, len(ids))[0]))
