@@ -150,6 +150,23 @@ class TorchCaption:
             return (torch.log_softmax(self.out(st.h[-1]), -1) / np.log(10)).numpy()
 
 
+def seconds(fn) -> float:
+    """The wall time of one call of fn."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def alternating_best(rounds: int, *timings) -> list[float]:
+    """Each of `timings` (callables returning seconds) run in `rounds` rounds that alternate
+    them: the least each gave."""
+    best = [float("inf")] * len(timings)
+    for _ in range(rounds):
+        for i, timing in enumerate(timings):
+            best[i] = min(best[i], timing())
+    return best
+
+
 def speed(work: Path, name: str, threads: int, quick: bool) -> list[tuple]:
     import torch
     torch.set_num_threads(threads)
@@ -200,33 +217,21 @@ def speed(work: Path, name: str, threads: int, quick: bool) -> list[tuple]:
         # rounds alternate the two sides and each keeps its best: one pass of ~0.5 s per side
         # moved by up to 2x between runs (a side's pool threads still spinning when the other
         # starts), the best of 3 alternating rounds by a few per cent
-        t_r = t_t = float("inf")
-        for _ in range(1 if quick else 3):
-            t0 = time.perf_counter()
-            train_r()
-            t_r = min(t_r, time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            train_t()
-            t_t = min(t_t, time.perf_counter() - t0)
+        t_r, t_t = alternating_best(1 if quick else 3, lambda: seconds(train_r),
+                                    lambda: seconds(train_t))
         feats = data.features.array[:64]
         tm = TorchCaption(m)
 
+        def search(model):
+            return beam_search(model, feats, beam=3, max_len=20, alpha=0.0)
+
         def best_of(model, reps=10):   # a warm-up call, then the best of `reps` (a search of
-            beam_search(model, feats, beam=3, max_len=20, alpha=0.0)   # 64 images: 2-5 ms)
-            best = float("inf")
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                hyps = beam_search(model, feats, beam=3, max_len=20, alpha=0.0)
-                best = min(best, time.perf_counter() - t0)
-            return hyps, best
+            search(model)              # 64 images: 1-5 ms)
+            return min(seconds(lambda: search(model)) for _ in range(reps))
         # rounds alternate the sides, as for training: one block of 10 searches per side moved
         # the ratio between 1.4x and 3.1x on a noisy host (2026-12-03)
-        g_r = g_t = float("inf")
-        for _ in range(1 if quick else 5):
-            hr, t = best_of(m)
-            g_r = min(g_r, t)
-            ht, t = best_of(tm)
-            g_t = min(g_t, t)
+        g_r, g_t = alternating_best(1 if quick else 5, lambda: best_of(m), lambda: best_of(tm))
+        hr, ht = search(m), search(tm)
         K.set_num_threads(old)
     same = sum(a[0].tokens == b[0].tokens for a, b in zip(hr, ht))
     print(f"beam 3: {same} of 64 captions identical in rnnkit and PyTorch", file=sys.stderr)

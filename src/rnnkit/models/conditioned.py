@@ -91,14 +91,9 @@ class ConditionedDecoder(FlatParameters):
         return self._step(state)
 
     def _step(self, state: DecoderState) -> DecoderState:
-        """The decoder reads the embedding of state.ids (its input product from the run's
-        token table on the packed GEMM: RecurrentStack.token_rows)."""
-        emb = self.p["decoder.embedding.weight"]
-        tr = self.dec_stack.token_rows(emb, state.ids, state.packs)
-        if tr is None:
-            np.take(emb, state.ids, axis=0, out=state.x)
-        self.dec_stack.step(state.x if tr is None else tr[1], state.h, state.c, state.work,
-                            state.packs, None if tr is None else tr[0])
+        """The decoder reads the embedding of state.ids (RecurrentStack.step_tokens)."""
+        self.dec_stack.step_tokens(self.p["decoder.embedding.weight"], state.ids, state.x,
+                                   state.h, state.c, state.work, state.packs)
         state.alpha = None
         return state
 

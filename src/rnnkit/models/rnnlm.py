@@ -411,12 +411,8 @@ class RNNLM(FlatParameters, LanguageModel):
 
     def step(self, state: RecurrentState) -> RecurrentState:
         """Feed state.ids (one token per stream, already checked) through every layer, in place."""
-        emb = self.p["encoder.weight"]
-        tr = self.stack.token_rows(emb, state.ids, state.packs)   # the run's token table
-        if tr is None:
-            np.take(emb, state.ids, axis=0, out=state.x)
-        self.stack.step(state.x if tr is None else tr[1], state.h, state.c, state.work,
-                        state.packs, None if tr is None else tr[0])
+        self.stack.step_tokens(self.p["encoder.weight"], state.ids, state.x, state.h, state.c,
+                               state.work, state.packs)
         return state
 
     def log_probs(self, state: RecurrentState) -> np.ndarray:

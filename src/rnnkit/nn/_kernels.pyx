@@ -935,23 +935,32 @@ cdef inline void gather_cols(const Step* S, int col, int n) noexcept nogil:
                n * sizeof(float))
 
 
+cdef inline bint gate_panels(int G, int H, int g, int tid, int nt, int* q,
+                             int* j) noexcept nogil:
+    """This thread's half panels q .. j-1 of gate g when the threads share the G x P full
+    panels (32 columns of a gate) of a step's product, pairs kept whole; False: none."""
+    cdef int nh = cdiv(H, RK_NH), P = cdiv(nh, 2), k0, k1, p, k
+    rk_split(G * P, tid, nt, &k0, &k1)
+    p, k = max(k0 - g * P, 0), min(k1 - g * P, P)
+    q[0], j[0] = 2 * p, min(2 * k, nh)
+    return p < k
+
+
 cdef void table_job(int tid, int nt, void* arg) noexcept nogil:
     """input_table's product: rows B of x times the packed W_ih, with the bias sums, as the
     packed branch of step_job computes its input part (the same panels, split the same way)."""
     cdef Step* S = <Step*>arg
-    cdef int H = S.H, GH = S.G * S.H, g, p, k, k0, k1, P = cdiv(cdiv(H, RK_NH), 2)
-    rk_split(S.G * P, tid, nt, &k0, &k1)
+    cdef int H = S.H, g, q, j
     for g in range(S.G):
-        p, k = max(k0 - g * P, 0), min(k1 - g * P, P)
-        if p < k:
-            rk_gemm(S.B, H, S.E, S.x, S.E, 1, S.pih + g * S.pih_block, 0.0, S.gates + g * H, GH,
-                    2 * p, min(2 * k, cdiv(H, RK_NH)), S.bsum + g * H)
+        if gate_panels(S.G, H, g, tid, nt, &q, &j):
+            rk_gemm(S.B, H, S.E, S.x, S.E, 1, S.pih + g * S.pih_block, 0.0, S.gates + g * H,
+                    S.G * H, q, j, S.bsum + g * H)
 
 
 cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
     cdef Step* S = <Step*>arg
     cdef int B = S.B, E = S.E, H = S.H, GH = S.G * S.H
-    cdef int b, g, gi, r, j, u0, u1, j0, j1, q, nh, P, k, k0, k1, p, c0, c1
+    cdef int b, g, gi, r, j, u0, u1, j0, j1, q, c0, c1
     cdef float* gb
     cdef float* pk
     split_cols(H, tid, nt, &u0, &u1, &j0, &j1)
@@ -961,15 +970,10 @@ cdef void step_job(int tid, int nt, void* arg) noexcept nogil:
         # (H = 96, 2 threads: three half panels each, one of them narrow, before: 9% slower);
         # the cell pass after the barrier needs every gate of a column anyway. Each column's
         # sums are the same instructions whichever thread computes them.
-        nh = cdiv(H, RK_NH)
-        P = cdiv(nh, 2)
-        rk_split(S.G * P, tid, nt, &k0, &k1)
         for gi in range(S.G):      # this thread's panels of each gate: one product call
             g = S.G - 1 - gi if S.flip else gi
-            p, k = max(k0 - g * P, 0), min(k1 - g * P, P)
-            if p >= k:
+            if not gate_panels(S.G, H, g, tid, nt, &q, &j):
                 continue
-            q, j = 2 * p, min(2 * k, nh)          # half panels q .. j-1, the pairs kept whole
             if S.pih != NULL:      # weights packed before: the same GEMMs on their panels
                 if S.table != NULL:
                     gather_cols(S, g * H + q * RK_NH, min(j * RK_NH, H) - q * RK_NH)

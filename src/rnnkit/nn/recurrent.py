@@ -249,6 +249,18 @@ class RecurrentStack:
             x = h[k]
         return x
 
+    def step_tokens(self, emb: np.ndarray, ids: np.ndarray, x: np.ndarray, h: np.ndarray,
+                    c: np.ndarray | None, work: np.ndarray, packs: dict | None = None
+                    ) -> np.ndarray:
+        """step() on the embeddings emb[ids] [B, E] of one token per stream (ids [B]): looked
+        up into x [B, E], or, where the step runs on the packed GEMM with packs, the first
+        layer's input product read from the run's token table (token_rows; the same bits)."""
+        tr = self.token_rows(emb, ids, packs)
+        if tr is None:
+            np.take(emb, ids, axis=0, out=x)
+            return self.step(x, h, c, work, packs)
+        return self.step(tr[1], h, c, work, packs, tr[0])
+
     def _packed(self, packs: dict, k: int, batch: int):
         """Layer k's weights packed into `packs` (made on the first step of `batch` streams
         that runs on the packed GEMM), or None while no step needs them."""
