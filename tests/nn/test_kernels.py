@@ -592,6 +592,57 @@ def test_few_row_products_match_reference(path):
         K.set_isa("best")
 
 
+@pytest.mark.parametrize("path", PACKED or [None])
+def test_copying_a_block_of_a_changes_no_bits(path):
+    """The packed product copies A's block into the kernel's order where that pays (wide
+    blocks, a transposed A on avx2: rk_pack_a_pays): never, where it pays and always give the
+    same bits, A as stored or transposed, with a bias and beta, on 1 and 2 threads, with row
+    blocks cut unevenly (M = 23) and K cut in blocks (kc_max 64 over K = 150)."""
+    if path is None:
+        pytest.skip("no packed kernel path on this CPU")
+    rng = np.random.default_rng(5)
+    f = np.float32
+    old_threads = K.get_num_threads()
+    try:
+        K.set_isa(path)
+        row = K.cpu_info()["blocking"]
+        for M, Kd, N in ((23, 150, 2100), (130, 40, 70), (7, 300, 33)):
+            a = rng.standard_normal((M, Kd)).astype(f)
+            at = np.ascontiguousarray(a.T)
+            w = rng.standard_normal((N, Kd)).astype(f)
+            c0 = rng.standard_normal((M, N)).astype(f)
+            want = a.astype(np.float64) @ w.T.astype(np.float64)
+            runs = []
+            for mode in K.PACK_A:
+                for nt in (1, 2):
+                    K.set_num_threads(nt)
+                    K.set_blocking(20, 64, pack_a=mode)
+                    out = [K.matmul(a, w, trans_b=True), K.matmul(at, w, trans_a=True, trans_b=True),
+                           K.matmul(a, w, c0.copy(), trans_b=True, beta=0.5)]
+                    K.set_blocking(row["mc"], row["kc_max"], pack_a=mode)
+                    out.append(K.matmul(at, w, trans_a=True, trans_b=True))
+                    runs.append(out)
+            close(runs[0][0], want)
+            close(runs[0][1], want)
+            close(runs[0][2], want + 0.5 * c0)
+            for other in runs[1:]:
+                for x, y in zip(runs[0], other):
+                    np.testing.assert_array_equal(x, y)
+        K.set_isa(path)      # the CPU's row and the rule again
+        prev = K.set_blocking(100, 500)
+        assert prev == (row["mc"], row["kc_max"], "auto")
+        assert K.cpu_info()["blocking"]["measured_on"] == "set by set_blocking"
+        with pytest.raises(ValueError, match="mc >= 1"):
+            K.set_blocking(0, 768)
+        with pytest.raises(ValueError, match="pack_a"):
+            K.set_blocking(120, 768, pack_a="sometimes")
+        K.set_isa(path)      # the CPU's row again
+        assert K.cpu_info()["blocking"]["mc"] == row["mc"]
+    finally:
+        K.set_num_threads(old_threads)
+        K.set_isa("best")
+
+
 def test_thread_count_is_checked():
     with pytest.raises(ValueError, match="at least 1"):
         K.set_num_threads(0)

@@ -63,6 +63,7 @@ cdef extern from "csrc/rk_gemm.h":
         int mc, kc_max
     rk_blocking_t rk_blocking
     const char* rk_blocking_uarch
+    int rk_pack_a_mode
 
 cdef extern from "csrc/rk_isa.h":
     # the one dispatch table (rk_isa_table): these call the selected path's kernel
@@ -245,6 +246,29 @@ def cpu_info():
             "isa": get_isa(), "gemm_backend": gemm_backend(),
             "blocking": {"mc": rk_blocking.mc, "kc_max": rk_blocking.kc_max,
                          "measured_on": rk_blocking_uarch.decode()}}
+
+
+PACK_A = ("never", "auto", "always")
+
+
+def set_blocking(int mc, int kc_max, pack_a="auto"):
+    """Set the blocking of the packed products (MC rows of A per block, K cut into the fewest
+    blocks of at most kc_max) until the next set_isa, which takes the CPU's row again, and when
+    A's block is copied into the kernels' order first (pack_a: 'auto', the rule in
+    rk_gemm.h; 'never'; 'always'; the copy changes no bits). Returns the previous (mc, kc_max,
+    pack_a). For benchmarks that look for a better row of the blocking table on a new CPU
+    (bench/bench_gemm.py --blocking, --pack-a): kc_max sets where the sum over K is cut, so
+    another value gives other bits. ValueError for mc < 1, kc_max < 16 or another pack_a."""
+    if mc < 1 or kc_max < 16:
+        raise ValueError(f"the blocking needs mc >= 1 and kc_max >= 16, got {mc} and {kc_max}")
+    if pack_a not in PACK_A:
+        raise ValueError(f"pack_a must be one of {', '.join(PACK_A)}, got {pack_a!r}")
+    old = (rk_blocking.mc, rk_blocking.kc_max, PACK_A[rk_pack_a_mode])
+    global rk_blocking_uarch, rk_pack_a_mode
+    rk_pack_a_mode = PACK_A.index(pack_a)
+    rk_blocking.mc, rk_blocking.kc_max = mc, kc_max
+    rk_blocking_uarch = "set by set_blocking"
+    return old
 
 
 def gemm_backend(name=None):
