@@ -53,9 +53,11 @@ static size_t rk_packed_size(int K, int N) { return (size_t)((N + RK_NR - 1) / R
    block of MC x KC in L2; the row split changes no result), K cut into the fewest blocks of
    at most KC_MAX (each block beyond the first is one more pass over C; the cut points change
    the rounding, so a row with another KC_MAX gives other bits on that CPU, still the same for
-   every thread count). Only AMD Zen 5 has been measured: every CPU gets its numbers until a
-   measurement on another one (Zen 4 double-pumps 512-bit operations; Intel's cores have 1-2 MB
-   of L2) argues for a row of its own, placed before the last one. */
+   every thread count). AMD Zen 5 and Zen 4 have been measured, and Zen 4 gains nothing from
+   another MC or KC_MAX (docs/kernels.md: within the noise on every shape, KC_MAX 512 or 1024
+   worse), so every CPU gets Zen 5's numbers until a measurement on another one (Intel's cores
+   have 1-2 MB of L2; bench/bench_gemm.py --blocking) argues for a row of its own, placed
+   before the last one. */
 typedef struct { int mc, kc_max; } rk_blocking_t;
 typedef struct {
     int family, model_lo, model_hi;   /* CPUID family and model range; family 0: any CPU */
@@ -66,7 +68,7 @@ typedef struct {
 static const rk_blocking_row rk_blocking_table[] = {
     /* K = 650 in one block rather than 512 + 138: medium LSTM layer fwd+bwd 71 -> 66 ms;
        large, K = 1500 in 2 x 750 not 3 x 512: 466 -> 413 (AVX-512 path, Zen 5) */
-    {0, 0, 0, -1, "AMD Zen 5 (family 0x1a); the default", {120, 768}},
+    {0, 0, 0, -1, "AMD Zen 5 (family 0x1a), also measured on Zen 4; the default", {120, 768}},
 };
 static rk_blocking_t rk_blocking = {120, 768};
 /* whether A's block is copied first (rk_pack_a below): 0 never; 1 where it pays
@@ -122,12 +124,8 @@ static float* rk_pack_a(int m0, int m1, int mr_max, int kc, const float* a, size
         int mr = (m1 - m0) / nb + (ib < (m1 - m0) % nb);
         float* dst = buf + (size_t)(m - m0) * kc;
         const float* src = a + (size_t)m * rsa;
-        if (csa == 1)
-            for (int r = 0; r < mr; r++)
-                for (int k = 0; k < kc; k++) dst[(size_t)k * mr + r] = src[(size_t)r * rsa + k];
-        else
-            for (int k = 0; k < kc; k++)
-                for (int r = 0; r < mr; r++) dst[(size_t)k * mr + r] = src[(size_t)k * csa + (size_t)r * rsa];
+        for (int k = 0; k < kc; k++)   /* the writes in order; mr read streams */
+            for (int r = 0; r < mr; r++) dst[(size_t)k * mr + r] = src[(size_t)k * csa + (size_t)r * rsa];
         m += mr;
     }
     return buf;
