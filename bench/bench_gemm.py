@@ -120,7 +120,7 @@ def main():
     budget = (0.1 if args.quick else 1.0) / args.rounds
     K.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    cols = []   # (label, path, blocking)
+    cols = []   # (label, path, (mc, kc_max, pack_a))
     for path in paths:
         K.set_isa(path)
         row = K.cpu_info()["blocking"]

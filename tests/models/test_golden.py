@@ -55,7 +55,9 @@ FAMILIES = {"Haswell": "avx2", "Zen": "avx2", "SkylakeX": "avx512", "Cooperlake"
 SEQ2SEQ_KEYS = [("none", False), ("dot", False), ("general", True), ("additive", True)]
 CAPTION_KEYS = ["none", "general", "additive"]
 FEEDING_KEYS = ["general", "additive"]   # input feeding, bidirectional
-# family -> the digests of SEQ2SEQ_KEYS, then FEEDING_KEYS, then CAPTION_KEYS
+KEYS = ([("seq2seq", k) for k in SEQ2SEQ_KEYS] + [("feeding", k) for k in FEEDING_KEYS]
+        + [("caption", k) for k in CAPTION_KEYS])
+# family -> the digests of KEYS, in order
 DIGESTS = {
     "avx2": ["9bdaa17f0f1ee2c3", "5942462ed9bde6b8", "0a9dfa6a2d18ff29", "82a6dc197d8ec891",
              "91cee2a6d4f48a81", "481e5836ea52c093",
@@ -72,15 +74,20 @@ DIGESTS = {
 }
 
 
-def blas_family() -> str | None:
-    """The family of the OpenBLAS kernels numpy and scipy run here, or None (another BLAS, a
-    kernel not in FAMILIES, or the two libraries on different kernels)."""
+def blas_architectures() -> set:
+    """The kernel names of the BLAS libraries numpy and scipy run here (None for a BLAS that is
+    not OpenBLAS)."""
     import scipy.linalg.blas  # noqa: F401  (loads scipy's BLAS, which the generic path uses)
     from threadpoolctl import threadpool_info
 
-    libs = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    fams = {FAMILIES.get(lib.get("architecture")) if lib.get("internal_api") == "openblas"
-            else None for lib in libs}
+    return {lib.get("architecture") if lib.get("internal_api") == "openblas" else None
+            for lib in threadpool_info() if lib.get("user_api") == "blas"}
+
+
+def blas_family() -> str | None:
+    """The family of the OpenBLAS kernels numpy and scipy run here, or None (another BLAS, a
+    kernel not in FAMILIES, or the two libraries on different kernels)."""
+    fams = {FAMILIES.get(arch) for arch in blas_architectures()}
     return fams.pop() if len(fams) == 1 else None
 
 
@@ -88,10 +95,7 @@ def expected(kind: str, key) -> str:
     fam = blas_family()
     if fam is None:
         pytest.skip("no checksums recorded for this BLAS (see the module docstring)")
-    i = {"seq2seq": SEQ2SEQ_KEYS, "feeding": FEEDING_KEYS, "caption": CAPTION_KEYS}
-    offset = {"seq2seq": 0, "feeding": len(SEQ2SEQ_KEYS),
-              "caption": len(SEQ2SEQ_KEYS) + len(FEEDING_KEYS)}[kind]
-    return DIGESTS[fam][offset + i[kind].index(key)]
+    return DIGESTS[fam][KEYS.index((kind, key))]
 
 
 def seq2seq_digest(attention: str, bidirectional: bool, feed: bool = False) -> str:
@@ -161,10 +165,7 @@ def test_the_blas_family_is_known_on_x86():
     import platform
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("checksums are recorded for x86-64's OpenBLAS kernels only")
-    from threadpoolctl import threadpool_info
-    import scipy.linalg.blas  # noqa: F401
-    arch = {lib.get("architecture") for lib in threadpool_info() if lib.get("user_api") == "blas"}
-    assert blas_family() is not None, f"no checksums for OpenBLAS kernels {arch}"
+    assert blas_family() is not None, f"no checksums for BLAS kernels {blas_architectures()}"
 
 
 if __name__ == "__main__":

@@ -263,8 +263,8 @@ def set_blocking(int mc, int kc_max, pack_a="auto"):
         raise ValueError(f"the blocking needs mc >= 1 and kc_max >= 16, got {mc} and {kc_max}")
     if pack_a not in PACK_A:
         raise ValueError(f"pack_a must be one of {', '.join(PACK_A)}, got {pack_a!r}")
-    old = (rk_blocking.mc, rk_blocking.kc_max, PACK_A[rk_pack_a_mode])
     global rk_blocking_uarch, rk_pack_a_mode
+    old = (rk_blocking.mc, rk_blocking.kc_max, PACK_A[rk_pack_a_mode])
     rk_pack_a_mode = PACK_A.index(pack_a)
     rk_blocking.mc, rk_blocking.kc_max = mc, kc_max
     rk_blocking_uarch = "set by set_blocking"

@@ -29,7 +29,6 @@
 #define RK_GEMM_H
 
 #include <stddef.h>
-#include <stdlib.h>
 #include "rk_cpu.h"
 #include "rk_math.h"
 
@@ -110,15 +109,9 @@ static inline int rk_pack_a_pays(int wide_kernel, size_t csa, int cols) {
 }
 static float* rk_pack_a(int m0, int m1, int mr_max, int kc, const float* a, size_t rsa,
                         size_t csa) {
-    static __thread float* buf = NULL;
+    static __thread float* buf = NULL;   /* not rk_scratch: its caller may hold that one */
     static __thread size_t cap = 0;
-    size_t n = (size_t)(m1 - m0) * kc;
-    if (n > cap) {
-        free(buf);
-        buf = (float*)aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-        cap = buf ? n : 0;
-    }
-    if (!buf) return NULL;
+    if (!rk_grow(&buf, &cap, (size_t)(m1 - m0) * kc)) return NULL;
     int nb = (m1 - m0 + mr_max - 1) / mr_max;
     for (int ib = 0, m = m0; ib < nb; ib++) {
         int mr = (m1 - m0) / nb + (ib < (m1 - m0) % nb);

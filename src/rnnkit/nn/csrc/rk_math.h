@@ -4,8 +4,21 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "rk_cpu.h"
+
+/* *buf grown to hold n floats (64-byte aligned; kept and grown, never shrunk, its contents not
+   kept when it grows): the per-thread buffers (rk_scratch, rk_pack_a). NULL, and *cap 0, when
+   the memory is not there. */
+static inline float* rk_grow(float** buf, size_t* cap, size_t n) {
+    if (n > *cap) {
+        free(*buf);
+        *buf = (float*)aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+        *cap = *buf ? n : 0;
+    }
+    return *buf;
+}
 
 /* exp: Cephes' expf (range reduction by ln 2, degree-6 polynomial), rel. error < 1e-7.
    The constants, shared by the scalar rk_exp, the 16-lane rk_exp512 and the 8-lane rk_exp256: */

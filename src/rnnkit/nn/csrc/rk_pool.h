@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include "rk_math.h"
 
 /* ---- a small thread pool ----------------------------------------------------------------
    rk_pool_run(nt, fn, arg) runs fn(tid, nt, arg) on the calling thread (tid 0) and nt-1
@@ -143,13 +144,7 @@ static int rk_pool_run(int nt, void (*fn)(int, int, void*), void* arg) {
 static float* rk_scratch(size_t n) {
     static __thread float* buf = NULL;
     static __thread size_t cap = 0;
-    if (n > cap) {
-        free(buf);
-        size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-        buf = (float*)aligned_alloc(64, bytes);
-        cap = buf ? n : 0;
-    }
-    return buf;
+    return rk_grow(&buf, &cap, n);
 }
 /* an even split of n units: this thread's [lo, hi) */
 static inline void rk_split(int n, int tid, int nt, int* lo, int* hi) {
