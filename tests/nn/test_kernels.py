@@ -241,7 +241,7 @@ def test_forward_reuses_the_cache_buffers():
     # a shorter window reuses the same memory (length buckets vary T every batch)
     p3 = dict(p, x=p["x"][:2].copy())
     h3 = K.lstm_forward(**p3, cache=cache)[0]
-    assert cache.hs.shape[0] == 3 and addr(cache.hs) == addr(bufs["hs"])
+    assert cache.hs.shape[0] == 3 * 2 and addr(cache.hs) == addr(bufs["hs"])   # h_0, 2 steps
     np.testing.assert_array_equal(h3, K.lstm_forward(**p3)[0])
     with pytest.raises(ValueError, match="must be a rnn cache .*, got a lstm cache"):
         K.rnn_forward(p["x"], p["h0"], p["w_ih"][:5], p["w_hh"][:5, :], p["b_ih"][:5],
@@ -1162,3 +1162,79 @@ def test_attend_matches_reference(backend, T, B, S, H, D):
         K.attend(q, keys[:-1], enc, mask, alpha, cat)
     with pytest.raises(ValueError, match="contiguous rows"):
         K.attend(q, keys, enc.astype(np.float64), mask, alpha, cat)
+
+
+# --- sequences of different lengths in one window (batch_sizes, reference.steps_of) -------------
+def ragged_rows(lengths, a):
+    T = max(lengths)
+    bs = np.array([sum(n > t for n in lengths) for t in range(T)], np.int32)
+    return np.ascontiguousarray(np.concatenate([a[t, :bs[t]] for t in range(T)])), bs
+
+
+@pytest.mark.parametrize("lengths", [[4, 4, 2, 1], [7, 3, 3, 3, 2, 1, 1, 1, 1], [1], [3, 3]])
+@pytest.mark.parametrize("cell", ["lstm", "peephole", "no-forget", "rnn"])
+def test_ragged_windows_match_reference(lengths, cell, backend):
+    rng = np.random.default_rng(len(lengths))
+    B, T, E, H = len(lengths), max(lengths), 5, 37
+    p = lstm_params(rng, T, B, E, H, cell == "peephole")
+    fg = cell != "no-forget"
+    x, bs = ragged_rows(lengths, p["x"])
+    dh, _ = ragged_rows(lengths, rng.standard_normal((T, B, H)).astype(np.float32))
+    dT = rng.standard_normal((B, H)).astype(np.float32)
+    if cell == "rnn":
+        w = {k: np.ascontiguousarray(p[k][:H]) for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
+        h, hT, cache = K.rnn_forward(x, p["h0"], **w, batch_sizes=bs)
+        rh, rhT, rcache = ref.rnn_forward(x.astype(np.float64), p["h0"].astype(np.float64),
+                                          **f64(w), batch_sizes=bs)
+        got, want = K.rnn_backward(dh, dT, cache), ref.rnn_backward(dh, dT, rcache)
+        outs = [(h, rh), (hT, rhT)]
+    else:
+        h, hT, cT, cache = K.lstm_forward(**dict(p, x=x), forget_gate=fg, batch_sizes=bs)
+        rh, rhT, rcT, rcache = ref.lstm_forward(**f64(dict(p, x=x)), forget_gate=fg,
+                                                batch_sizes=bs)
+        got, want = K.lstm_backward(dh, dT, dT, cache), ref.lstm_backward(dh, dT, dT, rcache)
+        outs = [(h, rh), (hT, rhT), (cT, rcT)]
+    assert h.shape == (sum(lengths), H)
+    for g, w in outs + [(g, w) for g, w in zip(got, want) if w is not None]:
+        assert g.shape == w.shape
+        close(g, w)
+
+
+@pytest.mark.parametrize("path", PACKED or [None])
+def test_ragged_windows_give_the_same_bits_on_any_thread_count(path):
+    if path is None:
+        pytest.skip("no packed path on this CPU: every thread count runs one thread")
+    rng = np.random.default_rng(3)
+    lengths, E, H = [9, 8, 8, 6, 5, 5, 3, 2] * 4, 24, 200      # B·4H² >= 2^20: threaded
+    B, T = len(lengths), max(lengths)
+    lengths = sorted(lengths, reverse=True)
+    p = lstm_params(rng, T, B, E, H, False)
+    x, bs = ragged_rows(lengths, p["x"])
+    dh, _ = ragged_rows(lengths, rng.standard_normal((T, B, H)).astype(np.float32))
+    dT = np.zeros((B, H), np.float32)
+    old, runs = K.get_num_threads(), []
+    try:
+        K.set_isa(path)
+        for nt in (1, 2, 3):
+            K.set_num_threads(nt)
+            h, hT, cT, c = K.lstm_forward(**dict(p, x=x), batch_sizes=bs)
+            runs.append([h.copy(), hT, cT] + [g.copy() for g in K.lstm_backward(dh, dT, dT, c)
+                                              if g is not None])
+    finally:
+        K.set_num_threads(old)
+        K.set_isa("best")
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_bad_batch_sizes_raise_clear_errors():
+    rng = np.random.default_rng(0)
+    p = lstm_params(rng, 2, 2, 3, 4, False)
+    x = np.ascontiguousarray(p["x"].reshape(4, 3))
+    for bs in ([2, 3], [2, 1], [1, 3], [3, 1], [2, 2, 0], [[2, 2]]):
+        with pytest.raises(ValueError, match="batch_sizes must fall from B = 2"):
+            K.lstm_forward(**dict(p, x=x), batch_sizes=bs)
+    with pytest.raises(ValueError, match="dh"):
+        _, _, _, c = K.lstm_forward(**dict(p, x=x), batch_sizes=[2, 2])
+        K.lstm_backward(np.zeros((2, 2, 4), np.float32), p["h0"], p["c0"], c)

@@ -207,3 +207,64 @@ def test_ids_out_of_range_are_refused():
         ref.softmax_xent_forward(np.zeros((1, 2)), np.zeros((3, 2)), np.zeros(3), np.array([-1]))
     with pytest.raises(ValueError, match="must be integers"):
         ref.embedding_backward(np.zeros((1, 1, 2)), np.array([[0.5]]), 3)
+
+
+# --- sequences of different lengths in one window (batch_sizes) ---------------------------------
+def ragged(lengths, x):
+    """The rows of the real positions of x [T, B, E] (lengths longest first), step by step, and
+    the batch sizes: the layout the layers take with batch_sizes."""
+    T = max(lengths)
+    bs = np.array([sum(n > t for n in lengths) for t in range(T)])
+    return np.concatenate([x[t, :bs[t]] for t in range(T)]), bs
+
+
+@pytest.mark.parametrize("cell", ["lstm", "peephole", "rnn"])
+def test_a_ragged_window_is_each_sequence_alone(cell):
+    """With batch_sizes every sequence runs its own steps only: its outputs, final state and
+    input gradients are those of a window holding it alone, dhT and dcT enter at its last step,
+    and the weight gradients are the sums over the sequences."""
+    rng = np.random.default_rng(5)
+    lengths, E, H = [5, 3, 3, 1], 3, 4
+    B, T = len(lengths), max(lengths)
+    p = lstm_params(rng, T, B, E, H, cell == "peephole")
+    if cell == "rnn":
+        p = {k: p[k][:H] if k.startswith(("w_", "b_")) else p[k] for k in ("x", "h0", "w_ih",
+                                                                         "w_hh", "b_ih", "b_hh")}
+    fwd, bwd = (ref.rnn_forward, ref.rnn_backward) if cell == "rnn" else \
+        (ref.lstm_forward, ref.lstm_backward)
+    x, bs = ragged(lengths, p["x"])
+    dh_full = rng.standard_normal((T, B, H))
+    dh, _ = ragged(lengths, dh_full)
+    dT = rng.standard_normal((B, H))
+    lstm = cell != "rnn"
+    out = fwd(**dict(p, x=x), batch_sizes=bs)
+    grads = bwd(dh, dT, dT, out[-1]) if lstm else bwd(dh, dT, out[-1])
+    h = out[0]
+    sums = None
+    for b, n in enumerate(lengths):
+        one = {k: (v[:n, b:b + 1] if k == "x" else v[b:b + 1] if k in ("h0", "c0") else v)
+               for k, v in p.items()}
+        o = fwd(**one)
+        g = bwd(dh_full[:n, b:b + 1], dT[b:b + 1], dT[b:b + 1], o[-1]) if lstm else \
+            bwd(dh_full[:n, b:b + 1], dT[b:b + 1], o[-1])
+        rows = [int(bs[:t].sum()) + b for t in range(n)]      # its rows in the ragged layout
+        np.testing.assert_allclose(h[rows], o[0][:, 0], rtol=1e-12)
+        for a, w in zip(out[1:-1], o[1:-1]):                  # hT (and cT)
+            np.testing.assert_allclose(a[b], w[0], rtol=1e-12)
+        np.testing.assert_allclose(grads[0][rows], g[0][:, 0], rtol=1e-12, atol=1e-12)  # dx
+        for a, w in zip(grads[1:3 if lstm else 2], g[1:3 if lstm else 2]):             # dh0, dc0
+            np.testing.assert_allclose(a[b], w[0], rtol=1e-12, atol=1e-12)
+        first = 3 if lstm else 2
+        sums = [w.copy() for w in g[first:] if w is not None] if sums is None else \
+            [s + w for s, w in zip(sums, [w for w in g[first:] if w is not None])]
+    for a, w in zip([v for v in grads[3 if lstm else 2:] if v is not None], sums):
+        np.testing.assert_allclose(a, w, rtol=1e-10, atol=1e-12)
+
+
+def test_bad_batch_sizes_are_refused():
+    rng = np.random.default_rng(0)
+    p = lstm_params(rng, 2, 2, 3, 2, False)
+    x = p["x"].reshape(4, 3)
+    for bs in ([2, 3], [2, 1], [1, 3], [3, 1], [2, 2, 0], [2, 1, 1, 0]):   # x has 4 rows
+        with pytest.raises(ValueError, match="batch_sizes must fall from B = 2"):
+            ref.lstm_forward(**dict(p, x=x), batch_sizes=bs)

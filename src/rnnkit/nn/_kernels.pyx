@@ -642,6 +642,10 @@ cdef enum:
 ctypedef struct Layer:
     int kind, T, B, E, H, G            # G gates: 4 (LSTM) or 1 (RNN)
     bint packed, fg
+    int N                              # rows of every step together: T*B, or sum(bs)
+    const int* bs                      # [T] rows of step t (the first bs[t] sequences)
+    const int64_t* off                 # [T] first row of step t in x, gates, dh, dgates, dx
+    float* hprev                       # [N, H] h_0 .. h_{T-1} as their steps read them, or NULL
     const float* x                     # [T, B, E]
     const float* w_ih                  # [G*H, E]
     const float* w_hh                  # [G*H, H]
@@ -665,14 +669,20 @@ ctypedef struct Layer:
     float* dpeep                       # [3, H] or NULL
 
 
+cdef inline size_t prev_row(Layer* L, int t) noexcept nogil:
+    """The first row of h_t and c_t (what step t reads) in hs and cs: h_0 is rows 0 .. B-1, the
+    state after step t rows B + off[t] ...; a step reads the first bs[t] rows of the last."""
+    return 0 if t == 0 else <size_t>L.B + <size_t>L.off[t - 1]
+
+
 cdef void layer_forward_job(int tid, int nt, void* arg) noexcept nogil:
     cdef Layer* L = <Layer*>arg
-    cdef int T = L.T, B = L.B, E = L.E, H = L.H, G = L.G, GH = L.G * L.H
-    cdef int t, g, r0, r1, u0, u1, j0, j1
-    cdef size_t S = <size_t>B * H, GS = <size_t>B * GH
+    cdef int T = L.T, E = L.E, H = L.H, G = L.G, GH = L.G * L.H
+    cdef int t, g, n, r0, r1, u0, u1, j0, j1
+    cdef size_t o, p, q
     cdef size_t PH = rk_packed_size(H, H)
     # the input projection of all T steps is one product, before the loop
-    rk_split(T * B, tid, nt, &r0, &r1)
+    rk_split(L.N, tid, nt, &r0, &r1)
     if L.packed:
         pack_part(tid, nt, E, GH, L.w_ih, E, True, L.pack_ih)
         rk_barrier(nt)
@@ -685,67 +695,83 @@ cdef void layer_forward_job(int tid, int nt, void* arg) noexcept nogil:
             rk_pack_b(H, H, L.w_hh + <size_t>g * H * H, H, True, L.pack_hh + g * PH, u0, u1)
     rk_barrier(nt)
     for t in range(T):
+        # step t: rows o .. o+n-1 of gates; h_t, c_t from row p of hs, cs; h_t+1, c_t+1 at q
+        n, o, p = L.bs[t], <size_t>L.off[t], prev_row(L, t)
+        q = <size_t>L.B + o
         # only the recurrent product stays in the loop: gates_t += h_{t-1} · W_hhᵀ
         if L.packed:
             for g in range(G):
-                rk_gemm(B, H, H, L.hs + t * S, H, 1, L.pack_hh + g * PH, 1.0,
-                           L.gates + t * GS + g * H, GH, u0, u1, NULL)
+                rk_gemm(n, H, H, L.hs + p * H, H, 1, L.pack_hh + g * PH, 1.0,
+                           L.gates + o * GH + g * H, GH, u0, u1, NULL)
         else:
-            mm_rows(False, 0, B, GH, H, L.hs + t * S, H, False, L.w_hh, H, True, 1.0,
-                    L.gates + t * GS, GH, NULL)
+            mm_rows(False, 0, n, GH, H, L.hs + p * H, H, False, L.w_hh, H, True, 1.0,
+                    L.gates + o * GH, GH, NULL)
         if L.kind == LSTM:
             if j1 > j0:
-                rk_lstm_fwd_cell(B, H, j0, j1, L.gates + t * GS, L.cs + t * S,
-                                 L.cs + (t + 1) * S, L.hs + (t + 1) * S, L.peep, L.fg)
+                rk_lstm_fwd_cell(n, H, j0, j1, L.gates + o * GH, L.cs + p * H, L.cs + q * H,
+                                 L.hs + q * H, L.peep, L.fg)
         else:
-            rk_tanh_rows(B, H, j0, j1, L.hs + (t + 1) * S)
+            rk_tanh_rows(n, H, j0, j1, L.hs + q * H)
         rk_barrier(nt)
 
 
 cdef void layer_backward_job(int tid, int nt, void* arg) noexcept nogil:
     cdef Layer* L = <Layer*>arg
-    cdef int T = L.T, B = L.B, E = L.E, H = L.H, GH = L.G * L.H
-    cdef int t, r, r0, r1, u0, u1, j0, j1
-    cdef size_t S = <size_t>B * H, GS = <size_t>B * GH
+    cdef int T = L.T, E = L.E, H = L.H, GH = L.G * L.H
+    cdef int t, r, n, r0, r1, u0, u1, j0, j1
+    cdef size_t o, p, q
+    cdef const float* hprev = L.hs
     split_cols(H, tid, nt, &u0, &u1, &j0, &j1)
     if L.packed:
         rk_pack_b(GH, H, L.w_hh, H, False, L.pack_hh, u0, u1)
     if L.dpeep != NULL and j1 > j0:
         for r in range(3):
             memset(L.dpeep + r * H + j0, 0, (j1 - j0) * sizeof(float))
+    # dh_rec and dc hold dL/dh, dL/dc of every sequence; step t updates the first bs[t] rows (a
+    # sequence's rows wait with dhT, dcT until its last step)
     for t in range(T - 1, -1, -1):
+        n, o, p = L.bs[t], <size_t>L.off[t], prev_row(L, t)
+        q = <size_t>L.B + o
         if L.kind == LSTM:
             if j1 > j0:
-                rk_lstm_bwd_cell(B, H, j0, j1, L.gates + t * GS, L.cs + t * S, L.cs + (t + 1) * S,
-                                 L.dh + t * S, L.dh_rec, L.dc, L.dgates + t * GS, L.peep,
+                rk_lstm_bwd_cell(n, H, j0, j1, L.gates + o * GH, L.cs + p * H, L.cs + q * H,
+                                 L.dh + o * H, L.dh_rec, L.dc, L.dgates + o * GH, L.peep,
                                  L.dpeep, L.fg)
         else:
-            rk_rnn_bwd_cell(B, H, j0, j1, L.hs + (t + 1) * S, L.dh + t * S, L.dh_rec,
-                            L.dgates + t * GS)
+            rk_rnn_bwd_cell(n, H, j0, j1, L.hs + q * H, L.dh + o * H, L.dh_rec,
+                            L.dgates + o * GH)
         rk_barrier(nt)
         # only the recurrent product stays in the loop: dL/dh_{t-1} = dgates_t · W_hh
         if L.packed:
-            rk_gemm(B, H, GH, L.dgates + t * GS, GH, 1, L.pack_hh, 0.0, L.dh_rec, H, u0, u1,
+            rk_gemm(n, H, GH, L.dgates + o * GH, GH, 1, L.pack_hh, 0.0, L.dh_rec, H, u0, u1,
                        NULL)
         else:
-            sgemm_rm(False, False, B, H, GH, 1.0, L.dgates + t * GS, GH, L.w_hh, H, 0.0,
+            sgemm_rm(False, False, n, H, GH, 1.0, L.dgates + o * GH, GH, L.w_hh, H, 0.0,
                      L.dh_rec, H)
-    # the input and weight gradients of all T steps are one product each, after the loop
+    # the input and weight gradients of all T steps are one product each, after the loop; with
+    # sequences of different lengths the states the steps read are gathered into their rows
+    if L.hprev != NULL:
+        t = tid
+        while t < T:
+            memcpy(L.hprev + <size_t>L.off[t] * H, L.hs + prev_row(L, t) * H,
+                   <size_t>L.bs[t] * H * sizeof(float))
+            t += nt
+        hprev = L.hprev
     rk_barrier(nt)
     if L.packed:
         pack_part(tid, nt, GH, E, L.w_ih, E, False, L.pack_ih)
-        pack_part(tid, nt, T * B, E, L.x, E, False, L.pack_x)
-        pack_part(tid, nt, T * B, H, L.hs, H, False, L.pack_h)
+        pack_part(tid, nt, L.N, E, L.x, E, False, L.pack_x)
+        pack_part(tid, nt, L.N, H, hprev, H, False, L.pack_h)
         rk_barrier(nt)
-    rk_split(T * B, tid, nt, &r0, &r1)
+    rk_split(L.N, tid, nt, &r0, &r1)
     mm_rows(L.packed, r0, r1, E, GH, L.dgates, GH, False, L.w_ih, E, False, 0.0, L.dx, E,
             L.pack_ih)
     rk_split(GH, tid, nt, &r0, &r1)
-    mm_rows(L.packed, r0, r1, E, T * B, L.dgates, GH, True, L.x, E, False, 0.0, L.dw_ih, E,
+    mm_rows(L.packed, r0, r1, E, L.N, L.dgates, GH, True, L.x, E, False, 0.0, L.dw_ih, E,
             L.pack_x)
-    mm_rows(L.packed, r0, r1, H, T * B, L.dgates, GH, True, L.hs, H, False, 0.0, L.dw_hh, H,
+    mm_rows(L.packed, r0, r1, H, L.N, L.dgates, GH, True, hprev, H, False, 0.0, L.dw_hh, H,
             L.pack_h)
-    col_sums(T * B, GH, r0, r1, L.dgates, L.db)
+    col_sums(L.N, GH, r0, r1, L.dgates, L.db)
 
 
 cdef int layer_threads(Layer* L) noexcept nogil:
@@ -756,27 +782,57 @@ cdef int layer_threads(Layer* L) noexcept nogil:
     return nthreads
 
 
-def _layer_forward(kind, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate):
+def _steps(cache, int B, int rows, batch_sizes):
+    """A window's steps (see reference.steps_of): their rows and first rows, int32 and int64
+    arrays kept in the cache, from batch_sizes [T] (sequences of different lengths, longest
+    first, x [N, E]) or, without it, `rows` // B steps of B rows (x [T, B, E])."""
+    if batch_sizes is None:
+        bs = _buf(cache, "bs", (rows // B,), np.int32)
+        bs[...] = B
+    else:
+        given = np.asarray(batch_sizes)
+        if (given.ndim != 1 or given.size == 0 or given[0] != B or np.any(np.diff(given) > 0)
+                or given.min() < 1 or given.sum(dtype=np.int64) != rows):
+            raise ValueError(f"batch_sizes must fall from B = {B} to at least 1 and add up to "
+                             f"the {rows} rows of x")
+        bs = _buf(cache, "bs", (given.size,), np.int32)
+        bs[...] = given
+    off = _buf(cache, "off", (bs.size,), np.int64)
+    off[0] = 0
+    np.cumsum(bs[:bs.size - 1], out=off[1:])
+    return bs, off
+
+
+def _layer_forward(kind, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate,
+                   batch_sizes=None):
     """Checks, buffers and the threaded forward job of an LSTM (kind "lstm") or RNN ("rnn")."""
     cdef int G = 4 if kind == "lstm" else 1
-    cdef int T, B, E, H
-    B, E, H = _check_cell(3, x, "h0", h0, "c0", c0, w_ih, w_hh, b_ih, b_hh, w_peep, G)
-    T = x.shape[0]
-    if T == 0:
+    cdef int T, B, E, H, N
+    cdef int[::1] bsv
+    cdef int64_t[::1] offv
+    ragged = batch_sizes is not None
+    B, E, H = _check_cell(2 if ragged else 3, x, "h0", h0, "c0", c0, w_ih, w_hh, b_ih, b_hh,
+                          w_peep, G, ragged)
+    N = x.shape[0] if ragged else x.shape[0] * B
+    if N == 0:
         raise ValueError("x must have at least one time step")
     cache = _reuse(cache, kind)
+    bs, off = _steps(cache, B, N, batch_sizes)
+    bsv, offv = bs, off
+    T = bs.shape[0]
     cdef Layer L
     memset(&L, 0, sizeof(Layer))
     L.kind, L.T, L.B, L.E, L.H, L.G = (LSTM if G == 4 else RNN), T, B, E, H, G
+    L.N, L.bs, L.off = N, &bsv[0], &offv[0]
     L.packed, L.fg = use_packed, bool(forget_gate)
-    hs = _buf(cache, "hs", (T + 1, B, H))              # h_0 .. h_T
-    hs[0] = h0
+    hs = _buf(cache, "hs", (B + N, H))                # h_0, then every step's rows
+    hs[:B] = h0
     L.hs = fptr(hs)
     if G == 4:
-        cs = _buf(cache, "cs", (T + 1, B, H))          # c_0 .. c_T
-        cs[0] = c0
+        cs = _buf(cache, "cs", (B + N, H))            # c_0, then every step's rows
+        cs[:B] = c0
         L.cs = fptr(cs)
-        L.gates = fptr(_buf(cache, "gates", (T, B, 4 * H)))  # activated i, f, g, o
+        L.gates = fptr(_buf(cache, "gates", (N, 4 * H)))  # activated i, f, g, o
     else:
         L.gates = L.hs + <size_t>B * H                  # pre-activations become h_t in place
     L.x, L.w_ih, L.w_hh = fptr(x), fptr(w_ih), fptr(w_hh)
@@ -790,32 +846,56 @@ def _layer_forward(kind, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forge
         rk_pool_run(layer_threads(&L), layer_forward_job, &L)
     cache.x, cache.w_ih, cache.w_hh, cache.w_peep, cache.forget_gate = x, w_ih, w_hh, w_peep, L.fg
     cache.shape = (T, B, E, H)
+    cache.ragged = ragged
+    # each sequence's final state: its row of its last step
+    cache.last = (B + off[np.count_nonzero(bs[None, :] > np.arange(B)[:, None], axis=1) - 1]
+                  + np.arange(B)) if ragged else None
     return cache
+
+
+def _final(cache, states):
+    """Each sequence's state after its last step [B, H] (a copy)."""
+    T, B, E, H = cache.shape
+    return states[cache.last] if cache.ragged else states[states.shape[0] - B:].copy()
+
+
+def _outputs(cache):
+    """h_1 .. h_T: [T, B, H], or [N, H] with batch_sizes (a view into the cache)."""
+    T, B, E, H = cache.shape
+    hs = cache.hs[B:]
+    return hs if cache.ragged else hs.reshape(T, B, H)
 
 
 def _layer_backward(kind, cache, dh, dhT, dcT):
     if not isinstance(cache, Cache) or cache.kind != kind or not hasattr(cache, "shape"):
         raise ValueError(f"cache must be the cache returned by {kind}_forward")
     cdef int G = 4 if kind == "lstm" else 1
-    cdef int T, B, E, H
+    cdef int T, B, E, H, N
+    cdef int[::1] bsv = cache.bs
+    cdef int64_t[::1] offv = cache.off
     T, B, E, H = cache.shape
-    _f32("dh", dh, (T, B, H))
+    N = cache.hs.shape[0] - B
+    rows = [N] if cache.ragged else [T, B]   # the leading dimensions of dh and dx
+    _f32("dh", dh, tuple(rows + [H]))
     _f32("dhT", dhT, (B, H))
     if dcT is not None:
         _f32("dcT", dcT, (B, H))
     cdef Layer L
     memset(&L, 0, sizeof(Layer))
     L.kind, L.T, L.B, L.E, L.H, L.G = (LSTM if G == 4 else RNN), T, B, E, H, G
+    L.N, L.bs, L.off = N, &bsv[0], &offv[0]
     L.packed, L.fg = use_packed, cache.forget_gate
     x, w_ih, w_hh, w_peep = cache.x, cache.w_ih, cache.w_hh, cache.w_peep
     L.x, L.w_ih, L.w_hh = fptr(x), fptr(w_ih), fptr(w_hh)
     L.peep = fptr(w_peep) if w_peep is not None else NULL
     L.hs = fptr(cache.hs)
+    if cache.ragged:   # the states each step reads, gathered into its rows
+        L.hprev = fptr(_buf(cache, "hprev", (N, H)))
     if G == 4:
         L.cs = fptr(cache.cs)
         L.gates = fptr(cache.gates)
-    dgates = _buf(cache, "dgates", (T, B, G * H))
-    dx = _buf(cache, "dx", (T, B, E))
+    dgates = _buf(cache, "dgates", (N, G * H))
+    dx = _buf(cache, "dx", tuple(rows + [E]))
     dh0 = _buf(cache, "dh0", (B, H))
     dw_ih = _buf(cache, "dw_ih", (G * H, E))
     dw_hh = _buf(cache, "dw_hh", (G * H, H))
@@ -834,46 +914,50 @@ def _layer_backward(kind, cache, dh, dhT, dcT):
             L.dpeep = fptr(dw_peep)
     L.pack_hh = fptr(_packbuf(cache, "pack_hh", pack_size(G * H, H)))
     L.pack_ih = fptr(_packbuf(cache, "pack_ih", pack_size(G * H, E)))
-    L.pack_x = fptr(_packbuf(cache, "pack_x", pack_size(T * B, E)))
-    L.pack_h = fptr(_packbuf(cache, "pack_h", pack_size(T * B, H)))
+    L.pack_x = fptr(_packbuf(cache, "pack_x", pack_size(N, E)))
+    L.pack_h = fptr(_packbuf(cache, "pack_h", pack_size(N, H)))
     with nogil:
         rk_pool_run(layer_threads(&L), layer_backward_job, &L)
     db_hh[...] = db_ih
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, cache=None):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, cache=None,
+                 batch_sizes=None):
     """One LSTM layer over a window (see reference.lstm_forward): (h, hT, cT, cache).
 
     x [T, B, E], h0 / c0 [B, H], w_ih [4H, E], w_hh [4H, H], b_ih / b_hh [4H], w_peep [3, H]
-    or None; all float32 and C-contiguous. h [T, B, H] is a view into the cache. `cache`, from
-    an earlier call with the same shapes, is reused (no allocation; its arrays are overwritten).
+    or None; all float32 and C-contiguous. h [T, B, H] is a view into the cache. With
+    batch_sizes [T] (sequences of different lengths, longest first), x is [N, E] and h [N, H]
+    (reference.steps_of). `cache`, from an earlier call with the same shapes, is reused (no
+    allocation; its arrays are overwritten).
     """
-    cache = _layer_forward("lstm", cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate)
-    hs, cs = cache.hs, cache.cs
-    T = x.shape[0]
-    return hs[1:], hs[T].copy(), cs[T].copy(), cache
+    cache = _layer_forward("lstm", cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, forget_gate,
+                           batch_sizes)
+    return _outputs(cache), _final(cache, cache.hs), _final(cache, cache.cs), cache
 
 
 def lstm_backward(dh, dhT, dcT, cache):
     """Gradients of an LSTM window (see reference.lstm_backward):
     (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep); dw_peep is None without peepholes.
 
-    dh [T, B, H], dhT / dcT [B, H]. The results live in the cache's buffers.
+    dh [T, B, H] (with batch_sizes [N, H]), dhT / dcT [B, H]. The results live in the cache's
+    buffers.
     """
     if dcT is None:
         raise ValueError("dcT must be a numpy array, got NoneType")
     return _layer_backward("lstm", cache, dh, dhT, dcT)
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, cache=None):
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, cache=None, batch_sizes=None):
     """One tanh-RNN layer over a window (see reference.rnn_forward): (h, hT, cache).
 
-    x [T, B, E], h0 [B, H], w_ih [H, E], w_hh [H, H], b_ih / b_hh [H]; `cache` as lstm_forward.
+    x [T, B, E], h0 [B, H], w_ih [H, E], w_hh [H, H], b_ih / b_hh [H]; `cache` and
+    batch_sizes as lstm_forward.
     """
-    cache = _layer_forward("rnn", cache, x, h0, None, w_ih, w_hh, b_ih, b_hh, None, True)
-    hs = cache.hs
-    return hs[1:], hs[x.shape[0]].copy(), cache
+    cache = _layer_forward("rnn", cache, x, h0, None, w_ih, w_hh, b_ih, b_hh, None, True,
+                           batch_sizes)
+    return _outputs(cache), _final(cache, cache.hs), cache
 
 
 def rnn_backward(dh, dhT, cache):
@@ -1088,11 +1172,15 @@ cdef inline Py_ssize_t dim_or(object a, int ndim, int i):
     return -1
 
 
-def _check_cell(int xdim, x, hname, h, cname, c, w_ih, w_hh, b_ih, b_hh, w_peep, int G):
-    """The full checks (with their messages) of the inputs of a window (x [T, B, E]) or a step
-    (x [B, E]) of a cell with G gates (LSTM 4, c required; RNN 1, c None): (B, E, H)."""
+def _check_cell(int xdim, x, hname, h, cname, c, w_ih, w_hh, b_ih, b_hh, w_peep, int G,
+                ragged=False):
+    """The full checks (with their messages) of the inputs of a window (x [T, B, E]; ragged:
+    the rows of its steps [N, E], B from h) or a step (x [B, E]) of a cell with G gates (LSTM 4,
+    c required; RNN 1, c None): (B, E, H)."""
     _f32("x", x, (None,) * xdim)
-    cdef int B = x.shape[xdim - 2], E = x.shape[xdim - 1]
+    if ragged:
+        _f32(hname, h, (None, None))
+    cdef int B = h.shape[0] if ragged else x.shape[xdim - 2], E = x.shape[xdim - 1]
     _f32(hname, h, (B, None))
     cdef int H = h.shape[1]
     if G == 4:

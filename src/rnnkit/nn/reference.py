@@ -68,77 +68,111 @@ def _lstm_cell(a, c_prev, w_peep, forget_gate):
     return i, f, g, o, c
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, cache=None):
+def steps_of(x, B, batch_sizes):
+    """The steps of a window: (batch sizes [T], row offsets [T], x as rows [N, E]).
+
+    Without batch_sizes x is [T, B, E], every step has the B rows. With batch_sizes x holds
+    only the real positions of sequences of different lengths, sorted longest first
+    (PyTorch's PackedSequence layout): step t is rows off_t .. off_t + n_t - 1 of x [N, E],
+    the first n_t = batch_sizes[t] sequences, n_0 = B >= n_1 >= ... >= 1; a sequence's last
+    step is its final state (hT, cT), and dhT, dcT enter there.
+    """
+    if batch_sizes is None:
+        T = x.shape[0]
+        return np.full(T, B), np.arange(T) * B, x.reshape(T * B, x.shape[2])
+    bs = np.asarray(batch_sizes)
+    if (bs.ndim != 1 or bs.size == 0 or bs[0] != B or np.any(bs[1:] > bs[:-1])
+            or bs[-1] < 1 or bs.sum() != x.shape[0]):
+        raise ValueError(f"batch_sizes must fall from B = {B} to at least 1 and add up to the "
+                         f"{x.shape[0]} rows of x")
+    return bs, np.concatenate([[0], np.cumsum(bs)[:-1]]), x
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, cache=None,
+                 batch_sizes=None):
     """One LSTM layer over a window: returns (h [T, B, H], hT [B, H], cT [B, H], cache).
 
     x [T, B, E], h0 / c0 [B, H], w_ih [4H, E], w_hh [4H, H], b_ih / b_hh [4H],
     w_peep [3, H] or None (peephole weights for i, f, o), forget_gate False for the original
-    LSTM without a forget gate. h holds h_1 .. h_T. `cache`, a cache from an earlier call, lets
-    the kernels reuse its buffers; the reference accepts it and ignores it.
+    LSTM without a forget gate. h holds h_1 .. h_T. With batch_sizes, x [N, E] and h [N, H]
+    hold sequences of different lengths (steps_of); no work is spent on their padding.
+    `cache`, a cache from an earlier call, lets the kernels reuse its buffers; the reference
+    accepts it and ignores it.
     """
-    T, B, _ = x.shape
-    H = h0.shape[1]
-    dt = x.dtype
-    h = np.empty((T, B, H), dt)          # h_1 .. h_T
-    c = np.empty((T, B, H), dt)          # c_1 .. c_T
-    gates = np.empty((T, B, 4 * H), dt)  # activated gates i, f, g, o per step
+    B, H = h0.shape
+    bs, off, xr = steps_of(x, B, batch_sizes)
+    N, dt = xr.shape[0], x.dtype
+    h = np.empty((N, H), dt)             # h_1 .. h_T
+    c = np.empty((N, H), dt)             # c_1 .. c_T
+    gates = np.empty((N, 4 * H), dt)     # activated gates i, f, g, o per step
+    hT, cT = h0.astype(dt), c0.astype(dt)
     # the input projection does not depend on the recurrence: all T steps in one product
-    xw = x @ w_ih.T + (b_ih + b_hh)      # [T, B, 4H]
+    xw = xr @ w_ih.T + (b_ih + b_hh)     # [N, 4H]
     h_prev, c_prev = h0, c0
-    for t in range(T):
-        a = xw[t] + h_prev @ w_hh.T      # [B, 4H]
-        i, f, g, o, c[t] = _lstm_cell(a, c_prev, w_peep, forget_gate)
-        h[t] = o * np.tanh(c[t])
-        gates[t] = np.concatenate([i, f, g, o], axis=1)
-        h_prev, c_prev = h[t], c[t]
-    cache = Cache(x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, w_peep=w_peep,
-                  forget_gate=forget_gate, h=h, c=c, gates=gates)
-    return h, h[-1].copy(), c[-1].copy(), cache
+    for n, o in zip(bs, off):
+        s = slice(o, o + n)
+        a = xw[s] + h_prev[:n] @ w_hh.T  # [n, 4H]
+        i, f, g, og, c[s] = _lstm_cell(a, c_prev[:n], w_peep, forget_gate)
+        h[s] = og * np.tanh(c[s])
+        gates[s] = np.concatenate([i, f, g, og], axis=1)
+        hT[:n], cT[:n] = h[s], c[s]      # a sequence's last step is its final state
+        h_prev, c_prev = h[s], c[s]
+    cache = Cache(x=xr, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, w_peep=w_peep, bs=bs, off=off,
+                  forget_gate=forget_gate, h=h, c=c, gates=gates, shape=x.shape)
+    return h.reshape(x.shape[:-1] + (H,)), hT, cT, cache
+
+
+def _previous(h0, h, bs, off):
+    """h_0 .. h_{T-1} as the rows of the steps that read them [N, H]."""
+    return np.concatenate([h0[:bs[0]]] + [h[o:o + n] for o, n in zip(off[:-1], bs[1:])])
 
 
 def lstm_backward(dh, dhT, dcT, cache):
     """Gradients of an LSTM window: (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_peep).
 
-    dh [T, B, H] is dL/dh_t from above for every step, dhT / dcT [B, H] dL/dh_T and dL/dc_T from
-    the next window (zeros for the last one). dw_peep is None when the forward had no peepholes.
+    dh [T, B, H] (with batch_sizes [N, H]) is dL/dh_t from above for every step, dhT / dcT
+    [B, H] dL/dh_T and dL/dc_T from the next window (zeros for the last one). dw_peep is None
+    when the forward had no peepholes.
     """
     x, w_ih, w_hh, w_peep = cache.x, cache.w_ih, cache.w_hh, cache.w_peep
-    T, B, _ = x.shape
+    bs, off = cache.bs, cache.off
     H = cache.h0.shape[1]
-    dgates = np.empty((T, B, 4 * H), x.dtype)  # dL/d(pre-activation) per step, i, f, g, o
+    dh = dh.reshape(-1, H)
+    dgates = np.empty((x.shape[0], 4 * H), x.dtype)  # dL/d(pre-activation), i, f, g, o
     dw_peep = None if w_peep is None else np.zeros_like(w_peep)
     dh_next, dc_next = dhT.astype(x.dtype), dcT.astype(x.dtype)
-    for t in reversed(range(T)):
-        g4 = cache.gates[t]
+    for t in reversed(range(len(bs))):
+        n, s = bs[t], slice(off[t], off[t] + bs[t])
+        g4 = cache.gates[s]
         i, f, g, o = g4[:, :H], g4[:, H:2 * H], g4[:, 2 * H:3 * H], g4[:, 3 * H:]
-        c_t = cache.c[t]
-        c_prev = cache.c[t - 1] if t > 0 else cache.c0
+        c_t = cache.c[s]
+        c_prev = cache.c[off[t - 1]:off[t - 1] + n] if t > 0 else cache.c0[:n]
         tc = np.tanh(c_t)
-        dht = dh[t] + dh_next
+        dht = dh[s] + dh_next[:n]
         da_o = dht * tc * o * (1 - o)
-        dc = dc_next + dht * o * (1 - tc * tc)
+        dc = dc_next[:n] + dht * o * (1 - tc * tc)
         if w_peep is not None:
             dc = dc + da_o * w_peep[2]             # o_t saw c_t
         da_i = dc * g * i * (1 - i)
         da_g = dc * i * (1 - g * g)
         if cache.forget_gate:
             da_f = dc * c_prev * f * (1 - f)
-            dc_next = dc * f
+            dc_next[:n] = dc * f
         else:
             da_f = np.zeros_like(dc)
-            dc_next = dc.copy()
+            dc_next[:n] = dc
         if w_peep is not None:
-            dc_next += da_i * w_peep[0] + da_f * w_peep[1]   # i_t and f_t saw c_{t-1}
+            dc_next[:n] += da_i * w_peep[0] + da_f * w_peep[1]   # i_t and f_t saw c_{t-1}
             dw_peep[0] += (da_i * c_prev).sum(0)
             dw_peep[1] += (da_f * c_prev).sum(0)
             dw_peep[2] += (da_o * c_t).sum(0)
-        dgates[t] = np.concatenate([da_i, da_f, da_g, da_o], axis=1)
-        dh_next = dgates[t] @ w_hh
-    h_prev = np.concatenate([cache.h0[None], cache.h[:-1]], axis=0)  # [T, B, H] h_0 .. h_{T-1}
-    dx = dgates @ w_ih                                               # [T, B, E]
-    dw_ih = np.einsum("tbg,tbe->ge", dgates, x)                      # [4H, E]
-    dw_hh = np.einsum("tbg,tbh->gh", dgates, h_prev)                 # [4H, H]
-    db = dgates.sum((0, 1))                                          # [4H]
+        dgates[s] = np.concatenate([da_i, da_f, da_g, da_o], axis=1)
+        dh_next[:n] = dgates[s] @ w_hh
+    h_prev = _previous(cache.h0, cache.h, bs, off)                  # [N, H] h_0 .. h_{T-1}
+    dx = (dgates @ w_ih).reshape(cache.shape)                       # [T, B, E] or [N, E]
+    dw_ih = dgates.T @ x                                            # [4H, E]
+    dw_hh = dgates.T @ h_prev                                       # [4H, H]
+    db = dgates.sum(0)                                              # [4H]
     return dx, dh_next, dc_next, dw_ih, dw_hh, db, db.copy(), dw_peep
 
 
@@ -180,37 +214,39 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_peep=None, forget_gate=True, ga
 # --------------------------------------------------------------------------------------------
 # tanh RNN (Elman)
 # --------------------------------------------------------------------------------------------
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, cache=None):
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, cache=None, batch_sizes=None):
     """h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh): returns (h [T, B, H], hT [B, H], cache).
 
-    x [T, B, E], h0 [B, H], w_ih [H, E], w_hh [H, H], b_ih / b_hh [H]; `cache` as lstm_forward.
+    x [T, B, E], h0 [B, H], w_ih [H, E], w_hh [H, H], b_ih / b_hh [H]; `cache` and
+    batch_sizes as lstm_forward.
     """
-    T, B, _ = x.shape
-    H = h0.shape[1]
-    h = np.empty((T, B, H), x.dtype)
-    xw = x @ w_ih.T + (b_ih + b_hh)  # [T, B, H]
+    B, H = h0.shape
+    bs, off, xr = steps_of(x, B, batch_sizes)
+    h = np.empty((xr.shape[0], H), x.dtype)
+    hT = h0.astype(x.dtype)
+    xw = xr @ w_ih.T + (b_ih + b_hh)  # [N, H]
     h_prev = h0
-    for t in range(T):
-        h[t] = np.tanh(xw[t] + h_prev @ w_hh.T)
-        h_prev = h[t]
-    cache = Cache(x=x, h0=h0, w_ih=w_ih, w_hh=w_hh, h=h)
-    return h, h[-1].copy(), cache
+    for n, o in zip(bs, off):
+        h[o:o + n] = np.tanh(xw[o:o + n] + h_prev[:n] @ w_hh.T)
+        h_prev = hT[:n] = h[o:o + n]
+    cache = Cache(x=xr, h0=h0, w_ih=w_ih, w_hh=w_hh, h=h, bs=bs, off=off, shape=x.shape)
+    return h.reshape(x.shape[:-1] + (H,)), hT, cache
 
 
 def rnn_backward(dh, dhT, cache):
     """Gradients of a tanh-RNN window: (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
-    x, w_ih, w_hh, h = cache.x, cache.w_ih, cache.w_hh, cache.h
-    T = x.shape[0]
-    da = np.empty_like(h)  # [T, B, H] dL/d(pre-activation)
+    x, w_ih, w_hh, h, bs, off = cache.x, cache.w_ih, cache.w_hh, cache.h, cache.bs, cache.off
+    dh = dh.reshape(h.shape)
+    da = np.empty_like(h)  # [N, H] dL/d(pre-activation)
     dh_next = dhT.astype(x.dtype)
-    for t in reversed(range(T)):
-        da[t] = (dh[t] + dh_next) * (1 - h[t] * h[t])
-        dh_next = da[t] @ w_hh
-    h_prev = np.concatenate([cache.h0[None], h[:-1]], axis=0)
-    dx = da @ w_ih
-    dw_ih = np.einsum("tbh,tbe->he", da, x)
-    dw_hh = np.einsum("tbh,tbk->hk", da, h_prev)
-    db = da.sum((0, 1))
+    for t in reversed(range(len(bs))):
+        n, s = bs[t], slice(off[t], off[t] + bs[t])
+        da[s] = (dh[s] + dh_next[:n]) * (1 - h[s] * h[s])
+        dh_next[:n] = da[s] @ w_hh
+    dx = (da @ w_ih).reshape(cache.shape)
+    dw_ih = da.T @ x
+    dw_hh = da.T @ _previous(cache.h0, h, bs, off)
+    db = da.sum(0)
     return dx, dh_next, dw_ih, dw_hh, db, db.copy()
 
 
