@@ -59,17 +59,17 @@ KEYS = ([("seq2seq", k) for k in SEQ2SEQ_KEYS] + [("feeding", k) for k in FEEDIN
         + [("caption", k) for k in CAPTION_KEYS])
 # family -> the digests of KEYS, in order
 DIGESTS = {
-    "avx2": ["9bdaa17f0f1ee2c3", "5942462ed9bde6b8", "0a9dfa6a2d18ff29", "82a6dc197d8ec891",
-             "91cee2a6d4f48a81", "481e5836ea52c093",
+    "avx2": ["ad6639178adcc04b", "e202863cec6a9052", "05712ebb00fa87b2", "a6802f6beada7b41",
+             "4b59bcf764b8b8d2", "ef6ff1c72b4c51f2",
              "548194c600c25bdf", "bbf5d6e61860bd71", "425bca879dbfd695"],
-    "avx512": ["63214cd540251ac5", "ca8ba09e4c5f43fd", "6a39aaf380c32130", "e279024778fd14f8",
-               "6172796db5e59f45", "6547f879aa71dd87",
+    "avx512": ["f5549a7f2658fdee", "ca8ba09e4c5f43fd", "6a39aaf380c32130", "3a17bdf86a89abbb",
+               "3fa6b91df7ea2e7d", "e495736380228c51",
                "4cb9bc14574f3024", "50dbae907bcee844", "83285281a98d5136"],
-    "avx": ["4a8d52a5f62391c1", "c906e4919f92c9e3", "19703533384bce59", "08374a46b57d5af8",
-            "defc09f445e081bb", "f8320c5498a92176",
+    "avx": ["f151f9d67a89ffb8", "7fb17786bec02b8b", "611d8a08df0c1397", "a48eacd9b283e583",
+            "49b1bf27f294f1c5", "c8046059bba7269f",
             "e7f4ef7165c39490", "6a7ec52d4417372e", "beccc1b73bcc7963"],
-    "sse3": ["0a236d62b8a06c50", "2183c2dd03a3f48a", "ef9f613055d09509", "bb47d0db37d8320f",
-             "b73f93ca3cee06b0", "4d3b055d7562087f",
+    "sse3": ["7e64b332aed772f6", "77e54636bfe92d8d", "ad7bec53af5889f0", "8a52e351deafceda",
+             "430f2de38af5d1c0", "7137abf9a0d5b80f",
              "95ff7e10c45dcd35", "c333193c068eb058", "e882cb49128585f7"],
 }
 

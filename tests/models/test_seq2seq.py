@@ -12,7 +12,7 @@ from rnnkit.models.seq2seq import (
     Seq2SeqArchitecture,
     from_file_parts,
     make_batch,
-    reverse_index,
+    source_steps,
 )
 from rnnkit import modelfile
 from rnnkit.nn import reference as ref
@@ -56,11 +56,34 @@ def batch_of(ps) -> PairBatch:
     return make_batch([s for s, _ in ps], [t for _, t in ps])
 
 
-def test_reverse_index_reverses_within_each_length():
-    idx = reverse_index(np.array([3, 1, 4]), 4)
-    assert idx[:, 0].tolist() == [2, 1, 0, 3] and idx[:, 1].tolist() == [0, 1, 2, 3]
-    assert idx[:, 2].tolist() == [3, 2, 1, 0]
-    np.testing.assert_array_equal(np.take_along_axis(idx, idx, 0), np.arange(4)[:, None] + 0 * idx)
+def test_source_steps_read_each_sentence_within_its_length():
+    # lengths 3, 1, 4 in a grid of 4 positions: longest first (sentences 2, 0, 1); flat t*3 + b
+    bs, fwd, rev = source_steps(np.array([3, 1, 4]), 4)
+    assert bs.tolist() == [3, 2, 2, 1]
+    assert fwd.tolist() == [2, 0, 1, 5, 3, 8, 6, 11]       # position t of each sentence
+    assert rev.tolist() == [11, 6, 1, 8, 3, 5, 0, 2]       # position len - 1 - t
+    with pytest.raises(ValueError, match="above the 3 positions"):
+        source_steps(np.array([3, 1, 4]), 3)
+
+
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("rnn", 1)])
+def test_each_source_is_encoded_as_if_alone(cell, layers):
+    """In a batch, a sentence's encoder states and final vector are those it gets alone (the
+    reversed direction starts at its own end, no step reads padding), and the padding is 0."""
+    from rnnkit.nn.backend import kernels
+    m = make("general", True, cell, layers=layers, E=5, H=6, dtype=np.float32,
+             backend=kernels())
+    rng = np.random.default_rng(3)
+    srcs = [rng.integers(3, len(SRC), n) for n in (4, 0, 7, 2, 7)]
+    pb = make_batch(srcs, None)
+    enc, final = m.encode(pb.src, pb.src_len)
+    for b, s in enumerate(srcs):
+        one = make_batch([s], None)
+        e1, f1 = m.encode(one.src, one.src_len)
+        n = len(s) + 1
+        np.testing.assert_allclose(enc[:n, b], e1[:, 0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(final[b], f1[0], rtol=1e-5, atol=1e-6)
+        assert not enc[n:, b].any()
 
 
 def test_tensor_names_nest_as_pytorch_modules():

@@ -196,19 +196,25 @@ def make_batch(sources: list[np.ndarray], targets: list[np.ndarray] | None) -> P
     return PairBatch(src, src_len, trg_in, trg_out, valid)
 
 
-def reverse_index(lengths: np.ndarray, S: int) -> np.ndarray:
-    """[S, B] positions that reverse each column within its length and keep the padding after
-    it: idx[t, b] = len_b - 1 - t for t < len_b, else t. Applying it twice is the identity."""
-    t = np.arange(S)[:, None]
-    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
-
-
-def _gather_time(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """x [S, B, ...] reordered in time per column: out[t, b] = x[idx[t, b], b] (contiguous).
-    One row gather over [S*B, ...] (take_along_axis built a full-size index, ~3x slower)."""
-    S, B = idx.shape
-    flat = (idx * B + np.arange(B)).reshape(-1)                          # [S*B]
-    return np.take(x.reshape((S * B,) + x.shape[2:]), flat, axis=0).reshape(x.shape)
+def source_steps(lengths: np.ndarray, S: int):
+    """The real positions of padded sources [S, B] as the encoder's layers take them (sequences
+    of different lengths, longest first, step after step; reference.steps_of): (batch_sizes
+    [T], forward [N], reversed [N]), the last two flat positions t * B + b of the padded grid.
+    Row i of step t is the t-th position of the i-th longest sentence, counted from its start
+    (forward) or from its end (reversed): the backward direction reads each sentence reversed
+    within its own length, and no work is spent on padding."""
+    lengths = np.asarray(lengths, np.int64)
+    B = lengths.shape[0]
+    order = np.argsort(-lengths, kind="stable")
+    lens = lengths[order]
+    bs = (lens[None, :] > np.arange(int(lens[0]))[:, None]).sum(axis=1)          # [T]
+    first = np.concatenate([[0], np.cumsum(bs)[:-1]])
+    t = np.repeat(np.arange(bs.shape[0]), bs)                                    # [N] steps
+    rank = np.arange(t.shape[0]) - np.repeat(first, bs)                          # [N] sentences
+    cols = order[rank]
+    if lens[0] > S:
+        raise ValueError(f"a source length is above the {S} positions of the batch")
+    return bs, t * B + cols, (lens[rank] - 1 - t) * B + cols
 
 
 # ------------------------------------------------------------------------------------------------
@@ -305,11 +311,13 @@ class Seq2Seq(ConditionedDecoder):
     # --- the encoder ---------------------------------------------------------------------------
     def encode(self, src: np.ndarray, src_len: np.ndarray, rng=None, cache: dict | None = None):
         """(enc [S, B, D], final [B, D]) of padded sources src [S, B] with lengths [B]; with
-        `cache` (a dict) keeps what backward needs, with rng applies dropout."""
+        `cache` (a dict) keeps what backward needs, with rng applies dropout. Each direction runs
+        the real positions only (source_steps); enc is 0 at the padding, as PyTorch's
+        pad_packed_sequence gives it."""
         a, K = self.arch, self.backend
         S, B = src.shape
         drop = rng is not None and a.dropout > 0
-        idx = reverse_index(src_len, S)                                  # [S, B]
+        bs, *rows = source_steps(src_len, S)                 # batch sizes; forward, reversed rows
         x = K.embedding_forward(src, self.p["encoder.embedding.weight"])  # [S, B, E]
         masks = []
         zero = np.zeros((1, B, a.hidden), self.dtype)
@@ -317,27 +325,28 @@ class Seq2Seq(ConditionedDecoder):
             if drop:
                 masks.append(self._dropout_mask(rng, x.shape))
                 x = x * masks[-1]
-            outs = []
-            for stack, suffix in zip(stacks, a.directions):
-                inp = x if suffix == "" else _gather_time(x, idx)
-                top, _, _ = stack.forward(inp, zero, zero if stack.lstm else None,
-                                          caches=None if cache is not None else [None])
-                outs.append(top if suffix == "" else _gather_time(top, idx))
-            x = np.concatenate(outs, axis=2) if len(outs) == 2 else outs[0]   # [S, B, D]
+            grid = x.reshape(S * B, x.shape[2])
+            out = np.zeros((S * B, len(stacks) * a.hidden), self.dtype)     # [S*B, D]
+            for j, (stack, r) in enumerate(zip(stacks, rows)):
+                top, _, _ = stack.forward(grid[r], zero, zero if stack.lstm else None,
+                                          caches=None if cache is not None else [None],
+                                          batch_sizes=bs)
+                out[r, j * a.hidden:(j + 1) * a.hidden] = top
+            x = out.reshape(S, B, -1)                                            # [S, B, D]
         last = src_len - 1
         cols = np.arange(B)
         final = x[last, cols]                                            # [B, D]
         if a.bidirectional:
             final = np.concatenate([x[last, cols, :a.hidden], x[0, :, a.hidden:]], axis=1)
         if cache is not None:
-            cache.update(idx=idx, enc_masks=masks, src=src, src_len=src_len)
-        return np.ascontiguousarray(x), np.ascontiguousarray(final)
+            cache.update(steps=(bs, rows), enc_masks=masks, src=src, src_len=src_len)
+        return x, np.ascontiguousarray(final)
 
     def _encoder_backward(self, denc: np.ndarray, dfinal: np.ndarray, cache: dict) -> None:
         """Back through the encoder from d enc [S, B, D] and d final [B, D]."""
         a, K = self.arch, self.backend
-        idx, src_len = cache["idx"], cache["src_len"]
-        B = denc.shape[1]
+        (bs, rows), src_len = cache["steps"], cache["src_len"]
+        S, B = denc.shape[:2]
         cols = np.arange(B)
         denc = denc.copy()
         denc[src_len - 1, cols, :a.hidden] += dfinal[:, :a.hidden]
@@ -345,15 +354,15 @@ class Seq2Seq(ConditionedDecoder):
             denc[0, :, a.hidden:] += dfinal[:, a.hidden:]
         d = denc
         for k in reversed(range(a.enc_layers)):
+            grid = d.reshape(S * B, -1)
             dx = None
-            for j, (stack, suffix) in enumerate(zip(self.enc_stacks[k], a.directions)):
-                part = d[..., j * a.hidden:(j + 1) * a.hidden]
-                if suffix == "":
-                    dxi, _, _ = stack.backward(np.ascontiguousarray(part))
-                else:
-                    dxi, _, _ = stack.backward(_gather_time(part, idx))
-                    dxi = _gather_time(dxi, idx)
-                dx = dxi if dx is None else dx + dxi
+            for j, (stack, r) in enumerate(zip(self.enc_stacks[k], rows)):
+                dxi, _, _ = stack.backward(grid[r, j * a.hidden:(j + 1) * a.hidden],
+                                           batch_sizes=bs)
+                if dx is None:
+                    dx = np.zeros((S * B, dxi.shape[1]), self.dtype)           # [S*B, E or D]
+                dx[r] += dxi
+            dx = dx.reshape(S, B, -1)
             if cache["enc_masks"]:
                 dx = dx * cache["enc_masks"][k]
             d = dx

@@ -120,17 +120,19 @@ class RecurrentStack:
         return h, (np.zeros((self.L, batch, self.H), dtype) if self.lstm else None)
 
     def layer_forward(self, k: int, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
-                      cache=None):
-        """Layer k over a window: (h [T, B, H], hT [B, H], cT [B, H] or None, cache)."""
+                      cache=None, batch_sizes=None):
+        """Layer k over a window: (h [T, B, H], hT [B, H], cT [B, H] or None, cache); with
+        batch_sizes x and h hold the rows of sequences of different lengths (steps_of)."""
         K = self.backend
         if self.lstm:
             return K.lstm_forward(x, h0, c0, *self._w[k], w_peep=self._peep[k],
-                                  forget_gate=self.forget_gate, cache=cache)
-        hs, hT, cache = K.rnn_forward(x, h0, *self._w[k], cache=cache)
+                                  forget_gate=self.forget_gate, cache=cache,
+                                  batch_sizes=batch_sizes)
+        hs, hT, cache = K.rnn_forward(x, h0, *self._w[k], cache=cache, batch_sizes=batch_sizes)
         return hs, hT, None, cache
 
     def forward(self, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, *,
-                masks: list | None = None, caches: list | None = None):
+                masks: list | None = None, caches: list | None = None, batch_sizes=None):
         """The stack over a window: (h_top [T, B, H], hT [L, B, H], cT [L, B, H] or None).
 
         x [T, B, E] the inputs; h0, c0 [L, B, H] the state before the window (left unchanged:
@@ -138,34 +140,38 @@ class RecurrentStack:
         E or H]) multiplies layer k's input -- dropout on the non-recurrent connections
         (Zaremba et al. 2014), never on h_{t-1} -> h_t. caches: the list of L kernel caches to
         reuse and fill; by default the stack's own, which backward reads (pass another list for
-        passes without gradients).
+        passes without gradients). batch_sizes [T]: sequences of different lengths, longest
+        first; x [N, E] and h_top [N, H] then hold their real positions only, step after step
+        (reference.steps_of), and hT, cT each sequence's state after its last step.
         """
         caches = self.caches if caches is None else caches
-        T, B = x.shape[:2]
+        B = h0.shape[1]
         hT = np.empty((self.L, B, self.H), h0.dtype)
         cT = np.empty((self.L, B, self.H), h0.dtype) if self.lstm else None
         for k in range(self.L):
             if masks is not None:
                 x = x * masks[k]
             x, hT[k], ck, caches[k] = self.layer_forward(k, x, h0[k],
-                                                         None if c0 is None else c0[k], caches[k])
+                                                         None if c0 is None else c0[k], caches[k],
+                                                         batch_sizes)
             if cT is not None:
                 cT[k] = ck
         return x, hT, cT
 
     def backward(self, dh_top: np.ndarray, dhT: np.ndarray | None = None,
                  dcT: np.ndarray | None = None, *, masks: list | None = None,
-                 caches: list | None = None, accumulate: bool = False):
+                 caches: list | None = None, accumulate: bool = False, batch_sizes=None):
         """Back through the last forward (with the stack's own caches, or `caches`).
 
-        dh_top [T, B, H] the loss gradient of the top layer's outputs; dhT, dcT [L, B, H] that
-        of the final state (None: zero, as truncated BPTT has it). Writes every weight gradient
+        dh_top [T, B, H] (with the forward's batch_sizes: [N, H]) the loss gradient of the top
+        layer's outputs; dhT, dcT [L, B, H] that of the final state (None: zero, as truncated
+        BPTT has it). Writes every weight gradient
         into the grads views (with accumulate, adds to them). Returns (dx [T, B, E],
         dh0 [L, B, H], dc0 [L, B, H] or None).
         """
         K, L, H = self.backend, self.L, self.H
         caches = self.caches if caches is None else caches
-        T, B = dh_top.shape[:2]
+        B = dh_top.shape[1] if batch_sizes is None else int(batch_sizes[0])
         dtype = dh_top.dtype
         zeros = None
         if dhT is None or (self.lstm and dcT is None):
