@@ -538,12 +538,15 @@ static void rk_gemm256(int M, int N, int K, const float* a, size_t rsa, size_t c
             int m1 = M - m0 < MC ? M : m0 + MC;
             const float* ab = rk_pack_a_pays(0, csa, (q1 - q0) * RK_NH)
                 ? rk_pack_a(m0, m1, RK_MR256, kc, a + (size_t)k0 * csa, rsa, csa) : NULL;
-            for (int q = q0; q < q1; q++) {
-                const float* bp = pb + (size_t)(q / 2) * K * RK_NR + (size_t)k0 * RK_NR
-                                  + (q % 2) * RK_NH;
-                int nr = N - q * RK_NH < RK_NH ? N - q * RK_NH : RK_NH;
-                int full = nr == RK_NH;
-                const float* bq = bs ? bs + (size_t)q * RK_NH : NULL;
+            /* both half panels of a panel for one block of rows, then the next block: each row
+               of a panel is one 128-byte line pair of which a half panel reads one line, so the
+               two halves use every line of the panel while it is in L1 (one half at a time,
+               the panel's lines were half used and B read again from L2; the weight gradient
+               of a 10,000-word output layer, 10,000 x 400 -> 200 with A transposed: 79 -> 89
+               GFLOP/s, the other output products within 2%, best of 8 alternating runs, 1
+               thread, Zen 4) */
+            for (int qa = q0, qz; qa < q1; qa = qz) {
+                qz = qa % 2 == 0 && qa + 1 < q1 ? qa + 2 : qa + 1;
                 /* rows in nb blocks of nearly equal size, as rk_gemm512 */
                 int nb = (m1 - m0 + RK_MR256 - 1) / RK_MR256;
                 for (int ib = 0, m = m0; ib < nb; ib++) {
@@ -551,19 +554,26 @@ static void rk_gemm256(int M, int N, int K, const float* a, size_t rsa, size_t c
                     const float* am = ab ? ab + (size_t)(m - m0) * kc
                                          : a + (size_t)m * rsa + (size_t)k0 * csa;
                     size_t ra = ab ? 1 : rsa, ca = ab ? (size_t)mr : csa;
-                    float* cm = c + (size_t)m * ldc + (size_t)q * RK_NH;
-                    m += mr;
-                    #define RK_UK8(MR) (full ? rk_uk256(MR, 1, kc, am, ra, ca, bp, cm, ldc, bt, nr, bq) \
-                                             : rk_uk256(MR, 0, kc, am, ra, ca, bp, cm, ldc, bt, nr, bq))
-                    switch (mr) {
-                        case 6: RK_UK8(6); break;
-                        case 5: RK_UK8(5); break;
-                        case 4: RK_UK8(4); break;
-                        case 3: RK_UK8(3); break;
-                        case 2: RK_UK8(2); break;
-                        default: RK_UK8(1); break;
+                    for (int q = qa; q < qz; q++) {
+                        const float* bp = pb + (size_t)(q / 2) * K * RK_NR + (size_t)k0 * RK_NR
+                                          + (q % 2) * RK_NH;
+                        int nr = N - q * RK_NH < RK_NH ? N - q * RK_NH : RK_NH;
+                        int full = nr == RK_NH;
+                        const float* bq = bs ? bs + (size_t)q * RK_NH : NULL;
+                        float* cm = c + (size_t)m * ldc + (size_t)q * RK_NH;
+                        #define RK_UK8(MR) (full ? rk_uk256(MR, 1, kc, am, ra, ca, bp, cm, ldc, bt, nr, bq) \
+                                                 : rk_uk256(MR, 0, kc, am, ra, ca, bp, cm, ldc, bt, nr, bq))
+                        switch (mr) {
+                            case 6: RK_UK8(6); break;
+                            case 5: RK_UK8(5); break;
+                            case 4: RK_UK8(4); break;
+                            case 3: RK_UK8(3); break;
+                            case 2: RK_UK8(2); break;
+                            default: RK_UK8(1); break;
+                        }
+                        #undef RK_UK8
                     }
-                    #undef RK_UK8
+                    m += mr;
                 }
             }
         }
