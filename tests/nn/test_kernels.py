@@ -538,25 +538,32 @@ def test_thread_count_changes_no_result(path):
     hx = rng.standard_normal((T * B, H)).astype(f)
     wd, bd = rng.standard_normal((50, H)).astype(f), rng.standard_normal(50).astype(f)
     tg = rng.integers(0, 50, T * B)
-    old = K.get_num_threads()
-    runs = []
+
+    def compute():
+        h, hT, cT, c = K.lstm_forward(**p)
+        out = [h.copy(), cT] + [g.copy() for g in K.lstm_backward(dh, dT, dT, c)]
+        hr, _, cr = K.rnn_forward(p["x"], p["h0"], p["w_ih"][:H], p["w_hh"][:H],
+                                  p["b_ih"][:H], p["b_hh"][:H])
+        out += [hr.copy()] + [g.copy() for g in K.rnn_backward(dh, dT, cr)]
+        loss, sc = K.softmax_xent_forward(hx, wd, bd, tg)
+        out += [np.float64(loss)] + [g.copy() for g in K.softmax_xent_backward(1.0, sc)]
+        out.append(K.log_softmax(hx, wd, bd))
+        # a few rows: dot products over the unpacked weights, their columns split
+        for n in (1, 5):
+            out.append(K.log_softmax(hx[:n], wd, bd))
+            out.append(K.matmul(hx[:n], wd, trans_b=True))
+        return out
+    assert_the_same_on_1_2_and_3_threads(path, compute)
+
+
+def assert_the_same_on_1_2_and_3_threads(path, compute):
+    """compute() -> arrays, on `path` with 1, 2 and 3 threads: the same bits every time."""
+    old, runs = K.get_num_threads(), []
     try:
         K.set_isa(path)
         for nt in (1, 2, 3):
             K.set_num_threads(nt)
-            h, hT, cT, c = K.lstm_forward(**p)
-            out = [h.copy(), cT] + [g.copy() for g in K.lstm_backward(dh, dT, dT, c)]
-            hr, _, cr = K.rnn_forward(p["x"], p["h0"], p["w_ih"][:H], p["w_hh"][:H],
-                                      p["b_ih"][:H], p["b_hh"][:H])
-            out += [hr.copy()] + [g.copy() for g in K.rnn_backward(dh, dT, cr)]
-            loss, sc = K.softmax_xent_forward(hx, wd, bd, tg)
-            out += [np.float64(loss)] + [g.copy() for g in K.softmax_xent_backward(1.0, sc)]
-            out.append(K.log_softmax(hx, wd, bd))
-            # a few rows: dot products over the unpacked weights, their columns split
-            for n in (1, 5):
-                out.append(K.log_softmax(hx[:n], wd, bd))
-                out.append(K.matmul(hx[:n], wd, trans_b=True))
-            runs.append(out)
+            runs.append(compute())
     finally:
         K.set_num_threads(old)
         K.set_isa("best")
@@ -1212,20 +1219,12 @@ def test_ragged_windows_give_the_same_bits_on_any_thread_count(path):
     x, bs = ragged_rows(lengths, p["x"])
     dh, _ = ragged_rows(lengths, rng.standard_normal((T, B, H)).astype(np.float32))
     dT = np.zeros((B, H), np.float32)
-    old, runs = K.get_num_threads(), []
-    try:
-        K.set_isa(path)
-        for nt in (1, 2, 3):
-            K.set_num_threads(nt)
-            h, hT, cT, c = K.lstm_forward(**dict(p, x=x), batch_sizes=bs)
-            runs.append([h.copy(), hT, cT] + [g.copy() for g in K.lstm_backward(dh, dT, dT, c)
-                                              if g is not None])
-    finally:
-        K.set_num_threads(old)
-        K.set_isa("best")
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            np.testing.assert_array_equal(a, b)
+
+    def compute():
+        h, hT, cT, c = K.lstm_forward(**dict(p, x=x), batch_sizes=bs)
+        return [h.copy(), hT, cT] + [g.copy() for g in K.lstm_backward(dh, dT, dT, c)
+                                     if g is not None]
+    assert_the_same_on_1_2_and_3_threads(path, compute)
 
 
 def test_bad_batch_sizes_raise_clear_errors():
