@@ -59,12 +59,12 @@ KEYS = ([("seq2seq", k) for k in SEQ2SEQ_KEYS] + [("feeding", k) for k in FEEDIN
         + [("caption", k) for k in CAPTION_KEYS])
 # family -> the digests of KEYS, in order
 DIGESTS = {
-    "avx2": ["ad6639178adcc04b", "e202863cec6a9052", "05712ebb00fa87b2", "a6802f6beada7b41",
-             "4b59bcf764b8b8d2", "ef6ff1c72b4c51f2",
-             "548194c600c25bdf", "bbf5d6e61860bd71", "425bca879dbfd695"],
-    "avx512": ["f5549a7f2658fdee", "ca8ba09e4c5f43fd", "6a39aaf380c32130", "3a17bdf86a89abbb",
-               "3fa6b91df7ea2e7d", "e495736380228c51",
-               "4cb9bc14574f3024", "50dbae907bcee844", "83285281a98d5136"],
+    "avx2": ["afb016aa560cb24c", "8f506e7244f71150", "a0b1e07ac4d89732", "532cef9d826cb411",
+             "82fd50f099bceefc", "e7cab5e63f105b4f",
+             "fcc55374efd605aa", "d9c670b622f7f443", "7449c2c50e481098"],
+    "avx512": ["ed03831bfd74fca1", "648f8b80563611e9", "200b2178402c709c", "b682af123701326b",
+               "cd93f3b0bb677025", "af28f4c9694a0544",
+               "fcc55374efd605aa", "f5a40372195cd63c", "b50ed52ca9d8c720"],
     "avx": ["f151f9d67a89ffb8", "7fb17786bec02b8b", "611d8a08df0c1397", "a48eacd9b283e583",
             "49b1bf27f294f1c5", "c8046059bba7269f",
             "e7f4ef7165c39490", "6a7ec52d4417372e", "beccc1b73bcc7963"],

@@ -1237,3 +1237,60 @@ def test_bad_batch_sizes_raise_clear_errors():
     with pytest.raises(ValueError, match="dh"):
         _, _, _, c = K.lstm_forward(**dict(p, x=x), batch_sizes=[2, 2])
         K.lstm_backward(np.zeros((2, 2, 4), np.float32), p["h0"], p["c0"], c)
+
+
+def adam_buffers(rng, n):
+    """params, grads, m, v [n] as training holds them (v >= 0), gradients over many scales."""
+    return [rng.standard_normal(n).astype(np.float32),
+            (rng.standard_normal(n) * 10.0 ** rng.uniform(-8, 2, n)).astype(np.float32),
+            (rng.standard_normal(n) * 0.1).astype(np.float32),
+            np.abs(rng.standard_normal(n) * 1e-3).astype(np.float32)]
+
+
+@pytest.mark.parametrize("n", [1, 15, 17, 4095, 4097, 70001])
+def test_adam_step_is_the_reference_bit_for_bit(n, backend):
+    """Every operation rounded in float32, none fused: the reference's bits on every path, for
+    any length (vectors and their tails) and any thread split."""
+    rng = np.random.default_rng(n)
+    want = adam_buffers(rng, n)
+    start = [a.copy() for a in want]
+    ref.adam_step(*want, 0.9, 0.999, 7e-4, 3e-10)
+    for nt in (1, 2, 3):
+        got = [a.copy() for a in start]
+        old = K.get_num_threads()
+        try:
+            K.set_num_threads(nt)
+            K.adam_step(*got, 0.9, 0.999, 7e-4, 3e-10)
+        finally:
+            K.set_num_threads(old)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g.view(np.int32), w.view(np.int32))
+    np.testing.assert_array_equal(got[1], start[1])          # the gradient is only read
+
+
+def test_adam_step_by_hand():
+    """The first step from m = v = 0 with Adam's bias corrections folded into step and eps:
+    m = 0.1 g, v = 0.001 g^2, so p moves by step * 0.1 g / (sqrt(0.001) |g| + eps)."""
+    p = np.array([1.0, -1.0, 0.0], np.float32)
+    g = np.array([2.0, -0.5, 0.0], np.float32)
+    m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    K.adam_step(p, g, m, v, 0.9, 0.999, 0.01, 1e-8)
+    np.testing.assert_allclose(m, [0.2, -0.05, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(v, [0.004, 0.00025, 0.0], rtol=1e-6)
+    move = 0.01 * 0.1 / np.sqrt(0.001)          # the same for every g != 0: Adam's sign step
+    np.testing.assert_allclose(p, [1.0 - move, -1.0 + move, 0.0], rtol=1e-5)
+
+
+def test_adam_step_refuses_bad_buffers():
+    ok = [np.zeros(8, np.float32) for _ in range(4)]
+    for i, name in enumerate(("params", "grads", "m", "v")):
+        for bad in (np.zeros(8, np.float64), np.zeros(16, np.float32)[::2],
+                    np.zeros((2, 4), np.float32), [0.0] * 8) + ((np.zeros(7, np.float32),) if i else ()):
+            args = list(ok)
+            args[i] = bad
+            with pytest.raises(ValueError, match=f"{name} must be a contiguous 1-D float32"):
+                K.adam_step(*args, 0.9, 0.999, 1e-3, 1e-8)
+    frozen = np.zeros(8, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="m must be writeable"):
+        K.adam_step(ok[0], ok[1], frozen, ok[3], 0.9, 0.999, 1e-3, 1e-8)

@@ -87,6 +87,10 @@ cdef extern from "csrc/rk_attention.h":
                    size_t ldk, const float* enc, size_t lde, const unsigned char* valid,
                    float* alpha, float* ctx, size_t ldc) noexcept nogil
 
+cdef extern from "csrc/rk_optim.h":
+    void rk_adam(size_t n, float* p, const float* g, float* m, float* v, float b1, float c1,
+                 float b2, float c2, float step, float eps) noexcept nogil
+
 cdef extern from "csrc/rk_pool.h":
     ctypedef void (*job_fn)(int, int, void*) noexcept nogil
     int rk_pool_run(int nt, job_fn fn, void* arg) noexcept nogil
@@ -1970,3 +1974,53 @@ def attend(q, keys, enc, mask, alpha, ctx):
     cdef int nt = nthreads if <double>B * T * S * (H + D) >= 65536 else 1
     with nogil:
         rk_pool_run(nt, attend_job, &A)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer
+# ---------------------------------------------------------------------------------------------
+ctypedef struct AdamArgs:
+    size_t n
+    float* p
+    const float* g
+    float* m
+    float* v
+    float b1, c1, b2, c2, step, eps
+
+cdef size_t ADAM_BLOCK = 4096   # the threads' unit: their parts start on whole vectors
+
+
+cdef void adam_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef AdamArgs* A = <AdamArgs*>arg
+    cdef int k0, k1
+    rk_split(<int>((A.n + ADAM_BLOCK - 1) // ADAM_BLOCK), tid, nt, &k0, &k1)
+    cdef size_t i0 = k0 * ADAM_BLOCK, i1 = min(<size_t>k1 * ADAM_BLOCK, A.n)
+    if i1 > i0:
+        rk_adam(i1 - i0, A.p + i0, A.g + i0, A.m + i0, A.v + i0, A.b1, A.c1, A.b2, A.c2,
+                A.step, A.eps)
+
+
+def adam_step(params, grads, m, v, double beta1, double beta2, double step, double eps):
+    """One Adam step in place over flat float32 buffers params, grads, m, v [P] (contiguous):
+    m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2; params -= step m / (sqrt(v) +
+    eps), every operation rounded in float32 as reference.adam_step computes it (the same bits,
+    on every path and thread count): beta1, beta2, 1 - beta1, 1 - beta2 (computed in double),
+    step and eps are rounded to float32 first. step and eps carry the bias corrections
+    (nn/optim.Adam)."""
+    cdef Py_ssize_t n = params.shape[0] if isinstance(params, np.ndarray) else -1
+    for name, a in (("params", params), ("grads", grads), ("m", m), ("v", v)):
+        if (not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 1
+                or a.shape[0] != n or not a.flags.c_contiguous):
+            raise ValueError(f"{name} must be a contiguous 1-D float32 array of the length of "
+                             f"params")
+        if name != "grads" and not a.flags.writeable:
+            raise ValueError(f"{name} must be writeable")
+    cdef AdamArgs A
+    A.n = n
+    A.p, A.g, A.m, A.v = fptr(params), fptr(grads), fptr(m), fptr(v)
+    A.b1, A.b2, A.step, A.eps = <float>beta1, <float>beta2, <float>step, <float>eps
+    A.c1, A.c2 = <float>(1.0 - beta1), <float>(1.0 - beta2)
+    # a hand-off costs about a microsecond: threads from some 64k elements on
+    cdef int nt = nthreads if n >= 65536 else 1
+    with nogil:
+        rk_pool_run(nt, adam_job, &A)

@@ -2,8 +2,8 @@
 
 Dimension letter: P parameters (the length of the flat buffers rnnlm.py keeps).
 
-Every operation is a pass over whole flat buffers (BLAS axpy/dot or numpy in place), never a
-loop over tensors, and allocates nothing after construction. All results are deterministic for a
+Every operation is a pass over whole flat buffers (BLAS axpy/dot, numpy in place, or Adam's one
+compiled pass), never a loop over tensors, and allocates nothing after construction. All results are deterministic for a
 given thread count (element-wise passes do not depend on it at all).
 
 Row-sparse gradients. An embedding's gradient in one window is non-zero only in the rows of the
@@ -136,7 +136,9 @@ class SGD:
 
 class Adam:
     """Adam (Kingma & Ba 2015, Algorithm 1, with the bias corrections folded into the step size
-    as in section 2): m, v are flat buffers like the parameters."""
+    as in section 2): m, v are flat buffers like the parameters. One compiled pass over the
+    four buffers per step (the kernels' adam_step; reference.adam_step is its specification and
+    serves other dtypes)."""
 
     name = "adam"
 
@@ -145,25 +147,21 @@ class Adam:
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m = np.zeros(size, dtype)        # [P] first moment
         self.v = np.zeros(size, dtype)        # [P] second moment
-        self.scratch = np.empty(size, dtype)  # [P]
         self.t = 0
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float,
              sparse: Sequence[SparseRows] = ()) -> None:
         """One dense step (`sparse` is ignored: the moments decay in every row)."""
-        b1, b2, s, axpy = self.beta1, self.beta2, self.scratch, _axpy(params)
+        b1, b2 = self.beta1, self.beta2
         self.t += 1
-        self.m *= self.m.dtype.type(b1)
-        axpy(grads, self.m, a=1.0 - b1)                     # m = b1 m + (1 - b1) g
-        self.v *= self.v.dtype.type(b2)
-        np.multiply(grads, grads, out=s)
-        axpy(s, self.v, a=1.0 - b2)                         # v = b2 v + (1 - b2) g^2
         step = lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
         eps_hat = self.eps * math.sqrt(1.0 - b2 ** self.t)  # so that eps means Algorithm 1's eps
-        np.sqrt(self.v, out=s)
-        s += s.dtype.type(eps_hat)
-        np.divide(self.m, s, out=s)
-        axpy(s, params, a=-step)
+        if params.dtype == np.float32:
+            from .backend import kernels
+            adam = kernels().adam_step
+        else:
+            from .reference import adam_step as adam
+        adam(params, grads, self.m, self.v, b1, b2, step, eps_hat)
 
     def state_tensors(self) -> dict[str, np.ndarray]:
         return {"adam.m": self.m, "adam.v": self.v}

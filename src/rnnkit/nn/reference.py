@@ -25,7 +25,7 @@ __all__ = [
     "rnn_forward", "rnn_backward", "rnn_step", "input_table",
     "softmax_xent_forward", "softmax_xent_backward", "log_softmax",
     "embedding_forward", "embedding_backward", "matmul",
-    "adaptive_log_softmax", "topk_rows", "beam_select",
+    "adaptive_log_softmax", "topk_rows", "beam_select", "adam_step",
 ]
 
 
@@ -495,6 +495,22 @@ def attend(q, keys, enc, mask, alpha, ctx):
     e = np.exp(scores - scores.max(axis=-1, keepdims=True))
     alpha[...] = e / e.sum(axis=-1, keepdims=True)
     np.matmul(alpha, enc.transpose(1, 0, 2), out=ctx[..., :enc.shape[2]].transpose(1, 0, 2))
+
+
+def adam_step(params, grads, m, v, beta1, beta2, step, eps):
+    """One Adam step in place (Kingma & Ba 2015, Algorithm 1; the bias corrections are folded
+    into step and eps by nn/optim.Adam) over flat buffers [P] of one dtype:
+        m = beta1 m + (1 - beta1) g
+        v = beta2 v + (1 - beta2) g^2
+        params -= step m / (sqrt(v) + eps)
+    every operation rounded in the buffers' dtype, in this order, no fused multiply-add (the
+    constants rounded to it first; 1 - beta computed in double). The compiled kernel gives the
+    same bits in float32."""
+    f = params.dtype.type
+    b1, c1, b2, c2 = f(beta1), f(1.0 - beta1), f(beta2), f(1.0 - beta2)
+    m[...] = b1 * m + c1 * grads
+    v[...] = b2 * v + c2 * (grads * grads)
+    params[...] = params - f(step) * (m / (np.sqrt(v) + f(eps)))
 
 
 def _into(out, value):
