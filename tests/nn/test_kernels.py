@@ -1028,7 +1028,7 @@ def test_log_softmax_on_a_weight_packed_before_gives_the_same_bits(path, N, H, V
 @pytest.mark.parametrize("N,V", [(45, 50), (320, 700), (9, 3000)])
 def test_the_output_layers_chunks_of_rows_change_no_bit(path, N, V):
     # the forward's product runs a chunk of rows at a time (the logits of chunk_bytes); chunks
-    # of 8 rows (N = 45: a short last one per thread) and all rows at once give the same
+    # of 8 rows (12 on avx2; N = 45: a short last one per thread) and all rows at once give the same
     # log-probabilities, best entries, loss and gradients, on 1 and 2 threads
     if path is None:
         pytest.skip("no packed path on this CPU")
@@ -1047,7 +1047,7 @@ def test_the_output_layers_chunks_of_rows_change_no_bit(path, N, V):
         with using(path):
             for nt in (1, 2):
                 K.set_num_threads(nt)
-                K._softmax_chunk_bytes(1)            # 8 rows
+                K._softmax_chunk_bytes(1)            # 8 rows (avx2: 12)
                 small = outputs()
                 K._softmax_chunk_bytes(1 << 40)      # every row at once
                 for a, b_ in zip(small, outputs()):
