@@ -30,42 +30,30 @@ RK_EXACT static void rk_adam_c(size_t n, float* p, const float* g, float* m, flo
 }
 #ifdef RK_X86
 #include <immintrin.h>
-__attribute__((target("avx512f"))) RK_EXACT
-static void rk_adam512(size_t n, float* p, const float* g, float* m, float* v, float b1,
-                       float c1, float b2, float c2, float step, float eps) {
-    const __m512 B1 = _mm512_set1_ps(b1), C1 = _mm512_set1_ps(c1), B2 = _mm512_set1_ps(b2),
-                 C2 = _mm512_set1_ps(c2), ST = _mm512_set1_ps(step), EP = _mm512_set1_ps(eps);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 gi = _mm512_loadu_ps(g + i);
-        __m512 mi = _mm512_add_ps(_mm512_mul_ps(B1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(C1, gi));
-        __m512 vi = _mm512_add_ps(_mm512_mul_ps(B2, _mm512_loadu_ps(v + i)),
-                                  _mm512_mul_ps(C2, _mm512_mul_ps(gi, gi)));
-        _mm512_storeu_ps(m + i, mi);
-        _mm512_storeu_ps(v + i, vi);
-        __m512 d = _mm512_div_ps(mi, _mm512_add_ps(_mm512_sqrt_ps(vi), EP));
-        _mm512_storeu_ps(p + i, _mm512_sub_ps(_mm512_loadu_ps(p + i), _mm512_mul_ps(ST, d)));
-    }
-    rk_adam_c(n - i, p + i, g + i, m + i, v + i, b1, c1, b2, c2, step, eps);
+/* the 16- and 8-lane copies, one body: P is the intrinsics' prefix (_mm512, _mm256), VT the
+   vector type, W its lanes; the tail goes through rk_adam_c */
+#define RK_ADAM_SIMD(NAME, TARGET, P, VT, W)                                                     \
+__attribute__((target(TARGET))) RK_EXACT                                                        \
+static void NAME(size_t n, float* p, const float* g, float* m, float* v, float b1, float c1,   \
+                 float b2, float c2, float step, float eps) {                                   \
+    const VT B1 = P##_set1_ps(b1), C1 = P##_set1_ps(c1), B2 = P##_set1_ps(b2),                  \
+             C2 = P##_set1_ps(c2), ST = P##_set1_ps(step), EP = P##_set1_ps(eps);               \
+    size_t i = 0;                                                                               \
+    for (; i + W <= n; i += W) {                                                                \
+        VT gi = P##_loadu_ps(g + i);                                                            \
+        VT mi = P##_add_ps(P##_mul_ps(B1, P##_loadu_ps(m + i)), P##_mul_ps(C1, gi));            \
+        VT vi = P##_add_ps(P##_mul_ps(B2, P##_loadu_ps(v + i)),                                 \
+                           P##_mul_ps(C2, P##_mul_ps(gi, gi)));                                 \
+        P##_storeu_ps(m + i, mi);                                                               \
+        P##_storeu_ps(v + i, vi);                                                               \
+        VT d = P##_div_ps(mi, P##_add_ps(P##_sqrt_ps(vi), EP));                                 \
+        P##_storeu_ps(p + i, P##_sub_ps(P##_loadu_ps(p + i), P##_mul_ps(ST, d)));               \
+    }                                                                                           \
+    rk_adam_c(n - i, p + i, g + i, m + i, v + i, b1, c1, b2, c2, step, eps);                    \
 }
-__attribute__((target("avx2"))) RK_EXACT
-static void rk_adam256(size_t n, float* p, const float* g, float* m, float* v, float b1,
-                       float c1, float b2, float c2, float step, float eps) {
-    const __m256 B1 = _mm256_set1_ps(b1), C1 = _mm256_set1_ps(c1), B2 = _mm256_set1_ps(b2),
-                 C2 = _mm256_set1_ps(c2), ST = _mm256_set1_ps(step), EP = _mm256_set1_ps(eps);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 gi = _mm256_loadu_ps(g + i);
-        __m256 mi = _mm256_add_ps(_mm256_mul_ps(B1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(C1, gi));
-        __m256 vi = _mm256_add_ps(_mm256_mul_ps(B2, _mm256_loadu_ps(v + i)),
-                                  _mm256_mul_ps(C2, _mm256_mul_ps(gi, gi)));
-        _mm256_storeu_ps(m + i, mi);
-        _mm256_storeu_ps(v + i, vi);
-        __m256 d = _mm256_div_ps(mi, _mm256_add_ps(_mm256_sqrt_ps(vi), EP));
-        _mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_loadu_ps(p + i), _mm256_mul_ps(ST, d)));
-    }
-    rk_adam_c(n - i, p + i, g + i, m + i, v + i, b1, c1, b2, c2, step, eps);
-}
+RK_ADAM_SIMD(rk_adam512, "avx512f", _mm512, __m512, 16)
+RK_ADAM_SIMD(rk_adam256, "avx2", _mm256, __m256, 8)
+#undef RK_ADAM_SIMD
 #endif
 /* the selected path's copy (rk_isa, rk_cpu.h) */
 static void rk_adam(size_t n, float* p, const float* g, float* m, float* v, float b1, float c1,
