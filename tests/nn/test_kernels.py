@@ -1294,3 +1294,42 @@ def test_adam_step_refuses_bad_buffers():
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="m must be writeable"):
         K.adam_step(ok[0], ok[1], frozen, ok[3], 0.9, 0.999, 1e-3, 1e-8)
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 65535, 65537, 200003])
+def test_sgd_step_and_sum_squares_are_the_reference_bit_for_bit(n, backend):
+    """The norm's sums in a fixed order (32 double lanes per block of 65,536, the blocks in
+    order) and SGD's rounded product then difference: the reference's bits on every path and
+    thread split."""
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-6, 3, n)).astype(np.float32)
+    p0 = rng.standard_normal(n).astype(np.float32)
+    want_p = p0.copy()
+    ref.sgd_step(want_p, x, 0.37)
+    want = ref.sum_squares(x)
+    old = K.get_num_threads()
+    try:
+        for nt in (1, 2, 3):
+            K.set_num_threads(nt)
+            assert K.sum_squares(x) == want
+            p = p0.copy()
+            K.sgd_step(p, x, 0.37)
+            np.testing.assert_array_equal(p.view(np.int32), want_p.view(np.int32))
+    finally:
+        K.set_num_threads(old)
+
+
+def test_sgd_step_and_sum_squares_by_hand():
+    x = np.array([3.0, 4.0, 1.0, 2.0, 2.0] + [0.0] * 27 + [10.0, 1.0], np.float32)  # 33rd: lane 0
+    assert K.sum_squares(x) == 9 + 16 + 1 + 4 + 4 + 100 + 1
+    assert K.sum_squares(np.zeros(0, np.float32)) == 0.0
+    big = np.full(3 * 65536 + 5, 0.5, np.float32)          # three whole blocks and a tail
+    assert K.sum_squares(big) == 0.25 * big.size
+    p = np.array([1.0, -2.0, 0.5], np.float32)
+    K.sgd_step(p, np.array([0.5, 1.0, -4.0], np.float32), 0.5)
+    np.testing.assert_array_equal(p, [0.75, -2.5, 2.5])
+    with pytest.raises(ValueError, match="grads must be a contiguous 1-D float32 array of the "
+                                         "length of params"):
+        K.sgd_step(p, np.zeros(4, np.float32), 0.1)
+    with pytest.raises(ValueError, match="x must be a contiguous 1-D float32"):
+        K.sum_squares(np.zeros(4))

@@ -90,6 +90,8 @@ cdef extern from "csrc/rk_attention.h":
 cdef extern from "csrc/rk_optim.h":
     void rk_adam(size_t n, float* p, const float* g, float* m, float* v, float b1, float c1,
                  float b2, float c2, float step, float eps) noexcept nogil
+    void rk_sgd(size_t n, float* p, const float* g, float lr) noexcept nogil
+    double rk_sum_squares(size_t n, const float* x) noexcept nogil
 
 cdef extern from "csrc/rk_pool.h":
     ctypedef void (*job_fn)(int, int, void*) noexcept nogil
@@ -1999,17 +2001,95 @@ ctypedef struct AdamArgs:
     float* v
     float b1, c1, b2, c2, step, eps
 
-cdef size_t ADAM_BLOCK = 4096   # the threads' unit: their parts start on whole vectors
+cdef size_t FLAT_BLOCK = 4096   # the threads' unit: their parts start on whole vectors
+
+
+cdef inline void flat_part(size_t n, int tid, int nt, size_t* i0, size_t* i1) noexcept nogil:
+    """This thread's entries i0 .. i1-1 of a flat buffer of n (whole FLAT_BLOCKs but the last)."""
+    cdef int k0, k1
+    rk_split(<int>((n + FLAT_BLOCK - 1) // FLAT_BLOCK), tid, nt, &k0, &k1)
+    i0[0] = k0 * FLAT_BLOCK
+    i1[0] = min(<size_t>k1 * FLAT_BLOCK, n)
 
 
 cdef void adam_job(int tid, int nt, void* arg) noexcept nogil:
     cdef AdamArgs* A = <AdamArgs*>arg
-    cdef int k0, k1
-    rk_split(<int>((A.n + ADAM_BLOCK - 1) // ADAM_BLOCK), tid, nt, &k0, &k1)
-    cdef size_t i0 = k0 * ADAM_BLOCK, i1 = min(<size_t>k1 * ADAM_BLOCK, A.n)
+    cdef size_t i0, i1
+    flat_part(A.n, tid, nt, &i0, &i1)
     if i1 > i0:
         rk_adam(i1 - i0, A.p + i0, A.g + i0, A.m + i0, A.v + i0, A.b1, A.c1, A.b2, A.c2,
                 A.step, A.eps)
+
+
+ctypedef struct FlatArgs:          # sgd_step, sum_squares
+    size_t n
+    float* p
+    const float* g
+    float lr
+    double* part                   # [blocks] the sums of squares of NORM_BLOCK entries
+
+
+cdef void sgd_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef FlatArgs* A = <FlatArgs*>arg
+    cdef size_t i0, i1
+    flat_part(A.n, tid, nt, &i0, &i1)
+    if i1 > i0:
+        rk_sgd(i1 - i0, A.p + i0, A.g + i0, A.lr)
+
+
+cdef size_t NORM_BLOCK = 65536   # floats per partial sum of squares (optim.grad_norm's unit)
+
+
+cdef void sum_squares_job(int tid, int nt, void* arg) noexcept nogil:
+    cdef FlatArgs* A = <FlatArgs*>arg
+    cdef int k0, k1, k
+    rk_split(<int>((A.n + NORM_BLOCK - 1) // NORM_BLOCK), tid, nt, &k0, &k1)
+    for k in range(k0, k1):
+        A.part[k] = rk_sum_squares(min(NORM_BLOCK, A.n - k * NORM_BLOCK), A.g + k * NORM_BLOCK)
+
+
+cdef Py_ssize_t _flat(str name, a, Py_ssize_t n, bint write) except -1:
+    """The length of a contiguous 1-D float32 array (of length n unless n < 0)."""
+    if (not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 1
+            or (n >= 0 and a.shape[0] != n) or not a.flags.c_contiguous):
+        raise ValueError(f"{name} must be a contiguous 1-D float32 array"
+                         + (" of the length of params" if n >= 0 else ""))
+    if write and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    return a.shape[0]
+
+
+def sgd_step(params, grads, double lr):
+    """params -= lr grads in place over contiguous 1-D float32 buffers, lr rounded to float32 and
+    each product rounded before the difference, as reference.sgd_step (the same bits on every
+    path and thread count)."""
+    cdef Py_ssize_t n = _flat("params", params, -1, True)
+    _flat("grads", grads, n, False)
+    cdef FlatArgs A
+    A.n, A.p, A.g, A.lr = n, fptr(params), fptr(grads), <float>lr
+    cdef int nt = nthreads if n >= 65536 else 1
+    with nogil:
+        rk_pool_run(nt, sgd_job, &A)
+
+
+def sum_squares(x):
+    """The sum of the squares of a contiguous 1-D float32 array, as a float: blocks of 65,536
+    entries, each summed in 32 double lanes (reference.sum_squares), the blocks' sums added in
+    order, so the same bits on every path and thread count."""
+    cdef Py_ssize_t n = _flat("x", x, -1, False)
+    cdef Py_ssize_t nb = (n + NORM_BLOCK - 1) // NORM_BLOCK
+    parts = np.zeros(nb, np.float64)
+    cdef FlatArgs A
+    A.n, A.g, A.part = n, fptr(x), dptr(parts)
+    cdef int nt = nthreads if nb > 1 else 1
+    if nb:
+        with nogil:
+            rk_pool_run(nt, sum_squares_job, &A)
+    cdef double total = 0.0
+    cdef Py_ssize_t k
+    for k in range(nb):
+        total += parts[k]
+    return total
 
 
 def adam_step(params, grads, m, v, double beta1, double beta2, double step, double eps):
@@ -2019,14 +2099,10 @@ def adam_step(params, grads, m, v, double beta1, double beta2, double step, doub
     on every path and thread count): beta1, beta2, 1 - beta1, 1 - beta2 (computed in double),
     step and eps are rounded to float32 first. step and eps carry the bias corrections
     (nn/optim.Adam)."""
-    cdef Py_ssize_t n = params.shape[0] if isinstance(params, np.ndarray) else -1
-    for name, a in (("params", params), ("grads", grads), ("m", m), ("v", v)):
-        if (not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 1
-                or a.shape[0] != n or not a.flags.c_contiguous):
-            raise ValueError(f"{name} must be a contiguous 1-D float32 array of the length of "
-                             f"params")
-        if name != "grads" and not a.flags.writeable:
-            raise ValueError(f"{name} must be writeable")
+    cdef Py_ssize_t n = _flat("params", params, -1, True)
+    _flat("grads", grads, n, False)
+    _flat("m", m, n, True)
+    _flat("v", v, n, True)
     cdef AdamArgs A
     A.n = n
     A.p, A.g, A.m, A.v = fptr(params), fptr(grads), fptr(m), fptr(v)

@@ -2,9 +2,10 @@
 
 Dimension letter: P parameters (the length of the flat buffers rnnlm.py keeps).
 
-Every operation is a pass over whole flat buffers (BLAS axpy/dot, numpy in place, or Adam's one
-compiled pass), never a loop over tensors, and allocates nothing after construction. All results are deterministic for a
-given thread count (element-wise passes do not depend on it at all).
+Every operation is a pass over whole flat buffers (compiled passes for SGD, Adam and the norm's
+sums, threaded like the layers; numpy in place for the rest), never a loop over tensors, and
+allocates nothing after construction. No result depends on the thread count or the kernel path
+(the norm's sums run in a fixed order: reference.sum_squares).
 
 Row-sparse gradients. An embedding's gradient in one window is non-zero only in the rows of the
 ids the window read (at most T*B of V rows: 700 of WikiText-2's 33,278 in Zaremba's set-up, where
@@ -25,18 +26,7 @@ from ..errors import RnnkitError
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 1.0, "adam": 1e-3}
-
-
-def _axpy(x: np.ndarray):
-    """BLAS y += a*x for the dtype of x (y updated in place when it is contiguous)."""
-    # imported here: scipy.linalg takes ~0.15 s to import, which every command would pay at
-    # start-up (the CLI lists the optimizers); only training steps use it
-    from scipy.linalg import blas
-
-    return blas.get_blas_funcs("axpy", (x,))
-
-
-NORM_BLOCK = 1 << 16  # floats per BLAS dot in grad_norm; the blocks are summed in float64
+NORM_BLOCK = 1 << 16  # floats per partial sum of squares in grad_norm (the kernels' block)
 
 
 @dataclass(frozen=True)
@@ -68,12 +58,18 @@ def _dense_parts(flat: np.ndarray, sparse: Sequence[SparseRows]) -> list[np.ndar
 
 
 def _sum_squares(x: np.ndarray) -> float:
-    return sum(float(np.dot(b, b)) for b in
-               (x[i:i + NORM_BLOCK] for i in range(0, x.shape[0], NORM_BLOCK)))
+    """The sum of the squares of x [n] in float64: the kernels' sum_squares (blocks of
+    NORM_BLOCK, 32 double lanes each, the same bits on every path and thread count) for float32,
+    reference.sum_squares, its specification, for other dtypes."""
+    if x.dtype == np.float32 and x.flags.c_contiguous:
+        from .backend import kernels
+        return kernels().sum_squares(x)
+    from .reference import sum_squares
+    return sum_squares(x, NORM_BLOCK)
 
 
 def grad_norm(grads: np.ndarray, sparse: Sequence[SparseRows] = ()) -> float:
-    """The Euclidean norm of the flat gradient [P]: BLAS dots over blocks, summed in float64.
+    """The Euclidean norm of the flat gradient [P]: squares summed in float64 (_sum_squares).
     (One float32 dot over the whole buffer was off by 2.6e-4 at 33M parameters -- a WikiText-2
     model -- enough to change the clipping factor against PyTorch's and make early training
     drift apart.) With `sparse`, the blocks it names are read in their listed rows only."""
@@ -104,8 +100,9 @@ def clip_grad_norm(grads: np.ndarray, max_norm: float | None,
 
 
 class SGD:
-    """params -= lr * grads: one BLAS axpy over the flat buffer (with `sparse`, over the dense
-    parts, and the listed rows of the sparse blocks)."""
+    """params -= lr * grads: one compiled pass over the flat buffer (the kernels' sgd_step;
+    reference.sgd_step for other dtypes), with `sparse` over the dense parts, and the listed
+    rows of the sparse blocks (numpy, the same arithmetic)."""
 
     name = "sgd"
 
@@ -114,12 +111,16 @@ class SGD:
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float,
              sparse: Sequence[SparseRows] = ()) -> None:
-        axpy = _axpy(params)
+        if params.dtype == np.float32:
+            from .backend import kernels
+            step = kernels().sgd_step
+        else:
+            from .reference import sgd_step as step
         if not sparse:
-            axpy(grads, params, a=-lr)
+            step(params, grads, lr)
             return
         for p, g in zip(_dense_parts(params, sparse), _dense_parts(grads, sparse)):
-            axpy(g, p, a=-lr)
+            step(p, g, lr)
         for s in sparse:
             w, g = s.block(params), s.block(grads)
             w[s.rows] -= params.dtype.type(lr) * g[s.rows]

@@ -25,7 +25,7 @@ __all__ = [
     "rnn_forward", "rnn_backward", "rnn_step", "input_table",
     "softmax_xent_forward", "softmax_xent_backward", "log_softmax",
     "embedding_forward", "embedding_backward", "matmul",
-    "adaptive_log_softmax", "topk_rows", "beam_select", "adam_step",
+    "adaptive_log_softmax", "topk_rows", "beam_select", "adam_step", "sgd_step", "sum_squares",
 ]
 
 
@@ -511,6 +511,28 @@ def adam_step(params, grads, m, v, beta1, beta2, step, eps):
     m[...] = b1 * m + c1 * grads
     v[...] = b2 * v + c2 * (grads * grads)
     params[...] = params - f(step) * (m / (np.sqrt(v) + f(eps)))
+
+
+def sgd_step(params, grads, lr):
+    """params -= lr grads in place (lr in the buffers' dtype; the product rounded, then the
+    difference)."""
+    params -= params.dtype.type(lr) * grads
+
+
+def sum_squares(x, block=65536):
+    """The sum of the squares of x [P] as a float, in the order the kernel adds them: blocks of
+    `block` entries; in a block, entry i's square (exact in float64) goes to lane i % 32, each
+    lane summed in order, then the 32 lanes in order; then the blocks' sums in order."""
+    total = 0.0
+    for b in range(0, len(x), block):
+        sq = np.asarray(x[b:b + block], np.float64) ** 2
+        sq = np.concatenate([sq, np.zeros(-len(sq) % 32)]).reshape(-1, 32)
+        lanes = np.cumsum(sq, axis=0)[-1]            # each lane in order
+        s = 0.0
+        for v in lanes:
+            s += float(v)
+        total += s
+    return total
 
 
 def _into(out, value):
