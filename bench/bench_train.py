@@ -292,8 +292,8 @@ def main() -> None:
     for _ in range(rounds - 1):
         for isa in isas:
             kernels().set_isa(isa)
-            earlier[isa].append(quick_speed(args, cfg, corpus, tmp / f"model-{isa}.rnnkit",
-                                            Timer(windows)))
+            earlier[isa].append(run_rnnkit(args, cfg, corpus, tmp / f"model-{isa}.rnnkit",
+                                           Timer(windows))[1])
         if torch_runs:
             torch_runs.append(run_torch(args, cfg, tmp / "init.rnnkit",
                                         tmp / "grads.safetensors", windows))
@@ -316,16 +316,18 @@ def main() -> None:
                       Timer, isa, earlier[isa])
 
 
-def quick_speed(args, cfg, corpus, model_path, timer) -> float:
-    """rnnkit's training tokens/s over the timer's windows (a round of quick mode)."""
+def run_rnnkit(args, cfg, corpus, model_path, timer):
+    """rnnkit's training until the end or the timer's last window: (summary or None, its
+    tokens/s over the timed windows)."""
     from rnnkit.training import TrainingInterrupted, TrainOptions, train
 
+    summary = None
     try:
-        train(corpus, model_path, TrainOptions(**cfg, threads=args.threads,
-                                               eval_batch=args.eval_batch), timer)
+        summary = train(corpus, model_path, TrainOptions(**cfg, threads=args.threads,
+                                                         eval_batch=args.eval_batch), timer)
     except TrainingInterrupted:
         pass
-    return timer.tokens / (timer.last - timer.t0)
+    return summary, (timer.tokens / (timer.last - timer.t0) if timer.t0 else float("nan"))
 
 
 def train_on_path(args, cfg, corpus, model_path, windows, char, torch_res, Timer, isa,
@@ -333,18 +335,9 @@ def train_on_path(args, cfg, corpus, model_path, windows, char, torch_res, Timer
     """Train (or time `windows` windows) on the selected kernel path; print its table."""
     from threadpoolctl import threadpool_info
 
-    from rnnkit.training import TrainingInterrupted, TrainOptions, train
-
-    opts = TrainOptions(**cfg, threads=args.threads, eval_batch=args.eval_batch)
-    timer = Timer(windows)
     wall0 = time.perf_counter()
-    summary = None
-    try:
-        summary = train(corpus, model_path, opts, timer)
-    except TrainingInterrupted:
-        pass
+    summary, ours = run_rnnkit(args, cfg, corpus, model_path, Timer(windows))
     wall = time.perf_counter() - wall0
-    ours = timer.tokens / (timer.last - timer.t0) if timer.t0 else float("nan")
     ours = max([ours, *earlier])
     blas = ", ".join(sorted({f"{i['internal_api']} {i.get('version')}" for i in threadpool_info()}))
 

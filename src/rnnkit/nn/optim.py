@@ -29,6 +29,16 @@ DEFAULT_LR = {"sgd": 1.0, "adam": 1e-3}
 NORM_BLOCK = 1 << 16  # floats per partial sum of squares in grad_norm (the kernels' block)
 
 
+def _pass(name: str, x: np.ndarray):
+    """The flat pass `name` for buffers like x: the compiled kernel for contiguous float32,
+    else its specification in reference.py (other dtypes; the same arithmetic)."""
+    if x.dtype == np.float32 and x.flags.c_contiguous:
+        from .backend import kernels
+        return getattr(kernels(), name)
+    from . import reference
+    return getattr(reference, name)
+
+
 @dataclass(frozen=True)
 class SparseRows:
     """The [count, width] block of a flat buffer at offset `start` (an embedding's weight) in
@@ -61,11 +71,7 @@ def _sum_squares(x: np.ndarray) -> float:
     """The sum of the squares of x [n] in float64: the kernels' sum_squares (blocks of
     NORM_BLOCK, 32 double lanes each, the same bits on every path and thread count) for float32,
     reference.sum_squares, its specification, for other dtypes."""
-    if x.dtype == np.float32 and x.flags.c_contiguous:
-        from .backend import kernels
-        return kernels().sum_squares(x)
-    from .reference import sum_squares
-    return sum_squares(x, NORM_BLOCK)
+    return _pass("sum_squares", x)(x)
 
 
 def grad_norm(grads: np.ndarray, sparse: Sequence[SparseRows] = ()) -> float:
@@ -111,11 +117,7 @@ class SGD:
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float,
              sparse: Sequence[SparseRows] = ()) -> None:
-        if params.dtype == np.float32:
-            from .backend import kernels
-            step = kernels().sgd_step
-        else:
-            from .reference import sgd_step as step
+        step = _pass("sgd_step", params)
         if not sparse:
             step(params, grads, lr)
             return
@@ -157,12 +159,7 @@ class Adam:
         self.t += 1
         step = lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
         eps_hat = self.eps * math.sqrt(1.0 - b2 ** self.t)  # so that eps means Algorithm 1's eps
-        if params.dtype == np.float32:
-            from .backend import kernels
-            adam = kernels().adam_step
-        else:
-            from .reference import adam_step as adam
-        adam(params, grads, self.m, self.v, b1, b2, step, eps_hat)
+        _pass("adam_step", params)(params, grads, self.m, self.v, b1, b2, step, eps_hat)
 
     def state_tensors(self) -> dict[str, np.ndarray]:
         return {"adam.m": self.m, "adam.v": self.v}
