@@ -27,8 +27,8 @@ from ._common import err, install_numeric_checks
 
 app = typer.Typer(
     name="rnnkit",
-    help="Language modelling on the CPU: prepare corpora, train n-gram and recurrent models, "
-    "generate, score and rescore sentences.",
+    help="Sequence models on the CPU: prepare corpora; train n-gram, recurrent, translation and "
+    "caption models; generate, score, rescore, translate and caption.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

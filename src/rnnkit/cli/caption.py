@@ -33,7 +33,8 @@ def _floats(text: str, flag: str) -> tuple[float, float, float]:
     return v
 
 
-@app.command(epilog="Examples:\n\n"
+@app.command(short_help="Extract image features with a frozen CNN (ONNX) or the demo extractor.",
+             epilog="Examples:\n\n"
              "rnnkit features scenes/images --out feats.safetensors\n\n"
              "rnnkit features photos/ --onnx resnet18.onnx --size 224 --output pooled "
              "--out feats.safetensors")
@@ -44,7 +45,7 @@ def features(
         "--out", help="The features file to write (.safetensors: [N, D] with the ids).")] = None,
     onnx: Annotated[Optional[Path], typer.Option(
         help="A CNN as an ONNX model (run by ONNX Runtime); without it, rnnkit's demo extractor "
-        "(see the README).")] = None,
+        "(see docs/commands.md).")] = None,
     size: Annotated[Optional[int], typer.Option(
         help="Resize images to SIZE x SIZE for the ONNX model \\[default: its input size, or "
         "224].")] = None,
@@ -102,7 +103,8 @@ def _read_inputs(path: Path, onnx: Optional[Path], model: CaptionModel, model_pa
     return feats
 
 
-@app.command(epilog="Examples:\n\n"
+@app.command(short_help="Describe images with a trained caption model.",
+             epilog="Examples:\n\n"
              "rnnkit caption scenes.rnnkit test/images\n\n"
              "rnnkit caption scenes.rnnkit feats.safetensors --beam 3 --n-best 3 --json\n\n"
              "rnnkit caption scenes.rnnkit test/images --references test/captions.tsv")

@@ -61,7 +61,9 @@ def _parallel_files(name: str, src: str | None, trg: str | None):
     return (src, trg)
 
 
-@app.command(cls=_PairedOptions, epilog="Examples:\n\n"
+@app.command(short_help="Turn UTF-8 text, or sentence pairs with --parallel, into a vocabulary "
+                        "and token-id arrays.",
+             cls=_PairedOptions, epilog="Examples:\n\n"
              "rnnkit prepare corpus.txt --out data/ --min-count 2\n\n"
              "rnnkit prepare train.txt.gz --valid valid.txt --test test.txt --out data/\n\n"
              "rnnkit prepare --sample ko --level char --out demo/ko\n\n"
@@ -198,7 +200,9 @@ def _prepare_parallel(inputs, out_dir, sample, level, lowercase, min_count, max_
         out.print(parallel_table(manifest))
 
 
-@app.command(epilog="Examples:\n\n"
+@app.command(short_help="Write a synthetic corpus with one long-range dependency, or captioned "
+                        "synthetic scenes.",
+             epilog="Examples:\n\n"
              "rnnkit synth --out synth.txt --sentences 20000 --filler 5,40 --vocab 10\n\n"
              "rnnkit synth --out - --sentences 3 --filler 2,4 --seed 7\n\n"
              "rnnkit synth --scenes 2000 --out scenes/")

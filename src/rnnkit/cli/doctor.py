@@ -13,7 +13,8 @@ from ._render import doctor_table
 app = typer.Typer()
 
 
-@app.command(epilog="Examples:\n\n"
+@app.command(short_help="Print the CPU, the kernel path, the threads and the BLAS, for bug reports.",
+             epilog="Examples:\n\n"
              "rnnkit doctor\n\n"
              "RNNKIT_ISA=avx2 RNNKIT_NUM_THREADS=1 rnnkit doctor --json")
 def doctor(

@@ -14,7 +14,8 @@ app = typer.Typer()
 Tokenize = _choices("Tokenize", TOKENIZERS)
 
 
-@app.command(epilog="Examples:\n\n"
+@app.command(short_help="BLEU and chrF of translations against one or more references (sacreBLEU).",
+             epilog="Examples:\n\n"
              "rnnkit evaluate hyp.en ref.en\n\n"
              "rnnkit translate model.rnnkit test.ko | rnnkit evaluate - test.en --json\n\n"
              "rnnkit evaluate hyp.zh ref1.zh ref2.zh --tokenize zh --lowercase")

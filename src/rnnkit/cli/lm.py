@@ -42,7 +42,8 @@ from .caption import score_captions
 app = typer.Typer()
 
 
-@app.command(epilog="Examples:\n\n"
+@app.command(short_help="Log10 probability and perplexity of sentences under a model or a mixture.",
+             epilog="Examples:\n\n"
              "rnnkit score tri.rnnkit test.txt\n\n"
              "echo 'the cat sat' | rnnkit score ptb.o5.arpa.gz - --per-token\n\n"
              "rnnkit score lstm.rnnkit test.txt --json > scores.jsonl\n\n"

@@ -135,7 +135,10 @@ UnitOption = Annotated[Unit, choice(
 TuneJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-@app.command("tune-interp", epilog="Example: rnnkit tune-interp tri.rnnkit lstm.rnnkit "
+@app.command("tune-interp",
+             short_help="Tune linear interpolation weights of two or more models by EM on held-out "
+                        "text.",
+             epilog="Example: rnnkit tune-interp tri.rnnkit lstm.rnnkit "
              "--data valid.txt")
 def tune_interp(
     models: ModelsArgument,
@@ -156,7 +159,10 @@ def tune_interp(
     out.print("use: --weights " + ",".join(f"{x:.4f}" for x in res["weights"]))
 
 
-@app.command("tune-rescore", epilog="Example: rnnkit tune-rescore lm.rnnkit --nbest dev.nbest "
+@app.command("tune-rescore",
+             short_help="Tune the LM weight and word penalty of rescoring on a development N-best "
+                        "list.",
+             epilog="Example: rnnkit tune-rescore lm.rnnkit --nbest dev.nbest "
              "--reference dev.ref")
 def tune_rescore(
     models: ModelsArgument,

@@ -206,7 +206,7 @@ def train(
         "rnnkit[mpi]).",
         rich_help_panel=OPTIMISATION)] = False,
 ):
-    """Train a language model: n-gram (Kneser-Ney and simpler smoothing) or recurrent."""
+    """Train a model: n-gram (Kneser-Ney and others), recurrent LM, translation or captions."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
     if (memory is not None or temp_dir is not None) and model_type.value != "ngram":

@@ -19,7 +19,8 @@ from ._common import LengthPenaltyOption, count_progress, err, print_json
 app = typer.Typer()
 
 
-@app.command(epilog="Examples:\n\n"
+@app.command(short_help="Translate sentences with a trained encoder-decoder (greedy or beam search).",
+             epilog="Examples:\n\n"
              "rnnkit translate de-en.rnnkit test.de --beam 5 > test.hyp.en\n\n"
              "echo '자세히 보아야 예쁘다' | rnnkit translate ko-en.rnnkit - --json\n\n"
              "rnnkit translate de-en.rnnkit test.de --beam 5 --n-best 5 > nbest.tsv")
