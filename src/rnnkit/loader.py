@@ -83,6 +83,19 @@ def is_model_file(path: str | os.PathLike) -> bool:
         return False
 
 
+def load_language_model(path: str | os.PathLike, mmap: bool = False) -> LanguageModel:
+    """A model of sentences alone (n-gram or recurrent), for the commands that score, sample
+    and rescore sentences; a translation or caption model is refused with what it needs."""
+    model = load(path, mmap=mmap)
+    if isinstance(model, Seq2Seq):
+        raise ModelFileError(f"{path}: a translation model, not a language model: use it with "
+                             f"rnnkit translate, or rnnkit score MODEL TARGETS --source SOURCES")
+    if isinstance(model, CaptionModel):
+        raise ModelFileError(f"{path}: a caption model, not a language model: use it with rnnkit "
+                             f"caption, or rnnkit score MODEL CAPTIONS.tsv --features FEATURES")
+    return model
+
+
 def load_ngram(path: str | os.PathLike) -> NgramModel:
     """An n-gram model from an rnnkit model file or an ARPA file (plain or gzip)."""
     model = load(path)
@@ -101,7 +114,7 @@ def load_models(paths: Sequence[str], weights: Sequence[float] | str | None = No
         raise RnnkitError(f"unknown --combine {combine!r}: use linear or loglinear")
     if isinstance(weights, str):
         weights = parse_weights(weights, len(paths))
-    models = [load(p, mmap=mmap) for p in paths]
+    models = [load_language_model(p, mmap=mmap) for p in paths]
     if len(models) == 1 and weights is None:
         return models[0]
     mix = Mixture(models, weights, combine)

@@ -89,6 +89,22 @@ def test_errors_are_one_line_exit_2(model_path, tmp_path, capsys):
     assert r.returncode == 0 and r.stdout == "d e\n"
 
 
+def test_sentence_commands_refuse_a_translation_model(model_path, tmp_path, capsys):
+    """score without --source, mixtures, generate, rescore and the tune commands need a
+    language model: a translation model is one error line naming what to use, exit 2."""
+    text, nbest = tmp_path / "t.txt", tmp_path / "nb.tsv"
+    text.write_text("a b\n")
+    nbest.write_text("1\ta b\n1\tb a\n")
+    for args in (["score", model_path, text], ["score", model_path, model_path, text],
+                 ["generate", model_path], ["rescore", model_path, nbest],
+                 ["tune-interp", model_path, model_path, "--data", text],
+                 ["tune-rescore", model_path, "--nbest", nbest, "--reference", text]):
+        code, out, err = run(capsys, *args)
+        assert code == 2 and out == "", args
+        assert err.startswith(f"error: {model_path}: a translation model") and \
+            len(err.strip().splitlines()) == 1 and "--source" in err, (args, err)
+
+
 def test_attention_plot(model_path, tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="the attention plot needs the plot extra")
     src = tmp_path / "src.txt"

@@ -13,7 +13,7 @@ import typer
 from ..decoding.sampling import iter_samples
 from ..decoding.scoring import Summary, score_lines
 from ..errors import RnnkitError
-from ..loader import is_model_file, load, load_models
+from ..loader import is_model_file, load, load_language_model, load_models
 from ..models.ngram.arpa import write_arpa
 from ..models.ngram.estimate import NgramModel
 from ..models.seq2seq import GivenSources, Seq2Seq
@@ -83,7 +83,7 @@ def score(
         score_captions(model_paths[0], input_path, features, as_json)
         return
     if len(model_paths) == 1 and weights is None:
-        _score(load(model_paths[0], mmap=mmap), model_paths[0], input_path, as_json, per_token)
+        _score(load_language_model(model_paths[0], mmap=mmap), model_paths[0], input_path, as_json, per_token)
         return
     mix = load_models(model_paths, weights, combine.value, mmap=mmap)
     name = (f"{combine.value} mixture of " + ", ".join(
@@ -168,7 +168,7 @@ def generate(
     mmap: MmapOption = False,
 ):
     """Sample sentences from <s> until </s> (or --max-len tokens), one per line."""
-    model = load(model_path, mmap=mmap)
+    model = load_language_model(model_path, mmap=mmap)
     samples = iter_samples(model, num, max_len=max_len, temperature=temperature, top_k=top_k,
                                top_p=top_p, seed=seed, prompt=prompt)
     for s in samples:

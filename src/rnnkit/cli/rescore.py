@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import RnnkitError
-from ..loader import load, load_models
+from ..loader import load, load_language_model, load_models
 from ..models.mixture import tune_linear
 from ..rescoring.nbest import NBestReader, best_line
 from ..rescoring.rescore import Weights, build_devset, read_references, tune
@@ -151,7 +151,7 @@ def tune_interp(
         raise RnnkitError("--data HELDOUT is required: held-out text or a prepared corpus")
     if len(models) < 2:
         raise RnnkitError("--data tunes interpolation weights: give two or more models")
-    res = tune_linear([load(p) for p in models], heldout_sentences(data))
+    res = tune_linear([load_language_model(p) for p in models], heldout_sentences(data))
     if as_json:
         print_json({**res, "models": list(models)})
         return
