@@ -177,6 +177,19 @@ def test_a_closed_pipe_is_success(tri):
     assert p.stderr.read() == b""
 
 
+
+def test_a_closed_pipe_under_a_table_is_success(tri, tmp_path):
+    # tables go through Rich, whose own broken-pipe handling exits 1
+    text = tmp_path / "many.txt"
+    text.write_text("the cat sat on the mat\n" * 5000)
+    p = subprocess.Popen([sys.executable, "-m", "rnnkit", "score", str(tri), str(text)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(timeout=120) == 0
+    assert p.stderr.read() == b""
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_while_generating_says_interrupted(tri, sig, code):
     p = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate", str(tri),

@@ -105,6 +105,39 @@ def test_sentence_commands_refuse_a_translation_model(model_path, tmp_path, caps
             len(err.strip().splitlines()) == 1 and "--source" in err, (args, err)
 
 
+def test_ref_scores_the_translations_and_max_length_caps_them(model_path, tmp_path, capsys):
+    src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
+    src.write_text("a b c d\ne f\n")
+    ref.write_text("d c b a\nf e\n")
+    code, out, err = run(capsys, "translate", model_path, src, "--ref", ref)
+    assert code == 0 and out == "d c b a\nf e\n"
+    assert "BLEU" in err and "100.00" in err and "nrefs:1|" in err
+    code, out, _ = run(capsys, "translate", model_path, src, "--ref", ref, "--json")
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert [r["translation"] for r in recs[:2]] == ["d c b a", "f e"]
+    assert recs[2]["summary"]["bleu"]["score"] == pytest.approx(100.0)
+    code, out, _ = run(capsys, "translate", model_path, src, "--max-length", "2", "--json")
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert [r["translation"] for r in recs] == ["d c", "f e"]
+    assert [r["complete"] for r in recs] == [False, False]  # stopped by the limit, not </s>
+    short = tmp_path / "short.txt"
+    short.write_text("d c b a\n")
+    code, out, err = run(capsys, "translate", model_path, src, "--ref", short)
+    assert code == 2 and out == "" and "--ref must be aligned" in err
+    code, _, err = run(capsys, "translate", model_path, src, "--max-length", "0")
+    assert code == 2 and "--max-length" in err
+
+
+def test_attention_spans_each_source_alone_and_one_string_translates(model_path):
+    from rnnkit.decoding.translate import TranslateOptions, translate_lines
+    m = rnnkit.load(model_path)
+    results = translate_lines(m, ["a b c d e", "f e"], TranslateOptions(keep_attention=True))
+    for r in results:  # decoded in one batch, padded to the longer source
+        assert r.best.attention.shape == (len(r.best.tokens) + 1, len(r.source_tokens) + 1)
+        np.testing.assert_allclose(r.best.attention.sum(1), 1.0, rtol=1e-5)
+    assert m.translate("a b c") == "c b a" and m.translate(["a b c"]) == ["c b a"]
+
+
 def test_attention_plot(model_path, tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="the attention plot needs the plot extra")
     src = tmp_path / "src.txt"
@@ -113,6 +146,9 @@ def test_attention_plot(model_path, tmp_path, capsys):
     code, out, _ = run(capsys, "translate", model_path, src, "--plot-attention", png)
     assert code == 0 and out == "d c b a\n"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # what the plot needs is checked before anything is translated
+    code, out, err = run(capsys, "translate", model_path, src, "--plot-attention", src)
+    assert code == 2 and out == "" and err.startswith("error:")
 
 
 def test_init_from_continues_from_the_model(model_path, tmp_path):
@@ -126,6 +162,13 @@ def test_init_from_continues_from_the_model(model_path, tmp_path):
     train_seq2seq(corpus, out, emb=24, hidden=32, attention="general", bidirectional=True,
                   batch=16, epochs=0, init_from=str(model_path), threads=1)
     np.testing.assert_array_equal(rnnkit.load(out).flat, rnnkit.load(model_path).flat)
-    with pytest.raises(rnnkit.errors.RnnkitError, match="architecture differs"):
-        train_seq2seq(corpus, out, emb=16, hidden=32, attention="general", bidirectional=True,
-                      epochs=0, init_from=str(model_path), threads=1)
+    # the architecture is the model's, whatever the size options say (as for language models)
+    train_seq2seq(corpus, out, emb=16, hidden=8, attention="none", bidirectional=False,
+                  epochs=0, init_from=str(model_path), threads=1)
+    assert rnnkit.load(out).arch == rnnkit.load(model_path).arch
+    np.testing.assert_array_equal(rnnkit.load(out).flat, rnnkit.load(model_path).flat)
+    other = Vocab(list(SPECIALS) + WORDS[::-1])
+    side = SimpleNamespace(vocab=other, tokenizer=Tokenizer())
+    corpus = SimpleNamespace(src=side, trg=side, pairs=lambda split: pairs, manifest=None)
+    with pytest.raises(rnnkit.errors.RnnkitError, match="vocabularies differ"):
+        train_seq2seq(corpus, out, epochs=0, init_from=str(model_path), threads=1)

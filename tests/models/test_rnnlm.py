@@ -521,6 +521,11 @@ def test_plot_errors(trained, tmp_path, monkeypatch, capsys):
         load_records(bad)
     code, _, err = cli(capsys, "plot", tmp_path / "missing.jsonl", "--out", tmp_path / "x.png")
     assert code == 2 and "no such file" in err
+    # the training log beside the model is not overwritten by a figure
+    log = trained / "m.rnnkit.metrics.jsonl"
+    before = log.read_bytes()
+    code, _, err = cli(capsys, "plot", trained / "m.rnnkit", "--out", log)
+    assert code == 2 and "ending in .png" in err and log.read_bytes() == before
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
     code, _, err = cli(capsys, "plot", trained / "m.rnnkit", "--out", tmp_path / "x.png")
     assert code == 2 and err.startswith("error: plotting needs matplotlib")

@@ -42,8 +42,19 @@ from ..text.subword import SUBWORD_MODELS
 from ..text.textio import ERRORS, check_output, output_lock
 from ..text.vocab import LEVELS, NORMALIZATIONS
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+
+
+class _Console(Console):
+    """Rich's console, but a reader closing stdout (`rnnkit rescore ... | head -1`) raises
+    BrokenPipeError, which cli.main turns into a quiet exit 0, instead of Rich's exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+err = _Console(stderr=True, highlight=False)
+out = _Console(highlight=False)
 
 
 def _finite(obj):

@@ -10,7 +10,7 @@ import typer
 from ..errors import RnnkitError
 from ..models.rnnlm import load
 from ..report.diagnose import gradient_by_distance
-from ..report.plots import plot_curves, plot_gradients, require_matplotlib
+from ..report.plots import check_png_name, plot_curves, plot_gradients, require_matplotlib
 from ..text.prepare import load_data
 from ..training import load_records
 from ..text.textio import check_output
@@ -31,6 +31,7 @@ def plot(
 
     Needs matplotlib: pip install 'rnnkit\\[plot]'.
     """
+    check_png_name(out_path, "--out")
     with writing(out_path, [source]):
         records = load_records(source)
         require_matplotlib()
@@ -64,6 +65,7 @@ def diagnose(
     and the last layer's ratio to its value at k = 1.
     """
     if plot_path is not None:
+        check_png_name(plot_path, "--plot")
         require_matplotlib()
     check_output(plot_path, [data, *models], flag="--plot")
     corpus = load_data(data)

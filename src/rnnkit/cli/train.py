@@ -144,7 +144,7 @@ def train(
         "over a grid of features [N, R, D] (none: pool it).",
         rich_help_panel=SEQ2SEQ)] = Attention.general,
     bidirectional: Annotated[bool, typer.Option(
-        "--bidirectional", help="Read the source both ways (the encoder's states are [forward; "
+        "--bidirectional", help="Read the source both ways (the encoder's states are \\[forward; "
         "backward]).", rich_help_panel=SEQ2SEQ)] = False,
     input_feeding: Annotated[bool, typer.Option(
         "--input-feeding", help="Feed each step's attentional vector into the next step's "
@@ -188,7 +188,8 @@ def train(
     threads: Annotated[Optional[int], typer.Option(help="Threads (default: all cores).",
                                                    rich_help_panel=OPTIMISATION)] = None,
     patience: Annotated[Optional[int], typer.Option(
-        help="Stop after this many epochs without a better validation perplexity.",
+        help="Stop after this many epochs without a better validation score (perplexity, or "
+        "BLEU with --early-stopping bleu); each such epoch also decays the learning rate.",
         rich_help_panel=OPTIMISATION)] = None,
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", help="The model file to write.", rich_help_panel=OUTPUT)] = None,

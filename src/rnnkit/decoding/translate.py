@@ -22,6 +22,7 @@ class TranslateOptions:
     n_best: int = 1
     max_ratio: float = 2.0      # at most max_ratio * source tokens + max_extra target tokens
     max_extra: int = 10
+    max_length: int | None = None  # and at most this many, whatever the source's length
     batch: int = 64
     replace_unk: bool = False
     keep_attention: bool = False
@@ -34,6 +35,8 @@ class TranslateOptions:
                               f"{self.n_best}")
         if not self.max_ratio > 0 or self.max_extra < 0:
             raise RnnkitError("--max-ratio must be positive and --max-extra not negative")
+        if self.max_length is not None and self.max_length < 1:
+            raise RnnkitError(f"--max-length must be at least 1, got {self.max_length}")
         if self.batch < 1:
             raise RnnkitError(f"--batch must be at least 1, got {self.batch}")
 
@@ -74,6 +77,8 @@ def translate_lines(model, lines: list[str], opts: TranslateOptions | None = Non
     for a in range(0, len(order), opts.batch):
         idx = order[a:a + opts.batch].tolist()
         limits = [int(opts.max_ratio * len(ids[i])) + opts.max_extra for i in idx]
+        if opts.max_length is not None:
+            limits = [min(n, opts.max_length) for n in limits]
         found = beam_search(model, [ids[i] for i in idx], opts.beam, limits, opts.n_best,
                             opts.alpha, keep_attention=keep)
         for i, hyps in zip(idx, found):
@@ -87,10 +92,12 @@ def translate_lines(model, lines: list[str], opts: TranslateOptions | None = Non
 def _detokenize(model, h: Hypothesis, source_tokens: list[str], opts: TranslateOptions
                 ) -> Translation:
     words = model.trg_vocab.decode(h.tokens)
-    if opts.replace_unk and h.attention is not None:
+    # the search's attention spans its batch's longest source: keep this source's own
+    # positions (its tokens and </s>)
+    attention = None if h.attention is None else h.attention[:, :len(source_tokens) + 1]
+    if opts.replace_unk and attention is not None and source_tokens:
         for t, w in enumerate(h.tokens):
-            s = int(np.argmax(h.attention[t]))
-            if w == UNK and s < len(source_tokens):
-                words[t] = source_tokens[s]
+            if w == UNK:  # the most attended source word (never the source's </s>)
+                words[t] = source_tokens[int(np.argmax(attention[t, :len(source_tokens)]))]
     return Translation(model.trg_tokenizer.join(words), list(words), h.score, h.complete,
-                       h.attention)
+                       attention)

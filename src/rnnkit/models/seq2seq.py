@@ -94,7 +94,7 @@ class Seq2SeqArchitecture:
             raise RnnkitError("--attention dot compares decoder and encoder states directly, so "
                               "it needs a unidirectional encoder (or use general or additive)")
         if self.tie_target and self.emb != self.hidden:
-            raise RnnkitError(f"--tie-target needs --emb equal to --hidden (got {self.emb} and "
+            raise RnnkitError(f"--tie-weights needs --emb equal to --hidden (got {self.emb} and "
                               f"{self.hidden})")
         if not 0.0 <= self.dropout < 1.0:
             raise RnnkitError(f"--dropout must be in [0, 1), got {self.dropout}")
@@ -616,11 +616,15 @@ class Seq2Seq(ConditionedDecoder):
         return top
 
     # --- the Python API ------------------------------------------------------------------------
-    def translate(self, sentences: list[str], beam: int = 5, **options) -> list[str]:
+    def translate(self, sentences: str | list[str], beam: int = 5, **options) -> str | list[str]:
         """Translations of plain-text sentences (options as decoding.translate.TranslateOptions:
-        alpha, max_ratio, max_extra, batch, replace_unk)."""
-        return [r.best.text for r in translate_lines(self, list(sentences),
-                                                     TranslateOptions(beam=beam, **options))]
+        alpha, max_ratio, max_extra, max_length, batch, replace_unk); one sentence given as a
+        string gives its translation as a string."""
+        single = isinstance(sentences, str)
+        lines = [sentences] if single else list(sentences)
+        found = [r.best.text for r in translate_lines(self, lines,
+                                                      TranslateOptions(beam=beam, **options))]
+        return found[0] if single else found
 
     def score(self, source: str, target: str) -> float:
         """log10 p(target </s> | source)."""

@@ -8,6 +8,7 @@ works without it and does not pay its start-up time.
 from __future__ import annotations
 
 import os
+import warnings
 
 from ..errors import RnnkitError
 from ..text.textio import atomic_write
@@ -24,6 +25,14 @@ def require_matplotlib():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def check_png_name(path: str | os.PathLike | None, flag: str) -> None:
+    """Figures are written as PNG: a name that does not end in .png (a model, a metrics.jsonl
+    beside it, a typo) is refused before anything is drawn or overwritten."""
+    if path is not None and not os.fspath(path).lower().endswith(".png"):
+        raise RnnkitError(f"{flag} {os.fspath(path)}: give a file name ending in .png (the figure "
+                          f"is written as PNG)")
 
 
 def save_figure(plt, fig, ax, out_path: str | os.PathLike) -> None:
@@ -77,17 +86,51 @@ def plot_gradients(results: dict[str, dict], out_path: str | os.PathLike) -> Non
     save_figure(plt, fig, ax, out_path)
 
 
-def plot_attention(source: list[str], target: list[str], attention, out_path) -> None:
+def _font_covering(labels: list[str]) -> tuple[str | None, str]:
+    """A font family whose glyphs cover every character of `labels` (None: the default one
+    does), and, when no installed font does, a note naming a missing character."""
+    from matplotlib import font_manager, ft2font
+
+    chars = {ord(c) for t in labels for c in t if not c.isspace()}
+
+    def covers(path) -> bool:
+        try:
+            return chars <= ft2font.FT2Font(path).get_charmap().keys()
+        except (OSError, RuntimeError, ValueError):
+            return False
+
+    if covers(font_manager.findfont(font_manager.FontProperties())):
+        return None, ""
+    for entry in font_manager.fontManager.ttflist:
+        # "Last Resort" (shipped with matplotlib) maps every character to a placeholder box
+        if not entry.name.startswith("Last Resort") and covers(entry.fname):
+            return entry.name, ""
+    missing = next(chr(c) for c in sorted(chars) if c > 0x7F)
+    return None, (f"no installed font has every character of the labels (e.g. {missing!r}); "
+                  f"they are drawn as boxes: install a font that covers them, such as Noto Sans "
+                  f"CJK for Korean, Chinese or Japanese")
+
+
+def plot_attention(source: list[str], target: list[str], attention, out_path) -> str:
     """The attention of a translation as a heatmap: one row per target token (attention
-    [len(target), len(source)], rows summing to 1), the source tokens across."""
+    [len(target), len(source)], rows summing to 1), the source tokens across. The labels use
+    an installed font that has their characters; returns a note ('' when all is well)."""
     plt = require_matplotlib()
+    if getattr(attention, "shape", None) != (len(target), len(source)):
+        raise RnnkitError(f"attention of shape {getattr(attention, 'shape', None)} for "
+                          f"{len(target)} target and {len(source)} source tokens")
+    family, note = _font_covering(source + target)
     fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(source), 1.0 + 0.4 * len(target)))
     ax.imshow(attention, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(source)), source, rotation=60, ha="right")
-    ax.set_yticks(range(len(target)), target)
+    font = {"family": family} if family else {}
+    ax.set_xticks(range(len(source)), source, rotation=60, ha="right", **font)
+    ax.set_yticks(range(len(target)), target, **font)
     ax.set_xlabel("source")
     ax.set_ylabel("translation")
-    fig.tight_layout()
-    with atomic_write(out_path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
+    with warnings.catch_warnings():  # missing glyphs: said once, in the note
+        warnings.filterwarnings("ignore", message="Glyph .* missing from")
+        fig.tight_layout()
+        with atomic_write(out_path, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
+    return note

@@ -121,32 +121,33 @@ class Seq2SeqTask(ShardedExamples, Task):
     def build(self, opts, rng: np.random.Generator) -> None:
         self._bucket(opts)
         c = self.corpus
-        arch = Seq2SeqArchitecture(len(c.src.vocab), len(c.trg.vocab), opts.emb, opts.hidden,
-                                   opts.layers, opts.layers, opts.cell, opts.bidirectional,
-                                   opts.attention, tie_target=opts.tie_weights,
-                                   dropout=opts.dropout, input_feeding=opts.input_feeding)
+        old = self._init_from(opts.init_from) if opts.init_from else None
+        if old is not None:  # the architecture is the model's; dropout is training's own
+            arch = Seq2SeqArchitecture.from_dict({**old.arch.to_dict(), "dropout": opts.dropout})
+        else:
+            arch = Seq2SeqArchitecture(len(c.src.vocab), len(c.trg.vocab), opts.emb, opts.hidden,
+                                       opts.layers, opts.layers, opts.cell, opts.bidirectional,
+                                       opts.attention, tie_target=opts.tie_weights,
+                                       dropout=opts.dropout, input_feeding=opts.input_feeding)
         self.model = Seq2Seq(arch, c.src.vocab, c.trg.vocab, c.src.tokenizer, c.trg.tokenizer)
         self.model.init_uniform(rng, opts.init_scale)
-        if opts.init_from:
-            self._init_from(opts.init_from)
+        if old is not None:
+            self.model.flat[...] = old.flat
 
-    def _init_from(self, path: str) -> None:
-        """Start from a trained model of the same architecture and vocabularies (its options
-        that change shapes must match: --emb, --hidden, --layers, --attention, ...)."""
+    def _init_from(self, path: str) -> Seq2Seq:
+        """The trained model to start from: a translation model over the data's vocabularies.
+        Its architecture replaces the options that fix shapes (--emb, --hidden, --layers,
+        --attention, ...), as --init-from does for language models."""
         old = load(path)
         if not isinstance(old, Seq2Seq):
             raise InputError(f"{path}: --init-from needs a translation model, not a "
                              f"{old.model_type} model")
-        mine = self.model
-        fixed = {k: v for k, v in old.arch.to_dict().items() if k != "dropout"}
-        if fixed != {k: v for k, v in mine.arch.to_dict().items() if k != "dropout"}:
-            raise InputError(f"{path}: its architecture differs from the options given "
-                             f"({old.arch}); give the same sizes, attention and encoder")
-        if old.src_vocab.tokens != mine.src_vocab.tokens or \
-                old.trg_vocab.tokens != mine.trg_vocab.tokens:
+        c = self.corpus
+        if old.src_vocab.tokens != c.src.vocab.tokens or \
+                old.trg_vocab.tokens != c.trg.vocab.tokens:
             raise InputError(f"{path}: its vocabularies differ from the data's; prepare the data "
                              f"with the model's vocabularies")
-        mine.flat[...] = old.flat
+        return old
 
     def restore(self, opts, meta: dict, path: Path) -> None:
         if meta["data"] != self.fingerprint():
