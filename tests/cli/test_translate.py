@@ -151,6 +151,20 @@ def test_attention_plot(model_path, tmp_path, capsys):
     assert code == 2 and out == "" and err.startswith("error:")
 
 
+def test_attention_plot_labels_use_a_font_that_has_their_characters():
+    pytest.importorskip("matplotlib", reason="the attention plot needs the plot extra")
+    from matplotlib import font_manager, ft2font
+
+    from rnnkit.report.plots import _font_covering
+    assert _font_covering(["a", "b", "</s>"]) == (None, "")
+    family, note = _font_covering(["자세히", "see"])
+    if family is None:  # no Korean font installed here: said once, naming a character
+        assert any(f"'{c}'" in note for c in "자세히") and "Noto Sans CJK" in note
+    else:
+        path = font_manager.findfont(font_manager.FontProperties(family=family))
+        assert {ord(c) for c in "자세히see"} <= ft2font.FT2Font(path).get_charmap().keys()
+
+
 def test_init_from_continues_from_the_model(model_path, tmp_path):
     rng = np.random.default_rng(3)
     vocab = Vocab(list(SPECIALS) + WORDS)
