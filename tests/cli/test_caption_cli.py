@@ -62,6 +62,18 @@ def test_train_caption_score_end_to_end(trained, capsys):
     (lp,) = m.caption_log_probs(f.rows([docs[0]["id"]]), [ids])
     assert code == 0 and docs[0]["log10_prob"] == pytest.approx(float(lp.sum()), abs=1e-4)
     assert docs[-1]["summary"]["captions"] == len(docs) - 1
+    # the captions from stdin, as `-` says in --help
+    import io
+    import sys
+    lines = (d / "s" / "captions.tsv").read_text(encoding="utf-8")
+    stdin = sys.stdin
+    try:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(lines.encode()), encoding="utf-8")
+        code, out2, _ = run(capsys, ["score", d / "c.rnnkit", "-", "--features",
+                                     d / "f.safetensors", "--json"])
+    finally:
+        sys.stdin = stdin
+    assert code == 0 and out2 == out
 
 
 def test_bad_inputs_are_one_error_line(trained, capsys, tmp_path):
@@ -85,6 +97,20 @@ def test_bad_inputs_are_one_error_line(trained, capsys, tmp_path):
     assert code == 2 and "--scenes needs --out DIR" in err
     code, _, err = run(capsys, ["features", tmp_path / "nothing", "--out", tmp_path / "x"])
     assert code == 2 and "no such image file or directory" in err
+    # an output over an input image; --size without a CNN to size for
+    img = tmp_path / "one.png"
+    img.write_bytes((d / "s" / "images" / "scene-000000.png").read_bytes())
+    before = img.read_bytes()
+    code, _, err = run(capsys, ["features", img, "--out", img])
+    assert code == 2 and "is the input" in err and img.read_bytes() == before
+    code, _, err = run(capsys, ["features", img, "--size", "32", "--out", tmp_path / "f.st"])
+    assert code == 2 and "give --onnx" in err
+    # references that cannot serve are refused before any caption is printed
+    empty = tmp_path / "norefs"
+    empty.mkdir()
+    code, out, err = run(capsys, ["caption", d / "c.rnnkit", d / "f.safetensors",
+                                  "--references", empty])
+    assert code == 2 and out == "" and "no captions.tsv" in err
 
 
 def test_python_api_and_a_real_process(trained):

@@ -177,6 +177,10 @@ BAD = [
     (["synth"], r"--out FILE is required"),
     (["synth", "--out", "-", "--json"], r"--json prints to stdout"),
     (["synth", "--out", "{d}/nodir/s.txt"], r"directory .*nodir does not exist"),
+    (["synth", "--scenes", "2", "--out", "{d}/ok.txt"], r"ok.txt: exists and is not a directory"),
+    (["synth", "--scenes", "2", "--out", "{d}/theirs"], r"theirs: exists and is not a scenes"),
+    (["train", "{d}/ok.txt", "--type", "ngram", "--out", "{d}/o", "--resume"],
+     r"--resume continues gradient training"),
 ]
 
 

@@ -23,6 +23,25 @@ def test_same_seed_same_corpus_other_seed_other_corpus(tmp_path):
             (tmp_path / "b" / "images" / name).read_bytes()
 
 
+def test_only_a_scenes_directory_is_replaced(tmp_path, monkeypatch):
+    from rnnkit.errors import RnnkitError
+    text = tmp_path / "en.txt"
+    text.write_text("keep me\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("keep me too\n")
+    for out, why in ((text, "not a directory"), (other, "not a scenes directory")):
+        with pytest.raises(RnnkitError, match=why):
+            write_scenes(out, 2)
+    assert text.read_text() == "keep me\n" and (other / "keep.txt").exists()
+    write_scenes(tmp_path / "s", 2)
+    write_scenes(tmp_path / "s", 3)        # a scenes directory is replaced whole
+    assert len(list((tmp_path / "s" / "images").iterdir())) == 3
+    monkeypatch.chdir(tmp_path / "s")
+    with pytest.raises(RnnkitError, match="current directory"):
+        write_scenes(".", 2)
+
+
 def test_captions_say_what_is_drawn(tmp_path):
     from PIL import Image
     write_scenes(tmp_path / "s", 30, seed=0)

@@ -16,7 +16,7 @@ from ..loader import load
 from ..models.caption import CaptionModel
 from ..text.captions import read_captions, read_features, write_features
 from ..text.images import check_extractor, extract_features, extract_for_model, list_images
-from ._common import LengthPenaltyOption, err, out, print_json
+from ._common import LengthPenaltyOption, err, out, print_json, writing
 
 app = typer.Typer()
 
@@ -66,12 +66,13 @@ def features(
         raise RnnkitError("--out FILE is required: the features file to write (.safetensors)")
     files = list_images(inputs)
     from rich.progress import Progress
-    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+    with writing(out_path, [*files, onnx]), \
+            Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("features", total=len(files))
         feats = extract_features(files, onnx, size=size, mean=_floats(mean, "--mean"),
                                  std=_floats(std, "--std"), output=output, batch=batch,
                                  threads=threads, progress=lambda n: bar.advance(task, n))
-    write_features(out_path, feats)
+        write_features(out_path, feats)
     summary = {"out": str(out_path), "images": len(feats.ids), "shape": list(feats.array.shape),
                "extractor": feats.source, "extractor_record": feats.extractor}
     if as_json:
@@ -135,6 +136,12 @@ def caption(
     if n_best > beam:
         beam = n_best
     feats = _read_inputs(inputs, onnx, model, model_path)
+    refs = None
+    if references is not None:  # checked before any caption is printed
+        refs = read_captions(references)
+        missing = [i for i in feats.ids if i not in refs]
+        if missing:
+            raise RnnkitError(f"{references}: no reference captions for image {missing[0]!r}")
     results = model.caption(feats.array, beam=beam, n_best=n_best, max_len=max_len, alpha=alpha)
     for image_id, hyps in zip(feats.ids, results):
         if as_json:
@@ -146,11 +153,7 @@ def caption(
                 sys.stdout.write(f"{image_id}\t{t}\t{s:.6f}\n")
         else:
             sys.stdout.write(f"{image_id}\t{hyps[0][0]}\n")
-    if references is not None:
-        refs = read_captions(references)
-        missing = [i for i in feats.ids if i not in refs]
-        if missing:
-            raise RnnkitError(f"{references}: no reference captions for image {missing[0]!r}")
+    if refs is not None:
         scores = caption_scores([h[0][0] for h in results], [refs[i] for i in feats.ids])
         if as_json:
             print_json({"summary": scores, "images": len(feats.ids), "beam": beam})
@@ -168,8 +171,6 @@ def score_captions(model_path: str, captions_path: str, features_path: Path, as_
                    ) -> None:
     """`rnnkit score MODEL CAPTIONS.tsv --features FEATS`: log10 p(caption | image) per line."""
     model = _load_caption_model(Path(model_path))
-    if captions_path == "-":
-        raise RnnkitError("captions to score come from a file (image_id<TAB>caption lines)")
     feats = read_features(features_path)
     warning = check_extractor(model.extractor, feats, model_path)
     if warning:

@@ -213,6 +213,10 @@ def train(
     if (memory is not None or temp_dir is not None) and model_type.value != "ngram":
         raise RnnkitError("--memory and --temp-dir go with --type ngram")
     memory = parse_size("--memory", memory) if memory is not None else None
+    if model_type.value == "ngram" and (resume or init_from is not None):
+        raise RnnkitError(f"{'--resume' if resume else '--init-from'} continues gradient "
+                          f"training (recurrent, translation, caption models); an n-gram model "
+                          f"is estimated from its counts in one pass")
     if distributed and model_type.value == "ngram":
         raise RnnkitError("--distributed trains recurrent models (language, translation, "
                           "caption), not n-gram models (counting needs no gradient steps)")

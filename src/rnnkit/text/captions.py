@@ -176,6 +176,8 @@ def read_captions(path: str | os.PathLike) -> "OrderedDict[str, list[str]]":
     """image id -> its captions, from `image_id<TAB>caption` lines (or neuraltalk's
     dataset.json: each image's sentences' raw text). Strict: a line without a tab or with an
     empty caption is an error that names the line."""
+    if os.fspath(path) == "-":  # image_id<TAB>caption lines from stdin
+        return _caption_lines("standard input", read_lines("-"))
     p = Path(path)
     if p.is_dir():
         for name in ("captions.tsv", "dataset.json"):
@@ -190,7 +192,12 @@ def read_captions(path: str | os.PathLike) -> "OrderedDict[str, list[str]]":
             key = img.get("filename", str(img.get("imgid", i)))
             caps[key] = [s.get("raw") or " ".join(s["tokens"]) for s in img.get("sentences", [])]
         return caps
-    for number, line in read_lines(p):
+    return _caption_lines(p, read_lines(p))
+
+
+def _caption_lines(p, lines) -> "OrderedDict[str, list[str]]":
+    caps: OrderedDict[str, list[str]] = OrderedDict()
+    for number, line in lines:
         if not line.strip():
             continue
         image_id, tab, text = line.partition("\t")
