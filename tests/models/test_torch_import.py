@@ -55,3 +55,12 @@ def test_every_tensor_is_checked(tmp_path, capsys, changes, words):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_nan_weights_are_refused_at_import(tmp_path):
+    # before, the import wrote a model that every command then refused to load
+    s = state()
+    s["decoder.bias"][3] = np.nan
+    save_file(s, str(tmp_path / "s.safetensors"))
+    with pytest.raises(ModelFileError, match="decoder.bias holds NaN or infinite values"):
+        from_torch_state(tmp_path / "s.safetensors", TOKENS)

@@ -195,6 +195,10 @@ def test_build_devset_and_references(lm, tmp_path):
     ref.write_text("utt01 a\nutt01 b\n")
     with pytest.raises(FormatError, match=r"ref:2: a second reference for 'utt01'"):
         read_references(ref, groups)
+    # another list's references (ids that match none of these groups) are not taken in order
+    ref.write_text("en-01 the weather is nice today\nen-02 자세히 보아야 예쁘다\n")
+    with pytest.raises(FormatError, match=r"start with ids \('en-01', ...\) that are not all"):
+        read_references(ref, groups)
 
 
 def test_bad_tuning_options():

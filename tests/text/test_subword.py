@@ -168,3 +168,22 @@ def test_a_translation_model_carries_both_subword_models(tmp_path):
     assert r.exit_code == 0, r.output
     lines = r.stdout.split("\n")
     assert len(lines) == 3 and lines[2] == "" and SPACE not in r.stdout
+
+
+def test_subword_models_mix_when_they_share_their_pieces(tmp_path):
+    """A mixture scores per token, so subword models mix only over the same SentencePiece
+    model: then weights 0.5 / 0.5 of a model and itself are the model; other pieces are refused
+    in one line (they were refused for every subword mixture, with a wrong message)."""
+    from rnnkit.errors import RnnkitError
+    from rnnkit.models.mixture import Mixture
+    from rnnkit.models.ngram.estimate import train
+    text = tmp_path / "ko.txt"
+    text.write_text("\n".join(ko_lines()) + "\n", encoding="utf-8")
+    a = train(build_corpus([str(text)], level="subword", vocab_size=400), order=3)
+    b = train(build_corpus([str(text)], level="subword", vocab_size=300), order=3)
+    line = ko_lines(1)[0]
+    mix = Mixture([a, a], [0.5, 0.5])
+    assert mix.score(line, bos=True, eos=True) == pytest.approx(a.score(line, bos=True, eos=True),
+                                                                abs=1e-9)
+    with pytest.raises(RnnkitError, match="different SentencePiece models"):
+        Mixture([a, b])

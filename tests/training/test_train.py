@@ -330,6 +330,15 @@ def test_diverging_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(toy,
     assert out.exists()  # the best model of epoch 1
 
 
+def test_a_huge_finite_loss_is_divergence_too(toy, tmp_path):
+    # a learning rate of a million: the loss stays finite but past exp's range (was an
+    # OverflowError, exit 1)
+    corpus, _ = toy
+    with pytest.raises(TrainingError, match=r"training diverged: the loss [0-9.e+]+ nats a token "
+                                            r"at epoch 1"):
+        train(corpus, tmp_path / "m.rnnkit", **dict(TINY, epochs=2, lr=1e6, clip=0))
+
+
 def test_patience_and_decay_act_on_validation(toy, tmp_path, monkeypatch):
     import rnnkit.training.lm_task as tr
 

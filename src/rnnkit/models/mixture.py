@@ -67,8 +67,15 @@ def _union_tokenizer(models: Sequence[LanguageModel]) -> Tokenizer:
         raise RnnkitError(f"cannot combine models that split text differently ({names}); "
                           f"combine models of the same level")
     norms = {t.normalize for t in toks}
+    subword = None
+    if toks[0].level == "subword":  # the same pieces only from the same SentencePiece model
+        if len({t.subword_model for t in toks}) > 1:
+            raise RnnkitError("cannot combine subword models with different SentencePiece "
+                              "models (they split text into different pieces); combine models "
+                              "trained on data prepared with the same subword model")
+        subword = toks[0].subword_model
     return Tokenizer(level=toks[0].level, normalize=norms.pop() if len(norms) == 1 else "none",
-                     lowercase=all(t.lowercase for t in toks))
+                     lowercase=all(t.lowercase for t in toks), subword_model=subword)
 
 
 class Mixture(LanguageModel):

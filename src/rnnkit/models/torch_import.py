@@ -181,6 +181,10 @@ def _check_shapes(path, arch: Architecture, tensors: dict[str, np.ndarray]) -> N
             raise ModelFileError(f"{path}: {name} has shape {list(t.shape)}, expected "
                                  f"{list(shape)} for a {arch.layers}-layer {arch.model_type} "
                                  f"with V={arch.vocab_size}, E={arch.emb}, H={arch.hidden}")
+    for name in expected:
+        if name in tensors and not np.all(np.isfinite(tensors[name])):
+            raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values (a "
+                                 f"diverged or damaged model); nothing was imported")
     extra = sorted(set(tensors) - set(expected))
     if extra:
         raise ModelFileError(f"{path}: unexpected tensor{'s' if len(extra) > 1 else ''} "

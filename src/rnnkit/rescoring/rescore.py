@@ -210,6 +210,15 @@ def read_references(path, groups: list[Group]) -> list[str]:
             raise FormatError(f"{name}: no reference for group {missing[0]!r} (and "
                               f"{len(missing) - 1} more); every group needs one")
         return [keyed[g.id] for g in groups]
+    firsts = [t.split(maxsplit=1)[0] if t.split() else "" for _, t in lines]
+    if len(firsts) > 1 and len(set(firsts)) == len(firsts) and \
+            all(any(c.isdigit() for c in f) for f in firsts):
+        # every line starts with a distinct id-like field, none or only some of them the
+        # N-best list's ids: another list's references, not sentences in order
+        known = sorted(ids, key=str)[:2]
+        raise FormatError(f"{name}: the lines start with ids ({firsts[0]!r}, ...) that are not "
+                          f"all the N-best list's ({', '.join(map(repr, known))}, ...); give the "
+                          f"references of this list")
     if len(lines) != len(groups):
         raise FormatError(
             f"{name}: {len(lines)} reference line(s) for {len(groups)} group(s); give one "

@@ -95,6 +95,11 @@ def extract_features(inputs, onnx: str | os.PathLike | None = None, *, size: int
         raise InputError("two images share a file name (the image id); give one directory")
     if batch < 1:
         raise InputError(f"--batch must be at least 1, got {batch}")
+    if size is not None and onnx is None:
+        raise InputError("--size sets the ONNX model's input size; give --onnx (the demo "
+                         f"extractor reads {DEMO_SIZE} x {DEMO_SIZE})")
+    if size is not None and not 1 <= size <= 4096:
+        raise InputError(f"--size must be between 1 and 4096 pixels, got {size}")
     rows = []
     if onnx is None:
         for s in range(0, len(files), batch):
@@ -118,7 +123,13 @@ def extract_features(inputs, onnx: str | os.PathLike | None = None, *, size: int
     for s in range(0, len(files), batch):
         x = load_pixels(files[s:s + batch], size).transpose(0, 3, 1, 2).astype(np.float32) / 255
         x = (x - mean) / std                                                  # [n, 3, S, S]
-        (y,) = sess.run([out_name], {inp.name: np.ascontiguousarray(x)})
+        try:
+            (y,) = sess.run([out_name], {inp.name: np.ascontiguousarray(x)})
+        except Exception as e:  # onnxruntime's own untyped errors: a wrong size, a bad graph
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"{onnx}: ONNX Runtime cannot run the model on {size} x {size} "
+                             f"images ({first}); check --size against the model's input "
+                             f"{list(inp.shape)}") from None
         y = np.asarray(y, np.float32)
         if y.ndim == 4:
             y = y.reshape(y.shape[0], y.shape[1], -1).transpose(0, 2, 1)      # [n, R, D]

@@ -43,7 +43,7 @@ from ..text.vocab import SPECIALS, Tokenizer, Vocab
 from .buckets import length_buckets, sorted_chunks
 from .checkpoint import model_out_path
 from .distributed import ShardedExamples
-from .loop import LoopOptions, Task, Trainer, TrainEvents
+from .loop import LoopOptions, Task, Trainer, TrainEvents, perplexity_of
 
 VALID_EVERY = 20   # image i (sorted ids) is a validation image when i % 20 == 19
 EVAL_BATCH = 64
@@ -231,7 +231,7 @@ def caption_perplexity(model: CaptionModel, features: np.ndarray, captions: list
         b = make_caption_batch(features[idx], [captions[i] for i in idx])
         nats += model.forward_loss(b)
         tokens += b.tokens
-    return math.exp(nats / tokens)
+    return perplexity_of(nats / tokens)
 
 
 @dataclass

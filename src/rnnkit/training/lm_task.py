@@ -30,7 +30,7 @@ from ..text.prepare import Corpus, load_data
 from ..text.vocab import BOS, EOS
 from .checkpoint import model_out_path
 from .distributed import shard_slice
-from .loop import LoopOptions, Task, Trainer, TrainEvents
+from .loop import LoopOptions, Task, Trainer, TrainEvents, perplexity_of
 
 EVAL_WINDOW = 64     # steps per forward call when evaluating (any value gives the same result)
 
@@ -158,7 +158,7 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch: int = 1, window: int = EVAL_W
 
 def perplexity(model: RNNLM, ids: np.ndarray, batch: int = 1) -> float:
     nats, count = evaluate(model, ids, batch)
-    return math.exp(nats / count) if count else math.nan
+    return perplexity_of(nats / count) if count else math.nan
 
 
 # --- the model -----------------------------------------------------------------------------------

@@ -64,6 +64,12 @@ from .checkpoint import (
 LOG_POINTS = 20      # training-loss records per epoch in metrics.jsonl
 
 
+def perplexity_of(nats: float) -> float:
+    """e^nats: the perplexity of a mean loss in nats; inf beyond the float range (a diverging
+    run's huge but finite loss), NaN kept."""
+    return math.exp(nats) if nats < 709.0 else (math.inf if nats == nats else nats)
+
+
 class TrainingInterrupted(TrainingError):
     """Ctrl-C (or a stop request): a checkpoint was written; --resume continues."""
 
@@ -439,8 +445,9 @@ class Trainer:
                     task.grad, nats, stopping, due and self.world.root)
             rows = () if self.world else task.grad_rows()
             norm = clip_grad_norm(task.grad, opts.clip, rows)
-            if not (math.isfinite(nats) and math.isfinite(norm)):
-                self._diverged(nats, norm, w)
+            # a mean loss past 700 nats a token (probabilities below e^-700) has diverged too
+            if not (math.isfinite(nats) and math.isfinite(norm)) or nats > 700.0 * tokens:
+                self._diverged(nats, norm, w, tokens)
             self.optimizer.step(task.flat, task.grad, self.lr, rows)
             self.epoch_nats += nats
             self.epoch_tokens += tokens
@@ -451,15 +458,20 @@ class Trainer:
                 loss = self.epoch_nats / self.epoch_tokens
                 self._record({"kind": "train", "epoch": self.epoch, "window": w + 1,
                               "progress": round(self.epoch - 1 + (w + 1) / n, 6),
-                              "loss": loss, "ppl": math.exp(loss), "lr": self.lr})
+                              "loss": loss, "ppl": perplexity_of(loss), "lr": self.lr})
             if stopping:
                 self._interrupt(t_run)
             if due:
                 self.save_checkpoint("periodic")
         return self._end_epoch()
 
-    def _diverged(self, nats: float, norm: float, w: int):
-        what = f"loss {nats}" if not math.isfinite(nats) else f"gradient norm {norm}"
+    def _diverged(self, nats: float, norm: float, w: int, tokens: int):
+        if not math.isfinite(nats):
+            what = f"loss {nats}"
+        elif not math.isfinite(norm):
+            what = f"gradient norm {norm}"
+        else:
+            what = f"loss {nats / tokens:.4g} nats a token"
         if self.ckpt_path.exists():
             keep = f"the last good checkpoint {self.ckpt_path} is kept (--resume continues from it)"
         else:
@@ -479,7 +491,7 @@ class Trainer:
         train_loss = self.epoch_nats / max(self.epoch_tokens, 1)
         valid_ppl = task.perplexity("valid")
         record = {"kind": "epoch", "epoch": self.epoch, "lr": self.lr, "train_loss": train_loss,
-                  "train_ppl": math.exp(train_loss), "valid_ppl": valid_ppl,
+                  "train_ppl": perplexity_of(train_loss), "valid_ppl": valid_ppl,
                   **task.epoch_metrics()}
         score = task.criterion(record)
         improved = score is None or score < self.best_valid

@@ -39,7 +39,7 @@ from ..text.parallel import ParallelCorpus
 from .buckets import length_buckets, sorted_chunks
 from .checkpoint import model_out_path
 from .distributed import ShardedExamples
-from .loop import LoopOptions, Task, Trainer, TrainEvents
+from .loop import LoopOptions, Task, Trainer, TrainEvents, perplexity_of
 
 EVAL_BATCH = 64  # pairs per batch when measuring perplexity (any value gives the same result)
 BLEU_PAIRS = 500  # validation pairs translated (greedy) for the BLEU of each epoch
@@ -233,7 +233,7 @@ def pair_perplexity(model: Seq2Seq, pairs, batch: int = EVAL_BATCH) -> float:
         b = make_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
         nats += model.forward_loss(b)
         tokens += b.tokens
-    return math.exp(nats / tokens)
+    return perplexity_of(nats / tokens)
 
 
 @dataclass
