@@ -181,6 +181,12 @@ BAD = [
     (["synth", "--scenes", "2", "--out", "{d}/theirs"], r"theirs: exists and is not a scenes"),
     (["train", "{d}/ok.txt", "--type", "ngram", "--out", "{d}/o", "--resume"],
      r"--resume continues gradient training"),
+    (["train", "{d}/ok.txt", "--type", "lstm", "--order", "5", "--out", "{d}/o"],
+     r"--order does not apply to --type lstm \(it is for --type ngram\)"),
+    (["train", "{d}/ok.txt", "--type", "ngram", "--hidden", "5", "--out", "{d}/o"],
+     r"--hidden does not apply to --type ngram"),
+    (["train", "{d}/ok.txt", "--type", "rnn", "--bidirectional", "--out", "{d}/o"],
+     r"--bidirectional does not apply to --type rnn \(it is for --type seq2seq\)"),
 ]
 
 

@@ -62,6 +62,7 @@ OUTPUT = "Checkpoints/Output"
              "rnnkit train de-en/ --type seq2seq --attention general --bidirectional --out de-en.rnnkit\n\n"
              "rnnkit train scenes/ --type caption --features feats.safetensors --out scenes.rnnkit")
 def train(
+    ctx: typer.Context,
     data: Annotated[str, typer.Argument(help="A directory made by `rnnkit prepare` (with its "
                                         "splits), or a text file: all of it is training data "
                                         "(held-out text: --valid).", rich_help_panel=DATA)],
@@ -226,6 +227,7 @@ def train(
     if (workers is not None or scheduler is not None) and memory is not None:
         raise RnnkitError("--memory (one machine, on disk) and --workers/--scheduler (a Dask "
                           "cluster) are two estimators: choose one")
+    _check_options_apply(ctx, model_type.value)
     inputs = [data, valid, init_from, features]
     # data-parallel: the ranks start first, and rank 0 alone holds the output's lock (the others
     # would find it taken); a rank that fails then ends the whole job (cli.main)
@@ -235,6 +237,37 @@ def train(
         summary = _train(data, valid, out_path, model_type, locals())
     if summary is not None and as_json:
         print_json(summary)
+
+
+_LMS = ("lstm", "lstm-peephole", "lstm-nofg", "rnn")
+_GRADIENT = (*_LMS, "seq2seq", "caption")
+# which --type reads each option that not every type reads (what _train passes on)
+_APPLIES = {
+    **dict.fromkeys(("order", "smoothing", "add_k", "prune", "discount_fallback", "memory",
+                     "temp_dir", "workers", "scheduler", "shared_data"), ("ngram",)),
+    **dict.fromkeys(("emb", "hidden", "layers", "dropout", "tie_weights", "init_scale", "epochs",
+                     "lr", "lr_decay", "clip", "seed", "patience", "checkpoint_every", "resume",
+                     "optimizer", "batch", "decay_after", "init_from", "distributed"), _GRADIENT),
+    **dict.fromkeys(("bptt", "output", "cutoffs", "div_value", "head_bias", "classes"), _LMS),
+    **dict.fromkeys(("bidirectional", "input_feeding", "label_smoothing", "early_stopping"),
+                    ("seq2seq",)),
+    "attention": ("seq2seq", "caption"),
+    **dict.fromkeys(("features", "min_count"), ("caption",)),
+}
+
+
+def _check_options_apply(ctx: typer.Context, model_type: str) -> None:
+    """An option given on the command line that this --type does not read is an error, not
+    silently ignored (`--type lstm --order 5`)."""
+    for param in ctx.command.params:
+        types = _APPLIES.get(param.name)
+        if types is None or model_type in types:
+            continue
+        source = ctx.get_parameter_source(param.name)   # Click's enum (typer may vendor Click)
+        if getattr(source, "name", None) == "COMMANDLINE":
+            flag = max(param.opts, key=len)
+            raise RnnkitError(f"{flag} does not apply to --type {model_type} (it is for "
+                              f"--type {', '.join(types)})")
 
 
 def _train(data, valid, out_path, model_type, o) -> dict | None:
