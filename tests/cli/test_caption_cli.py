@@ -103,8 +103,11 @@ def test_bad_inputs_are_one_error_line(trained, capsys, tmp_path):
     before = img.read_bytes()
     code, _, err = run(capsys, ["features", img, "--out", img])
     assert code == 2 and "is the input" in err and img.read_bytes() == before
-    code, _, err = run(capsys, ["features", img, "--size", "32", "--out", tmp_path / "f.st"])
+    code, _, err = run(capsys, ["features", img, "--size", "32", "--out",
+                                tmp_path / "f.safetensors"])
     assert code == 2 and "give --onnx" in err
+    code, _, err = run(capsys, ["features", img, "--out", tmp_path / "f.txt"])
+    assert code == 2 and "ending in .safetensors" in err and not (tmp_path / "f.txt").exists()
     # references that cannot serve are refused before any caption is printed
     empty = tmp_path / "norefs"
     empty.mkdir()

@@ -64,10 +64,14 @@ def features(
     (the file name is the image id that captions.tsv uses)."""
     if out_path is None:
         raise RnnkitError("--out FILE is required: the features file to write (.safetensors)")
+
     files = list_images(inputs)
     from rich.progress import Progress
     with writing(out_path, [*files, onnx]), \
             Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+        if out_path.suffix.lower() != ".safetensors":
+            raise RnnkitError(f"--out {out_path}: features are written as safetensors; give a "
+                              f"name ending in .safetensors (readers know the format by it)")
         task = bar.add_task("features", total=len(files))
         feats = extract_features(files, onnx, size=size, mean=_floats(mean, "--mean"),
                                  std=_floats(std, "--std"), output=output, batch=batch,

@@ -94,10 +94,10 @@ class Mixture(LanguageModel):
         if w.shape != (k,):
             raise RnnkitError(f"{len(w)} weight(s) for {k} model(s): give one per model")
         if not np.all(np.isfinite(w)):
-            raise RnnkitError(f"the weights must be finite numbers, got {list(w)}")
+            raise RnnkitError(f"the weights must be finite numbers, got {w.tolist()}")
         if combine == "linear":
             if np.any(w < 0):
-                raise RnnkitError(f"linear interpolation weights must be >= 0, got {list(w)}")
+                raise RnnkitError(f"linear interpolation weights must be >= 0, got {w.tolist()}")
             if abs(w.sum() - 1.0) > 1e-6:
                 raise RnnkitError(f"linear interpolation weights must sum to 1, got "
                                   f"{' + '.join(f'{x:g}' for x in w)} = {w.sum():g}")

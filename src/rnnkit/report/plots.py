@@ -51,6 +51,8 @@ def plot_curves(records: list[dict], out_path: str | os.PathLike, title: str = "
     plt = require_matplotlib()
     train = [(r["progress"], r["ppl"]) for r in records if r["kind"] == "train"]
     epochs = [r for r in records if r["kind"] == "epoch"]
+    if not train and not epochs:
+        raise RnnkitError("the training metrics hold no epoch: nothing to draw")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     if train or epochs:
         pts = sorted(train + [(r["epoch"], r["train_ppl"]) for r in epochs])
