@@ -106,6 +106,9 @@ def test_bad_inputs_are_one_error_line(trained, capsys, tmp_path):
     code, _, err = run(capsys, ["features", img, "--size", "32", "--out",
                                 tmp_path / "f.safetensors"])
     assert code == 2 and "give --onnx" in err
+    code, _, err = run(capsys, ["features", img, "--std", "nan,1,1", "--out",
+                                tmp_path / "f.safetensors"])
+    assert code == 2 and "--std needs three finite numbers" in err
     code, _, err = run(capsys, ["features", img, "--out", tmp_path / "f.txt"])
     assert code == 2 and "ending in .safetensors" in err and not (tmp_path / "f.txt").exists()
     # references that cannot serve are refused before any caption is printed

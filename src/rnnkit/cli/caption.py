@@ -28,8 +28,8 @@ def _floats(text: str, flag: str) -> tuple[float, float, float]:
         v = tuple(float(x) for x in text.split(","))
     except ValueError:
         v = ()
-    if len(v) != 3:
-        raise RnnkitError(f"{flag} needs three numbers R,G,B, got {text!r}")
+    if len(v) != 3 or not all(math.isfinite(x) for x in v):
+        raise RnnkitError(f"{flag} needs three finite numbers R,G,B, got {text!r}")
     return v
 
 
