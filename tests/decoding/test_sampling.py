@@ -129,7 +129,16 @@ def test_cli_generate(tmp_path, capsys):
                  "--prompt", "the", "--top-p", "0.9", "--max-len", "20"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 4 and all(r["text"].startswith("the") for r in rows)
-    assert set(rows[0]) == {"text", "tokens", "log10_prob", "complete"}
+    assert set(rows[0]) == {"text", "tokens", "log10_prob", "complete", "prompt_tokens"}
+    # log10_prob is the continuation's, given <s> and the prompt: the sentence's score
+    # without the prompt's own token
+    import rnnkit
+    lm = rnnkit.load(model)
+    for r in rows:
+        assert r["prompt_tokens"] == 1 and r["tokens"] == len(r["text"].split())
+        if r["complete"]:
+            per_token = [lp for lp, _, _ in lm.full_scores(r["text"], bos=True, eos=True)]
+            assert r["log10_prob"] == pytest.approx(sum(per_token[1:]), abs=1e-4)
     assert main(["generate", str(model), "--top-p", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --top-p must be in (0, 1]")

@@ -163,8 +163,10 @@ def generate(
                                                    "whose mass reaches p (nucleus).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same text).")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Start every sentence with this text.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sentence (text, "
-                                          "tokens, log10_prob, complete).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per sentence: text, "
+                                          "tokens (the prompt's included), log10_prob (of the "
+                                          "tokens after the prompt, </s> included when "
+                                          "complete), complete, prompt_tokens.")] = False,
     mmap: MmapOption = False,
 ):
     """Sample sentences from <s> until </s> (or --max-len tokens), one per line."""
@@ -175,7 +177,7 @@ def generate(
         text = model.tokenizer.join(model.vocab.decode(s.ids.tolist()))
         if as_json:
             print_json({"text": text, "tokens": int(len(s.ids)), "log10_prob": s.log10_prob,
-                        "complete": s.complete})
+                        "complete": s.complete, "prompt_tokens": int(s.prompt_tokens)})
         else:
             sys.stdout.write(text + "\n")
 
