@@ -43,7 +43,6 @@ from ..text.textio import ERRORS, check_output, output_lock
 from ..text.vocab import LEVELS, NORMALIZATIONS
 
 
-
 class _Console(Console):
     """Rich's console, but a reader closing stdout (`rnnkit rescore ... | head -1`) raises
     BrokenPipeError, which cli.main turns into a quiet exit 0, instead of Rich's exit 1."""

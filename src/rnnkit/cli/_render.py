@@ -3,8 +3,6 @@ progress view. Each function takes the library's result (a dict or a record) and
 renderable; the command decides where it goes (stdout, or stderr when stdout carries data)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from rich.progress import (
     BarColumn,
@@ -16,6 +14,8 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+from ..training.loop import perplexity_of
 
 
 # ------------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ class RichTrainEvents:
     def window(self, done, windows, tokens, loss):
         if self.progress is not None:
             self.progress.update(self.task, advance=tokens, loss=f"{loss:.3f}",
-                                 ppl=f"{math.exp(min(loss, 700)):.1f}")
+                                 ppl=f"{perplexity_of(loss):.1f}")
 
     def epoch_end(self, record):
         self.close()

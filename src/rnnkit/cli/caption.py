@@ -64,7 +64,6 @@ def features(
     (the file name is the image id that captions.tsv uses)."""
     if out_path is None:
         raise RnnkitError("--out FILE is required: the features file to write (.safetensors)")
-
     files = list_images(inputs)
     from rich.progress import Progress
     with writing(out_path, [*files, onnx]), \

@@ -83,7 +83,8 @@ def score(
         score_captions(model_paths[0], input_path, features, as_json)
         return
     if len(model_paths) == 1 and weights is None:
-        _score(load_language_model(model_paths[0], mmap=mmap), model_paths[0], input_path, as_json, per_token)
+        _score(load_language_model(model_paths[0], mmap=mmap), model_paths[0], input_path,
+               as_json, per_token)
         return
     mix = load_models(model_paths, weights, combine.value, mmap=mmap)
     name = (f"{combine.value} mixture of " + ", ".join(

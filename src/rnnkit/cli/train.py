@@ -211,23 +211,11 @@ def train(
     """Train a model: n-gram (Kneser-Ney and others), recurrent LM, translation or captions."""
     if out_path is None:
         raise RnnkitError("--out MODEL is required: the model file to write")
-    if (memory is not None or temp_dir is not None) and model_type.value != "ngram":
-        raise RnnkitError("--memory and --temp-dir go with --type ngram")
+    _check_options_apply(ctx, model_type.value)
     memory = parse_size("--memory", memory) if memory is not None else None
-    if model_type.value == "ngram" and (resume or init_from is not None):
-        raise RnnkitError(f"{'--resume' if resume else '--init-from'} continues gradient "
-                          f"training (recurrent, translation, caption models); an n-gram model "
-                          f"is estimated from its counts in one pass")
-    if distributed and model_type.value == "ngram":
-        raise RnnkitError("--distributed trains recurrent models (language, translation, "
-                          "caption), not n-gram models (counting needs no gradient steps)")
-    if (workers is not None or scheduler is not None) and model_type.value != "ngram":
-        raise RnnkitError(f"--workers/--scheduler estimate n-gram models only, not "
-                          f"--type {model_type.value} (recurrent models: --distributed)")
     if (workers is not None or scheduler is not None) and memory is not None:
         raise RnnkitError("--memory (one machine, on disk) and --workers/--scheduler (a Dask "
                           "cluster) are two estimators: choose one")
-    _check_options_apply(ctx, model_type.value)
     inputs = [data, valid, init_from, features]
     # data-parallel: the ranks start first, and rank 0 alone holds the output's lock (the others
     # would find it taken); a rank that fails then ends the whole job (cli.main)
@@ -242,7 +230,7 @@ def train(
 _LMS = ("lstm", "lstm-peephole", "lstm-nofg", "rnn")
 _GRADIENT = (*_LMS, "seq2seq", "caption")
 # which --type reads each option that not every type reads (what _train passes on)
-_APPLIES = {
+_APPLIES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("order", "smoothing", "add_k", "prune", "discount_fallback", "memory",
                      "temp_dir", "workers", "scheduler", "shared_data"), ("ngram",)),
     **dict.fromkeys(("emb", "hidden", "layers", "dropout", "tie_weights", "init_scale", "epochs",
@@ -256,6 +244,23 @@ _APPLIES = {
 }
 
 
+# what to say instead of the general message, for options whose misuse needs a pointer
+_GRADIENT_ONLY = ("{flag} continues gradient training (recurrent, translation, caption models); "
+                  "an n-gram model is estimated from its counts in one pass")
+_WHY = {
+    "memory": "--memory and --temp-dir go with --type ngram",
+    "temp_dir": "--memory and --temp-dir go with --type ngram",
+    "workers": "--workers/--scheduler estimate n-gram models only, not --type {type} (recurrent "
+               "models: --distributed)",
+    "scheduler": "--workers/--scheduler estimate n-gram models only, not --type {type} (recurrent "
+                 "models: --distributed)",
+    "resume": _GRADIENT_ONLY,
+    "init_from": _GRADIENT_ONLY,
+    "distributed": "--distributed trains recurrent models (language, translation, caption), not "
+                   "n-gram models (counting needs no gradient steps)",
+}
+
+
 def _check_options_apply(ctx: typer.Context, model_type: str) -> None:
     """An option given on the command line that this --type does not read is an error, not
     silently ignored (`--type lstm --order 5`)."""
@@ -266,8 +271,9 @@ def _check_options_apply(ctx: typer.Context, model_type: str) -> None:
         source = ctx.get_parameter_source(param.name)   # Click's enum (typer may vendor Click)
         if getattr(source, "name", None) == "COMMANDLINE":
             flag = max(param.opts, key=len)
-            raise RnnkitError(f"{flag} does not apply to --type {model_type} (it is for "
-                              f"--type {', '.join(types)})")
+            why = _WHY.get(param.name, "{flag} does not apply to --type {type} (it is for --type "
+                                       "{types})")
+            raise RnnkitError(why.format(flag=flag, type=model_type, types=", ".join(types)))
 
 
 def _train(data, valid, out_path, model_type, o) -> dict | None:

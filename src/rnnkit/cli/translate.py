@@ -8,13 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..decoding.metrics import evaluate, read_parallel_text
 from ..decoding.translate import TranslateOptions, translate_lines
 from ..errors import RnnkitError
 from ..loader import load
 from ..models.seq2seq import Seq2Seq
-from ..decoding.metrics import evaluate
-from ..report.plots import plot_attention as plot_attention_png
 from ..report.plots import check_png_name, require_matplotlib
+from ..report.plots import plot_attention as plot_attention_png
 from ..text.textio import check_output, read_lines
 from ._common import LengthPenaltyOption, count_progress, err, print_json
 from ._render import evaluate_table
@@ -75,15 +75,11 @@ def translate(
                             max_ratio=max_ratio, max_extra=max_extra, max_length=max_length,
                             batch=batch, replace_unk=replace_unk,
                             keep_attention=replace_unk or plot_attention is not None)
-    opts.check()
-    if refs and sum(1 for p in [input_path, *refs] if p == "-") > 1:
-        raise RnnkitError("`-` (stdin) is given more than once; it can be read only once")
-    lines = [text for _, text in read_lines(input_path)]
-    references = [[text for _, text in read_lines(p)] for p in refs or []]
-    for p, ref in zip(refs or [], references):
-        if len(ref) != len(lines):
-            raise RnnkitError(f"{p} has {len(ref)} lines but {input_path} has {len(lines)}: "
-                              f"--ref must be aligned with the sources line by line")
+    if refs:
+        lines, references = read_parallel_text(
+            input_path, refs, aligned="--ref must be aligned with the sources line by line")
+    else:
+        lines, references = [text for _, text in read_lines(input_path)], []
     with count_progress("translating", len(lines)) as advance:
         results = translate_lines(model, lines, opts, progress=advance)
     for i, r in enumerate(results):

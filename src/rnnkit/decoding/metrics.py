@@ -78,10 +78,12 @@ def evaluate(hypotheses: list[str], references, lowercase: bool = False, tokeniz
     return out
 
 
-def read_parallel_text(hyp_path, ref_paths, errors: str = "strict"
-                       ) -> tuple[list[str], list[list[str]]]:
+def read_parallel_text(hyp_path, ref_paths, errors: str = "strict",
+                       aligned: str = "the hypotheses and references must be aligned line by "
+                                      "line") -> tuple[list[str], list[list[str]]]:
     """The lines of a hypothesis file and of one or more reference files (`-` is stdin, at most
-    once; gzip allowed); every file must have as many lines as the hypotheses."""
+    once; gzip allowed); every file must have as many lines as the hypotheses (`aligned`: what
+    the error says otherwise)."""
     paths = [hyp_path, *ref_paths]
     if not ref_paths:
         raise InputError("no reference: give at least one reference file, HYP REF [REF ...]")
@@ -92,6 +94,5 @@ def read_parallel_text(hyp_path, ref_paths, errors: str = "strict"
     for p, ref in zip(ref_paths, texts[1:]):
         if len(ref) != len(hyp):
             raise InputError(f"{display_name(p)} has {len(ref)} lines but {display_name(hyp_path)}"
-                             f" has {len(hyp)}: the hypotheses and references must be aligned "
-                             f"line by line")
+                             f" has {len(hyp)}: {aligned}")
     return hyp, texts[1:]

@@ -54,10 +54,9 @@ def plot_curves(records: list[dict], out_path: str | os.PathLike, title: str = "
     if not train and not epochs:
         raise RnnkitError("the training metrics hold no epoch: nothing to draw")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    if train or epochs:
-        pts = sorted(train + [(r["epoch"], r["train_ppl"]) for r in epochs])
-        ax.plot([p for p, _ in pts], [v for _, v in pts], label="training (running mean)",
-                color="tab:blue", alpha=0.8)
+    pts = sorted(train + [(r["epoch"], r["train_ppl"]) for r in epochs])
+    ax.plot([p for p, _ in pts], [v for _, v in pts], label="training (running mean)",
+            color="tab:blue", alpha=0.8)
     valid = [(r["epoch"], r["valid_ppl"]) for r in epochs if r.get("valid_ppl") is not None]
     if valid:
         ax.plot(*zip(*valid), marker="o", label="validation", color="tab:orange")

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from .corpus import MANIFEST, SPLITS, Corpus, is_corpus_dir
-from .textio import BLOCK, check_errors, display_name, read_blocks
+from .textio import BLOCK, check_errors, check_replaceable_dir, display_name, read_blocks
 from .vocab import EOS, SPECIALS, UNK, Tokenizer, Vocab
 
 DEFAULT_SPLIT = (0.9, 0.05, 0.05)
@@ -238,14 +238,10 @@ def _vocab_remap(vocab: Vocab, table: _Table) -> np.ndarray:
 def _check_out_dir(out_dir: Path, force: bool, inputs) -> None:
     """Refuse to replace what is not ours: a file, or a non-empty directory without a corpus
     manifest (unless --force), or a directory that holds one of the inputs."""
-    if out_dir.is_file() or (out_dir.exists() and not out_dir.is_dir()):
-        raise InputError(f"{out_dir}: exists and is not a directory; choose another --out")
+    check_replaceable_dir(out_dir, is_corpus_dir, f"an rnnkit corpus directory (no {MANIFEST})",
+                          force)
     if not out_dir.is_dir():
         return
-    if not force and any(out_dir.iterdir()) and not is_corpus_dir(out_dir):
-        raise InputError(
-            f"{out_dir}: exists and is not an rnnkit corpus directory (no {MANIFEST}); choose "
-            f"another --out, or pass --force to replace it and everything in it")
     root = out_dir.resolve()
     for p in inputs:
         if p and p != "-" and root in Path(p).resolve().parents:

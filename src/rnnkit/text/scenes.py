@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .textio import atomic_directory
+from .textio import atomic_directory, check_replaceable_dir
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 220),
@@ -125,20 +125,8 @@ def draw(sc: Scene):
     return img
 
 
-def _check_out_dir(out: Path) -> None:
-    """Replace only what this function writes: no file, no directory holding anything but
-    images/ and captions.tsv, never the current directory or one above it."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory; choose another --out")
-    if not out.is_dir():
-        return
-    root, cwd = out.resolve(), Path.cwd().resolve()
-    if root == cwd or root in cwd.parents:
-        raise InputError(f"{out}: is the current directory or holds it; choose another --out")
-    names = {p.name for p in out.iterdir()}
-    if not names <= {"images", "captions.tsv"}:
-        raise InputError(f"{out}: exists and is not a scenes directory (it holds more than "
-                         f"images/ and captions.tsv); choose another --out")
+def _is_scenes_dir(out: Path) -> bool:
+    return {p.name for p in out.iterdir()} <= {"images", "captions.tsv"}
 
 
 def write_scenes(out_dir: str | os.PathLike, n: int, seed: int = 0, start: int = 0) -> dict:
@@ -148,7 +136,8 @@ def write_scenes(out_dir: str | os.PathLike, n: int, seed: int = 0, start: int =
         raise InputError(f"--scenes must be at least 1, got {n}")
     need_pillow()
     out = Path(out_dir)
-    _check_out_dir(out)
+    check_replaceable_dir(out, _is_scenes_dir, "a scenes directory (it holds more than images/ "
+                          "and captions.tsv)")
     lines = 0
     with atomic_directory(out) as tmp:
         (tmp / "images").mkdir()

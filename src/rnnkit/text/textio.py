@@ -360,6 +360,18 @@ def clean_stale_temporaries(parent: str | os.PathLike, name: str) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
+def check_replaceable_dir(out: Path, is_ours: Callable[[Path], bool], what: str,
+                          force: bool | None = None) -> None:
+    """atomic_directory replaces `out` whole: refuse a file, or a non-empty directory that
+    `is_ours` does not recognise (`what` names ours). With force=True the directory is replaced
+    anyway; force=False says so in the message; None: the command has no --force."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and not force and any(out.iterdir()) and not is_ours(out):
+        hint = "" if force is None else ", or pass --force to replace it and everything in it"
+        raise InputError(f"{out}: exists and is not {what}; choose another --out{hint}")
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike):
     """Yield a temporary directory beside `path`; on success it replaces `path` in one rename.
@@ -370,6 +382,11 @@ def atomic_directory(path: str | os.PathLike):
     that looks complete but is not.
     """
     target = Path(path)
+    if target.is_dir():  # it would be moved aside from under the running process
+        root, cwd = target.resolve(), Path.cwd().resolve()
+        if root == cwd or root in cwd.parents:
+            raise InputError(f"{target}: is the current directory or holds it, which cannot be "
+                             f"replaced; choose another output directory")
     parent = target.parent if str(target.parent) else Path(".")
     clean_stale_temporaries(parent, target.name)
     try:
